@@ -1,0 +1,90 @@
+//! Reconcilers. Each reads from the API (dereference), calls the pure core (validate,
+//! build), applies with server-side apply and writes one status patch when it changed.
+
+pub mod datacenter;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::member::MemberClients;
+use crate::metrics::Metrics;
+
+/// Field manager used for every server-side apply of the operator.
+pub const FIELD_MANAGER_PREFIX: &str = "govcloud-operator";
+
+/// Settings of the running operator.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespace of the operator on the hub (holds member kubeconfig Secrets).
+    pub namespace: String,
+    /// Interval between probes of a healthy member cluster.
+    pub probe_interval: Duration,
+    /// Longest delay between probes of an unreachable member cluster.
+    pub max_probe_backoff: Duration,
+    /// A status that has not changed is still rewritten after this long (heartbeat of lastProbeTime).
+    pub status_heartbeat: Duration,
+    /// Timeout of one member API call.
+    pub member_timeout: Duration,
+    /// Reconciles run at once, per controller.
+    pub concurrency: u16,
+    /// Name of this replica (the pod name), shown on Events.
+    pub instance: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            namespace: "govcloud-system".into(),
+            probe_interval: Duration::from_secs(30),
+            max_probe_backoff: Duration::from_secs(30),
+            status_heartbeat: Duration::from_secs(300),
+            member_timeout: Duration::from_secs(5),
+            concurrency: 8,
+            instance: None,
+        }
+    }
+}
+
+/// Everything a reconcile needs, built once.
+pub struct Context {
+    /// Hub client.
+    pub client: Client,
+    /// Publishes Events on the hub.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Member cluster clients.
+    pub members: MemberClients,
+    /// Settings.
+    pub settings: Settings,
+    /// Consecutive failed probes per cluster (for backoff).
+    pub probe_failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// Builds the context.
+    pub fn new(client: Client, metrics: Metrics, settings: Settings) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER_PREFIX.into(),
+            instance: settings.instance.clone(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        let members = MemberClients::new(
+            client.clone(),
+            settings.namespace.clone(),
+            settings.member_timeout,
+        );
+        Arc::new(Context {
+            client,
+            recorder,
+            metrics,
+            members,
+            settings,
+            probe_failures: Mutex::default(),
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! Pure policy and arithmetic: no Kubernetes client, unit-tested without a cluster.
+
+pub mod cluster;
+pub mod conditions;
+pub mod quantity;

@@ -1,0 +1,14 @@
+//! govcloud-operator: a Kubernetes operator for a national government data center.
+//!
+//! Layout follows the "pure core, thin edges" rule: [`core`] holds policy and
+//! arithmetic with no Kubernetes client; [`controller`] holds the reconcilers that
+//! read from the API, call the core, apply the result and write status.
+
+pub mod api;
+pub mod controller;
+pub mod core;
+pub mod error;
+pub mod member;
+pub mod metrics;
+pub mod runtime;
+pub mod server;

@@ -1,0 +1,176 @@
+//! `govcloud-operator`: run the controllers, print the CRDs, or print the version.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use govcloud::controller::Settings;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "govcloud-operator",
+    version,
+    about = "Kubernetes operator for a national government data center: agency private clouds, hosted systems, backup/DR and utilization."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the controllers against the hub cluster.
+    Run(RunArgs),
+    /// Print every CRD as YAML (or write them to a directory with --out-dir).
+    Crd {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kubeconfig of the hub cluster. Default: in-cluster config or ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, env = "GOVCLOUD_CONTEXT")]
+    context: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "GOVCLOUD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Log format.
+    #[arg(long, env = "GOVCLOUD_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Namespace of the operator on the hub; member kubeconfig Secrets live here.
+    #[arg(long, env = "GOVCLOUD_NAMESPACE", default_value = "govcloud-system")]
+    namespace: String,
+    /// Seconds between probes of a healthy member cluster.
+    #[arg(long, env = "GOVCLOUD_PROBE_INTERVAL", default_value_t = 30)]
+    probe_interval: u64,
+    /// Reconciles run at once, per controller.
+    #[arg(long, env = "GOVCLOUD_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn client(args: &RunArgs) -> anyhow::Result<Client> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)?;
+            Config::from_custom_kubeconfig(kc, &options).await?
+        }
+        None => Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = client(&args).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        probe_interval: Duration::from_secs(args.probe_interval.max(1)),
+        concurrency: args.concurrency.max(1),
+        instance: std::env::var("POD_NAME").ok(),
+        ..Settings::default()
+    };
+    info!(version = env!("CARGO_PKG_VERSION"), namespace = %settings.namespace, "starting govcloud-operator");
+    govcloud::runtime::run(client, settings, listener, shutdown_signal()).await?;
+    info!("stopped");
+    Ok(())
+}
+
+fn crd(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    for (file, crd) in govcloud::api::all_crds() {
+        let yaml = govcloud::api::crd_yaml(&crd)?;
+        match &out_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join(file), yaml)?;
+            }
+            None => print!("{yaml}"),
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Version => {
+            println!("govcloud-operator {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Crd { out_dir } => crd(out_dir),
+        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(run(args)),
+            Err(e) => Err(e.into()),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Starting the operator: CRD check, HTTP endpoint, controllers, graceful shutdown.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use futures::FutureExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::controller::{self, Context, Settings};
+use crate::metrics::Metrics;
+use crate::server::{self, Health};
+
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A CRD is missing or not established.
+    #[error(
+        "CRD {name} is {state}. Install the CRDs first: `kubectl apply -f crds/` (or `govcloud-operator crd | kubectl apply -f -`, or install the Helm chart)"
+    )]
+    CrdMissing {
+        /// CRD name.
+        name: String,
+        /// "not installed" or "not established yet".
+        state: &'static str,
+    },
+    /// The API server could not be reached.
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Api(#[source] kube::Error),
+    /// The HTTP endpoint failed.
+    #[error("HTTP endpoint failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// Checks that every CRD of the project is installed and Established.
+pub async fn check_crds(client: &Client) -> Result<(), StartError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (_, crd) in crate::api::all_crds() {
+        let name = crd.metadata.name.unwrap_or_default();
+        let get = || async { api.get_opt(&name).await };
+        let found = get
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_times(6),
+            )
+            .when(|e| !matches!(e, kube::Error::Api(s) if s.code == 403 || s.code == 401))
+            .await
+            .map_err(StartError::Api)?;
+        let Some(found) = found else {
+            return Err(StartError::CrdMissing {
+                name,
+                state: "not installed",
+            });
+        };
+        let established = found.status.and_then(|s| s.conditions).is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+        if !established {
+            return Err(StartError::CrdMissing {
+                name,
+                state: "not established yet",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs the operator until `shutdown` resolves: serves `/metrics`, `/healthz` and `/readyz`
+/// on `listener` and runs every controller.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let metrics = Metrics::new();
+    let health = Health::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+
+    let addr = listener.local_addr().map_err(StartError::Http)?;
+    let http = tokio::spawn(server::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        stopped(),
+    ));
+    info!(%addr, "serving /metrics, /healthz, /readyz");
+
+    check_crds(&client).await?;
+    health.set_crds_established();
+    info!("CRDs installed and established");
+
+    let ctx = Context::new(client, metrics, settings);
+    let dcc = controller::datacenter::run(ctx.clone(), health.pending_cache(), stopped());
+    info!("controllers started");
+    dcc.await;
+    info!("controllers stopped");
+    match http.now_or_never() {
+        Some(Ok(Err(e))) => error!(error = %e, "HTTP endpoint failed"),
+        _ => {}
+    }
+    Ok(())
+}
