@@ -1,1 +1,287 @@
+//! Harness for the integration tests: the shared local control plane (started by
+//! `hack/testbed.sh`), one in-process operator shared by every test of a binary,
+//! unique names per test, and polling helpers with deadlines (never fixed sleeps).
 
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+pub mod proxy;
+
+/// Namespace of the operator on the hub in tests.
+pub const OPERATOR_NAMESPACE: &str = "govcloud-system";
+
+/// Root of the repository.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// State directory of the testbed (kubeconfigs per cluster).
+pub fn testbed_state() -> PathBuf {
+    if let Ok(s) = std::env::var("TESTBED_STATE") {
+        return PathBuf::from(s);
+    }
+    let cache = std::env::var("GOVCLOUD_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/govcloud"));
+    cache.join("testbed")
+}
+
+/// Kubeconfig path of testbed cluster `n` (1 = hub).
+pub fn kubeconfig_path(n: usize) -> PathBuf {
+    if n == 1
+        && let Ok(p) = std::env::var("GOVCLOUD_HUB_KUBECONFIG")
+    {
+        return PathBuf::from(p);
+    }
+    if n == 2
+        && let Ok(p) = std::env::var("GOVCLOUD_MEMBER_KUBECONFIG")
+    {
+        return PathBuf::from(p);
+    }
+    testbed_state().join(format!("dc{n}")).join("kubeconfig")
+}
+
+static TESTBED: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Makes sure the local control plane runs: starts it with `hack/testbed.sh up` when
+/// its kubeconfigs are missing (the script is idempotent and reuses a running one).
+pub fn ensure_testbed() -> Result<()> {
+    TESTBED
+        .get_or_init(|| {
+            if kubeconfig_path(1).exists() && kubeconfig_path(2).exists() {
+                return Ok(());
+            }
+            let status = Command::new("bash")
+                .arg(repo_root().join("hack/testbed.sh"))
+                .arg("up")
+                .status()
+                .map_err(|e| format!("cannot run hack/testbed.sh: {e}"))?;
+            if status.success() { Ok(()) } else { Err(format!("hack/testbed.sh up failed: {status}")) }
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// The rustls crypto provider used by the clients of the tests.
+pub fn init_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A client for testbed cluster `n`, created on the calling runtime.
+pub async fn client(n: usize) -> Result<Client> {
+    ensure_testbed()?;
+    init_crypto();
+    let path = kubeconfig_path(n);
+    let kc = Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// A client for cluster `n` that impersonates `user` in `groups`.
+pub async fn impersonating(n: usize, user: &str, groups: &[&str]) -> Result<Client> {
+    ensure_testbed()?;
+    init_crypto();
+    let kc = Kubeconfig::read_from(kubeconfig_path(n))?;
+    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    config.auth_info.impersonate = Some(user.to_string());
+    config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+    Ok(Client::try_from(config)?)
+}
+
+/// A name unique to this test run: `prefix-<pid hex>-<counter>`.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: Mutex<u32> = Mutex::new(0);
+    let n = COUNTER.lock().map(|mut c| {
+        *c += 1;
+        *c
+    });
+    let n = n.unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}-{:x}{:x}-{n}", std::process::id() % 4096, nanos % 4096)
+}
+
+/// Polls `check` every 250 ms until it returns `Ok(Some(v))` or the deadline passes.
+/// The last error or "still None" is reported on timeout.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("condition not met yet");
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Installs the project's CRDs on cluster `client` (server-side apply) and waits until
+/// they are Established.
+pub async fn install_crds(client: &Client) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (_, crd) in govcloud::api::all_crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(&name, &PatchParams::apply("govcloud-tests").force(), &Patch::Apply(&crd)).await?;
+        wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await?;
+                let ok = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+                Ok(ok.then_some(()))
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Creates a namespace if it does not exist.
+pub async fn ensure_namespace(client: &Client, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stores `kubeconfig_yaml` in Secret `name` of the operator namespace on the hub.
+pub async fn put_kubeconfig_secret(hub: &Client, name: &str, kubeconfig_yaml: &str) -> Result<()> {
+    ensure_namespace(hub, OPERATOR_NAMESPACE).await?;
+    let api: Api<Secret> = Api::namespaced(hub.clone(), OPERATOR_NAMESPACE);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "labels": {"govcloud.io/test": "true"}},
+        "stringData": {"kubeconfig": kubeconfig_yaml},
+    }))?;
+    Api::patch(&api, name, &PatchParams::apply("govcloud-tests").force(), &Patch::Apply(&secret)).await?;
+    Ok(())
+}
+
+/// The kubeconfig of testbed cluster `n` as YAML, with its server URL optionally replaced.
+pub fn kubeconfig_yaml(n: usize, server: Option<&str>) -> Result<String> {
+    let text = std::fs::read_to_string(kubeconfig_path(n))?;
+    let mut value: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    if let Some(server) = server
+        && let Some(clusters) = value.get_mut("clusters").and_then(|c| c.as_sequence_mut())
+    {
+        for c in clusters {
+            if let Some(cluster) = c.get_mut("cluster").and_then(|c| c.as_mapping_mut()) {
+                cluster.insert("server".into(), server.into());
+            }
+        }
+    }
+    Ok(serde_yaml::to_string(&value)?)
+}
+
+/// The API server URL of testbed cluster `n`.
+pub fn server_url(n: usize) -> Result<String> {
+    let kc = Kubeconfig::read_from(kubeconfig_path(n))?;
+    kc.clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .ok_or_else(|| anyhow!("no server in kubeconfig of dc{n}"))
+}
+
+/// Number of KWOK nodes per cluster the testbed was started with.
+pub fn testbed_nodes() -> usize {
+    std::env::var("TESTBED_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+}
+
+/// A running in-process operator shared by every test of one test binary.
+pub struct Operator {
+    /// Address of /metrics, /healthz and /readyz.
+    pub addr: std::net::SocketAddr,
+}
+
+static OPERATOR: OnceLock<Result<Operator, String>> = OnceLock::new();
+
+/// Starts the operator once per test binary (on its own thread and runtime, so that it
+/// outlives each test's runtime), after installing the CRDs on the hub.
+pub fn operator() -> Result<&'static Operator> {
+    OPERATOR
+        .get_or_init(|| start_operator().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("operator failed to start: {e}"))
+}
+
+fn start_operator() -> Result<Operator> {
+    ensure_testbed()?;
+    let (tx, rx) = std::sync::mpsc::channel::<Result<std::net::SocketAddr, String>>();
+    std::thread::Builder::new().name("operator".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,govcloud=info")),
+                )
+                .with_test_writer()
+                .try_init();
+            let setup = async {
+                let hub = client(1).await?;
+                install_crds(&hub).await?;
+                ensure_namespace(&hub, OPERATOR_NAMESPACE).await?;
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let addr = listener.local_addr()?;
+                Ok::<_, anyhow::Error>((hub, listener, addr))
+            };
+            match setup.await {
+                Ok((hub, listener, addr)) => {
+                    let _ = tx.send(Ok(addr));
+                    let settings = govcloud::controller::Settings {
+                        namespace: OPERATOR_NAMESPACE.into(),
+                        probe_interval: Duration::from_secs(3),
+                        max_probe_backoff: Duration::from_secs(4),
+                        member_timeout: Duration::from_secs(3),
+                        ..Default::default()
+                    };
+                    if let Err(e) = govcloud::runtime::run(hub, settings, listener, std::future::pending()).await {
+                        eprintln!("operator stopped: {e}");
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("{e:#}")));
+                }
+            }
+        });
+    })?;
+    let addr = rx.recv_timeout(Duration::from_secs(120)).map_err(|e| anyhow!("operator did not start: {e}"))?.map_err(|e| anyhow!(e))?;
+    Ok(Operator { addr })
+}
+
+/// GETs a path of the operator's HTTP endpoint, returning status code and body.
+pub async fn operator_get(path: &str) -> Result<(u16, String)> {
+    let op = operator()?;
+    let resp = reqwest::get(format!("http://{}{}", op.addr, path)).await?;
+    let code = resp.status().as_u16();
+    Ok((code, resp.text().await?))
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests and integration tests against
+# the local control plane (built and started by hack/testbed.sh when not running).
+#
+#   hack/test.sh            # everything
+#   hack/test.sh --unit     # only the tests that need no cluster
+#
+# Environment: TESTBED_* (see hack/testbed.sh), TESTBED_KEEP=1 keeps a testbed that
+# this script started running afterwards (one it found running is always kept).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+here="$PWD/hack"
+# shellcheck source=hack/versions.sh
+source "$here/versions.sh"
+
+step() { printf '\n==> [test %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+start=$SECONDS
+
+unit_only=false
+[ "${1:-}" = "--unit" ] && unit_only=true
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+if $unit_only; then
+  step "unit tests"
+  cargo test --workspace --lib --bins
+  exit 0
+fi
+
+started_here=false
+if ! bash "$here/testbed.sh" status >/dev/null 2>&1; then
+  started_here=true
+fi
+step "local control plane (cold: builds Kubernetes, etcd and KWOK from the Go module proxy; warm: seconds)"
+bash "$here/testbed.sh" up
+if $started_here && [ "${TESTBED_KEEP:-0}" != 1 ]; then
+  trap 'step "stopping the control plane this run started"; bash "$here/testbed.sh" down' EXIT
+fi
+
+step "testbed smoke: Deployment → Running pods, namespace deletion completes"
+bash "$here/smoke-testbed.sh" dc1
+
+step "cargo test (unit + integration, one shared control plane)"
+cargo test --workspace --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/govcloud-test.log"
+rc=${PIPESTATUS[0]}
+
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "${TMPDIR:-/tmp}/govcloud-test.log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "${TMPDIR:-/tmp}/govcloud-test.log" | awk '{s+=$1} END {print s+0}')
+step "done in $((SECONDS - start))s"
+echo "$passed passed, $failed failed"
+exit "$rc"

@@ -1,0 +1,25 @@
+//! The committed `crds/*.yaml` must equal what the Rust types generate.
+
+#[test]
+fn committed_crds_match_the_rust_types() {
+    let dir = govcloud_tests::repo_root().join("crds");
+    let mut expected_files = Vec::new();
+    for (file, crd) in govcloud::api::all_crds() {
+        expected_files.push(file.to_string());
+        let generated = match govcloud::api::crd_yaml(&crd) {
+            Ok(y) => y,
+            Err(e) => panic!("cannot render {file}: {e}"),
+        };
+        let committed = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "crds/{file} differs from the Rust types; regenerate with `cargo run -p govcloud-operator -- crd --out-dir crds`"
+        );
+    }
+    let mut present: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    present.sort();
+    expected_files.sort();
+    assert_eq!(present, expected_files, "crds/ holds files that no Rust type generates (or misses some)");
+}
