@@ -2,4 +2,7 @@
 
 pub mod cluster;
 pub mod conditions;
+pub mod credit_code;
+pub mod levels;
+pub mod placement;
 pub mod quantity;
