@@ -4,6 +4,9 @@
 //! arithmetic with no Kubernetes client; [`controller`] holds the reconcilers that
 //! read from the API, call the core, apply the result and write status.
 
+// kube-derive `printcolumn(...)` attributes repeat `type_ = ...`, which this lint misreads.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod api;
 pub mod controller;
 pub mod core;

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use futures::FutureExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -110,9 +109,8 @@ pub async fn run(
     info!("controllers started");
     dcc.await;
     info!("controllers stopped");
-    match http.now_or_never() {
-        Some(Ok(Err(e))) => error!(error = %e, "HTTP endpoint failed"),
-        _ => {}
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
+        error!(error = %e, "HTTP endpoint failed");
     }
     Ok(())
 }

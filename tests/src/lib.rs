@@ -31,7 +31,10 @@ pub fn testbed_state() -> PathBuf {
     }
     let cache = std::env::var("GOVCLOUD_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/govcloud"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/govcloud")
+        });
     cache.join("testbed")
 }
 
@@ -65,7 +68,11 @@ pub fn ensure_testbed() -> Result<()> {
                 .arg("up")
                 .status()
                 .map_err(|e| format!("cannot run hack/testbed.sh: {e}"))?;
-            if status.success() { Ok(()) } else { Err(format!("hack/testbed.sh up failed: {status}")) }
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("hack/testbed.sh up failed: {status}"))
+            }
         })
         .clone()
         .map_err(|e| anyhow!(e))
@@ -105,8 +112,15 @@ pub fn unique(prefix: &str) -> String {
         *c
     });
     let n = n.unwrap_or(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}-{:x}{:x}-{n}", std::process::id() % 4096, nanos % 4096)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{:x}{:x}-{n}",
+        std::process::id() % 4096,
+        nanos % 4096
+    )
 }
 
 /// Polls `check` every 250 ms until it returns `Ok(Some(v))` or the deadline passes.
@@ -137,19 +151,28 @@ pub async fn install_crds(client: &Client) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for (_, crd) in govcloud::api::all_crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
-        api.patch(&name, &PatchParams::apply("govcloud-tests").force(), &Patch::Apply(&crd)).await?;
-        wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await?;
-                let ok = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-                Ok(ok.then_some(()))
-            }
-        })
+        api.patch(
+            &name,
+            &PatchParams::apply("govcloud-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        wait_for(
+            &format!("CRD {name} Established"),
+            Duration::from_secs(30),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await?;
+                    let ok = crd.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    });
+                    Ok(ok.then_some(()))
+                }
+            },
+        )
         .await?;
     }
     Ok(())
@@ -175,7 +198,13 @@ pub async fn put_kubeconfig_secret(hub: &Client, name: &str, kubeconfig_yaml: &s
         "metadata": {"name": name, "labels": {"govcloud.io/test": "true"}},
         "stringData": {"kubeconfig": kubeconfig_yaml},
     }))?;
-    Api::patch(&api, name, &PatchParams::apply("govcloud-tests").force(), &Patch::Apply(&secret)).await?;
+    Api::patch(
+        &api,
+        name,
+        &PatchParams::apply("govcloud-tests").force(),
+        &Patch::Apply(&secret),
+    )
+    .await?;
     Ok(())
 }
 
@@ -207,7 +236,10 @@ pub fn server_url(n: usize) -> Result<String> {
 
 /// Number of KWOK nodes per cluster the testbed was started with.
 pub fn testbed_nodes() -> usize {
-    std::env::var("TESTBED_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+    std::env::var("TESTBED_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
 }
 
 /// A running in-process operator shared by every test of one test binary.
@@ -230,51 +262,64 @@ pub fn operator() -> Result<&'static Operator> {
 fn start_operator() -> Result<Operator> {
     ensure_testbed()?;
     let (tx, rx) = std::sync::mpsc::channel::<Result<std::net::SocketAddr, String>>();
-    std::thread::Builder::new().name("operator".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = tx.send(Err(e.to_string()));
-                return;
-            }
-        };
-        rt.block_on(async move {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,govcloud=info")),
-                )
-                .with_test_writer()
-                .try_init();
-            let setup = async {
-                let hub = client(1).await?;
-                install_crds(&hub).await?;
-                ensure_namespace(&hub, OPERATOR_NAMESPACE).await?;
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                let addr = listener.local_addr()?;
-                Ok::<_, anyhow::Error>((hub, listener, addr))
+    std::thread::Builder::new()
+        .name("operator".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
             };
-            match setup.await {
-                Ok((hub, listener, addr)) => {
-                    let _ = tx.send(Ok(addr));
-                    let settings = govcloud::controller::Settings {
-                        namespace: OPERATOR_NAMESPACE.into(),
-                        probe_interval: Duration::from_secs(3),
-                        max_probe_backoff: Duration::from_secs(4),
-                        member_timeout: Duration::from_secs(3),
-                        ..Default::default()
-                    };
-                    if let Err(e) = govcloud::runtime::run(hub, settings, listener, std::future::pending()).await {
-                        eprintln!("operator stopped: {e}");
+            rt.block_on(async move {
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter(
+                        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(
+                            |_| tracing_subscriber::EnvFilter::new("warn,govcloud=info"),
+                        ),
+                    )
+                    .with_test_writer()
+                    .try_init();
+                let setup = async {
+                    let hub = client(1).await?;
+                    install_crds(&hub).await?;
+                    ensure_namespace(&hub, OPERATOR_NAMESPACE).await?;
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                    let addr = listener.local_addr()?;
+                    Ok::<_, anyhow::Error>((hub, listener, addr))
+                };
+                match setup.await {
+                    Ok((hub, listener, addr)) => {
+                        let _ = tx.send(Ok(addr));
+                        let settings = govcloud::controller::Settings {
+                            namespace: OPERATOR_NAMESPACE.into(),
+                            probe_interval: Duration::from_secs(3),
+                            max_probe_backoff: Duration::from_secs(4),
+                            member_timeout: Duration::from_secs(3),
+                            ..Default::default()
+                        };
+                        if let Err(e) =
+                            govcloud::runtime::run(hub, settings, listener, std::future::pending())
+                                .await
+                        {
+                            eprintln!("operator stopped: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("{e:#}")));
                     }
                 }
-                Err(e) => {
-                    let _ = tx.send(Err(format!("{e:#}")));
-                }
-            }
-        });
-    })?;
-    let addr = rx.recv_timeout(Duration::from_secs(120)).map_err(|e| anyhow!("operator did not start: {e}"))?.map_err(|e| anyhow!(e))?;
+            });
+        })?;
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .map_err(|e| anyhow!("operator did not start: {e}"))?
+        .map_err(|e| anyhow!(e))?;
     Ok(Operator { addr })
 }
 

@@ -21,7 +21,11 @@ impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        Ok(Proxy { addr, upstream, tasks: Some(tokio::spawn(serve(listener, upstream))) })
+        Ok(Proxy {
+            addr,
+            upstream,
+            tasks: Some(tokio::spawn(serve(listener, upstream))),
+        })
     }
 
     /// Stops accepting and cuts every open connection.

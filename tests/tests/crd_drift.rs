@@ -17,9 +17,16 @@ fn committed_crds_match_the_rust_types() {
         );
     }
     let mut present: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     present.sort();
     expected_files.sort();
-    assert_eq!(present, expected_files, "crds/ holds files that no Rust type generates (or misses some)");
+    assert_eq!(
+        present, expected_files,
+        "crds/ holds files that no Rust type generates (or misses some)"
+    );
 }

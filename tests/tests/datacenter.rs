@@ -37,13 +37,20 @@ async fn create_dcc(hub: &Client, name: &str, secret: Option<&str>) -> Result<()
     Ok(())
 }
 
-async fn wait_condition(hub: &Client, name: &str, type_: &str, status: &str) -> Result<DataCenterCluster> {
+async fn wait_condition(
+    hub: &Client,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> Result<DataCenterCluster> {
     let api: Api<DataCenterCluster> = Api::all(hub.clone());
     wait_for(&format!("{name} {type_}={status}"), READY_TIMEOUT, || {
         let api = api.clone();
         async move {
             let d = api.get(name).await?;
-            Ok(condition(&d, type_).filter(|(s, _, _)| s == status).map(|_| d))
+            Ok(condition(&d, type_)
+                .filter(|(s, _, _)| s == status)
+                .map(|_| d))
         }
     })
     .await
@@ -66,7 +73,10 @@ async fn operator_becomes_ready_and_serves_metrics() -> Result<()> {
     assert_eq!(code, 200);
     let (code, body) = operator_get("/metrics").await?;
     assert_eq!(code, 200);
-    for metric in ["govcloud_controller_reconciles_total", "govcloud_controller_reconcile_duration_seconds"] {
+    for metric in [
+        "govcloud_controller_reconciles_total",
+        "govcloud_controller_reconcile_duration_seconds",
+    ] {
         // Counters appear after the first reconcile of any object; create one to be sure.
         if !body.contains(metric) {
             let hub = client(1).await?;
@@ -100,13 +110,41 @@ async fn hub_and_member_become_ready_with_kwok_capacity() -> Result<()> {
         let expected_cpu: Milli = list
             .items
             .iter()
-            .filter_map(|n| n.status.as_ref()?.allocatable.as_ref()?.get("cpu").and_then(|q| Milli::parse(&q.0).ok()))
+            .filter_map(|n| {
+                n.status
+                    .as_ref()?
+                    .allocatable
+                    .as_ref()?
+                    .get("cpu")
+                    .and_then(|q| Milli::parse(&q.0).ok())
+            })
             .sum();
-        assert_eq!(status.node_count, Some(list.items.len() as i32), "{name} node count");
-        assert!(list.items.len() >= testbed_nodes(), "testbed dc{n} should have at least {} nodes", testbed_nodes());
-        let cpu = status.allocatable.and_then(|a| a.cpu).ok_or_else(|| anyhow!("no allocatable cpu"))?;
-        assert_eq!(Milli::parse(&cpu.0)?, expected_cpu, "{name} allocatable cpu");
-        assert!(status.kubernetes_version.as_deref().is_some_and(|v| v.starts_with("v1.34")), "{name} version");
+        assert_eq!(
+            status.node_count,
+            Some(list.items.len() as i32),
+            "{name} node count"
+        );
+        assert!(
+            list.items.len() >= testbed_nodes(),
+            "testbed dc{n} should have at least {} nodes",
+            testbed_nodes()
+        );
+        let cpu = status
+            .allocatable
+            .and_then(|a| a.cpu)
+            .ok_or_else(|| anyhow!("no allocatable cpu"))?;
+        assert_eq!(
+            Milli::parse(&cpu.0)?,
+            expected_cpu,
+            "{name} allocatable cpu"
+        );
+        assert!(
+            status
+                .kubernetes_version
+                .as_deref()
+                .is_some_and(|v| v.starts_with("v1.34")),
+            "{name} version"
+        );
     }
     delete_dcc(&hub, &hub_name).await;
     delete_dcc(&hub, &member_name).await;
@@ -120,15 +158,24 @@ async fn unreachable_member_reports_and_recovers() -> Result<()> {
     let upstream = server_url(2)?.trim_start_matches("https://").parse()?;
     let mut proxy = Proxy::start(upstream).await?;
     let name = unique("flaky");
-    put_kubeconfig_secret(&hub, &name, &kubeconfig_yaml(2, Some(&format!("https://{}", proxy.addr)))?).await?;
+    put_kubeconfig_secret(
+        &hub,
+        &name,
+        &kubeconfig_yaml(2, Some(&format!("https://{}", proxy.addr)))?,
+    )
+    .await?;
     create_dcc(&hub, &name, Some(&name)).await?;
     wait_condition(&hub, &name, "Ready", "True").await?;
 
     proxy.stop();
     let down = wait_condition(&hub, &name, "Reachable", "False").await?;
-    let (_, reason, message) = condition(&down, "Reachable").ok_or_else(|| anyhow!("no Reachable"))?;
+    let (_, reason, message) =
+        condition(&down, "Reachable").ok_or_else(|| anyhow!("no Reachable"))?;
     assert_eq!(reason, "ConnectionRefused", "message: {message}");
-    assert!(message.contains("cannot connect to the API server"), "message should say what is wrong: {message}");
+    assert!(
+        message.contains("cannot connect to the API server"),
+        "message should say what is wrong: {message}"
+    );
     let ready = condition(&down, "Ready").ok_or_else(|| anyhow!("no Ready"))?;
     assert_eq!(ready.0, "False");
     // Last known capacity is kept while unreachable.
@@ -158,7 +205,10 @@ async fn misconfigured_members_say_what_is_wrong() -> Result<()> {
     put_kubeconfig_secret(&hub, &garbage, "this: [is not a kubeconfig").await?;
     create_dcc(&hub, &garbage, Some(&garbage)).await?;
     let d = wait_condition(&hub, &garbage, "Reachable", "False").await?;
-    assert_eq!(condition(&d, "Reachable").map(|c| c.1).as_deref(), Some("KubeconfigInvalid"));
+    assert_eq!(
+        condition(&d, "Reachable").map(|c| c.1).as_deref(),
+        Some("KubeconfigInvalid")
+    );
 
     // The right address but the wrong CA: dc2's kubeconfig pointed at dc1's API server.
     let wrong_ca = unique("wrongca");
@@ -166,7 +216,10 @@ async fn misconfigured_members_say_what_is_wrong() -> Result<()> {
     create_dcc(&hub, &wrong_ca, Some(&wrong_ca)).await?;
     let d = wait_condition(&hub, &wrong_ca, "Reachable", "False").await?;
     let (_, reason, message) = condition(&d, "Reachable").ok_or_else(|| anyhow!("no Reachable"))?;
-    assert!(reason == "TLSError" || reason == "Unauthorized", "reason {reason}: {message}");
+    assert!(
+        reason == "TLSError" || reason == "Unauthorized",
+        "reason {reason}: {message}"
+    );
 
     // Fixing the Secret makes it recover without touching the DataCenterCluster.
     put_kubeconfig_secret(&hub, &garbage, &kubeconfig_yaml(2, None)?).await?;
@@ -185,12 +238,30 @@ async fn malformed_clusters_are_refused_naming_the_field() -> Result<()> {
     let ar = kube::core::ApiResource::erase::<DataCenterCluster>(&());
     let api: Api<DynamicObject> = Api::all_with(hub.clone(), &ar);
     let cases = [
-        (json!({"region": "r", "zone": "external", "maxSecurityLevel": 7}), "spec.maxSecurityLevel"),
-        (json!({"region": "r", "zone": "dmz", "maxSecurityLevel": 2}), "spec.zone"),
-        (json!({"region": "r", "zone": "internal", "maxSecurityLevel": 2, "overcommit": {"cpu": -1}}), "spec.overcommit.cpu"),
-        (json!({"region": "Not A Region", "zone": "internal", "maxSecurityLevel": 2}), "spec.region"),
-        (json!({"region": "r", "zone": "internal", "maxSecurityLevel": "high"}), "spec.maxSecurityLevel"),
-        (json!({"zone": "internal", "maxSecurityLevel": 2}), "spec.region"),
+        (
+            json!({"region": "r", "zone": "external", "maxSecurityLevel": 7}),
+            "spec.maxSecurityLevel",
+        ),
+        (
+            json!({"region": "r", "zone": "dmz", "maxSecurityLevel": 2}),
+            "spec.zone",
+        ),
+        (
+            json!({"region": "r", "zone": "internal", "maxSecurityLevel": 2, "overcommit": {"cpu": -1}}),
+            "spec.overcommit.cpu",
+        ),
+        (
+            json!({"region": "Not A Region", "zone": "internal", "maxSecurityLevel": 2}),
+            "spec.region",
+        ),
+        (
+            json!({"region": "r", "zone": "internal", "maxSecurityLevel": "high"}),
+            "spec.maxSecurityLevel",
+        ),
+        (
+            json!({"zone": "internal", "maxSecurityLevel": 2}),
+            "spec.region",
+        ),
     ];
     for (spec, field) in cases {
         let name = unique("bad");
@@ -202,7 +273,11 @@ async fn malformed_clusters_are_refused_naming_the_field() -> Result<()> {
             }
             Err(kube::Error::Api(s)) => {
                 assert_eq!(s.code, 422, "{spec}: {s:?}");
-                assert!(s.message.contains(field), "message for {spec} should name {field}: {}", s.message);
+                assert!(
+                    s.message.contains(field),
+                    "message for {spec} should name {field}: {}",
+                    s.message
+                );
             }
             Err(e) => return Err(e.into()),
         }
@@ -235,11 +310,18 @@ async fn steady_state_makes_no_writes() -> Result<()> {
     // Three probe intervals (3 s each in tests) with the cluster unchanged: no writes.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let later = api.get(&name).await?;
-    assert_eq!(later.metadata.resource_version, settled.metadata.resource_version, "a reconcile of an unchanged cluster wrote to it");
+    assert_eq!(
+        later.metadata.resource_version, settled.metadata.resource_version,
+        "a reconcile of an unchanged cluster wrote to it"
+    );
     // And the operator did reconcile during that time (probes ran).
     let (_, metrics) = operator_get("/metrics").await?;
-    assert!(metrics.contains("govcloud_controller_reconciles_total{controller=\"datacentercluster\"}"));
-    let _ = api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({}))).await;
+    assert!(
+        metrics.contains("govcloud_controller_reconciles_total{controller=\"datacentercluster\"}")
+    );
+    let _ = api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(json!({})))
+        .await;
     delete_dcc(&hub, &name).await;
     Ok(())
 }

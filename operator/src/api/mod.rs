@@ -3,18 +3,26 @@
 //! These Rust types are the single source of truth of the CRDs: `govcloud-operator crd`
 //! writes `crds/*.yaml` from them, and a test fails when the committed YAML drifts.
 
+pub mod agency;
 pub mod common;
 pub mod datacenter;
+pub mod tenancy;
 
+pub use agency::{AgencyCloud, AgencyCloudSpec, AgencyCloudStatus};
 pub use common::{GROUP, NetworkZone, VERSION};
 pub use datacenter::{DataCenterCluster, DataCenterClusterSpec, DataCenterClusterStatus};
+pub use tenancy::{TenancyRequest, TenancyRequestSpec, TenancyRequestStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 /// Every CRD of the project, with the file name it is written to under `crds/`.
 pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
-    vec![("datacenterclusters.yaml", DataCenterCluster::crd())]
+    vec![
+        ("datacenterclusters.yaml", DataCenterCluster::crd()),
+        ("agencyclouds.yaml", AgencyCloud::crd()),
+        ("tenancyrequests.yaml", TenancyRequest::crd()),
+    ]
 }
 
 /// Renders a CRD as YAML the way `crds/*.yaml` stores it.

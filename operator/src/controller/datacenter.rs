@@ -236,12 +236,27 @@ pub async fn run(
 ) {
     let api: Api<DataCenterCluster> = Api::all(ctx.client.clone());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
-    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     let ready_store = store.clone();
     tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            synced.synced();
+        // The store's readiness signal wakes only one waiter (the controller itself also
+        // waits on it), so poll it again every 500 ms instead of waiting once.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), ready_store.wait_until_ready())
+                .await
+            {
+                Ok(Ok(())) => {
+                    info!("DataCenterCluster cache synced");
+                    synced.synced();
+                    break;
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "DataCenterCluster cache never synced");
+                    break;
+                }
+                Err(_) => continue,
+            }
         }
     });
     controller
