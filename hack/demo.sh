@@ -34,7 +34,7 @@ $op crd | k apply --server-side --field-manager=govcloud-demo -f -
 for f in crds/*.yaml; do k wait --for condition=Established --timeout=60s -f "$f" >/dev/null; done
 
 step "registering the clusters (examples/clusters.yaml)"
-k create namespace govcloud-system --dry-run=client -o yaml | k apply -f - >/dev/null
+k create namespace govcloud-system --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
 k -n govcloud-system create secret generic dc2-kubeconfig --from-file=kubeconfig="$member_kc" \
   --dry-run=client -o yaml | k apply -f - >/dev/null
 k apply -f examples/clusters.yaml
@@ -53,6 +53,6 @@ k get govcloud -o wide
 echo
 k get datacenterclusters -o custom-columns='NAME:.metadata.name,REACHABLE:.status.conditions[?(@.type=="Reachable")].message,READY:.status.conditions[?(@.type=="Ready")].message'
 echo
-k get events --field-selector involvedObject.kind=DataCenterCluster -A 2>/dev/null | tail -5 || true
+for c in beijing-internal guizhou-external; do k get events --field-selector involvedObject.name=$c 2>/dev/null | tail -3; done || true
 
 step "stopping the operator (the control plane keeps running: hack/testbed.sh down stops it)"

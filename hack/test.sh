@@ -36,6 +36,7 @@ if ! bash "$here/testbed.sh" status >/dev/null 2>&1; then
   started_here=true
 fi
 step "local control plane (cold: builds Kubernetes, etcd and KWOK from the Go module proxy; warm: seconds)"
+export TESTBED_CLUSTERS="${TESTBED_CLUSTERS:-3}"
 bash "$here/testbed.sh" up
 if $started_here && [ "${TESTBED_KEEP:-0}" != 1 ]; then
   trap 'step "stopping the control plane this run started"; bash "$here/testbed.sh" down' EXIT

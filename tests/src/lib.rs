@@ -60,12 +60,13 @@ static TESTBED: OnceLock<Result<(), String>> = OnceLock::new();
 pub fn ensure_testbed() -> Result<()> {
     TESTBED
         .get_or_init(|| {
-            if kubeconfig_path(1).exists() && kubeconfig_path(2).exists() {
+            if (1..=testbed_clusters()).all(|n| kubeconfig_path(n).exists()) {
                 return Ok(());
             }
             let status = Command::new("bash")
                 .arg(repo_root().join("hack/testbed.sh"))
                 .arg("up")
+                .env("TESTBED_CLUSTERS", testbed_clusters().to_string())
                 .status()
                 .map_err(|e| format!("cannot run hack/testbed.sh: {e}"))?;
             if status.success() {
@@ -232,6 +233,34 @@ pub fn server_url(n: usize) -> Result<String> {
         .and_then(|c| c.cluster.as_ref())
         .and_then(|c| c.server.clone())
         .ok_or_else(|| anyhow!("no server in kubeconfig of dc{n}"))
+}
+
+/// Clusters the tests need: dc1 (hub), dc2 (member), dc3 (a member that fault tests stop
+/// and restart, so that no other test is disturbed).
+pub fn testbed_clusters() -> usize {
+    std::env::var("TESTBED_CLUSTERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(3)
+}
+
+/// Runs `hack/testbed.sh <args>` and fails with its output when it fails.
+pub async fn testbed(args: &[&str]) -> Result<()> {
+    let out = tokio::process::Command::new("bash")
+        .arg(repo_root().join("hack/testbed.sh"))
+        .args(args)
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!(
+            "hack/testbed.sh {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// Number of KWOK nodes per cluster the testbed was started with.

@@ -187,6 +187,37 @@ async fn unreachable_member_reports_and_recovers() -> Result<()> {
     Ok(())
 }
 
+/// dc3 is reserved for this test: its API server is really stopped and started again.
+#[tokio::test]
+async fn stopped_member_reports_and_recovers() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let name = unique("dc3");
+    put_kubeconfig_secret(&hub, &name, &kubeconfig_yaml(3, None)?).await?;
+    create_dcc(&hub, &name, Some(&name)).await?;
+    wait_condition(&hub, &name, "Ready", "True").await?;
+
+    testbed(&["stop-cluster", "dc3"]).await?;
+    let result = async {
+        let down = wait_condition(&hub, &name, "Reachable", "False").await?;
+        let (_, reason, message) =
+            condition(&down, "Reachable").ok_or_else(|| anyhow!("no Reachable"))?;
+        anyhow::ensure!(
+            reason == "ConnectionRefused",
+            "reason {reason}, message: {message}"
+        );
+        anyhow::ensure!(message.contains("check that it is running"), "{message}");
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    // Always bring dc3 back, even when the assertions failed.
+    testbed(&["start-cluster", "dc3"]).await?;
+    result?;
+    wait_condition(&hub, &name, "Ready", "True").await?;
+    delete_dcc(&hub, &name).await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn misconfigured_members_say_what_is_wrong() -> Result<()> {
     operator()?;
