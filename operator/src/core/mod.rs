@@ -1,8 +1,10 @@
 //! Pure policy and arithmetic: no Kubernetes client, unit-tested without a cluster.
 
+pub mod agency;
 pub mod cluster;
 pub mod conditions;
 pub mod credit_code;
 pub mod levels;
 pub mod placement;
 pub mod quantity;
+pub mod subset;
