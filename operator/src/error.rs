@@ -36,6 +36,10 @@ pub enum Error {
     /// The object is missing a field the API server always sets (name, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
+
+    /// Deletion waits (workloads present, or the cluster unreachable); the message says why.
+    #[error("deletion blocked: {0}")]
+    DeletionBlocked(String),
 }
 
 impl Error {
@@ -47,9 +51,14 @@ impl Error {
             Error::Kube(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => "invalid",
             Error::Kube(_) => "api",
             Error::Member { source, .. } => source.category(),
-            Error::Finalizer(_) => "finalizer",
+            Error::Finalizer(e) => match &**e {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
+                _ => "finalizer",
+            },
             Error::Serialize { .. } => "internal",
             Error::MissingField(_) => "internal",
+            Error::DeletionBlocked(_) => "deletion_blocked",
         }
     }
 }

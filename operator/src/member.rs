@@ -184,8 +184,17 @@ impl MemberClients {
 
     /// The client for a cluster: the hub itself when it has no kubeconfig Secret.
     pub async fn client_for(&self, dcc: &DataCenterCluster) -> Result<Client, MemberError> {
+        self.versioned_client_for(dcc).await.map(|(c, _)| c)
+    }
+
+    /// The client for a cluster with a version string that changes when its Secret does
+    /// (`hub` for the hub).
+    pub async fn versioned_client_for(
+        &self,
+        dcc: &DataCenterCluster,
+    ) -> Result<(Client, String), MemberError> {
         let Some(secret_ref) = &dcc.spec.kubeconfig_secret else {
-            return Ok(self.hub.clone());
+            return Ok((self.hub.clone(), "hub".to_string()));
         };
         let cluster = dcc.metadata.name.clone().unwrap_or_default();
         let secrets: Api<Secret> = Api::namespaced(self.hub.clone(), &self.namespace);
@@ -211,7 +220,7 @@ impl MemberClients {
             && let Some((v, client)) = cache.get(&cluster)
             && *v == version
         {
-            return Ok(client.clone());
+            return Ok((client.clone(), version));
         }
         let data = secret
             .data
@@ -236,9 +245,9 @@ impl MemberClients {
         config.read_timeout = Some(Duration::from_secs(290));
         let client = Client::try_from(config).map_err(|e| invalid(e.to_string()))?;
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(cluster, (version, client.clone()));
+            cache.insert(cluster, (version.clone(), client.clone()));
         }
-        Ok(client)
+        Ok((client, version))
     }
 
     /// Forgets a cluster's client (on deletion).

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub cluster_allocatable_cpu: IntGaugeVec,
     /// Allocatable memory of a cluster in bytes; labels cluster, region, zone.
     pub cluster_allocatable_memory: IntGaugeVec,
+    /// Quota of an agency environment, hard and used; labels agency, environment, resource, kind.
+    pub agency_quota: prometheus::GaugeVec,
 }
 
 impl Default for Metrics {
@@ -105,6 +107,20 @@ impl Metrics {
             ),
             "memory",
         );
+        let agency_quota = must(
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "govcloud_agency_quota",
+                    "Quota of an agency environment: kind=hard is the limit, kind=used the current requests (cpu in cores, memory and storage in bytes, pods as a count).",
+                ),
+                &["agency", "environment", "resource", "kind"],
+            ),
+            "agency_quota",
+        );
+        must(
+            registry.register(Box::new(agency_quota.clone())),
+            "register agency quota",
+        );
         for c in [&reconciles, &errors] {
             must(registry.register(Box::new(c.clone())), "register counter");
         }
@@ -127,6 +143,7 @@ impl Metrics {
             cluster_reachable,
             cluster_allocatable_cpu,
             cluster_allocatable_memory,
+            agency_quota,
         }
     }
 

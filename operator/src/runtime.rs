@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{error, info};
@@ -104,10 +106,23 @@ pub async fn run(
     health.set_crds_established();
     info!("CRDs installed and established");
 
-    let ctx = Context::new(client, metrics, settings);
+    // A hub-wide cache of DataCenterClusters, used for placement.
+    let (clusters, writer) = kube::runtime::reflector::store();
+    let dcc_api: Api<crate::api::DataCenterCluster> = Api::all(client.clone());
+    let reflector = kube::runtime::reflector::reflector(
+        writer,
+        kube::runtime::watcher(dcc_api, Default::default()),
+    )
+    .default_backoff()
+    .for_each(|_| futures::future::ready(()));
+    let reflector = tokio::spawn(reflector);
+
+    let ctx = Context::new(client, metrics, settings, clusters);
     let dcc = controller::datacenter::run(ctx.clone(), health.pending_cache(), stopped());
+    let agency = controller::agency::run(ctx.clone(), health.pending_cache(), stopped());
     info!("controllers started");
-    dcc.await;
+    futures::join!(dcc, agency);
+    reflector.abort();
     info!("controllers stopped");
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
         error!(error = %e, "HTTP endpoint failed");

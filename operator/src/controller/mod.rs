@@ -1,17 +1,25 @@
 //! Reconcilers. Each reads from the API (dereference), calls the pure core (validate,
 //! build), applies with server-side apply and writes one status patch when it changed.
 
+pub mod agency;
 pub mod datacenter;
+pub mod members;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::channel::mpsc;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+
+use crate::api::{AgencyCloud, DataCenterCluster};
+use crate::core::quantity::Milli;
 
 use crate::member::MemberClients;
 use crate::metrics::Metrics;
+use members::MemberCaches;
 
 /// Field manager used for every server-side apply of the operator.
 pub const FIELD_MANAGER_PREFIX: &str = "govcloud-operator";
@@ -63,11 +71,27 @@ pub struct Context {
     pub settings: Settings,
     /// Consecutive failed probes per cluster (for backoff).
     pub probe_failures: Mutex<HashMap<String, u32>>,
+    /// Caches of managed objects on each member cluster.
+    pub caches: MemberCaches,
+    /// Agency names whose member objects changed (consumed by the AgencyCloud controller).
+    pub member_events: Mutex<Option<mpsc::Receiver<String>>>,
+    /// All DataCenterClusters (hub reflector).
+    pub clusters: Store<DataCenterCluster>,
+    /// All AgencyClouds (the AgencyCloud controller's store), set when it starts.
+    pub agencies: std::sync::OnceLock<Store<AgencyCloud>>,
+    /// Serialises placement decisions; holds decisions not yet visible in `agencies`:
+    /// agency → (cluster, cpu, memory).
+    pub placements: tokio::sync::Mutex<HashMap<String, (String, Milli, Milli)>>,
 }
 
 impl Context {
     /// Builds the context.
-    pub fn new(client: Client, metrics: Metrics, settings: Settings) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        settings: Settings,
+        clusters: Store<DataCenterCluster>,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: FIELD_MANAGER_PREFIX.into(),
             instance: settings.instance.clone(),
@@ -78,6 +102,7 @@ impl Context {
             settings.namespace.clone(),
             settings.member_timeout,
         );
+        let (tx, rx) = mpsc::channel(4096);
         Arc::new(Context {
             client,
             recorder,
@@ -85,6 +110,11 @@ impl Context {
             members,
             settings,
             probe_failures: Mutex::default(),
+            caches: MemberCaches::new(tx),
+            member_events: Mutex::new(Some(rx)),
+            clusters,
+            agencies: std::sync::OnceLock::new(),
+            placements: tokio::sync::Mutex::default(),
         })
     }
 }

@@ -1,0 +1,1009 @@
+//! AgencyCloud controller: place the cloud on a cluster (once, sticky), build its
+//! namespaces and guardrails there, repair drift, report quota use, and clean up on
+//! deletion without ever losing an agency's workloads or data by accident.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use super::Context;
+use super::members::{MemberCache, api};
+use crate::api::agency::{
+    AgencyCloud, AgencyCloudStatus, DeletionPolicy, EnvironmentStatus, PlacementStatus,
+};
+use crate::api::datacenter::DataCenterCluster;
+use crate::core::agency::{self as build, Child, Kind};
+use crate::core::conditions::{self, Desired, types};
+use crate::core::placement::{self, Candidate, Request};
+use crate::core::quantity::Milli;
+use crate::core::{credit_code, subset};
+use crate::error::{Error, Result};
+use crate::server::PendingCache;
+
+/// Controller name.
+pub const CONTROLLER: &str = "agencycloud";
+/// Finalizer that cleans up the member cluster.
+pub const FINALIZER: &str = "govcloud.io/agency-cleanup";
+
+/// Condition types of AgencyCloud.
+pub mod condition_types {
+    /// Placed on a cluster.
+    pub const PLACED: &str = "Placed";
+    /// Isolation guardrails are in place.
+    pub const ISOLATED: &str = "Isolated";
+    /// The quota fits the placed cluster.
+    pub const QUOTA_FITS: &str = "QuotaFits";
+    /// Deletion is waiting.
+    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+}
+use condition_types::*;
+
+fn field_manager() -> PatchParams {
+    PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()
+}
+
+/// Builds placement candidates from the cluster store and the quotas already placed.
+fn candidates(
+    ctx: &Context,
+    me: &str,
+    reservations: &std::collections::HashMap<String, (String, Milli, Milli)>,
+) -> Vec<Candidate> {
+    let agencies = ctx.agencies.get().map(|s| s.state()).unwrap_or_default();
+    // cluster → (cpu, memory, agencies)
+    let mut placed: BTreeMap<String, (Milli, Milli, Vec<(String, u8)>)> = BTreeMap::new();
+    for a in &agencies {
+        let name = a.name_any();
+        if name == me {
+            continue;
+        }
+        let Some(p) = a.status.as_ref().and_then(|s| s.placement.as_ref()) else {
+            continue;
+        };
+        let (cpu, mem) = build::total_quota(&a.spec.cloud);
+        let e = placed.entry(p.cluster.clone()).or_default();
+        e.0 += cpu;
+        e.1 += mem;
+        e.2.push((name, a.spec.cloud.security_level));
+    }
+    for (agency, (cluster, cpu, mem)) in reservations {
+        if agency == me
+            || agencies.iter().any(|a| {
+                a.name_any() == *agency && a.status.as_ref().is_some_and(|s| s.placement.is_some())
+            })
+        {
+            continue;
+        }
+        let level = agencies
+            .iter()
+            .find(|a| a.name_any() == *agency)
+            .map(|a| a.spec.cloud.security_level)
+            .unwrap_or(1);
+        let e = placed.entry(cluster.clone()).or_default();
+        e.0 += *cpu;
+        e.1 += *mem;
+        e.2.push((agency.clone(), level));
+    }
+    ctx.clusters
+        .state()
+        .iter()
+        .map(|d| {
+            let st = d.status.clone().unwrap_or_default();
+            let alloc = st.allocatable.unwrap_or_default();
+            let q = |v: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
+                v.and_then(|q| Milli::parse(&q.0).ok()).unwrap_or_default()
+            };
+            let (pc, pm, pa) = placed.get(&d.name_any()).cloned().unwrap_or_default();
+            Candidate {
+                name: d.name_any(),
+                region: d.spec.region.clone(),
+                zone: d.spec.zone,
+                max_level: d.spec.max_security_level,
+                schedulable: d.spec.schedulable,
+                ready: conditions::is_true(&st.conditions, types::READY),
+                labels: d.labels().clone(),
+                allocatable_cpu: q(alloc.cpu),
+                allocatable_memory: q(alloc.memory),
+                overcommit_cpu: d.spec.overcommit.cpu,
+                overcommit_memory: d.spec.overcommit.memory,
+                placed_cpu: pc,
+                placed_memory: pm,
+                agencies: pa,
+            }
+        })
+        .collect()
+}
+
+fn request_for(name: &str, ac: &AgencyCloud) -> Request {
+    let (cpu, memory) = build::total_quota(&ac.spec.cloud);
+    let hints = &ac.spec.cloud.placement;
+    Request {
+        agency: name.to_string(),
+        level: ac.spec.cloud.security_level,
+        zone: ac.spec.cloud.zone,
+        cpu,
+        memory,
+        cluster: hints.cluster.clone(),
+        region: hints.region.clone(),
+        selector: hints.cluster_selector.clone(),
+    }
+}
+
+/// Applies children whose live copy differs; returns the names written.
+async fn apply_children(
+    client: &Client,
+    cache: Option<&MemberCache>,
+    children: &[Child],
+) -> Result<Vec<String>> {
+    let synced = cache.is_some_and(|c| c.is_synced());
+    let mut written = Vec::new();
+    for child in children {
+        if synced
+            && let Some(live) =
+                cache.and_then(|c| c.get(child.kind, child.namespace.as_deref(), &child.name))
+            && let Ok(live_json) = serde_json::to_value(&*live)
+            && subset::contains(&live_json, &child.body)
+        {
+            continue;
+        }
+        let api = api(client, child.kind, child.namespace.as_deref());
+        api.patch(&child.name, &field_manager(), &Patch::Apply(&child.body))
+            .await?;
+        written.push(format!("{}/{}", child.kind.gvk().2, child.name));
+    }
+    Ok(written)
+}
+
+/// Deletes cached objects of the agency that are no longer desired (never namespaces).
+async fn prune(
+    client: &Client,
+    cache: &MemberCache,
+    agency: &str,
+    desired: &[Child],
+) -> Result<Vec<String>> {
+    if !cache.is_synced() {
+        return Ok(vec![]);
+    }
+    let keep: BTreeSet<_> = desired.iter().map(Child::key).collect();
+    let mut pruned = Vec::new();
+    for kind in [
+        Kind::ResourceQuota,
+        Kind::LimitRange,
+        Kind::NetworkPolicy,
+        Kind::RoleBinding,
+        Kind::ConfigMap,
+        Kind::PolicyBinding,
+    ] {
+        for live in cache.owned_by(kind, agency) {
+            let key = (kind, live.namespace(), live.name_any());
+            if keep.contains(&key) {
+                continue;
+            }
+            // Objects of a removed environment go with its namespace, which is kept.
+            if let Some(ns) = &key.1
+                && ns != build::SYSTEM_NAMESPACE
+                && !keep.contains(&(Kind::Namespace, None, ns.clone()))
+            {
+                continue;
+            }
+            match api(client, kind, key.1.as_deref())
+                .delete(&key.2, &DeleteParams::default())
+                .await
+            {
+                Ok(_) => pruned.push(format!("{}/{}", kind.gvk().2, key.2)),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(pruned)
+}
+
+fn quota_maps(
+    cache: &MemberCache,
+    ns: &str,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let Some(q) = cache.get(Kind::ResourceQuota, Some(ns), "govcloud-quota") else {
+        return Default::default();
+    };
+    let read = |path: &str| -> BTreeMap<String, String> {
+        q.data
+            .pointer(path)
+            .and_then(|v| v.as_object())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (read("/status/hard"), read("/status/used"))
+}
+
+async fn publish(
+    ctx: &Context,
+    ac: &AgencyCloud,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &ac.object_ref(&())).await {
+        warn!(error = %e, "cannot publish event");
+    }
+}
+
+async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus) -> Result<()> {
+    if ac.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<AgencyCloud> = Api::all(ctx.client.clone());
+    let body = json!({"apiVersion": AgencyCloud::api_version(&()), "kind": AgencyCloud::kind(&()), "status": status});
+    api.patch_status(&ac.name_any(), &field_manager(), &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}
+
+struct Outcome {
+    status: AgencyCloudStatus,
+    requeue: Duration,
+}
+
+fn status_with(
+    ac: &AgencyCloud,
+    placement: Option<PlacementStatus>,
+    envs: Vec<EnvironmentStatus>,
+    desired: &[Desired<'_>],
+) -> AgencyCloudStatus {
+    let prev = ac.status.clone().unwrap_or_default();
+    let generation = ac.metadata.generation;
+    AgencyCloudStatus {
+        conditions: conditions::merge(
+            &prev.conditions,
+            desired,
+            generation,
+            &Time(Timestamp::now()),
+        ),
+        observed_generation: generation,
+        placement,
+        environments: envs,
+    }
+}
+
+/// One reconcile of an existing (not deleting) AgencyCloud.
+async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
+    let name = ac.name_any();
+    let spec = &ac.spec.cloud;
+    let prev = ac.status.clone().unwrap_or_default();
+
+    // Validate what the schema cannot.
+    let mut invalid = Vec::new();
+    if let Err(e) = credit_code::validate(&spec.agency.credit_code) {
+        invalid.push(format!("spec.agency.creditCode: {e}"));
+    }
+    if let Some(other) = ctx.agencies.get().and_then(|s| {
+        s.state().into_iter().find(|o| {
+            o.name_any() != name && o.spec.cloud.agency.credit_code == spec.agency.credit_code
+        })
+    }) {
+        invalid.push(format!(
+            "spec.agency.creditCode: already used by AgencyCloud {}",
+            other.name_any()
+        ));
+    }
+    if !invalid.is_empty() {
+        let msg = invalid.join("; ");
+        let status = status_with(
+            &ac,
+            prev.placement.clone(),
+            prev.environments.clone(),
+            &[
+                Desired::new(types::READY, false, "InvalidSpec", msg.clone()),
+                Desired::new(
+                    PLACED,
+                    prev.placement.is_some(),
+                    if prev.placement.is_some() {
+                        "Placed"
+                    } else {
+                        "InvalidSpec"
+                    },
+                    "Fix the spec first.",
+                ),
+            ],
+        );
+        return Ok(Outcome {
+            status,
+            requeue: Duration::from_secs(300),
+        });
+    }
+
+    // Place (once) or re-check the placed cluster.
+    let req = request_for(&name, &ac);
+    let mut quota_fits = Desired::new(
+        QUOTA_FITS,
+        true,
+        "Fits",
+        "The quota fits the placed cluster.",
+    );
+    let placement = match &prev.placement {
+        Some(p) => {
+            let cands = candidates(ctx, &name, &Default::default());
+            if let Some(c) = cands.iter().find(|c| c.name == p.cluster)
+                && let Err(r) = placement::recheck(&req, c)
+            {
+                quota_fits = Desired::new(
+                    QUOTA_FITS,
+                    false,
+                    r.reason,
+                    format!(
+                        "{}. The existing quota is kept; lower the request or ask the platform team for capacity.",
+                        r.message
+                    ),
+                );
+            }
+            p.clone()
+        }
+        None => {
+            let mut reservations = ctx.placements.lock().await;
+            let decision = placement::decide(&req, &candidates(ctx, &name, &reservations));
+            let Some(chosen) = decision.chosen.clone() else {
+                let msg = if decision.rejected.is_empty() {
+                    "No DataCenterCluster is registered; register one (kubectl get dcc)."
+                        .to_string()
+                } else {
+                    format!(
+                        "No cluster can take this cloud: {}. Nothing was created.",
+                        decision.explain()
+                    )
+                };
+                let was_failing = conditions::find(&prev.conditions, PLACED)
+                    .is_some_and(|c| c.status == conditions::FALSE);
+                if !was_failing {
+                    publish(
+                        ctx,
+                        &ac,
+                        EventType::Warning,
+                        "PlacementFailed",
+                        "Place",
+                        msg.clone(),
+                    )
+                    .await;
+                }
+                let status = status_with(
+                    &ac,
+                    None,
+                    vec![],
+                    &[
+                        Desired::new(PLACED, false, "NoClusterFits", msg),
+                        Desired::new(
+                            types::READY,
+                            false,
+                            "NotPlaced",
+                            "Waiting for a cluster that fits (see Placed).",
+                        ),
+                    ],
+                );
+                return Ok(Outcome {
+                    status,
+                    requeue: Duration::from_secs(60),
+                });
+            };
+            let dcc = ctx
+                .clusters
+                .state()
+                .into_iter()
+                .find(|d| d.name_any() == chosen);
+            let Some(dcc) = dcc else {
+                return Err(Error::MissingField(
+                    "placed cluster vanished from the cache",
+                ));
+            };
+            reservations.insert(name.clone(), (chosen.clone(), req.cpu, req.memory));
+            let p = PlacementStatus {
+                cluster: chosen.clone(),
+                region: dcc.spec.region.clone(),
+                zone: dcc.spec.zone,
+            };
+            // Record the placement before creating anything, so it is sticky even if we crash.
+            let status = status_with(
+                &ac,
+                Some(p.clone()),
+                vec![],
+                &[
+                    Desired::new(
+                        PLACED,
+                        true,
+                        "Placed",
+                        format!(
+                            "Placed on {} in region {} ({} zone).",
+                            p.cluster, p.region, p.zone
+                        ),
+                    ),
+                    Desired::new(
+                        types::READY,
+                        false,
+                        "Provisioning",
+                        "Creating namespaces and guardrails.",
+                    ),
+                ],
+            );
+            write_status(ctx, &ac, status).await?;
+            publish(
+                ctx,
+                &ac,
+                EventType::Normal,
+                "Placed",
+                "Place",
+                format!("Placed on {} (region {}).", p.cluster, p.region),
+            )
+            .await;
+            info!(cluster = %p.cluster, "placed");
+            // The next reconcile (triggered by the status write) builds the children.
+            return Ok(Outcome {
+                status: ac.status.clone().unwrap_or_default(),
+                requeue: Duration::from_secs(1),
+            });
+        }
+    };
+    let placed = Desired::new(
+        PLACED,
+        true,
+        "Placed",
+        format!(
+            "Placed on {} in region {} ({} zone); the agency's data lives there.",
+            placement.cluster, placement.region, placement.zone
+        ),
+    );
+
+    // Connect to the placed cluster.
+    let dcc: Option<Arc<DataCenterCluster>> = ctx
+        .clusters
+        .state()
+        .into_iter()
+        .find(|d| d.name_any() == placement.cluster);
+    let unreachable = |reason: &'static str, msg: String| {
+        status_with(
+            &ac,
+            Some(placement.clone()),
+            prev.environments.clone(),
+            &[
+                placed.clone(),
+                Desired::new(types::READY, false, reason, msg),
+                quota_fits.clone(),
+            ],
+        )
+    };
+    let Some(dcc) = dcc else {
+        let msg = format!(
+            "DataCenterCluster {} is not registered any more; nothing was changed or deleted. Register it again.",
+            placement.cluster
+        );
+        return Ok(Outcome {
+            status: unreachable("ClusterNotRegistered", msg),
+            requeue: Duration::from_secs(60),
+        });
+    };
+    let reachable = conditions::find(
+        dcc.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default(),
+        types::REACHABLE,
+    );
+    if reachable.is_some_and(|c| c.status == conditions::FALSE) {
+        let msg = format!(
+            "Cluster {} is unreachable ({}); nothing was changed or deleted, retrying.",
+            placement.cluster,
+            reachable.map(|c| c.message.as_str()).unwrap_or_default()
+        );
+        return Ok(Outcome {
+            status: unreachable("ClusterUnreachable", msg),
+            requeue: Duration::from_secs(30),
+        });
+    }
+    let (client, version) = match ctx.members.versioned_client_for(&dcc).await {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("Cannot connect to cluster {}: {e}", placement.cluster);
+            return Ok(Outcome {
+                status: unreachable("ClusterUnreachable", msg),
+                requeue: Duration::from_secs(30),
+            });
+        }
+    };
+    let cache = ctx.caches.ensure(&placement.cluster, &version, &client);
+
+    // Build and apply.
+    let (mut children, refused) = build::member_children(&name, spec);
+    let mut all = build::shared_children();
+    all.push(build_system_namespace());
+    if !quota_fits.status.eq(conditions::TRUE) {
+        // Keep existing quotas and do not add environments until the quota fits.
+        children.retain(|c| {
+            c.kind != Kind::ResourceQuota
+                && match (c.kind, &c.namespace) {
+                    (Kind::Namespace, None) => cache.get(Kind::Namespace, None, &c.name).is_some(),
+                    (_, Some(ns)) if ns != build::SYSTEM_NAMESPACE => {
+                        cache.get(Kind::Namespace, None, ns).is_some()
+                    }
+                    _ => true,
+                }
+        });
+    }
+    all.extend(children.iter().cloned());
+    let result = async {
+        let mut written = apply_children(&client, Some(&cache), &all).await?;
+        written.extend(prune(&client, &cache, &name, &children).await?);
+        if dcc.spec.kubeconfig_secret.is_some() {
+            // The hub holds the agency's own namespaces (for HostedSystems, BackupPolicies) too.
+            let hub_cache = ctx.caches.ensure("", "hub", &ctx.client);
+            written.extend(
+                apply_children(
+                    &ctx.client,
+                    Some(&hub_cache),
+                    &build::shared_children()[..2],
+                )
+                .await?,
+            );
+            written.extend(
+                apply_children(
+                    &ctx.client,
+                    Some(&hub_cache),
+                    &build::hub_children(&name, spec),
+                )
+                .await?,
+            );
+        }
+        Ok::<_, Error>(written)
+    }
+    .await;
+    let written = match result {
+        Ok(w) => w,
+        Err(e) => {
+            let msg = format!("Applying to cluster {} failed: {e}", placement.cluster);
+            let status = unreachable("ApplyFailed", msg);
+            write_status(ctx, &ac, status).await?;
+            return Err(e);
+        }
+    };
+    let was_ready = conditions::is_true(&prev.conditions, types::READY);
+    if was_ready && !written.is_empty() {
+        publish(
+            ctx,
+            &ac,
+            EventType::Normal,
+            "DriftRepaired",
+            "Reconcile",
+            format!("Restored {}", written.join(", ")),
+        )
+        .await;
+        info!(objects = ?written, "drift repaired");
+    }
+
+    // Status.
+    let mut envs = Vec::new();
+    for env in &spec.environments {
+        let ns = build::namespace_name(&name, &env.name);
+        let (hard, used) = quota_maps(&cache, &ns);
+        for (res, key) in [
+            ("cpu", "requests.cpu"),
+            ("memory", "requests.memory"),
+            ("storage", "requests.storage"),
+            ("pods", "pods"),
+        ] {
+            let v = |m: &BTreeMap<String, String>| {
+                m.get(key)
+                    .and_then(|q| Milli::parse(q).ok())
+                    .map(|m| m.0 as f64 / 1000.0)
+                    .unwrap_or(0.0)
+            };
+            ctx.metrics
+                .agency_quota
+                .with_label_values(&[&name, &env.name, res, "hard"])
+                .set(v(&hard));
+            ctx.metrics
+                .agency_quota
+                .with_label_values(&[&name, &env.name, res, "used"])
+                .set(v(&used));
+        }
+        envs.push(EnvironmentStatus {
+            name: env.name.clone(),
+            namespace: ns,
+            hard,
+            used,
+        });
+    }
+    let rules = crate::core::levels::rules(spec.security_level);
+    let isolated = if refused.is_empty() {
+        Desired::new(
+            ISOLATED,
+            true,
+            "GuardrailsApplied",
+            format!(
+                "Default-deny network policies{}, Pod Security {}, image registries limited to {}.",
+                if rules.deny_undeclared_egress {
+                    " (ingress and egress)"
+                } else {
+                    " (ingress)"
+                },
+                rules.pod_security.as_str(),
+                spec.allowed_registries
+                    .iter()
+                    .map(|r| r.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    } else {
+        Desired::new(
+            ISOLATED,
+            true,
+            "EgressRulesRefused",
+            format!(
+                "Guardrails applied; these egress rules are not allowed at level {} and were not created: {}",
+                spec.security_level,
+                refused
+                    .iter()
+                    .map(|r| format!("{} ({})", r.rule, r.why))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )
+    };
+    let ready = Desired::new(
+        types::READY,
+        true,
+        "Provisioned",
+        format!(
+            "{} environment(s) ready on {}.",
+            spec.environments.len(),
+            placement.cluster
+        ),
+    );
+    let status = status_with(
+        &ac,
+        Some(placement),
+        envs,
+        &[placed, isolated, quota_fits, ready],
+    );
+    Ok(Outcome {
+        status,
+        requeue: Duration::from_secs(600),
+    })
+}
+
+fn build_system_namespace() -> Child {
+    Child {
+        kind: Kind::Namespace,
+        namespace: None,
+        name: build::SYSTEM_NAMESPACE.into(),
+        body: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": build::SYSTEM_NAMESPACE,
+            "labels": {"app.kubernetes.io/managed-by": build::MANAGED_BY}}}),
+    }
+}
+
+/// What still lives in the agency's namespaces, as readable strings.
+async fn remaining_workloads(client: &Client, namespaces: &[String]) -> Result<Vec<String>> {
+    let lp = ListParams::default().limit(1);
+    let mut found = Vec::new();
+    for ns in namespaces {
+        let count = |n: usize, what: &str| {
+            if n > 0 {
+                Some(format!("{what} in {ns}"))
+            } else {
+                None
+            }
+        };
+        let pods = Api::<Pod>::namespaced(client.clone(), ns)
+            .list_metadata(&lp)
+            .await;
+        let pods = match pods {
+            Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            r => r?,
+        };
+        found.extend(count(pods.items.len(), "pods"));
+        found.extend(count(
+            Api::<Deployment>::namespaced(client.clone(), ns)
+                .list_metadata(&lp)
+                .await?
+                .items
+                .len(),
+            "Deployments",
+        ));
+        found.extend(count(
+            Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .list_metadata(&lp)
+                .await?
+                .items
+                .len(),
+            "StatefulSets",
+        ));
+        found.extend(count(
+            Api::<Job>::namespaced(client.clone(), ns)
+                .list_metadata(&lp)
+                .await?
+                .items
+                .len(),
+            "Jobs",
+        ));
+        found.extend(count(
+            Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+                .list_metadata(&lp)
+                .await?
+                .items
+                .len(),
+            "PersistentVolumeClaims",
+        ));
+    }
+    Ok(found)
+}
+
+async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
+    let name = ac.name_any();
+    let Some(placement) = ac.status.as_ref().and_then(|s| s.placement.clone()) else {
+        return Ok(Action::await_change());
+    };
+    let blocked = |reason: &'static str, msg: String| {
+        let mut conds = ac
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        conds.retain(|c| c.type_ != DELETION_BLOCKED && c.type_ != types::READY);
+        let keep: Vec<Desired<'_>> = conds
+            .iter()
+            .map(|c| Desired {
+                type_: c.type_.as_str(),
+                status: c.status.as_str(),
+                reason: c.reason.as_str(),
+                message: c.message.clone(),
+            })
+            .chain([
+                Desired::new(DELETION_BLOCKED, true, reason, msg.clone()),
+                Desired::new(
+                    types::READY,
+                    false,
+                    "Deleting",
+                    "Deletion is waiting (see DeletionBlocked).",
+                ),
+            ])
+            .collect();
+        status_with(
+            &ac,
+            Some(placement.clone()),
+            ac.status
+                .as_ref()
+                .map(|s| s.environments.clone())
+                .unwrap_or_default(),
+            &keep,
+        )
+    };
+    let dcc = ctx
+        .clusters
+        .state()
+        .into_iter()
+        .find(|d| d.name_any() == placement.cluster);
+    let client = match &dcc {
+        Some(d) => ctx.members.client_for(d).await.ok(),
+        None => None,
+    };
+    let Some(client) = client else {
+        let msg = format!(
+            "Cluster {} is not reachable or not registered; its namespaces are left untouched and deletion retries.",
+            placement.cluster
+        );
+        write_status(ctx, &ac, blocked("ClusterUnreachable", msg.clone())).await?;
+        return Err(Error::DeletionBlocked(msg));
+    };
+    let namespaces: Vec<String> = ac
+        .spec
+        .cloud
+        .environments
+        .iter()
+        .map(|e| build::namespace_name(&name, &e.name))
+        .collect();
+    let policy = ac.spec.cloud.deletion_policy;
+    if policy == DeletionPolicy::Protect {
+        let left = match remaining_workloads(&client, &namespaces).await {
+            Ok(l) => l,
+            Err(e) => {
+                let msg = format!(
+                    "Cannot check cluster {} for workloads ({e}); nothing deleted, retrying.",
+                    placement.cluster
+                );
+                write_status(ctx, &ac, blocked("ClusterUnreachable", msg.clone())).await?;
+                return Err(Error::DeletionBlocked(msg));
+            }
+        };
+        if !left.is_empty() {
+            let msg = format!(
+                "deletionPolicy is Protect and these still exist: {}. Delete them first, or set spec.deletionPolicy: Delete to delete everything.",
+                left.join(", ")
+            );
+            let already = ac
+                .status
+                .as_ref()
+                .is_some_and(|s| conditions::is_true(&s.conditions, DELETION_BLOCKED));
+            write_status(ctx, &ac, blocked("WorkloadsPresent", msg.clone())).await?;
+            if !already {
+                publish(
+                    ctx,
+                    &ac,
+                    EventType::Warning,
+                    "DeletionBlocked",
+                    "Delete",
+                    msg.clone(),
+                )
+                .await;
+            }
+            return Err(Error::DeletionBlocked(msg));
+        }
+    }
+    let ignore_missing = |r: Result<_, kube::Error>| match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    };
+    let param = format!("govcloud-registries-{name}");
+    ignore_missing(
+        api(&client, Kind::PolicyBinding, None)
+            .delete(&param, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+    )?;
+    ignore_missing(
+        api(&client, Kind::ConfigMap, Some(build::SYSTEM_NAMESPACE))
+            .delete(&param, &DeleteParams::default())
+            .await
+            .map(|_| ()),
+    )?;
+    if policy != DeletionPolicy::Retain {
+        for ns in &namespaces {
+            ignore_missing(
+                api(&client, Kind::Namespace, None)
+                    .delete(ns, &DeleteParams::default())
+                    .await
+                    .map(|_| ()),
+            )?;
+            if dcc
+                .as_ref()
+                .is_some_and(|d| d.spec.kubeconfig_secret.is_some())
+            {
+                ignore_missing(
+                    api(&ctx.client, Kind::Namespace, None)
+                        .delete(ns, &DeleteParams::default())
+                        .await
+                        .map(|_| ()),
+                )?;
+            }
+        }
+    }
+    ctx.placements.lock().await.remove(&name);
+    publish(
+        ctx,
+        &ac,
+        EventType::Normal,
+        "CleanedUp",
+        "Delete",
+        format!(
+            "deletionPolicy {policy:?}: cleaned up on {}.",
+            placement.cluster
+        ),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+#[instrument(skip_all, fields(agency = %ac.name_any()))]
+async fn reconcile(ac: Arc<AgencyCloud>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    let api: Api<AgencyCloud> = Api::all(ctx.client.clone());
+    finalizer(&api, FINALIZER, ac, |event| async {
+        match event {
+            Finalizer::Apply(ac) => {
+                let outcome = apply(ac.clone(), &ctx).await?;
+                write_status(&ctx, &ac, outcome.status).await?;
+                Ok(Action::requeue(outcome.requeue))
+            }
+            Finalizer::Cleanup(ac) => cleanup(ac, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn error_policy(_ac: Arc<AgencyCloud>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_failed(CONTROLLER, error.metric_label());
+    warn!(%error, "reconcile failed");
+    match error.metric_label() {
+        "deletion_blocked" => Action::requeue(Duration::from_secs(15)),
+        _ => Action::requeue(Duration::from_secs(5)),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    synced: PendingCache,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<AgencyCloud> = Api::all(ctx.client.clone());
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    let _ = ctx.agencies.set(store.clone());
+    let clusters = ctx.clusters.clone();
+    tokio::spawn(async move {
+        loop {
+            let ready = tokio::time::timeout(Duration::from_millis(500), async {
+                store.wait_until_ready().await.is_ok() && clusters.wait_until_ready().await.is_ok()
+            })
+            .await;
+            if let Ok(ok) = ready {
+                if ok {
+                    synced.synced();
+                }
+                break;
+            }
+        }
+    });
+    let member_events = ctx.member_events.lock().ok().and_then(|mut g| g.take());
+    let mut controller = controller.with_config(
+        kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
+    );
+    if let Some(rx) = member_events {
+        controller =
+            controller.reconcile_on(rx.map(|agency| ObjectRef::<AgencyCloud>::new(&agency)));
+    }
+    // A cluster that becomes Ready (or changes) may now take agencies waiting for placement,
+    // and unblocks agencies waiting for it.
+    let dcc_api: Api<DataCenterCluster> = Api::all(ctx.client.clone());
+    let agencies_for_dcc = ctx.agencies.get().cloned();
+    controller
+        .watches(
+            dcc_api,
+            watcher::Config::default(),
+            move |dcc: DataCenterCluster| {
+                let name = dcc.name_any();
+                agencies_for_dcc
+                    .as_ref()
+                    .map(|s| s.state())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|a| {
+                        a.status
+                            .as_ref()
+                            .and_then(|s| s.placement.as_ref())
+                            .is_none_or(|p| p.cluster == name)
+                    })
+                    .map(|a| ObjectRef::from_obj(&*a))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
