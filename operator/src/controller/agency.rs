@@ -65,8 +65,9 @@ fn candidates(
     reservations: &std::collections::HashMap<String, (String, Milli, Milli)>,
 ) -> Vec<Candidate> {
     let agencies = ctx.agencies.get().map(|s| s.state()).unwrap_or_default();
-    // cluster → (cpu, memory, agencies)
-    let mut placed: BTreeMap<String, (Milli, Milli, Vec<(String, u8)>)> = BTreeMap::new();
+    // cluster → (cpu, memory, agencies with levels)
+    type Placed = (Milli, Milli, Vec<(String, u8)>);
+    let mut placed: BTreeMap<String, Placed> = BTreeMap::new();
     for a in &agencies {
         let name = a.name_any();
         if name == me {
