@@ -359,3 +359,63 @@ pub async fn operator_get(path: &str) -> Result<(u16, String)> {
     let code = resp.status().as_u16();
     Ok((code, resp.text().await?))
 }
+
+/// A unique, valid unified social credit code (check character computed per GB 32100-2015).
+pub fn unique_credit_code() -> String {
+    static COUNTER: Mutex<u64> = Mutex::new(0);
+    let n = COUNTER.lock().map(|mut c| {
+        *c += 1;
+        *c
+    });
+    let seed = (std::process::id() as u64) * 1_000_003
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0)
+            % 1_000_000
+        + n.unwrap_or(0) * 7919;
+    let digits = format!("{:09}", seed % 1_000_000_000);
+    let prefix = format!("11100000{digits}");
+    match govcloud::core::credit_code::check_char(&prefix) {
+        Ok(c) => format!("{prefix}{c}"),
+        Err(_) => format!("{prefix}0"),
+    }
+}
+
+/// An AgencyCloud manifest (JSON) for tests: `quota` per environment as (cpu, memory).
+pub fn agency_cloud(
+    name: &str,
+    level: u8,
+    zone: &str,
+    envs: &[(&str, &str, &str)],
+    selector: &str,
+) -> serde_json::Value {
+    let environments: Vec<serde_json::Value> = envs
+        .iter()
+        .map(|(n, cpu, mem)| serde_json::json!({"name": n, "quota": {"cpu": cpu, "memory": mem}}))
+        .collect();
+    serde_json::json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "AgencyCloud",
+        "metadata": {"name": name, "labels": {"govcloud.io/test": "true"}},
+        "spec": {
+            "agency": {"displayName": format!("测试机关 {name}"), "shortName": name, "creditCode": unique_credit_code(),
+                       "adminLevel": "municipal", "contact": {"name": "测试", "email": "ops@example.gov.cn"}},
+            "securityLevel": level, "zone": zone, "environments": environments,
+            "owners": [{"kind": "Group", "name": format!("{name}-owners")}],
+            "viewers": [{"kind": "Group", "name": format!("{name}-viewers")}],
+            "allowedRegistries": ["registry.gov.cn"],
+            "placement": {"clusterSelector": {"govcloud.io/test-group": selector}},
+            "deletionPolicy": "Delete"
+        }
+    })
+}
+
+/// A short unique DNS name (≤ 20 characters, starting with a letter) for agencies.
+pub fn unique_short(prefix: &str) -> String {
+    let full = unique(prefix);
+    let mut s: String = full.chars().take(20).collect();
+    while s.ends_with('-') {
+        s.pop();
+    }
+    s
+}

@@ -538,6 +538,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
 
     // Build and apply.
     let (mut children, refused) = build::member_children(&name, spec);
+    let desired_all = children.clone();
     let mut all = build::shared_children();
     all.push(build_system_namespace());
     if !quota_fits.status.eq(conditions::TRUE) {
@@ -554,9 +555,18 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         });
     }
     all.extend(children.iter().cloned());
+    // Guardrails first, access (RoleBindings) last.
+    all.sort_by_key(|c| match c.kind {
+        Kind::Namespace => 0,
+        Kind::ClusterRole | Kind::Policy => 1,
+        Kind::ConfigMap | Kind::PolicyBinding => 2,
+        Kind::ResourceQuota | Kind::LimitRange | Kind::NetworkPolicy => 3,
+        Kind::RoleBinding => 4,
+    });
     let result = async {
         let mut written = apply_children(&client, Some(&cache), &all).await?;
-        written.extend(prune(&client, &cache, &name, &children).await?);
+        // Prune against the full desired set: objects held back above are kept, not deleted.
+        written.extend(prune(&client, &cache, &name, &desired_all).await?);
         if dcc.spec.kubeconfig_secret.is_some() {
             // The hub holds the agency's own namespaces (for HostedSystems, BackupPolicies) too.
             let hub_cache = ctx.caches.ensure("", "hub", &ctx.client);
@@ -582,6 +592,17 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     .await;
     let written = match result {
         Ok(w) => w,
+        Err(Error::Kube(e)) if !matches!(e, kube::Error::Api(_)) => {
+            let msg = format!(
+                "Cluster {} is unreachable ({}); nothing was changed or deleted, retrying.",
+                placement.cluster,
+                crate::member::describe(&e)
+            );
+            return Ok(Outcome {
+                status: unreachable("ClusterUnreachable", msg),
+                requeue: Duration::from_secs(15),
+            });
+        }
         Err(e) => {
             let msg = format!("Applying to cluster {} failed: {e}", placement.cluster);
             let status = unreachable("ApplyFailed", msg);
@@ -637,6 +658,41 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         });
     }
     let rules = crate::core::levels::rules(spec.security_level);
+    let was_isolated = conditions::is_true(&prev.conditions, ISOLATED);
+    let probe_ns = spec
+        .environments
+        .first()
+        .map(|e| build::namespace_name(&name, &e.name));
+    if !was_isolated
+        && let Some(ns) = &probe_ns
+        && !registry_policy_active(&client, ns).await
+    {
+        let status = status_with(
+            &ac,
+            Some(placement.clone()),
+            envs,
+            &[
+                placed,
+                Desired::new(
+                    ISOLATED,
+                    false,
+                    "RegistryPolicyPending",
+                    "Waiting for the API server to activate the image registry policy.",
+                ),
+                quota_fits,
+                Desired::new(
+                    types::READY,
+                    false,
+                    "Provisioning",
+                    "Waiting for guardrails to take effect (see Isolated).",
+                ),
+            ],
+        );
+        return Ok(Outcome {
+            status,
+            requeue: Duration::from_secs(1),
+        });
+    }
     let isolated = if refused.is_empty() {
         Desired::new(
             ISOLATED,
@@ -693,6 +749,33 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         status,
         requeue: Duration::from_secs(600),
     })
+}
+
+/// Checks, with a server-side dry run, that the API server already refuses a pod whose
+/// image is outside the allowed registries in `namespace` (admission policies are loaded
+/// asynchronously after their binding is created).
+async fn registry_policy_active(client: &Client, namespace: &str) -> bool {
+    let pod: Pod = match serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "govcloud-registry-probe"},
+        "spec": {"containers": [{"name": "probe", "image": "registry.invalid/govcloud/probe:0",
+            "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}}]}
+    })) {
+        Ok(p) => p,
+        Err(_) => return false,
+    };
+    let pp = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    match Api::<Pod>::namespaced(client.clone(), namespace)
+        .create(&pp, &pod)
+        .await
+    {
+        Err(kube::Error::Api(s)) => s.message.contains(build::REGISTRY_POLICY),
+        _ => false,
+    }
 }
 
 fn build_system_namespace() -> Child {
@@ -806,9 +889,15 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
         .state()
         .into_iter()
         .find(|d| d.name_any() == placement.cluster);
+    let reachable = dcc.as_ref().is_some_and(|d| {
+        !d.status.as_ref().is_some_and(|s| {
+            conditions::find(&s.conditions, types::REACHABLE)
+                .is_some_and(|c| c.status == conditions::FALSE)
+        })
+    });
     let client = match &dcc {
-        Some(d) => ctx.members.client_for(d).await.ok(),
-        None => None,
+        Some(d) if reachable => ctx.members.client_for(d).await.ok(),
+        _ => None,
     };
     let Some(client) = client else {
         let msg = format!(
@@ -862,44 +951,18 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
             return Err(Error::DeletionBlocked(msg));
         }
     }
-    let ignore_missing = |r: Result<_, kube::Error>| match r {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::Kube(e)),
-    };
-    let param = format!("govcloud-registries-{name}");
-    ignore_missing(
-        api(&client, Kind::PolicyBinding, None)
-            .delete(&param, &DeleteParams::default())
-            .await
-            .map(|_| ()),
-    )?;
-    ignore_missing(
-        api(&client, Kind::ConfigMap, Some(build::SYSTEM_NAMESPACE))
-            .delete(&param, &DeleteParams::default())
-            .await
-            .map(|_| ()),
-    )?;
-    if policy != DeletionPolicy::Retain {
-        for ns in &namespaces {
-            ignore_missing(
-                api(&client, Kind::Namespace, None)
-                    .delete(ns, &DeleteParams::default())
-                    .await
-                    .map(|_| ()),
-            )?;
-            if dcc
-                .as_ref()
-                .is_some_and(|d| d.spec.kubeconfig_secret.is_some())
-            {
-                ignore_missing(
-                    api(&ctx.client, Kind::Namespace, None)
-                        .delete(ns, &DeleteParams::default())
-                        .await
-                        .map(|_| ()),
-                )?;
-            }
+    match delete_children(ctx, &client, dcc.as_deref(), &name, &namespaces, policy).await {
+        Ok(()) => {}
+        Err(Error::Kube(e)) if !matches!(e, kube::Error::Api(_)) => {
+            let msg = format!(
+                "Cluster {} is not reachable ({}); its namespaces are left untouched and deletion retries.",
+                placement.cluster,
+                crate::member::describe(&e)
+            );
+            write_status(ctx, &ac, blocked("ClusterUnreachable", msg.clone())).await?;
+            return Err(Error::DeletionBlocked(msg));
         }
+        Err(e) => return Err(e),
     }
     ctx.placements.lock().await.remove(&name);
     publish(
@@ -915,6 +978,47 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// Deletes what the agency has on its cluster, as the deletion policy says.
+async fn delete_children(
+    ctx: &Context,
+    client: &Client,
+    dcc: Option<&DataCenterCluster>,
+    name: &str,
+    namespaces: &[String],
+    policy: DeletionPolicy,
+) -> Result<()> {
+    let ignore_missing = |r: Result<(), kube::Error>| match r {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    };
+    let dp = DeleteParams::default();
+    let param = format!("govcloud-registries-{name}");
+    ignore_missing(
+        api(client, Kind::PolicyBinding, None)
+            .delete(&param, &dp)
+            .await
+            .map(|_| ()),
+    )?;
+    let cms = api(client, Kind::ConfigMap, Some(build::SYSTEM_NAMESPACE));
+    ignore_missing(cms.delete(&param, &dp).await.map(|_| ()))?;
+    if policy != DeletionPolicy::Retain {
+        for ns in namespaces {
+            ignore_missing(
+                api(client, Kind::Namespace, None)
+                    .delete(ns, &dp)
+                    .await
+                    .map(|_| ()),
+            )?;
+            if dcc.is_some_and(|d| d.spec.kubeconfig_secret.is_some()) {
+                let hub = api(&ctx.client, Kind::Namespace, None);
+                ignore_missing(hub.delete(ns, &dp).await.map(|_| ()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[instrument(skip_all, fields(agency = %ac.name_any()))]
