@@ -8,8 +8,11 @@
 #   hack/testbed.sh down                stop the processes this script started, remove state
 #   hack/testbed.sh status              clusters, API URLs, kubeconfigs, /readyz, processes
 #   hack/testbed.sh env                 shell exports (eval "$(hack/testbed.sh env)")
-#   hack/testbed.sh stop-cluster dcN    stop only dcN's kube-apiserver (simulate an unreachable member)
-#   hack/testbed.sh start-cluster dcN   start it again (and anything else missing), wait for /readyz
+#   hack/testbed.sh stop-cluster dcN    stop dcN's kube-apiserver (and its controller-manager and
+#                                       scheduler) to simulate an unreachable member; etcd, kwok
+#                                       and all state stay
+#   hack/testbed.sh start-cluster dcN   start them again (and anything else missing), wait for
+#                                       /readyz and Ready nodes
 #
 # Environment:
 #   TESTBED_CLUSTERS     number of clusters (default 2)
@@ -142,7 +145,8 @@ start_component() {
   done
 }
 
-# stop_pids DIR PIDFILE... — TERM, then KILL after a grace period.
+# stop_pidfiles DIR PIDFILE... — TERM, then KILL after a grace period
+# (STOP_GRACE, else TESTBED_KILL_GRACE, default 8 seconds).
 stop_pidfiles() {
   local dir="$1"; shift
   local pf pids=() pid
@@ -153,7 +157,8 @@ stop_pidfiles() {
       pids+=("$pid:$pf")
     fi
   done
-  local deadline=$((SECONDS + ${TESTBED_KILL_GRACE:-8})) left
+  local grace="${STOP_GRACE:-${TESTBED_KILL_GRACE:-8}}"
+  local deadline=$((SECONDS + grace)) left
   while :; do
     left=()
     for pid in "${pids[@]}"; do
@@ -162,7 +167,7 @@ stop_pidfiles() {
     [ ${#left[@]} -gt 0 ] || break
     if [ $SECONDS -ge $deadline ]; then
       for pid in "${left[@]}"; do
-        err "${pid#*:}: still running after TERM, sending KILL to ${pid%%:*}"
+        log "$(basename "${pid#*:}" .pid) (pid ${pid%%:*}) still running ${grace}s after TERM: sending KILL"
         kill -KILL "${pid%%:*}" 2>/dev/null || true
       done
       sleep 0.5
@@ -624,8 +629,15 @@ cmd_down() {
 cmd_stop_cluster() {
   local name="${1:-}"; validate_name "$name"
   [ -d "$(cluster_dir "$name")" ] || die "$name does not exist in $TESTBED_STATE"
-  stop_cluster_components "$name" kube-apiserver
-  log "$name: kube-apiserver stopped (etcd, controller-manager, scheduler and kwok keep running; state kept)"
+  # The controller-manager and scheduler go down with the API server: a fresh
+  # controller-manager starts its node-health grace period anew on start-cluster;
+  # one that kept running through the outage would mark every node NotReady
+  # (and taint it) for up to a minute after the API server returns. etcd and
+  # kwok keep running (kwok keeps its node leases and renews them at once).
+  local t0; t0="$(now_ms)"
+  # kube-apiserver drains open watches (kwok's) on TERM; do not wait long for it.
+  STOP_GRACE=2 stop_cluster_components "$name" kube-controller-manager kube-scheduler kube-apiserver
+  log "$name: kube-apiserver (with controller-manager and scheduler) stopped in $(since "$t0"); etcd and kwok keep running, state kept"
 }
 
 cmd_start_cluster() {

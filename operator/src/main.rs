@@ -157,10 +157,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Crd { out_dir } => crd(out_dir),
-        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
+        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(rt) => rt.block_on(run(args)),
             Err(e) => Err(e.into()),
         },

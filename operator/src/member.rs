@@ -52,9 +52,7 @@ pub enum MemberError {
     #[error("{}", describe(.0))]
     Unreachable(#[source] kube::Error),
     /// The member API server did not answer in time.
-    #[error(
-        "the API server did not answer within {0:?}; check that it is running and the network path is open"
-    )]
+    #[error("the API server did not answer within {0:?}; check that it is running and the network path is open")]
     Timeout(Duration),
 }
 
@@ -120,10 +118,7 @@ fn classify(e: &kube::Error) -> Class {
         || text.contains("unknownissuer")
     {
         Class::Tls
-    } else if text.contains("connection refused")
-        || text.contains("connect error")
-        || text.contains("dns error")
-    {
+    } else if text.contains("connection refused") || text.contains("connect error") || text.contains("dns error") {
         Class::Refused
     } else {
         Class::Other
@@ -189,10 +184,7 @@ impl MemberClients {
 
     /// The client for a cluster with a version string that changes when its Secret does
     /// (`hub` for the hub).
-    pub async fn versioned_client_for(
-        &self,
-        dcc: &DataCenterCluster,
-    ) -> Result<(Client, String), MemberError> {
+    pub async fn versioned_client_for(&self, dcc: &DataCenterCluster) -> Result<(Client, String), MemberError> {
         let Some(secret_ref) = &dcc.spec.kubeconfig_secret else {
             return Ok((self.hub.clone(), "hub".to_string()));
         };
@@ -209,11 +201,7 @@ impl MemberClients {
         let version = format!(
             "{}/{}/{}",
             secret.metadata.uid.as_deref().unwrap_or_default(),
-            secret
-                .metadata
-                .resource_version
-                .as_deref()
-                .unwrap_or_default(),
+            secret.metadata.resource_version.as_deref().unwrap_or_default(),
             secret_ref.key
         );
         if let Ok(cache) = self.cache.lock()

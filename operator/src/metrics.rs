@@ -124,10 +124,7 @@ impl Metrics {
         for c in [&reconciles, &errors] {
             must(registry.register(Box::new(c.clone())), "register counter");
         }
-        must(
-            registry.register(Box::new(duration.clone())),
-            "register histogram",
-        );
+        must(registry.register(Box::new(duration.clone())), "register histogram");
         for g in [
             &cluster_reachable,
             &cluster_allocatable_cpu,

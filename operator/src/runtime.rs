@@ -56,10 +56,10 @@ pub async fn check_crds(client: &Client) -> Result<(), StartError> {
                 state: "not installed",
             });
         };
-        let established = found.status.and_then(|s| s.conditions).is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        });
+        let established = found
+            .status
+            .and_then(|s| s.conditions)
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
         if !established {
             return Err(StartError::CrdMissing {
                 name,
@@ -94,34 +94,30 @@ pub async fn run(
     });
 
     let addr = listener.local_addr().map_err(StartError::Http)?;
-    let http = tokio::spawn(server::serve(
-        listener,
-        metrics.clone(),
-        health.clone(),
-        stopped(),
-    ));
+    let http = tokio::spawn(server::serve(listener, metrics.clone(), health.clone(), stopped()));
     info!(%addr, "serving /metrics, /healthz, /readyz");
 
     check_crds(&client).await?;
     health.set_crds_established();
     info!("CRDs installed and established");
+    if let Err(e) = controller::tenancy::install_hub_objects(&client).await {
+        error!(error = %e, "cannot install the tenancy approval policy and roles on the hub; approvals are refused until it is installed");
+    }
 
     // A hub-wide cache of DataCenterClusters, used for placement.
     let (clusters, writer) = kube::runtime::reflector::store();
     let dcc_api: Api<crate::api::DataCenterCluster> = Api::all(client.clone());
-    let reflector = kube::runtime::reflector::reflector(
-        writer,
-        kube::runtime::watcher(dcc_api, Default::default()),
-    )
-    .default_backoff()
-    .for_each(|_| futures::future::ready(()));
+    let reflector = kube::runtime::reflector::reflector(writer, kube::runtime::watcher(dcc_api, Default::default()))
+        .default_backoff()
+        .for_each(|_| futures::future::ready(()));
     let reflector = tokio::spawn(reflector);
 
     let ctx = Context::new(client, metrics, settings, clusters);
     let dcc = controller::datacenter::run(ctx.clone(), health.pending_cache(), stopped());
     let agency = controller::agency::run(ctx.clone(), health.pending_cache(), stopped());
+    let tenancy = controller::tenancy::run(ctx.clone(), health.pending_cache(), stopped());
     info!("controllers started");
-    futures::join!(dcc, agency);
+    futures::join!(dcc, agency, tenancy);
     reflector.abort();
     info!("controllers stopped");
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {

@@ -29,12 +29,9 @@ pub fn testbed_state() -> PathBuf {
     if let Ok(s) = std::env::var("TESTBED_STATE") {
         return PathBuf::from(s);
     }
-    let cache = std::env::var("GOVCLOUD_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/govcloud")
-        });
+    let cache = std::env::var("GOVCLOUD_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/govcloud")
+    });
     cache.join("testbed")
 }
 
@@ -117,11 +114,7 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!(
-        "{prefix}-{:x}{:x}-{n}",
-        std::process::id() % 4096,
-        nanos % 4096
-    )
+    format!("{prefix}-{:x}{:x}-{n}", std::process::id() % 4096, nanos % 4096)
 }
 
 /// Polls `check` every 250 ms until it returns `Ok(Some(v))` or the deadline passes.
@@ -158,22 +151,18 @@ pub async fn install_crds(client: &Client) -> Result<()> {
             &Patch::Apply(&crd),
         )
         .await?;
-        wait_for(
-            &format!("CRD {name} Established"),
-            Duration::from_secs(30),
-            || {
-                let api = api.clone();
-                let name = name.clone();
-                async move {
-                    let crd = api.get(&name).await?;
-                    let ok = crd.status.and_then(|s| s.conditions).is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True")
-                    });
-                    Ok(ok.then_some(()))
-                }
-            },
-        )
+        wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await?;
+                let ok = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+                Ok(ok.then_some(()))
+            }
+        })
         .await?;
     }
     Ok(())
@@ -291,65 +280,82 @@ pub fn operator() -> Result<&'static Operator> {
 fn start_operator() -> Result<Operator> {
     ensure_testbed()?;
     let (tx, rx) = std::sync::mpsc::channel::<Result<std::net::SocketAddr, String>>();
-    std::thread::Builder::new()
-        .name("operator".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                    return;
-                }
+    std::thread::Builder::new().name("operator".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,govcloud=info")),
+                )
+                .with_test_writer()
+                .try_init();
+            let setup = async {
+                let hub = client(1).await?;
+                install_crds(&hub).await?;
+                remove_leftovers(&hub).await;
+                ensure_namespace(&hub, OPERATOR_NAMESPACE).await?;
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let addr = listener.local_addr()?;
+                Ok::<_, anyhow::Error>((hub, listener, addr))
             };
-            rt.block_on(async move {
-                let _ = tracing_subscriber::fmt()
-                    .with_env_filter(
-                        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(
-                            |_| tracing_subscriber::EnvFilter::new("warn,govcloud=info"),
-                        ),
-                    )
-                    .with_test_writer()
-                    .try_init();
-                let setup = async {
-                    let hub = client(1).await?;
-                    install_crds(&hub).await?;
-                    ensure_namespace(&hub, OPERATOR_NAMESPACE).await?;
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                    let addr = listener.local_addr()?;
-                    Ok::<_, anyhow::Error>((hub, listener, addr))
-                };
-                match setup.await {
-                    Ok((hub, listener, addr)) => {
-                        let _ = tx.send(Ok(addr));
-                        let settings = govcloud::controller::Settings {
-                            namespace: OPERATOR_NAMESPACE.into(),
-                            probe_interval: Duration::from_secs(3),
-                            max_probe_backoff: Duration::from_secs(4),
-                            member_timeout: Duration::from_secs(3),
-                            ..Default::default()
-                        };
-                        if let Err(e) =
-                            govcloud::runtime::run(hub, settings, listener, std::future::pending())
-                                .await
-                        {
-                            eprintln!("operator stopped: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(format!("{e:#}")));
+            match setup.await {
+                Ok((hub, listener, addr)) => {
+                    let _ = tx.send(Ok(addr));
+                    let settings = govcloud::controller::Settings {
+                        namespace: OPERATOR_NAMESPACE.into(),
+                        probe_interval: Duration::from_secs(3),
+                        max_probe_backoff: Duration::from_secs(4),
+                        member_timeout: Duration::from_secs(3),
+                        ..Default::default()
+                    };
+                    if let Err(e) = govcloud::runtime::run(hub, settings, listener, std::future::pending()).await {
+                        eprintln!("operator stopped: {e}");
                     }
                 }
-            });
-        })?;
+                Err(e) => {
+                    let _ = tx.send(Err(format!("{e:#}")));
+                }
+            }
+        });
+    })?;
     let addr = rx
         .recv_timeout(Duration::from_secs(120))
         .map_err(|e| anyhow!("operator did not start: {e}"))?
         .map_err(|e| anyhow!(e))?;
+    // Wait until /readyz says ready: CRDs established, hub policies installed, caches synced.
+    let start = Instant::now();
+    while !readyz_ok(addr) {
+        if start.elapsed() > Duration::from_secs(120) {
+            bail!("operator at {addr} did not become ready within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Ok(Operator { addr })
+}
+
+fn readyz_ok(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
 }
 
 /// GETs a path of the operator's HTTP endpoint, returning status code and body.
@@ -418,4 +424,25 @@ pub fn unique_short(prefix: &str) -> String {
         s.pop();
     }
     s
+}
+
+/// Deletes test objects left by earlier runs (labelled `govcloud.io/test=true`), so that a
+/// failed run does not slow down the next one. Runs before any test of this binary uses
+/// the operator.
+async fn remove_leftovers(hub: &Client) {
+    use govcloud::api::{AgencyCloud, DataCenterCluster};
+    let lp = kube::api::ListParams::default().labels("govcloud.io/test=true");
+    let dp = kube::api::DeleteParams::default();
+    let acs: Api<AgencyCloud> = Api::all(hub.clone());
+    if let Ok(list) = acs.list(&lp).await {
+        for a in list.items {
+            let name = a.metadata.name.clone().unwrap_or_default();
+            let _ = acs.delete(&name, &dp).await;
+            // Leftovers may sit on clusters that no longer exist: release them.
+            let release = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+            let _ = acs.patch(&name, &PatchParams::default(), &release).await;
+        }
+    }
+    let dccs: Api<DataCenterCluster> = Api::all(hub.clone());
+    let _ = dccs.delete_collection(&dp, &lp).await;
 }

@@ -49,11 +49,10 @@ async fn register(
         let name = name.clone();
         async move {
             let d = api.get(&name).await?;
-            let ready = d.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            });
+            let ready = d
+                .status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
             Ok(ready.then_some(()))
         }
     })
@@ -126,30 +125,16 @@ async fn provisions_isolated_cloud_on_member_and_enforces_it() -> Result<()> {
     let b = unique_short("b");
     create_ac(
         &hub,
-        &agency_cloud(
-            &a,
-            2,
-            "external",
-            &[("prod", "4", "8Gi"), ("test", "2", "4Gi")],
-            &group,
-        ),
+        &agency_cloud(&a, 2, "external", &[("prod", "4", "8Gi"), ("test", "2", "4Gi")], &group),
     )
     .await?;
-    create_ac(
-        &hub,
-        &agency_cloud(&b, 2, "external", &[("prod", "2", "4Gi")], &group),
-    )
-    .await?;
+    create_ac(&hub, &agency_cloud(&b, 2, "external", &[("prod", "2", "4Gi")], &group)).await?;
     let ac = wait_cond(&hub, &a, "Ready", "True").await?;
     wait_cond(&hub, &b, "Ready", "True").await?;
     let st = ac.status.ok_or_else(|| anyhow!("no status"))?;
     ensure!(st.environments.len() == 2, "two environments in status");
     ensure!(
-        st.environments[0]
-            .hard
-            .get("requests.cpu")
-            .map(String::as_str)
-            == Some("4"),
+        st.environments[0].hard.get("requests.cpu").map(String::as_str) == Some("4"),
         "quota hard in status: {:?}",
         st.environments[0]
     );
@@ -160,10 +145,7 @@ async fn provisions_isolated_cloud_on_member_and_enforces_it() -> Result<()> {
     let labels = n.metadata.labels.unwrap_or_default();
     ensure!(labels.get("govcloud.io/agency") == Some(&a), "agency label");
     ensure!(
-        labels
-            .get("pod-security.kubernetes.io/enforce")
-            .map(String::as_str)
-            == Some("baseline"),
+        labels.get("pod-security.kubernetes.io/enforce").map(String::as_str) == Some("baseline"),
         "pod security"
     );
     let q = Api::<ResourceQuota>::namespaced(member.clone(), &ns)
@@ -183,19 +165,12 @@ async fn provisions_isolated_cloud_on_member_and_enforces_it() -> Result<()> {
         .into_iter()
         .filter_map(|p| p.metadata.name)
         .collect();
-    for want in [
-        "govcloud-default-deny",
-        "govcloud-allow-agency",
-        "govcloud-allow-dns",
-    ] {
+    for want in ["govcloud-default-deny", "govcloud-allow-agency", "govcloud-allow-dns"] {
         ensure!(np.iter().any(|p| p == want), "{want} missing: {np:?}");
     }
     // The hub holds the agency's namespaces too (for its HostedSystems and BackupPolicies).
     ensure!(
-        Api::<Namespace>::all(hub.clone())
-            .get_opt(&ns)
-            .await?
-            .is_some(),
+        Api::<Namespace>::all(hub.clone()).get_opt(&ns).await?.is_some(),
         "hub namespace"
     );
 
@@ -263,9 +238,7 @@ async fn provisions_isolated_cloud_on_member_and_enforces_it() -> Result<()> {
             .map(|_| ()),
         "delete a network policy",
     )?;
-    let patch = Patch::Merge(
-        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}),
-    );
+    let patch = Patch::Merge(json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}));
     forbidden(
         Api::<Namespace>::all(owner.clone())
             .patch(&ns, &PatchParams::default(), &patch)
@@ -301,14 +274,8 @@ async fn placement_rules_are_explained_and_nothing_is_created_when_nothing_fits(
     let ac = wait_cond(&hub, &high, "Placed", "False").await?;
     let (_, reason, msg) = cond(&ac, "Placed").ok_or_else(|| anyhow!("no Placed"))?;
     ensure!(reason == "NoClusterFits", "{reason}");
-    ensure!(
-        msg.contains(&format!("{int2}: is certified for level 2")),
-        "{msg}"
-    );
-    ensure!(
-        msg.contains(&format!("{ext3}: is on the external zone")),
-        "{msg}"
-    );
+    ensure!(msg.contains(&format!("{int2}: is certified for level 2")), "{msg}");
+    ensure!(msg.contains(&format!("{ext3}: is on the external zone")), "{msg}");
     ensure!(
         Api::<Namespace>::all(member.clone())
             .get_opt(&format!("{high}-prod"))
@@ -351,8 +318,7 @@ async fn placement_rules_are_explained_and_nothing_is_created_when_nothing_fits(
     // Sticky: a quota increase that does not fit is refused in status, the existing quota kept.
     let api: Api<AgencyCloud> = Api::all(hub.clone());
     let grow = json!({"spec": {"environments": [{"name": "prod", "quota": {"cpu": "200", "memory": "1Gi"}}, {"name": "test", "quota": {"cpu": "6", "memory": "1Gi"}}]}});
-    api.patch(&exact, &PatchParams::default(), &Patch::Merge(grow))
-        .await?;
+    api.patch(&exact, &PatchParams::default(), &Patch::Merge(grow)).await?;
     let ac = wait_cond(&hub, &exact, "QuotaFits", "False").await?;
     ensure!(
         ac.status
@@ -391,17 +357,9 @@ async fn level_4_gets_a_dedicated_cluster() -> Result<()> {
     let x = unique_short("lx");
     let y = unique_short("ly");
     let z = unique_short("lz");
-    create_ac(
-        &hub,
-        &agency_cloud(&x, 4, "internal", &[("prod", "1", "1Gi")], &group),
-    )
-    .await?;
+    create_ac(&hub, &agency_cloud(&x, 4, "internal", &[("prod", "1", "1Gi")], &group)).await?;
     let ax = wait_cond(&hub, &x, "Placed", "True").await?;
-    create_ac(
-        &hub,
-        &agency_cloud(&y, 4, "internal", &[("prod", "1", "1Gi")], &group),
-    )
-    .await?;
+    create_ac(&hub, &agency_cloud(&y, 4, "internal", &[("prod", "1", "1Gi")], &group)).await?;
     let ay = wait_cond(&hub, &y, "Placed", "True").await?;
     let px = ax.status.and_then(|s| s.placement).map(|p| p.cluster);
     let py = ay.status.and_then(|s| s.placement).map(|p| p.cluster);
@@ -413,11 +371,7 @@ async fn level_4_gets_a_dedicated_cluster() -> Result<()> {
         "placed in group"
     );
     // A third agency (even level 2) finds no cluster: both are dedicated.
-    create_ac(
-        &hub,
-        &agency_cloud(&z, 2, "internal", &[("prod", "1", "1Gi")], &group),
-    )
-    .await?;
+    create_ac(&hub, &agency_cloud(&z, 2, "internal", &[("prod", "1", "1Gi")], &group)).await?;
     let az = wait_cond(&hub, &z, "Placed", "False").await?;
     let msg = cond(&az, "Placed").map(|c| c.2).unwrap_or_default();
     ensure!(msg.contains("is dedicated to level-4 agency"), "{msg}");
@@ -435,11 +389,7 @@ async fn drift_is_repaired_and_steady_state_is_quiet() -> Result<()> {
     let group = unique("grp");
     register(&hub, &group, "external", 3, Some((2, None))).await?;
     let a = unique_short("d");
-    create_ac(
-        &hub,
-        &agency_cloud(&a, 2, "external", &[("prod", "2", "2Gi")], &group),
-    )
-    .await?;
+    create_ac(&hub, &agency_cloud(&a, 2, "external", &[("prod", "2", "2Gi")], &group)).await?;
     wait_cond(&hub, &a, "Ready", "True").await?;
     let ns = format!("{a}-prod");
 
@@ -508,16 +458,12 @@ async fn drift_is_repaired_and_steady_state_is_quiet() -> Result<()> {
             &Patch::Merge(json!({"spec": {"hard": {"requests.cpu": "999"}}})),
         )
         .await?;
-    wait_for(
-        "network policy restored",
-        Duration::from_secs(30),
-        || async {
-            Ok(Api::<NetworkPolicy>::namespaced(member.clone(), &ns)
-                .get_opt("govcloud-default-deny")
-                .await?
-                .map(|_| ()))
-        },
-    )
+    wait_for("network policy restored", Duration::from_secs(30), || async {
+        Ok(Api::<NetworkPolicy>::namespaced(member.clone(), &ns)
+            .get_opt("govcloud-default-deny")
+            .await?
+            .map(|_| ()))
+    })
     .await?;
     wait_for("quota restored", Duration::from_secs(30), || async {
         let q = quotas.get("govcloud-quota").await?;
@@ -550,38 +496,25 @@ async fn protected_deletion_waits_for_workloads() -> Result<()> {
     let ns = format!("{a}-prod");
     let deploys: Api<Deployment> = Api::namespaced(member.clone(), &ns);
     deploys
-        .create(
-            &PostParams::default(),
-            &web_deployment("app", "registry.gov.cn/app:1")?,
-        )
+        .create(&PostParams::default(), &web_deployment("app", "registry.gov.cn/app:1")?)
         .await?;
 
     delete_ac(&hub, &a).await;
     let ac = wait_cond(&hub, &a, "DeletionBlocked", "True").await?;
-    let msg = cond(&ac, "DeletionBlocked")
-        .map(|c| c.2)
-        .unwrap_or_default();
+    let msg = cond(&ac, "DeletionBlocked").map(|c| c.2).unwrap_or_default();
     ensure!(
         msg.contains("Deployments in") && msg.contains("deletionPolicy: Delete"),
         "{msg}"
     );
     ensure!(
-        Api::<Namespace>::all(member.clone())
-            .get_opt(&ns)
-            .await?
-            .is_some(),
+        Api::<Namespace>::all(member.clone()).get_opt(&ns).await?.is_some(),
         "namespace kept while workloads exist"
     );
 
     deploys.delete("app", &DeleteParams::background()).await?;
     let pods: Api<Pod> = Api::namespaced(member.clone(), &ns);
     wait_for("pods gone", T, || async {
-        Ok(pods
-            .list(&Default::default())
-            .await?
-            .items
-            .is_empty()
-            .then_some(()))
+        Ok(pods.list(&Default::default()).await?.items.is_empty().then_some(()))
     })
     .await?;
     let api: Api<AgencyCloud> = Api::all(hub.clone());
@@ -610,11 +543,7 @@ async fn unreachable_member_changes_and_deletes_nothing() -> Result<()> {
     )
     .await?;
     let a = unique_short("u");
-    create_ac(
-        &hub,
-        &agency_cloud(&a, 2, "external", &[("prod", "2", "2Gi")], &group),
-    )
-    .await?;
+    create_ac(&hub, &agency_cloud(&a, 2, "external", &[("prod", "2", "2Gi")], &group)).await?;
     wait_cond(&hub, &a, "Ready", "True").await?;
     let ns = format!("{a}-prod");
 
@@ -627,10 +556,7 @@ async fn unreachable_member_changes_and_deletes_nothing() -> Result<()> {
     delete_ac(&hub, &a).await;
     wait_cond(&hub, &a, "DeletionBlocked", "True").await?;
     ensure!(
-        Api::<Namespace>::all(member.clone())
-            .get_opt(&ns)
-            .await?
-            .is_some(),
+        Api::<Namespace>::all(member.clone()).get_opt(&ns).await?.is_some(),
         "namespace must survive"
     );
 
@@ -654,11 +580,7 @@ async fn bad_agency_manifests_are_refused_naming_the_field() -> Result<()> {
     let n = unique_short("bad");
     // A mistyped check character.
     let good = unique_credit_code();
-    let typo = format!(
-        "{}{}",
-        &good[..17],
-        if good.ends_with('0') { '1' } else { '0' }
-    );
+    let typo = format!("{}{}", &good[..17], if good.ends_with('0') { '1' } else { '0' });
     let mut v = base(&n);
     v["spec"]["agency"]["creditCode"] = json!(typo);
     cases.push((v, "check character (18th) does not match"));
@@ -704,11 +626,9 @@ async fn bad_agency_manifests_are_refused_naming_the_field() -> Result<()> {
                 delete_ac(&hub, &n).await;
                 bail!("accepted: {body}");
             }
-            Err(kube::Error::Api(s)) => ensure!(
-                s.message.contains(field),
-                "message should name {field}: {}",
-                s.message
-            ),
+            Err(kube::Error::Api(s)) => {
+                ensure!(s.message.contains(field), "message should name {field}: {}", s.message)
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -37,20 +37,13 @@ async fn create_dcc(hub: &Client, name: &str, secret: Option<&str>) -> Result<()
     Ok(())
 }
 
-async fn wait_condition(
-    hub: &Client,
-    name: &str,
-    type_: &str,
-    status: &str,
-) -> Result<DataCenterCluster> {
+async fn wait_condition(hub: &Client, name: &str, type_: &str, status: &str) -> Result<DataCenterCluster> {
     let api: Api<DataCenterCluster> = Api::all(hub.clone());
     wait_for(&format!("{name} {type_}={status}"), READY_TIMEOUT, || {
         let api = api.clone();
         async move {
             let d = api.get(name).await?;
-            Ok(condition(&d, type_)
-                .filter(|(s, _, _)| s == status)
-                .map(|_| d))
+            Ok(condition(&d, type_).filter(|(s, _, _)| s == status).map(|_| d))
         }
     })
     .await
@@ -119,11 +112,7 @@ async fn hub_and_member_become_ready_with_kwok_capacity() -> Result<()> {
                     .and_then(|q| Milli::parse(&q.0).ok())
             })
             .sum();
-        assert_eq!(
-            status.node_count,
-            Some(list.items.len() as i32),
-            "{name} node count"
-        );
+        assert_eq!(status.node_count, Some(list.items.len() as i32), "{name} node count");
         assert!(
             list.items.len() >= testbed_nodes(),
             "testbed dc{n} should have at least {} nodes",
@@ -133,11 +122,7 @@ async fn hub_and_member_become_ready_with_kwok_capacity() -> Result<()> {
             .allocatable
             .and_then(|a| a.cpu)
             .ok_or_else(|| anyhow!("no allocatable cpu"))?;
-        assert_eq!(
-            Milli::parse(&cpu.0)?,
-            expected_cpu,
-            "{name} allocatable cpu"
-        );
+        assert_eq!(Milli::parse(&cpu.0)?, expected_cpu, "{name} allocatable cpu");
         assert!(
             status
                 .kubernetes_version
@@ -169,8 +154,7 @@ async fn unreachable_member_reports_and_recovers() -> Result<()> {
 
     proxy.stop();
     let down = wait_condition(&hub, &name, "Reachable", "False").await?;
-    let (_, reason, message) =
-        condition(&down, "Reachable").ok_or_else(|| anyhow!("no Reachable"))?;
+    let (_, reason, message) = condition(&down, "Reachable").ok_or_else(|| anyhow!("no Reachable"))?;
     assert_eq!(reason, "ConnectionRefused", "message: {message}");
     assert!(
         message.contains("cannot connect to the API server"),
@@ -200,12 +184,8 @@ async fn stopped_member_reports_and_recovers() -> Result<()> {
     testbed(&["stop-cluster", "dc3"]).await?;
     let result = async {
         let down = wait_condition(&hub, &name, "Reachable", "False").await?;
-        let (_, reason, message) =
-            condition(&down, "Reachable").ok_or_else(|| anyhow!("no Reachable"))?;
-        anyhow::ensure!(
-            reason == "ConnectionRefused",
-            "reason {reason}, message: {message}"
-        );
+        let (_, reason, message) = condition(&down, "Reachable").ok_or_else(|| anyhow!("no Reachable"))?;
+        anyhow::ensure!(reason == "ConnectionRefused", "reason {reason}, message: {message}");
         anyhow::ensure!(message.contains("check that it is running"), "{message}");
         Ok::<_, anyhow::Error>(())
     }
@@ -289,10 +269,7 @@ async fn malformed_clusters_are_refused_naming_the_field() -> Result<()> {
             json!({"region": "r", "zone": "internal", "maxSecurityLevel": "high"}),
             "spec.maxSecurityLevel",
         ),
-        (
-            json!({"zone": "internal", "maxSecurityLevel": 2}),
-            "spec.region",
-        ),
+        (json!({"zone": "internal", "maxSecurityLevel": 2}), "spec.region"),
     ];
     for (spec, field) in cases {
         let name = unique("bad");
@@ -347,9 +324,7 @@ async fn steady_state_makes_no_writes() -> Result<()> {
     );
     // And the operator did reconcile during that time (probes ran).
     let (_, metrics) = operator_get("/metrics").await?;
-    assert!(
-        metrics.contains("govcloud_controller_reconciles_total{controller=\"datacentercluster\"}")
-    );
+    assert!(metrics.contains("govcloud_controller_reconciles_total{controller=\"datacentercluster\"}"));
     let _ = api
         .patch(&name, &PatchParams::default(), &Patch::Merge(json!({})))
         .await;

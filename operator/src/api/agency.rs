@@ -19,8 +19,10 @@ pub fn credit_code_rule() -> kube::core::Rule {
         .map(|(i, w)| format!("{a}.indexOf(self.charAt({i})) * {w}"))
         .collect::<Vec<_>>()
         .join(" + ");
-    kube::core::Rule::new(format!("size(self) == 18 && (31 - ({sum}) % 31) % 31 == {a}.indexOf(self.charAt(17))"))
-        .message("check character (18th) does not match the first 17 characters (GB 32100-2015); the code is mistyped")
+    kube::core::Rule::new(format!(
+        "size(self) == 18 && (31 - ({sum}) % 31) % 31 == {a}.indexOf(self.charAt(17))"
+    ))
+    .message("check character (18th) does not match the first 17 characters (GB 32100-2015); the code is mistyped")
 }
 
 /// Who the agency is.
@@ -33,10 +35,7 @@ pub struct AgencyIdentity {
     /// Short DNS-safe name, used in namespace names (`<shortName>-<environment>`): 2–20
     /// lowercase letters, digits and dashes, starting with a letter. Must equal the
     /// AgencyCloud's name.
-    #[schemars(
-        length(min = 2, max = 20),
-        regex(pattern = r"^[a-z][-a-z0-9]*[a-z0-9]$")
-    )]
+    #[schemars(length(min = 2, max = 20), regex(pattern = r"^[a-z][-a-z0-9]*[a-z0-9]$"))]
     pub short_name: String,
     /// Unified social credit code (统一社会信用代码), 18 characters, with its GB 32100-2015
     /// check character, e.g. `11100000MB0123456X`.
@@ -76,17 +75,11 @@ pub struct Contact {
     pub name: String,
     /// Phone number: digits, spaces, `+` and `-`, e.g. `010-6855 1234` or `+86 138 0000 0000`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 5, max = 32),
-        regex(pattern = r"^\+?[0-9][0-9 \-]{3,30}[0-9]$")
-    )]
+    #[schemars(length(min = 5, max = 32), regex(pattern = r"^\+?[0-9][0-9 \-]{3,30}[0-9]$"))]
     pub phone: Option<String>,
     /// Email address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 3, max = 254),
-        regex(pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    )]
+    #[schemars(length(min = 3, max = 254), regex(pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"))]
     pub email: Option<String>,
 }
 
@@ -161,10 +154,7 @@ pub enum SubjectKind {
 #[serde(rename_all = "camelCase")]
 pub struct EgressRule {
     /// Rule name, used in the NetworkPolicy name: lowercase letters, digits and dashes.
-    #[schemars(
-        length(min = 1, max = 30),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 30), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// Destination network in CIDR notation, e.g. `10.20.0.0/16`.
     #[schemars(length(min = 9, max = 43))]
@@ -197,9 +187,7 @@ pub struct Port {
 }
 
 /// Transport protocol.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
 pub enum Protocol {
     /// TCP.
     #[default]
@@ -226,9 +214,7 @@ pub struct PlacementHints {
 }
 
 /// What happens to the agency's namespaces when the AgencyCloud is deleted.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
 pub enum DeletionPolicy {
     /// Deletion waits while any workload (pod, Deployment, StatefulSet, Job) or
     /// PersistentVolumeClaim exists in the agency's namespaces; then the namespaces are deleted.
@@ -294,9 +280,7 @@ pub struct CloudSpec {
 pub struct Registry(
     #[schemars(
         length(min = 1, max = 253),
-        regex(
-            pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._\-/]*[a-z0-9])?$"
-        )
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._\-/]*[a-z0-9])?$")
     )]
     pub String,
 );

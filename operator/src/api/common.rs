@@ -10,9 +10,7 @@ pub const GROUP: &str = "govcloud.io";
 pub const VERSION: &str = "v1alpha1";
 
 /// The government network zone a cluster or agency belongs to.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkZone {
     /// 政务内网 — the classified government internal network. No internet.

@@ -54,21 +54,14 @@ use super::common::{NetworkZone, conditions_schema};
         json_path = ".status.kubernetesVersion",
         priority = 1
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DataCenterClusterSpec {
     /// Region (data center site) the cluster is in, e.g. `beijing` or `guizhou`. Data of the
     /// agencies placed here stays in this region; off-site backups go to another region.
     /// Lowercase letters, digits and dashes.
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub region: String,
 
     /// Network zone: `internal` (政务内网, classified, no internet) or `external`
@@ -110,9 +103,7 @@ fn default_true() -> bool {
 }
 
 /// Who operates a cluster.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Ownership {
     /// Operated by the national data center.
@@ -142,10 +133,7 @@ fn one() -> f64 {
 
 impl Default for Overcommit {
     fn default() -> Self {
-        Overcommit {
-            cpu: 1.0,
-            memory: 1.0,
-        }
+        Overcommit { cpu: 1.0, memory: 1.0 }
     }
 }
 
@@ -154,10 +142,7 @@ impl Default for Overcommit {
 #[serde(rename_all = "camelCase")]
 pub struct KubeconfigSecretRef {
     /// Name of the Secret (in the operator's namespace, normally `govcloud-system`).
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
     /// Key in the Secret whose value is the kubeconfig. Defaults to `kubeconfig`.
     #[serde(default = "default_kubeconfig_key")]

@@ -24,16 +24,8 @@ use super::common::conditions_schema;
     namespaced,
     status = "TenancyRequestStatus",
     derive = "PartialEq",
-    printcolumn(
-        name = "Agency",
-        type_ = "string",
-        json_path = ".spec.cloud.agency.displayName"
-    ),
-    printcolumn(
-        name = "Level",
-        type_ = "integer",
-        json_path = ".spec.cloud.securityLevel"
-    ),
+    printcolumn(name = "Agency", type_ = "string", json_path = ".spec.cloud.agency.displayName"),
+    printcolumn(name = "Level", type_ = "integer", json_path = ".spec.cloud.securityLevel"),
     printcolumn(
         name = "Valid",
         type_ = "string",
@@ -44,11 +36,7 @@ use super::common::conditions_schema;
         type_ = "string",
         json_path = ".status.placementPreview.cluster"
     ),
-    printcolumn(
-        name = "Decision",
-        type_ = "string",
-        json_path = ".spec.decision.action"
-    ),
+    printcolumn(name = "Decision", type_ = "string", json_path = ".spec.decision.action"),
     printcolumn(
         name = "Decided-By",
         type_ = "string",
@@ -60,16 +48,13 @@ use super::common::conditions_schema;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Provisioned\")].status"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = kube::core::Rule::new("!has(oldSelf.decision) || (has(self.decision) && self.decision == oldSelf.decision)").message("a decision is final: it cannot be changed or withdrawn; create a new request instead").field_path(".decision"),
     validation = kube::core::Rule::new("!has(oldSelf.decision) || (self.cloud == oldSelf.cloud && self.justification == oldSelf.justification)").message("the request cannot change after a decision; create a new request instead").field_path(".cloud"),
+    validation = kube::core::Rule::new("has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy)").message("requestedBy cannot change").field_path(".requestedBy"),
 )]
 pub struct TenancyRequestSpec {
     /// The private cloud requested (same fields as an AgencyCloud's spec).

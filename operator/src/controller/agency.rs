@@ -24,9 +24,7 @@ use tracing::{info, instrument, warn};
 
 use super::Context;
 use super::members::{MemberCache, api};
-use crate::api::agency::{
-    AgencyCloud, AgencyCloudStatus, DeletionPolicy, EnvironmentStatus, PlacementStatus,
-};
+use crate::api::agency::{AgencyCloud, AgencyCloudStatus, DeletionPolicy, EnvironmentStatus, PlacementStatus};
 use crate::api::datacenter::DataCenterCluster;
 use crate::core::agency::{self as build, Child, Kind};
 use crate::core::conditions::{self, Desired, types};
@@ -59,7 +57,7 @@ fn field_manager() -> PatchParams {
 }
 
 /// Builds placement candidates from the cluster store and the quotas already placed.
-fn candidates(
+pub fn placement_candidates(
     ctx: &Context,
     me: &str,
     reservations: &std::collections::HashMap<String, (String, Milli, Milli)>,
@@ -84,9 +82,9 @@ fn candidates(
     }
     for (agency, (cluster, cpu, mem)) in reservations {
         if agency == me
-            || agencies.iter().any(|a| {
-                a.name_any() == *agency && a.status.as_ref().is_some_and(|s| s.placement.is_some())
-            })
+            || agencies
+                .iter()
+                .any(|a| a.name_any() == *agency && a.status.as_ref().is_some_and(|s| s.placement.is_some()))
         {
             continue;
         }
@@ -146,17 +144,12 @@ fn request_for(name: &str, ac: &AgencyCloud) -> Request {
 }
 
 /// Applies children whose live copy differs; returns the names written.
-async fn apply_children(
-    client: &Client,
-    cache: Option<&MemberCache>,
-    children: &[Child],
-) -> Result<Vec<String>> {
+async fn apply_children(client: &Client, cache: Option<&MemberCache>, children: &[Child]) -> Result<Vec<String>> {
     let synced = cache.is_some_and(|c| c.is_synced());
     let mut written = Vec::new();
     for child in children {
         if synced
-            && let Some(live) =
-                cache.and_then(|c| c.get(child.kind, child.namespace.as_deref(), &child.name))
+            && let Some(live) = cache.and_then(|c| c.get(child.kind, child.namespace.as_deref(), &child.name))
             && let Ok(live_json) = serde_json::to_value(&*live)
             && subset::contains(&live_json, &child.body)
         {
@@ -171,12 +164,7 @@ async fn apply_children(
 }
 
 /// Deletes cached objects of the agency that are no longer desired (never namespaces).
-async fn prune(
-    client: &Client,
-    cache: &MemberCache,
-    agency: &str,
-    desired: &[Child],
-) -> Result<Vec<String>> {
+async fn prune(client: &Client, cache: &MemberCache, agency: &str, desired: &[Child]) -> Result<Vec<String>> {
     if !cache.is_synced() {
         return Ok(vec![]);
     }
@@ -215,10 +203,7 @@ async fn prune(
     Ok(pruned)
 }
 
-fn quota_maps(
-    cache: &MemberCache,
-    ns: &str,
-) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+fn quota_maps(cache: &MemberCache, ns: &str) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let Some(q) = cache.get(Kind::ResourceQuota, Some(ns), "govcloud-quota") else {
         return Default::default();
     };
@@ -236,14 +221,7 @@ fn quota_maps(
     (read("/status/hard"), read("/status/used"))
 }
 
-async fn publish(
-    ctx: &Context,
-    ac: &AgencyCloud,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
+async fn publish(ctx: &Context, ac: &AgencyCloud, type_: EventType, reason: &str, action: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.into(),
@@ -281,12 +259,7 @@ fn status_with(
     let prev = ac.status.clone().unwrap_or_default();
     let generation = ac.metadata.generation;
     AgencyCloudStatus {
-        conditions: conditions::merge(
-            &prev.conditions,
-            desired,
-            generation,
-            &Time(Timestamp::now()),
-        ),
+        conditions: conditions::merge(&prev.conditions, desired, generation, &Time(Timestamp::now())),
         observed_generation: generation,
         placement,
         environments: envs,
@@ -305,9 +278,9 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         invalid.push(format!("spec.agency.creditCode: {e}"));
     }
     if let Some(other) = ctx.agencies.get().and_then(|s| {
-        s.state().into_iter().find(|o| {
-            o.name_any() != name && o.spec.cloud.agency.credit_code == spec.agency.credit_code
-        })
+        s.state()
+            .into_iter()
+            .find(|o| o.name_any() != name && o.spec.cloud.agency.credit_code == spec.agency.credit_code)
     }) {
         invalid.push(format!(
             "spec.agency.creditCode: already used by AgencyCloud {}",
@@ -342,15 +315,10 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
 
     // Place (once) or re-check the placed cluster.
     let req = request_for(&name, &ac);
-    let mut quota_fits = Desired::new(
-        QUOTA_FITS,
-        true,
-        "Fits",
-        "The quota fits the placed cluster.",
-    );
+    let mut quota_fits = Desired::new(QUOTA_FITS, true, "Fits", "The quota fits the placed cluster.");
     let placement = match &prev.placement {
         Some(p) => {
-            let cands = candidates(ctx, &name, &Default::default());
+            let cands = placement_candidates(ctx, &name, &Default::default());
             if let Some(c) = cands.iter().find(|c| c.name == p.cluster)
                 && let Err(r) = placement::recheck(&req, c)
             {
@@ -368,29 +336,20 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         }
         None => {
             let mut reservations = ctx.placements.lock().await;
-            let decision = placement::decide(&req, &candidates(ctx, &name, &reservations));
+            let decision = placement::decide(&req, &placement_candidates(ctx, &name, &reservations));
             let Some(chosen) = decision.chosen.clone() else {
                 let msg = if decision.rejected.is_empty() {
-                    "No DataCenterCluster is registered; register one (kubectl get dcc)."
-                        .to_string()
+                    "No DataCenterCluster is registered; register one (kubectl get dcc).".to_string()
                 } else {
                     format!(
                         "No cluster can take this cloud: {}. Nothing was created.",
                         decision.explain()
                     )
                 };
-                let was_failing = conditions::find(&prev.conditions, PLACED)
-                    .is_some_and(|c| c.status == conditions::FALSE);
+                let was_failing =
+                    conditions::find(&prev.conditions, PLACED).is_some_and(|c| c.status == conditions::FALSE);
                 if !was_failing {
-                    publish(
-                        ctx,
-                        &ac,
-                        EventType::Warning,
-                        "PlacementFailed",
-                        "Place",
-                        msg.clone(),
-                    )
-                    .await;
+                    publish(ctx, &ac, EventType::Warning, "PlacementFailed", "Place", msg.clone()).await;
                 }
                 let status = status_with(
                     &ac,
@@ -411,15 +370,9 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
                     requeue: Duration::from_secs(60),
                 });
             };
-            let dcc = ctx
-                .clusters
-                .state()
-                .into_iter()
-                .find(|d| d.name_any() == chosen);
+            let dcc = ctx.clusters.state().into_iter().find(|d| d.name_any() == chosen);
             let Some(dcc) = dcc else {
-                return Err(Error::MissingField(
-                    "placed cluster vanished from the cache",
-                ));
+                return Err(Error::MissingField("placed cluster vanished from the cache"));
             };
             reservations.insert(name.clone(), (chosen.clone(), req.cpu, req.memory));
             let p = PlacementStatus {
@@ -437,10 +390,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
                         PLACED,
                         true,
                         "Placed",
-                        format!(
-                            "Placed on {} in region {} ({} zone).",
-                            p.cluster, p.region, p.zone
-                        ),
+                        format!("Placed on {} in region {} ({} zone).", p.cluster, p.region, p.zone),
                     ),
                     Desired::new(
                         types::READY,
@@ -507,10 +457,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         });
     };
     let reachable = conditions::find(
-        dcc.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default(),
+        dcc.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default(),
         types::REACHABLE,
     );
     if reachable.is_some_and(|c| c.status == conditions::FALSE) {
@@ -547,9 +494,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             c.kind != Kind::ResourceQuota
                 && match (c.kind, &c.namespace) {
                     (Kind::Namespace, None) => cache.get(Kind::Namespace, None, &c.name).is_some(),
-                    (_, Some(ns)) if ns != build::SYSTEM_NAMESPACE => {
-                        cache.get(Kind::Namespace, None, ns).is_some()
-                    }
+                    (_, Some(ns)) if ns != build::SYSTEM_NAMESPACE => cache.get(Kind::Namespace, None, ns).is_some(),
                     _ => true,
                 }
         });
@@ -563,6 +508,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         Kind::ResourceQuota | Kind::LimitRange | Kind::NetworkPolicy => 3,
         Kind::RoleBinding => 4,
     });
+    let cache_was_synced = cache.is_synced();
     let result = async {
         let mut written = apply_children(&client, Some(&cache), &all).await?;
         // Prune against the full desired set: objects held back above are kept, not deleted.
@@ -570,22 +516,8 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         if dcc.spec.kubeconfig_secret.is_some() {
             // The hub holds the agency's own namespaces (for HostedSystems, BackupPolicies) too.
             let hub_cache = ctx.caches.ensure("", "hub", &ctx.client);
-            written.extend(
-                apply_children(
-                    &ctx.client,
-                    Some(&hub_cache),
-                    &build::shared_children()[..2],
-                )
-                .await?,
-            );
-            written.extend(
-                apply_children(
-                    &ctx.client,
-                    Some(&hub_cache),
-                    &build::hub_children(&name, spec),
-                )
-                .await?,
-            );
+            written.extend(apply_children(&ctx.client, Some(&hub_cache), &build::hub_roles()).await?);
+            written.extend(apply_children(&ctx.client, Some(&hub_cache), &build::hub_children(&name, spec)).await?);
         }
         Ok::<_, Error>(written)
     }
@@ -611,7 +543,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         }
     };
     let was_ready = conditions::is_true(&prev.conditions, types::READY);
-    if was_ready && !written.is_empty() {
+    if was_ready && cache_was_synced && !written.is_empty() {
         publish(
             ctx,
             &ac,
@@ -659,10 +591,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     }
     let rules = crate::core::levels::rules(spec.security_level);
     let was_isolated = conditions::is_true(&prev.conditions, ISOLATED);
-    let probe_ns = spec
-        .environments
-        .first()
-        .map(|e| build::namespace_name(&name, &e.name));
+    let probe_ns = spec.environments.first().map(|e| build::namespace_name(&name, &e.name));
     if !was_isolated
         && let Some(ns) = &probe_ns
         && !registry_policy_active(&client, ns).await
@@ -739,12 +668,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             placement.cluster
         ),
     );
-    let status = status_with(
-        &ac,
-        Some(placement),
-        envs,
-        &[placed, isolated, quota_fits, ready],
-    );
+    let status = status_with(&ac, Some(placement), envs, &[placed, isolated, quota_fits, ready]);
     Ok(Outcome {
         status,
         requeue: Duration::from_secs(600),
@@ -794,15 +718,9 @@ async fn remaining_workloads(client: &Client, namespaces: &[String]) -> Result<V
     let mut found = Vec::new();
     for ns in namespaces {
         let count = |n: usize, what: &str| {
-            if n > 0 {
-                Some(format!("{what} in {ns}"))
-            } else {
-                None
-            }
+            if n > 0 { Some(format!("{what} in {ns}")) } else { None }
         };
-        let pods = Api::<Pod>::namespaced(client.clone(), ns)
-            .list_metadata(&lp)
-            .await;
+        let pods = Api::<Pod>::namespaced(client.clone(), ns).list_metadata(&lp).await;
         let pods = match pods {
             Err(kube::Error::Api(s)) if s.code == 404 => continue,
             r => r?,
@@ -850,11 +768,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let blocked = |reason: &'static str, msg: String| {
-        let mut conds = ac
-            .status
-            .as_ref()
-            .map(|s| s.conditions.clone())
-            .unwrap_or_default();
+        let mut conds = ac.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
         conds.retain(|c| c.type_ != DELETION_BLOCKED && c.type_ != types::READY);
         let keep: Vec<Desired<'_>> = conds
             .iter()
@@ -877,10 +791,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
         status_with(
             &ac,
             Some(placement.clone()),
-            ac.status
-                .as_ref()
-                .map(|s| s.environments.clone())
-                .unwrap_or_default(),
+            ac.status.as_ref().map(|s| s.environments.clone()).unwrap_or_default(),
             &keep,
         )
     };
@@ -891,8 +802,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
         .find(|d| d.name_any() == placement.cluster);
     let reachable = dcc.as_ref().is_some_and(|d| {
         !d.status.as_ref().is_some_and(|s| {
-            conditions::find(&s.conditions, types::REACHABLE)
-                .is_some_and(|c| c.status == conditions::FALSE)
+            conditions::find(&s.conditions, types::REACHABLE).is_some_and(|c| c.status == conditions::FALSE)
         })
     });
     let client = match &dcc {
@@ -938,15 +848,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
                 .is_some_and(|s| conditions::is_true(&s.conditions, DELETION_BLOCKED));
             write_status(ctx, &ac, blocked("WorkloadsPresent", msg.clone())).await?;
             if !already {
-                publish(
-                    ctx,
-                    &ac,
-                    EventType::Warning,
-                    "DeletionBlocked",
-                    "Delete",
-                    msg.clone(),
-                )
-                .await;
+                publish(ctx, &ac, EventType::Warning, "DeletionBlocked", "Delete", msg.clone()).await;
             }
             return Err(Error::DeletionBlocked(msg));
         }
@@ -965,16 +867,23 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
         Err(e) => return Err(e),
     }
     ctx.placements.lock().await.remove(&name);
+    for env in &ac.spec.cloud.environments {
+        for res in ["cpu", "memory", "storage", "pods"] {
+            for kind in ["hard", "used"] {
+                let _ = ctx
+                    .metrics
+                    .agency_quota
+                    .remove_label_values(&[&name, &env.name, res, kind]);
+            }
+        }
+    }
     publish(
         ctx,
         &ac,
         EventType::Normal,
         "CleanedUp",
         "Delete",
-        format!(
-            "deletionPolicy {policy:?}: cleaned up on {}.",
-            placement.cluster
-        ),
+        format!("deletionPolicy {policy:?}: cleaned up on {}.", placement.cluster),
     )
     .await;
     Ok(Action::await_change())
@@ -1006,12 +915,7 @@ async fn delete_children(
     ignore_missing(cms.delete(&param, &dp).await.map(|_| ()))?;
     if policy != DeletionPolicy::Retain {
         for ns in namespaces {
-            ignore_missing(
-                api(client, Kind::Namespace, None)
-                    .delete(ns, &dp)
-                    .await
-                    .map(|_| ()),
-            )?;
+            ignore_missing(api(client, Kind::Namespace, None).delete(ns, &dp).await.map(|_| ()))?;
             if dcc.is_some_and(|d| d.spec.kubeconfig_secret.is_some()) {
                 let hub = api(&ctx.client, Kind::Namespace, None);
                 ignore_missing(hub.delete(ns, &dp).await.map(|_| ()))?;
@@ -1040,8 +944,7 @@ async fn reconcile(ac: Arc<AgencyCloud>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 fn error_policy(_ac: Arc<AgencyCloud>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconcile_failed(CONTROLLER, error.metric_label());
+    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
     warn!(%error, "reconcile failed");
     match error.metric_label() {
         "deletion_blocked" => Action::requeue(Duration::from_secs(15)),
@@ -1050,11 +953,7 @@ fn error_policy(_ac: Arc<AgencyCloud>, error: &Error, ctx: Arc<Context>) -> Acti
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(
-    ctx: Arc<Context>,
-    synced: PendingCache,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let api: Api<AgencyCloud> = Api::all(ctx.client.clone());
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
@@ -1075,38 +974,32 @@ pub async fn run(
         }
     });
     let member_events = ctx.member_events.lock().ok().and_then(|mut g| g.take());
-    let mut controller = controller.with_config(
-        kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
-    );
+    let mut controller =
+        controller.with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency));
     if let Some(rx) = member_events {
-        controller =
-            controller.reconcile_on(rx.map(|agency| ObjectRef::<AgencyCloud>::new(&agency)));
+        controller = controller.reconcile_on(rx.map(|agency| ObjectRef::<AgencyCloud>::new(&agency)));
     }
     // A cluster that becomes Ready (or changes) may now take agencies waiting for placement,
     // and unblocks agencies waiting for it.
     let dcc_api: Api<DataCenterCluster> = Api::all(ctx.client.clone());
     let agencies_for_dcc = ctx.agencies.get().cloned();
     controller
-        .watches(
-            dcc_api,
-            watcher::Config::default(),
-            move |dcc: DataCenterCluster| {
-                let name = dcc.name_any();
-                agencies_for_dcc
-                    .as_ref()
-                    .map(|s| s.state())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|a| {
-                        a.status
-                            .as_ref()
-                            .and_then(|s| s.placement.as_ref())
-                            .is_none_or(|p| p.cluster == name)
-                    })
-                    .map(|a| ObjectRef::from_obj(&*a))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches(dcc_api, watcher::Config::default(), move |dcc: DataCenterCluster| {
+            let name = dcc.name_any();
+            agencies_for_dcc
+                .as_ref()
+                .map(|s| s.state())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| {
+                    a.status
+                        .as_ref()
+                        .and_then(|s| s.placement.as_ref())
+                        .is_none_or(|p| p.cluster == name)
+                })
+                .map(|a| ObjectRef::from_obj(&*a))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

@@ -36,10 +36,7 @@ struct Probe {
 
 async fn probe(client: &Client, timeout: Duration) -> Result<Probe, MemberError> {
     let call = async {
-        let version = client
-            .apiserver_version()
-            .await
-            .map_err(MemberError::Unreachable)?;
+        let version = client.apiserver_version().await.map_err(MemberError::Unreachable)?;
         let nodes: Api<Node> = Api::all(client.clone());
         let list = nodes
             .list(&ListParams::default())
@@ -104,11 +101,7 @@ fn needs_write(
 #[instrument(skip_all, fields(cluster = %dcc.name_any()))]
 async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
-    let name = dcc
-        .metadata
-        .name
-        .clone()
-        .ok_or(Error::MissingField("metadata.name"))?;
+    let name = dcc.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
     let outcome = match ctx.members.client_for(&dcc).await {
         Ok(client) => probe(&client, ctx.members.timeout()).await,
         Err(e) => Err(e),
@@ -119,11 +112,7 @@ async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Act
     let mut status = desired_status(&previous, dcc.metadata.generation, &outcome, &Time(now));
     status.last_probe_time = previous.last_probe_time.clone();
 
-    let labels = [
-        name.as_str(),
-        dcc.spec.region.as_str(),
-        dcc.spec.zone.as_str(),
-    ];
+    let labels = [name.as_str(), dcc.spec.region.as_str(), dcc.spec.zone.as_str()];
     ctx.metrics
         .cluster_reachable
         .with_label_values(&labels)
@@ -140,12 +129,7 @@ async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Act
             .set(clamp(p.nodes.allocatable.memory.whole()));
     }
 
-    if needs_write(
-        dcc.status.as_ref(),
-        &status,
-        now,
-        ctx.settings.status_heartbeat,
-    ) {
+    if needs_write(dcc.status.as_ref(), &status, now, ctx.settings.status_heartbeat) {
         status.last_probe_time = Some(Time(now));
         let api: Api<DataCenterCluster> = Api::all(ctx.client.clone());
         let body = json!({
@@ -161,8 +145,7 @@ async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Act
         .await?;
     }
 
-    let was_reachable =
-        conditions::find(&previous.conditions, types::REACHABLE).map(|c| c.status.clone());
+    let was_reachable = conditions::find(&previous.conditions, types::REACHABLE).map(|c| c.status.clone());
     let next = match &outcome {
         Ok(_) => {
             if was_reachable.as_deref() == Some(conditions::FALSE) {
@@ -202,13 +185,7 @@ async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Act
     Ok(Action::requeue(next))
 }
 
-async fn publish(
-    ctx: &Context,
-    dcc: &DataCenterCluster,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
+async fn publish(ctx: &Context, dcc: &DataCenterCluster, type_: EventType, reason: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.into(),
@@ -222,18 +199,13 @@ async fn publish(
 }
 
 fn error_policy(_dcc: Arc<DataCenterCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconcile_failed(CONTROLLER, error.metric_label());
+    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
     warn!(%error, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(
-    ctx: Arc<Context>,
-    synced: PendingCache,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let api: Api<DataCenterCluster> = Api::all(ctx.client.clone());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
     let controller = Controller::new(api, watcher::Config::default());
@@ -243,9 +215,7 @@ pub async fn run(
         // The store's readiness signal wakes only one waiter (the controller itself also
         // waits on it), so poll it again every 500 ms instead of waiting once.
         loop {
-            match tokio::time::timeout(Duration::from_millis(500), ready_store.wait_until_ready())
-                .await
-            {
+            match tokio::time::timeout(Duration::from_millis(500), ready_store.wait_until_ready()).await {
                 Ok(Ok(())) => {
                     info!("DataCenterCluster cache synced");
                     synced.synced();
@@ -260,27 +230,16 @@ pub async fn run(
         }
     });
     controller
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
-        )
-        .watches(
-            secrets,
-            watcher::Config::default(),
-            move |secret: Secret| {
-                let name = secret.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|d| {
-                        d.spec
-                            .kubeconfig_secret
-                            .as_ref()
-                            .is_some_and(|r| r.name == name)
-                    })
-                    .map(|d| ObjectRef::from_obj(&*d))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
+        .watches(secrets, watcher::Config::default(), move |secret: Secret| {
+            let name = secret.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|d| d.spec.kubeconfig_secret.as_ref().is_some_and(|r| r.name == name))
+                .map(|d| ObjectRef::from_obj(&*d))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

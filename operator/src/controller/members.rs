@@ -59,12 +59,7 @@ impl Drop for MemberCache {
 impl MemberCache {
     /// The cached live object, if its kind's cache has synced and holds it.
     /// `None` means "not known to exist" (absent or cache not ready).
-    pub fn get(
-        &self,
-        kind: Kind,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Option<Arc<DynamicObject>> {
+    pub fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
         let store = self.stores.get(&kind)?;
         let mut r = reflector::ObjectRef::new_with(name, api_resource(kind));
         if let Some(ns) = namespace {
@@ -76,9 +71,9 @@ impl MemberCache {
     /// Whether every cache has finished its initial list.
     pub fn is_synced(&self) -> bool {
         // A reflector store only answers `wait_until_ready`; probe it without blocking.
-        self.stores.values().all(|s| {
-            futures::FutureExt::now_or_never(s.wait_until_ready()).is_some_and(|r| r.is_ok())
-        })
+        self.stores
+            .values()
+            .all(|s| futures::FutureExt::now_or_never(s.wait_until_ready()).is_some_and(|r| r.is_ok()))
     }
 
     /// Every cached object of `kind` labelled for `agency`.
@@ -143,8 +138,7 @@ fn start(version: &str, client: &Client, trigger: mpsc::Sender<String>) -> Membe
         let writer = reflector::store::Writer::new(api_resource(kind));
         let reader = writer.as_reader();
         let wc = watcher::Config::default().labels(&selector);
-        let stream =
-            reflector::reflector(writer, watcher(api(client, kind, None), wc)).default_backoff();
+        let stream = reflector::reflector(writer, watcher(api(client, kind, None), wc)).default_backoff();
         let mut trigger = trigger.clone();
         let namespaces = if kind == Kind::Namespace {
             None
@@ -166,9 +160,7 @@ fn start(version: &str, client: &Client, trigger: mpsc::Sender<String>) -> Membe
                     let agency = o.labels().get(AGENCY_LABEL).cloned().or_else(|| {
                         // A shared object (ClusterRole, policy): reconcile any agency on the cluster.
                         namespaces.as_ref().and_then(|s: &Store<DynamicObject>| {
-                            s.state()
-                                .iter()
-                                .find_map(|n| n.labels().get(AGENCY_LABEL).cloned())
+                            s.state().iter().find_map(|n| n.labels().get(AGENCY_LABEL).cloned())
                         })
                     });
                     if let Some(a) = agency {

@@ -4,6 +4,7 @@
 pub mod agency;
 pub mod datacenter;
 pub mod members;
+pub mod tenancy;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -86,22 +87,13 @@ pub struct Context {
 
 impl Context {
     /// Builds the context.
-    pub fn new(
-        client: Client,
-        metrics: Metrics,
-        settings: Settings,
-        clusters: Store<DataCenterCluster>,
-    ) -> Arc<Self> {
+    pub fn new(client: Client, metrics: Metrics, settings: Settings, clusters: Store<DataCenterCluster>) -> Arc<Self> {
         let reporter = Reporter {
             controller: FIELD_MANAGER_PREFIX.into(),
             instance: settings.instance.clone(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
-        let members = MemberClients::new(
-            client.clone(),
-            settings.namespace.clone(),
-            settings.member_timeout,
-        );
+        let members = MemberClients::new(client.clone(), settings.namespace.clone(), settings.member_timeout);
         let (tx, rx) = mpsc::channel(4096);
         Arc::new(Context {
             client,

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::levels::{self, InternetEgress};
 use super::quantity::Milli;
+use crate::api::NetworkZone;
 use crate::api::agency::{CloudSpec, EgressRule, Protocol, Subject, SubjectKind};
 
 /// `app.kubernetes.io/managed-by` value on everything the operator creates.
@@ -22,6 +23,11 @@ pub const ENVIRONMENT_LABEL: &str = "govcloud.io/environment";
 pub const OWNER_ROLE: &str = "govcloud-agency-owner";
 /// Viewer ClusterRole installed on every member.
 pub const VIEWER_ROLE: &str = "govcloud-agency-viewer";
+/// Owner role on the hub when the hub is not the agency's cluster: only the agency's
+/// govcloud objects (HostedSystems, BackupPolicies) — workloads run on the member.
+pub const HUB_OWNER_ROLE: &str = "govcloud-agency-hub-owner";
+/// Viewer role on the hub.
+pub const HUB_VIEWER_ROLE: &str = "govcloud-agency-hub-viewer";
 /// The registry admission policy installed on every member.
 pub const REGISTRY_POLICY: &str = "govcloud-allowed-registries";
 /// Namespace of the operator's own objects on members (registry parameters).
@@ -70,20 +76,8 @@ impl Kind {
             Kind::Namespace => ("", "v1", "Namespace", "namespaces", false),
             Kind::ResourceQuota => ("", "v1", "ResourceQuota", "resourcequotas", true),
             Kind::LimitRange => ("", "v1", "LimitRange", "limitranges", true),
-            Kind::NetworkPolicy => (
-                "networking.k8s.io",
-                "v1",
-                "NetworkPolicy",
-                "networkpolicies",
-                true,
-            ),
-            Kind::RoleBinding => (
-                "rbac.authorization.k8s.io",
-                "v1",
-                "RoleBinding",
-                "rolebindings",
-                true,
-            ),
+            Kind::NetworkPolicy => ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true),
+            Kind::RoleBinding => ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
             Kind::ConfigMap => ("", "v1", "ConfigMap", "configmaps", true),
             Kind::PolicyBinding => (
                 "admissionregistration.k8s.io",
@@ -92,13 +86,7 @@ impl Kind {
                 "validatingadmissionpolicybindings",
                 false,
             ),
-            Kind::ClusterRole => (
-                "rbac.authorization.k8s.io",
-                "v1",
-                "ClusterRole",
-                "clusterroles",
-                false,
-            ),
+            Kind::ClusterRole => ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false),
             Kind::Policy => (
                 "admissionregistration.k8s.io",
                 "v1",
@@ -134,24 +122,16 @@ pub struct Child {
 }
 
 impl Child {
-    fn new(
-        kind: Kind,
-        namespace: Option<&str>,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        rest: Value,
-    ) -> Child {
+    fn new(kind: Kind, namespace: Option<&str>, name: &str, labels: &BTreeMap<String, String>, rest: Value) -> Child {
         let mut metadata = json!({"name": name, "labels": labels});
         if let Some(ns) = namespace {
             metadata["namespace"] = json!(ns);
         }
-        let mut body =
-            json!({"apiVersion": kind.api_version(), "kind": kind.gvk().2, "metadata": metadata});
+        let mut body = json!({"apiVersion": kind.api_version(), "kind": kind.gvk().2, "metadata": metadata});
         if let (Some(b), Value::Object(r)) = (body.as_object_mut(), rest) {
             for (k, v) in r {
                 if k == "metadata" {
-                    if let (Some(m), Value::Object(extra)) =
-                        (b.get_mut("metadata").and_then(|m| m.as_object_mut()), v)
+                    if let (Some(m), Value::Object(extra)) = (b.get_mut("metadata").and_then(|m| m.as_object_mut()), v)
                     {
                         m.extend(extra);
                     }
@@ -181,19 +161,13 @@ pub fn namespace_name(agency: &str, environment: &str) -> String {
 
 fn base_labels(agency: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (
-            "app.kubernetes.io/managed-by".to_string(),
-            MANAGED_BY.to_string(),
-        ),
+        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
         (AGENCY_LABEL.to_string(), agency.to_string()),
     ])
 }
 
 fn shared_labels() -> BTreeMap<String, String> {
-    BTreeMap::from([(
-        "app.kubernetes.io/managed-by".to_string(),
-        MANAGED_BY.to_string(),
-    )])
+    BTreeMap::from([("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string())])
 }
 
 fn subjects(list: &[Subject]) -> Value {
@@ -253,13 +227,24 @@ pub struct RefusedEgress {
     pub why: String,
 }
 
-/// Splits egress rules into those the level allows and those it refuses.
-pub fn egress_allowed(level: u8, rules: &[EgressRule]) -> (Vec<&EgressRule>, Vec<RefusedEgress>) {
+/// Splits egress rules into those the level and zone allow and those they refuse.
+/// The internal zone (政务内网) has no internet exit at any level.
+pub fn egress_allowed(level: u8, zone: NetworkZone, rules: &[EgressRule]) -> (Vec<&EgressRule>, Vec<RefusedEgress>) {
     let policy = levels::rules(level);
     let mut ok = Vec::new();
     let mut refused = Vec::new();
     for r in rules {
         let internet = !is_private_cidr(&r.cidr);
+        if internet && zone == NetworkZone::Internal {
+            refused.push(RefusedEgress {
+                rule: r.name.clone(),
+                why: format!(
+                    "{} is an internet destination; the internal zone (政务内网) has no internet exit",
+                    r.cidr
+                ),
+            });
+            continue;
+        }
         let verdict = match (policy.internet_egress, internet, r.internet_exit) {
             (_, false, _) => Ok(()),
             (InternetEgress::Declared, true, _) => Ok(()),
@@ -330,8 +315,7 @@ pub fn shared_children() -> Vec<Child> {
                 .map(|r| {
                     let mut r = r.clone();
                     if r["apiGroups"] == json!([""]) {
-                        r["resources"] =
-                            json!(["pods", "services", "configmaps", "persistentvolumeclaims"]);
+                        r["resources"] = json!(["pods", "services", "configmaps", "persistentvolumeclaims"]);
                     }
                     r["verbs"] = json!(read);
                     r
@@ -339,7 +323,9 @@ pub fn shared_children() -> Vec<Child> {
                 .collect()
         })
         .unwrap_or_default();
-    viewer_rules.push(json!({"apiGroups": [""], "resources": ["pods/log", "resourcequotas", "limitranges", "events"], "verbs": read}));
+    viewer_rules.push(
+        json!({"apiGroups": [""], "resources": ["pods/log", "resourcequotas", "limitranges", "events"], "verbs": read}),
+    );
     viewer_rules.push(json!({"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": read}));
 
     let policy = json!({"spec": {
@@ -385,30 +371,21 @@ pub fn shared_children() -> Vec<Child> {
 pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<RefusedEgress>) {
     let rules = levels::rules(spec.security_level);
     let mut out = Vec::new();
-    let (egress, refused) = egress_allowed(spec.security_level, &spec.egress);
+    let (egress, refused) = egress_allowed(spec.security_level, spec.zone, &spec.egress);
     for env in &spec.environments {
         let ns = namespace_name(name, &env.name);
         let mut labels = base_labels(name);
         labels.insert(ENVIRONMENT_LABEL.into(), env.name.clone());
         let mut ns_labels = labels.clone();
-        ns_labels.insert(
-            "govcloud.io/credit-code".into(),
-            spec.agency.credit_code.clone(),
-        );
-        ns_labels.insert(
-            "govcloud.io/security-level".into(),
-            spec.security_level.to_string(),
-        );
+        ns_labels.insert("govcloud.io/credit-code".into(), spec.agency.credit_code.clone());
+        ns_labels.insert("govcloud.io/security-level".into(), spec.security_level.to_string());
         ns_labels.insert("govcloud.io/zone".into(), spec.zone.as_str().into());
         for mode in ["enforce", "audit", "warn"] {
             ns_labels.insert(
                 format!("pod-security.kubernetes.io/{mode}"),
                 rules.pod_security.as_str().into(),
             );
-            ns_labels.insert(
-                format!("pod-security.kubernetes.io/{mode}-version"),
-                "latest".into(),
-            );
+            ns_labels.insert(format!("pod-security.kubernetes.io/{mode}-version"), "latest".into());
         }
         out.push(Child::new(
             Kind::Namespace,
@@ -558,19 +535,59 @@ pub fn hub_children(name: &str, spec: &CloudSpec) -> Vec<Child> {
     let (all, _) = member_children(name, spec);
     all.into_iter()
         .filter(|c| matches!(c.kind, Kind::Namespace | Kind::RoleBinding))
+        .map(|mut c| {
+            if c.kind == Kind::RoleBinding {
+                let role = if c.name == "govcloud-owners" {
+                    HUB_OWNER_ROLE
+                } else {
+                    HUB_VIEWER_ROLE
+                };
+                c.body["roleRef"]["name"] = json!(role);
+            }
+            c
+        })
         .collect()
+}
+
+/// The hub roles, used when the hub is not the agency's cluster: only the agency's govcloud
+/// objects (HostedSystems, BackupPolicies); workloads run on the member, under its guardrails.
+pub fn hub_roles() -> Vec<Child> {
+    let labels = shared_labels();
+    let govcloud = ["hostedsystems", "backuppolicies"];
+    let all = ["get", "list", "watch", "create", "update", "patch", "delete"];
+    let read = ["get", "list", "watch"];
+    vec![
+        Child::new(
+            Kind::ClusterRole,
+            None,
+            HUB_OWNER_ROLE,
+            &labels,
+            json!({"rules": [
+                {"apiGroups": ["govcloud.io"], "resources": govcloud, "verbs": all},
+                {"apiGroups": [""], "resources": ["events"], "verbs": read}
+            ]}),
+        ),
+        Child::new(
+            Kind::ClusterRole,
+            None,
+            HUB_VIEWER_ROLE,
+            &labels,
+            json!({"rules": [
+                {"apiGroups": ["govcloud.io"], "resources": govcloud, "verbs": read},
+                {"apiGroups": [""], "resources": ["events"], "verbs": read}
+            ]}),
+        ),
+    ]
 }
 
 /// Sum of the CPU and memory quotas over all environments.
 pub fn total_quota(spec: &CloudSpec) -> (Milli, Milli) {
-    spec.environments
-        .iter()
-        .fold((Milli::ZERO, Milli::ZERO), |(c, m), e| {
-            (
-                c + Milli::parse(&e.quota.cpu).unwrap_or_default(),
-                m + Milli::parse(&e.quota.memory).unwrap_or_default(),
-            )
-        })
+    spec.environments.iter().fold((Milli::ZERO, Milli::ZERO), |(c, m), e| {
+        (
+            c + Milli::parse(&e.quota.cpu).unwrap_or_default(),
+            m + Milli::parse(&e.quota.memory).unwrap_or_default(),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -619,10 +636,7 @@ allowedRegistries: [registry.gov.cn, harbor.dc.gov.cn/mof/]
         assert_eq!(labels["govcloud.io/environment"], "prod");
         assert_eq!(labels["govcloud.io/security-level"], "3");
         assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
-        assert_eq!(
-            ns.body["metadata"]["annotations"]["govcloud.io/display-name"],
-            "财政部"
-        );
+        assert_eq!(ns.body["metadata"]["annotations"]["govcloud.io/display-name"], "财政部");
         let (c, _) = member_children("mof", &spec(2));
         assert_eq!(
             find(&c, Kind::Namespace, None, "mof-test").body["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
@@ -633,14 +647,12 @@ allowedRegistries: [registry.gov.cn, harbor.dc.gov.cn/mof/]
     #[test]
     fn quota_is_canonical() {
         let (c, _) = member_children("mof", &spec(2));
-        let q =
-            &find(&c, Kind::ResourceQuota, Some("mof-test"), "govcloud-quota").body["spec"]["hard"];
+        let q = &find(&c, Kind::ResourceQuota, Some("mof-test"), "govcloud-quota").body["spec"]["hard"];
         assert_eq!(q["requests.cpu"], "4");
         assert_eq!(q["requests.memory"], "1536Mi");
         assert_eq!(q["requests.storage"], "0");
         assert_eq!(q["pods"], "100");
-        let q =
-            &find(&c, Kind::ResourceQuota, Some("mof-prod"), "govcloud-quota").body["spec"]["hard"];
+        let q = &find(&c, Kind::ResourceQuota, Some("mof-prod"), "govcloud-quota").body["spec"]["hard"];
         assert_eq!(q["requests.storage"], "1Ti");
         assert_eq!(q["pods"], "200");
     }
@@ -653,46 +665,28 @@ allowedRegistries: [registry.gov.cn, harbor.dc.gov.cn/mof/]
                 .any(|c| c.name.starts_with("govcloud-egress-") || c.name == "govcloud-allow-dns")
         );
         assert_eq!(
-            find(
-                &l1,
-                Kind::NetworkPolicy,
-                Some("mof-prod"),
-                "govcloud-default-deny"
-            )
-            .body["spec"]["policyTypes"],
+            find(&l1, Kind::NetworkPolicy, Some("mof-prod"), "govcloud-default-deny").body["spec"]["policyTypes"],
             json!(["Ingress"])
         );
 
-        let (l3, refused) = member_children("mof", &spec(3));
+        let mut external = spec(3);
+        external.zone = NetworkZone::External;
+        let (l3, refused) = member_children("mof", &external);
         assert!(refused.is_empty());
         assert_eq!(
-            find(
-                &l3,
-                Kind::NetworkPolicy,
-                Some("mof-prod"),
-                "govcloud-default-deny"
-            )
-            .body["spec"]["policyTypes"],
+            find(&l3, Kind::NetworkPolicy, Some("mof-prod"), "govcloud-default-deny").body["spec"]["policyTypes"],
             json!(["Ingress", "Egress"])
         );
-        let ldap = find(
-            &l3,
-            Kind::NetworkPolicy,
-            Some("mof-prod"),
-            "govcloud-egress-ldap",
-        );
+        let ldap = find(&l3, Kind::NetworkPolicy, Some("mof-prod"), "govcloud-egress-ldap");
         assert_eq!(
             ldap.body["spec"]["egress"][0]["ports"],
             json!([{"port": 636, "protocol": "TCP"}])
         );
-        find(
-            &l3,
-            Kind::NetworkPolicy,
-            Some("mof-prod"),
-            "govcloud-egress-pay",
-        );
+        find(&l3, Kind::NetworkPolicy, Some("mof-prod"), "govcloud-egress-pay");
 
-        let (l4, refused) = member_children("mof", &spec(4));
+        let mut l4_ext = spec(4);
+        l4_ext.zone = NetworkZone::External;
+        let (l4, refused) = member_children("mof", &l4_ext);
         assert!(!l4.iter().any(|c| c.name == "govcloud-egress-pay"));
         assert_eq!(refused.len(), 1);
         assert!(refused[0].why.contains("never reaches the internet"));
@@ -702,11 +696,15 @@ allowedRegistries: [registry.gov.cn, harbor.dc.gov.cn/mof/]
     fn level_3_internet_egress_needs_the_exit_flag() {
         let mut s = spec(3);
         s.egress[1].internet_exit = false;
-        let (_, refused) = egress_allowed(3, &s.egress);
+        let (_, refused) = egress_allowed(3, NetworkZone::External, &s.egress);
         assert_eq!(refused.len(), 1);
         assert!(refused[0].why.contains("internetExit: true"));
-        let (_, refused) = egress_allowed(2, &s.egress);
+        let (_, refused) = egress_allowed(2, NetworkZone::External, &s.egress);
         assert!(refused.is_empty());
+        // The internal zone has no internet exit at any level.
+        let (_, refused) = egress_allowed(1, NetworkZone::Internal, &s.egress);
+        assert_eq!(refused.len(), 1);
+        assert!(refused[0].why.contains("no internet exit"));
     }
 
     #[test]
@@ -719,26 +717,26 @@ allowedRegistries: [registry.gov.cn, harbor.dc.gov.cn/mof/]
             json!({"kind": "Group", "name": "mof-ops", "apiGroup": "rbac.authorization.k8s.io"})
         );
         find(&c, Kind::RoleBinding, Some("mof-prod"), "govcloud-viewers");
-        let cm = find(
-            &c,
-            Kind::ConfigMap,
-            Some(SYSTEM_NAMESPACE),
-            "govcloud-registries-mof",
+        // On a hub that is not the agency's cluster, owners get no workload rights.
+        let hub = hub_children("mof", &spec(2));
+        assert!(
+            hub.iter()
+                .all(|c| matches!(c.kind, Kind::Namespace | Kind::RoleBinding))
         );
         assert_eq!(
-            cm.body["data"]["registries"],
-            "registry.gov.cn,harbor.dc.gov.cn/mof"
+            find(&hub, Kind::RoleBinding, Some("mof-prod"), "govcloud-owners").body["roleRef"]["name"],
+            HUB_OWNER_ROLE
         );
+        assert!(!hub_roles()[0].body.to_string().contains("deployments"));
+        let cm = find(&c, Kind::ConfigMap, Some(SYSTEM_NAMESPACE), "govcloud-registries-mof");
+        assert_eq!(cm.body["data"]["registries"], "registry.gov.cn,harbor.dc.gov.cn/mof");
         let b = find(&c, Kind::PolicyBinding, None, "govcloud-registries-mof");
         assert_eq!(
             b.body["spec"]["matchResources"]["namespaceSelector"]["matchLabels"][AGENCY_LABEL],
             "mof"
         );
         // Every child is labelled for pruning.
-        assert!(
-            c.iter()
-                .all(|c| c.body["metadata"]["labels"][AGENCY_LABEL] == "mof")
-        );
+        assert!(c.iter().all(|c| c.body["metadata"]["labels"][AGENCY_LABEL] == "mof"));
     }
 
     #[test]

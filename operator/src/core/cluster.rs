@@ -78,18 +78,12 @@ pub fn summarize_nodes(nodes: &[Node]) -> NodeSummary {
         let ready = status
             .and_then(|st| st.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let cordoned = node
-            .spec
-            .as_ref()
-            .and_then(|sp| sp.unschedulable)
-            .unwrap_or(false);
-        s.capacity
-            .add_list(status.and_then(|st| st.capacity.as_ref()));
+        let cordoned = node.spec.as_ref().and_then(|sp| sp.unschedulable).unwrap_or(false);
+        s.capacity.add_list(status.and_then(|st| st.capacity.as_ref()));
         if ready {
             s.ready += 1;
             if !cordoned {
-                s.allocatable
-                    .add_list(status.and_then(|st| st.allocatable.as_ref()));
+                s.allocatable.add_list(status.and_then(|st| st.allocatable.as_ref()));
             }
         }
     }

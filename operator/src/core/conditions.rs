@@ -56,12 +56,7 @@ impl<'a> Desired<'a> {
 /// when the status of a type did not change, and set to `now` when it did or is new.
 /// Conditions of types not in `desired` are dropped. The result is sorted by type so that
 /// equal states compare equal.
-pub fn merge(
-    previous: &[Condition],
-    desired: &[Desired<'_>],
-    generation: Option<i64>,
-    now: &Time,
-) -> Vec<Condition> {
+pub fn merge(previous: &[Condition], desired: &[Desired<'_>], generation: Option<i64>, now: &Time) -> Vec<Condition> {
     let mut out: Vec<Condition> = desired
         .iter()
         .map(|d| {
@@ -116,12 +111,7 @@ mod tests {
 
     #[test]
     fn keeps_transition_time_when_status_unchanged() {
-        let first = merge(
-            &[],
-            &[Desired::new("Ready", true, "Ok", "fine")],
-            Some(1),
-            &t(100),
-        );
+        let first = merge(&[], &[Desired::new("Ready", true, "Ok", "fine")], Some(1), &t(100));
         let second = merge(
             &first,
             &[Desired::new("Ready", true, "Ok", "still fine")],
@@ -135,12 +125,7 @@ mod tests {
 
     #[test]
     fn sets_transition_time_when_status_flips() {
-        let first = merge(
-            &[],
-            &[Desired::new("Ready", true, "Ok", "fine")],
-            None,
-            &t(100),
-        );
+        let first = merge(&[], &[Desired::new("Ready", true, "Ok", "fine")], None, &t(100));
         let second = merge(
             &first,
             &[Desired::new("Ready", false, "Broken", "fix it")],

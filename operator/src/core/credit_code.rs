@@ -9,9 +9,7 @@
 pub const ALPHABET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
 
 /// Weights of positions 1–17: 3^(i−1) mod 31.
-pub const WEIGHTS: [u32; 17] = [
-    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
-];
+pub const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
 
 /// Why a code is invalid; each message names the position and what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,9 +31,7 @@ pub enum CreditCodeError {
     #[error("positions 3-8 are the administrative division code and must be digits, got {0:?}")]
     Division(String),
     /// The check character does not match.
-    #[error(
-        "check character is {found:?} but should be {expected:?} (GB 32100-2015); the code is mistyped"
-    )]
+    #[error("check character is {found:?} but should be {expected:?} (GB 32100-2015); the code is mistyped")]
     Check {
         /// The 18th character given.
         found: char,
@@ -115,12 +111,7 @@ mod tests {
     fn check_character_31_is_written_as_zero() {
         // Search for a 17-character prefix whose sum is divisible by 31.
         let prefix = (0..31u32)
-            .map(|d| {
-                format!(
-                    "1110000000000000{}",
-                    ALPHABET.as_bytes()[d as usize] as char
-                )
-            })
+            .map(|d| format!("1110000000000000{}", ALPHABET.as_bytes()[d as usize] as char))
             .find(|p| {
                 p.chars()
                     .enumerate()
@@ -138,10 +129,7 @@ mod tests {
 
     #[test]
     fn rejects_invalid_codes() {
-        assert_eq!(
-            validate("91350100M000100Y4"),
-            Err(CreditCodeError::Length(17))
-        );
+        assert_eq!(validate("91350100M000100Y4"), Err(CreditCodeError::Length(17)));
         assert_eq!(
             validate("91350100M000100Y44"),
             Err(CreditCodeError::Check {

@@ -149,9 +149,7 @@ mod tests {
         assert!(!rules(1).backup_required && rules(2).backup_required);
         assert_eq!(rules(2).max_rpo, Some(Duration::from_secs(86_400)));
         assert_eq!(rules(4).max_rpo, Some(Duration::from_secs(3_600)));
-        assert!(
-            !rules(2).offsite_required && rules(3).offsite_required && rules(4).offsite_required
-        );
+        assert!(!rules(2).offsite_required && rules(3).offsite_required && rules(4).offsite_required);
         assert_eq!(rules(3).internet_exposure, InternetExposure::NeedsApproval);
         assert_eq!(rules(4).internet_exposure, InternetExposure::Never);
         assert!(rules(4).internal_zone_only && rules(4).dedicated);

@@ -124,10 +124,7 @@ pub fn evaluate(req: &Request, c: &Candidate) -> Result<i64, Rejection> {
     if let Some(want) = &req.cluster
         && *want != c.name
     {
-        return Err(reject(
-            "NotRequested",
-            format!("placement.cluster asks for {want}"),
-        ));
+        return Err(reject("NotRequested", format!("placement.cluster asks for {want}")));
     }
     if let Some(region) = &req.region
         && *region != c.region
@@ -137,11 +134,7 @@ pub fn evaluate(req: &Request, c: &Candidate) -> Result<i64, Rejection> {
             format!("in region {}, placement.region asks for {region}", c.region),
         ));
     }
-    if let Some((k, v)) = req
-        .selector
-        .iter()
-        .find(|(k, v)| c.labels.get(*k) != Some(*v))
-    {
+    if let Some((k, v)) = req.selector.iter().find(|(k, v)| c.labels.get(*k) != Some(*v)) {
         return Err(reject(
             "SelectorMismatch",
             format!("does not carry label {k}={v} from placement.clusterSelector"),
@@ -150,20 +143,14 @@ pub fn evaluate(req: &Request, c: &Candidate) -> Result<i64, Rejection> {
     if c.zone != req.zone {
         return Err(reject(
             "ZoneMismatch",
-            format!(
-                "is on the {} zone, the agency is on the {} zone",
-                c.zone, req.zone
-            ),
+            format!("is on the {} zone, the agency is on the {} zone", c.zone, req.zone),
         ));
     }
     let rules = levels::rules(req.level);
     if rules.internal_zone_only && c.zone != NetworkZone::Internal {
         return Err(reject(
             "ZoneMismatch",
-            format!(
-                "level {} agencies may only be on the internal zone",
-                req.level
-            ),
+            format!("level {} agencies may only be on the internal zone", req.level),
         ));
     }
     if c.max_level < rules.min_cluster_level {
@@ -182,16 +169,9 @@ pub fn evaluate(req: &Request, c: &Candidate) -> Result<i64, Rejection> {
         ));
     }
     if !c.ready {
-        return Err(reject(
-            "NotReady",
-            "is not Ready (see its conditions)".into(),
-        ));
+        return Err(reject("NotReady", "is not Ready (see its conditions)".into()));
     }
-    let others: Vec<&(String, u8)> = c
-        .agencies
-        .iter()
-        .filter(|(a, _)| *a != req.agency)
-        .collect();
+    let others: Vec<&(String, u8)> = c.agencies.iter().filter(|(a, _)| *a != req.agency).collect();
     if rules.dedicated && !others.is_empty() {
         return Err(reject(
             "NotDedicated",
@@ -376,15 +356,9 @@ mod tests {
     fn overcommit_extends_capacity() {
         let mut c = cluster("a", External, 3);
         c.placed_cpu = cores(96);
-        assert_eq!(
-            decide(&request(2, External), std::slice::from_ref(&c)).chosen,
-            None
-        );
+        assert_eq!(decide(&request(2, External), std::slice::from_ref(&c)).chosen, None);
         c.overcommit_cpu = 2.0;
-        assert_eq!(
-            decide(&request(2, External), &[c]).chosen.as_deref(),
-            Some("a")
-        );
+        assert_eq!(decide(&request(2, External), &[c]).chosen.as_deref(), Some("a"));
     }
 
     #[test]
@@ -433,16 +407,10 @@ mod tests {
         b.region = "guizhou".into();
         let mut req = request(2, External);
         req.region = Some("guizhou".into());
-        assert_eq!(
-            decide(&req, &[a.clone(), b.clone()]).chosen.as_deref(),
-            Some("b")
-        );
+        assert_eq!(decide(&req, &[a.clone(), b.clone()]).chosen.as_deref(), Some("b"));
         req.region = None;
         req.selector.insert("tier".into(), "gold".into());
-        assert_eq!(
-            decide(&req, &[a.clone(), b.clone()]).chosen.as_deref(),
-            Some("a")
-        );
+        assert_eq!(decide(&req, &[a.clone(), b.clone()]).chosen.as_deref(), Some("a"));
         req.selector.clear();
         req.cluster = Some("b".into());
         assert_eq!(decide(&req, &[a, b]).chosen.as_deref(), Some("b"));

@@ -39,9 +39,7 @@ impl Milli {
             Some(rest) => (true, rest),
             None => (false, s.strip_prefix('+').unwrap_or(s)),
         };
-        let num_end = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
+        let num_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
         let (number, suffix) = s.split_at(num_end);
         if number.is_empty() || number == "." || number.matches('.').count() > 1 {
             return Err(err("expected a number such as 2, 0.5 or 500m"));
@@ -92,9 +90,7 @@ impl Milli {
         let den = den
             .checked_mul(10i128.pow(frac_len))
             .ok_or_else(|| err("too many decimal places"))?;
-        let scaled = digits
-            .checked_mul(num)
-            .ok_or_else(|| err("value too large"))?;
+        let scaled = digits.checked_mul(num).ok_or_else(|| err("value too large"))?;
         // Round up to the next milli-unit.
         let value = (scaled + den - 1) / den;
         Ok(Milli(if negative { -value } else { value }))
@@ -120,14 +116,7 @@ impl Milli {
         if bytes == 0 {
             return "0".to_string();
         }
-        for (shift, suffix) in [
-            (60, "Ei"),
-            (50, "Pi"),
-            (40, "Ti"),
-            (30, "Gi"),
-            (20, "Mi"),
-            (10, "Ki"),
-        ] {
+        for (shift, suffix) in [(60, "Ei"), (50, "Pi"), (40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
             if bytes % (1i128 << shift) == 0 {
                 return format!("{}{}", bytes >> shift, suffix);
             }
@@ -216,16 +205,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [
-            "",
-            "abc",
-            "1.2.3",
-            "5Qi",
-            "1e99",
-            ".",
-            "Gi",
-            "9".repeat(40).as_str(),
-        ] {
+        for bad in ["", "abc", "1.2.3", "5Qi", "1e99", ".", "Gi", "9".repeat(40).as_str()] {
             assert!(Milli::parse(bad).is_err(), "{bad} should be rejected");
         }
     }
@@ -234,14 +214,8 @@ mod tests {
     fn formats() {
         assert_eq!(Milli(96_000).to_cpu_string(), "96");
         assert_eq!(Milli(2500).to_cpu_string(), "2500m");
-        assert_eq!(
-            Milli::parse("384Gi").map(|m| m.to_bytes_string()),
-            Ok("384Gi".into())
-        );
-        assert_eq!(
-            Milli::parse("1536Mi").map(|m| m.to_bytes_string()),
-            Ok("1536Mi".into())
-        );
+        assert_eq!(Milli::parse("384Gi").map(|m| m.to_bytes_string()), Ok("384Gi".into()));
+        assert_eq!(Milli::parse("1536Mi").map(|m| m.to_bytes_string()), Ok("1536Mi".into()));
         assert_eq!(Milli(330_000).to_count_string(), "330");
     }
 

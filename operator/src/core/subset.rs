@@ -15,9 +15,7 @@ pub fn contains(live: &Value, desired: &Value) -> bool {
             // An absent key equals an empty desired container or null.
             None => is_empty(dv),
         }),
-        (Value::Array(l), Value::Array(d)) => {
-            l.len() == d.len() && l.iter().zip(d).all(|(lv, dv)| contains(lv, dv))
-        }
+        (Value::Array(l), Value::Array(d)) => l.len() == d.len() && l.iter().zip(d).all(|(lv, dv)| contains(lv, dv)),
         (l, d) => l == d,
     }
 }

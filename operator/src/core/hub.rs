@@ -1,0 +1,80 @@
+//! Objects the operator keeps on the hub itself: the admission policy that makes tenancy
+//! decisions unforgeable, and the user-facing roles around it.
+
+use serde_json::{Value, json};
+
+/// Name of the approval admission policy (and its binding).
+pub const APPROVAL_POLICY: &str = "govcloud-tenancy-approval";
+/// ClusterRole of platform approvers.
+pub const APPROVER_ROLE: &str = "govcloud-tenancy-approver";
+/// ClusterRole of agency staff who file requests (bind it in the requests namespace).
+pub const REQUESTER_ROLE: &str = "govcloud-tenancy-requester";
+
+/// The hub objects, as server-side-apply bodies: (kind, name, body).
+pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
+    let labels = json!({"app.kubernetes.io/managed-by": "govcloud-operator"});
+    let policy = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": APPROVAL_POLICY, "labels": labels},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["govcloud.io"], "apiVersions": ["*"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["tenancyrequests"]}]},
+            "variables": [
+                {"name": "decided", "expression": "has(object.spec.decision)"},
+                {"name": "changed", "expression": "request.operation == 'CREATE' ? variables.decided : (variables.decided != has(oldObject.spec.decision) || (variables.decided && object.spec.decision != oldObject.spec.decision))"},
+                {"name": "approver", "expression": "authorizer.group('govcloud.io').resource('tenancyrequests').subresource('approve').namespace(object.metadata.namespace).check('create').allowed()"}
+            ],
+            "validations": [
+                {
+                    "expression": "request.operation != 'CREATE' || (has(object.spec.requestedBy) && object.spec.requestedBy == request.userInfo.username)",
+                    "messageExpression": "'spec.requestedBy must be set to your own user name (' + request.userInfo.username + ')'",
+                    "reason": "Invalid"
+                },
+                {
+                    "expression": "!variables.changed || variables.approver",
+                    "messageExpression": "'spec.decision: only platform approvers (allowed to create tenancyrequests/approve) may decide a tenancy request; ' + request.userInfo.username + ' is not one'",
+                    "reason": "Forbidden"
+                },
+                {
+                    "expression": "!variables.changed || object.spec.decision.decidedBy == request.userInfo.username",
+                    "messageExpression": "'spec.decision.decidedBy must be your own user name (' + request.userInfo.username + '); decisions cannot be recorded in someone else\\'s name'",
+                    "reason": "Forbidden"
+                },
+                {
+                    "expression": "!variables.changed || !has(object.spec.requestedBy) || object.spec.requestedBy != request.userInfo.username",
+                    "message": "spec.decision: approvers cannot decide their own tenancy request; ask another approver",
+                    "reason": "Forbidden"
+                }
+            ]
+        }
+    });
+    let binding = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": APPROVAL_POLICY, "labels": labels},
+        "spec": {"policyName": APPROVAL_POLICY, "validationActions": ["Deny"]}
+    });
+    let approver = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": APPROVER_ROLE, "labels": labels},
+        "rules": [
+            {"apiGroups": ["govcloud.io"], "resources": ["tenancyrequests"], "verbs": ["get", "list", "watch", "update", "patch"]},
+            {"apiGroups": ["govcloud.io"], "resources": ["tenancyrequests/approve"], "verbs": ["create"]},
+            {"apiGroups": ["govcloud.io"], "resources": ["agencyclouds", "datacenterclusters"], "verbs": ["get", "list", "watch"]}
+        ]
+    });
+    let requester = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": REQUESTER_ROLE, "labels": labels},
+        "rules": [
+            {"apiGroups": ["govcloud.io"], "resources": ["tenancyrequests"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
+        ]
+    });
+    vec![
+        ("ValidatingAdmissionPolicy", APPROVAL_POLICY, policy),
+        ("ValidatingAdmissionPolicyBinding", APPROVAL_POLICY, binding),
+        ("ClusterRole", APPROVER_ROLE, approver),
+        ("ClusterRole", REQUESTER_ROLE, requester),
+    ]
+}
