@@ -48,11 +48,40 @@ trap 'kill "$op_pid" 2>/dev/null || true; wait "$op_pid" 2>/dev/null || true' EX
 k wait --for condition=Ready --timeout=120s datacentercluster --all || {
   echo "--- operator log ---"; tail -50 "$log"; exit 1; }
 
+step "agencies request private clouds (examples/tenancy/, as their own users)"
+k create namespace tenancy-requests --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
+k -n tenancy-requests create rolebinding demo-requesters --clusterrole=govcloud-tenancy-requester \
+  --user=liu.yang@mof.gov.cn --user=zj-admin --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
+k create clusterrolebinding demo-approvers --clusterrole=govcloud-tenancy-approver --user=zhang.wei \
+  --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
+k --as liu.yang@mof.gov.cn apply -f examples/tenancy/mof.yaml
+k --as zj-admin apply -f examples/tenancy/zj-bigdata.yaml
+k -n tenancy-requests wait --for condition=Valid --timeout=60s tr --all >/dev/null
+k -n tenancy-requests get tr
+
+step "an agency cannot approve itself (refused by the admission policy)"
+k --as zj-admin -n tenancy-requests patch tr zj-bigdata --type merge \
+  -p '{"spec":{"decision":{"action":"Approve","decidedBy":"zj-admin","reason":"self"}}}' 2>&1 | sed 's/^/  /' || true
+
+step "the platform approver zhang.wei approves both"
+for tr in mof zj-bigdata; do
+  if [ -z "$(k -n tenancy-requests get tr "$tr" -o jsonpath='{.spec.decision.action}')" ]; then
+    k --as zhang.wei -n tenancy-requests patch tr "$tr" --type merge \
+      -p '{"spec":{"decision":{"action":"Approve","decidedBy":"zhang.wei","reason":"定级备案材料齐全，同意"}}}'
+  fi
+done
+k -n tenancy-requests wait --for condition=Provisioned --timeout=60s tr --all >/dev/null
+k wait --for condition=Ready --timeout=120s agencycloud mof zj-bigdata || {
+  echo "--- operator log ---"; tail -50 "$log"; exit 1; }
+
 step "what the operator reconciled"
 k get govcloud -o wide
+k -n tenancy-requests get tr
 echo
-k get datacenterclusters -o custom-columns='NAME:.metadata.name,REACHABLE:.status.conditions[?(@.type=="Reachable")].message,READY:.status.conditions[?(@.type=="Ready")].message'
+echo "On the placed clusters (mof on the hub, zj-bigdata on dc2):"
+k get ns -l govcloud.io/agency=mof -L govcloud.io/security-level,pod-security.kubernetes.io/enforce
+"$KUBECTL" --kubeconfig "$member_kc" -n zj-bigdata-prod get resourcequota,networkpolicy,rolebinding
 echo
-for c in beijing-internal guizhou-external; do k get events --field-selector involvedObject.name=$c 2>/dev/null | tail -3; done || true
+for c in beijing-internal guizhou-external mof zj-bigdata; do k get events --field-selector involvedObject.name=$c 2>/dev/null | tail -3; done || true
 
 step "stopping the operator (the control plane keeps running: hack/testbed.sh down stops it)"

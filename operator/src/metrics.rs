@@ -21,6 +21,8 @@ pub struct Metrics {
     pub cluster_allocatable_cpu: IntGaugeVec,
     /// Allocatable memory of a cluster in bytes; labels cluster, region, zone.
     pub cluster_allocatable_memory: IntGaugeVec,
+    /// Server-side applies of child objects, per controller.
+    applies: IntCounterVec,
     /// Quota of an agency environment, hard and used; labels agency, environment, resource, kind.
     pub agency_quota: prometheus::GaugeVec,
 }
@@ -121,7 +123,17 @@ impl Metrics {
             registry.register(Box::new(agency_quota.clone())),
             "register agency quota",
         );
-        for c in [&reconciles, &errors] {
+        let applies = must(
+            IntCounterVec::new(
+                Opts::new(
+                    "govcloud_controller_child_applies_total",
+                    "Server-side applies of child objects (skipped when the cached live object already matches).",
+                ),
+                &["controller"],
+            ),
+            "applies",
+        );
+        for c in [&reconciles, &errors, &applies] {
             must(registry.register(Box::new(c.clone())), "register counter");
         }
         must(registry.register(Box::new(duration.clone())), "register histogram");
@@ -141,7 +153,13 @@ impl Metrics {
             cluster_allocatable_cpu,
             cluster_allocatable_memory,
             agency_quota,
+            applies,
         }
+    }
+
+    /// Counts one server-side apply of a child object.
+    pub fn child_applied(&self, controller: &'static str) {
+        self.applies.with_label_values(&[controller]).inc();
     }
 
     /// Starts timing a reconcile; the duration is observed when the guard drops.

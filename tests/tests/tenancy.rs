@@ -176,6 +176,14 @@ async fn approved_request_is_provisioned_and_denied_one_is_not() -> Result<()> {
         "denied request created an AgencyCloud"
     );
 
+    // Requests go first (an approved request would otherwise bring its cloud back).
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(hub.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+    wait_for("requests gone", T, || async {
+        Ok(admin.get_opt(&yes).await?.is_none().then_some(()))
+    })
+    .await?;
     let _ = acs.delete(&yes, &DeleteParams::default()).await;
     Ok(())
 }

@@ -144,23 +144,41 @@ fn request_for(name: &str, ac: &AgencyCloud) -> Request {
 }
 
 /// Applies children whose live copy differs; returns the names written.
-async fn apply_children(client: &Client, cache: Option<&MemberCache>, children: &[Child]) -> Result<Vec<String>> {
+async fn apply_children(
+    metrics: &crate::metrics::Metrics,
+    client: &Client,
+    cache: Option<&MemberCache>,
+    children: &[Child],
+) -> Result<Vec<String>> {
     let synced = cache.is_some_and(|c| c.is_synced());
     let mut written = Vec::new();
     for child in children {
         if synced
             && let Some(live) = cache.and_then(|c| c.get(child.kind, child.namespace.as_deref(), &child.name))
             && let Ok(live_json) = serde_json::to_value(&*live)
-            && subset::contains(&live_json, &child.body)
+            && subset::contains(&live_json, &without_type(&child.body))
         {
             continue;
         }
+        tracing::debug!(kind = ?child.kind, name = %child.name, synced, "applying child that differs from the cache");
+        metrics.child_applied(CONTROLLER);
         let api = api(client, child.kind, child.namespace.as_deref());
         api.patch(&child.name, &field_manager(), &Patch::Apply(&child.body))
             .await?;
         written.push(format!("{}/{}", child.kind.gvk().2, child.name));
     }
     Ok(written)
+}
+
+/// The body without `apiVersion` and `kind`: objects from list responses in the caches
+/// carry no type information, so those two fields are left out of the comparison.
+fn without_type(body: &serde_json::Value) -> serde_json::Value {
+    let mut b = body.clone();
+    if let Some(m) = b.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    b
 }
 
 /// Deletes cached objects of the agency that are no longer desired (never namespaces).
@@ -482,6 +500,8 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         }
     };
     let cache = ctx.caches.ensure(&placement.cluster, &version, &client);
+    // Compare against the live state rather than re-applying everything (after a restart).
+    cache.wait_synced(Duration::from_secs(10)).await;
 
     // Build and apply.
     let (mut children, refused) = build::member_children(&name, spec);
@@ -510,14 +530,23 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     });
     let cache_was_synced = cache.is_synced();
     let result = async {
-        let mut written = apply_children(&client, Some(&cache), &all).await?;
+        let mut written = apply_children(&ctx.metrics, &client, Some(&cache), &all).await?;
         // Prune against the full desired set: objects held back above are kept, not deleted.
         written.extend(prune(&client, &cache, &name, &desired_all).await?);
         if dcc.spec.kubeconfig_secret.is_some() {
             // The hub holds the agency's own namespaces (for HostedSystems, BackupPolicies) too.
             let hub_cache = ctx.caches.ensure("", "hub", &ctx.client);
-            written.extend(apply_children(&ctx.client, Some(&hub_cache), &build::hub_roles()).await?);
-            written.extend(apply_children(&ctx.client, Some(&hub_cache), &build::hub_children(&name, spec)).await?);
+            hub_cache.wait_synced(Duration::from_secs(10)).await;
+            written.extend(apply_children(&ctx.metrics, &ctx.client, Some(&hub_cache), &build::hub_roles()).await?);
+            written.extend(
+                apply_children(
+                    &ctx.metrics,
+                    &ctx.client,
+                    Some(&hub_cache),
+                    &build::hub_children(&name, spec),
+                )
+                .await?,
+            );
         }
         Ok::<_, Error>(written)
     }

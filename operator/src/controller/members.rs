@@ -76,6 +76,21 @@ impl MemberCache {
             .all(|s| futures::FutureExt::now_or_never(s.wait_until_ready()).is_some_and(|r| r.is_ok()))
     }
 
+    /// Waits up to `timeout` for every cache to finish its initial list.
+    pub async fn wait_synced(&self, timeout: std::time::Duration) -> bool {
+        let all = futures::future::join_all(self.stores.values().map(|s| s.wait_until_ready()));
+        // Readiness wakes one waiter only; poll again in short slices instead of one long wait.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), all).await;
+        while !self.is_synced() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        true
+    }
+
     /// Every cached object of `kind` labelled for `agency`.
     pub fn owned_by(&self, kind: Kind, agency: &str) -> Vec<Arc<DynamicObject>> {
         self.stores

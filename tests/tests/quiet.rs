@@ -1,0 +1,93 @@
+//! A reconcile of an unchanged AgencyCloud makes no writes — and no apply requests at all.
+//! Alone in its test binary, so that the operator's counters see only this test.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, ensure};
+use govcloud::api::{AgencyCloud, DataCenterCluster};
+use govcloud_tests::*;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+fn counter(metrics: &str, name: &str, controller: &str) -> f64 {
+    let prefix = format!("{name}{{controller=\"{controller}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn unchanged_agency_reconciles_make_no_requests() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let group = unique("grp");
+    let dc = unique("dc");
+    put_kubeconfig_secret(&hub, &dc, &kubeconfig_yaml(2, None)?).await?;
+    let dcc: DataCenterCluster = serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "DataCenterCluster",
+        "metadata": {"name": dc, "labels": {"govcloud.io/test-group": group, "govcloud.io/test": "true"}},
+        "spec": {"region": "r1", "zone": "external", "maxSecurityLevel": 3, "kubeconfigSecret": {"name": dc}}
+    }))?;
+    Api::<DataCenterCluster>::all(hub.clone())
+        .create(&PostParams::default(), &dcc)
+        .await?;
+    let a = unique_short("q");
+    let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, 2, "external", &[("prod", "2", "2Gi")], &group))?;
+    let api: Api<AgencyCloud> = Api::all(hub.clone());
+    api.create(&PostParams::default(), &ac).await?;
+    wait_for("Ready", Duration::from_secs(90), || async {
+        let ac = api.get(&a).await?;
+        Ok(ac
+            .status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            .then_some(()))
+    })
+    .await?;
+    // Settle: no applies for 3 s in a row.
+    let settled = wait_for("applies to stop", Duration::from_secs(60), || async {
+        let (_, m1) = operator_get("/metrics").await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (_, m2) = operator_get("/metrics").await?;
+        let (a1, a2) = (
+            counter(&m1, "govcloud_controller_child_applies_total", "agencycloud"),
+            counter(&m2, "govcloud_controller_child_applies_total", "agencycloud"),
+        );
+        Ok((a1 == a2).then_some(m2))
+    })
+    .await?;
+    let before = api.get(&a).await?;
+    let applies = counter(&settled, "govcloud_controller_child_applies_total", "agencycloud");
+    let reconciles = counter(&settled, "govcloud_controller_reconciles_total", "agencycloud");
+
+    // Five forced reconciles with nothing changed (an unrelated annotation each time).
+    for i in 0..5 {
+        api.patch(
+            &a,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test/touch": i.to_string()}}})),
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let (_, after) = operator_get("/metrics").await?;
+    let reconciled = counter(&after, "govcloud_controller_reconciles_total", "agencycloud") - reconciles;
+    ensure!(
+        reconciled >= 5.0,
+        "the operator should have reconciled at least 5 times, did {reconciled}"
+    );
+    let extra = counter(&after, "govcloud_controller_child_applies_total", "agencycloud") - applies;
+    ensure!(extra == 0.0, "{extra} apply requests for an unchanged agency");
+    let now = api.get(&a).await?;
+    ensure!(
+        now.status == before.status,
+        "status rewritten by an unchanged reconcile"
+    );
+    api.delete(&a, &DeleteParams::default())
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
