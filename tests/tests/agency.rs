@@ -634,3 +634,44 @@ async fn bad_agency_manifests_are_refused_naming_the_field() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn raising_the_level_above_the_cluster_is_reported_not_moved() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let group = unique("grp");
+    let int2 = register(&hub, &group, "internal", 2, Some((2, None))).await?;
+    let a = unique_short("lv");
+    create_ac(&hub, &agency_cloud(&a, 2, "internal", &[("prod", "1", "1Gi")], &group)).await?;
+    wait_cond(&hub, &a, "Ready", "True").await?;
+    let api: Api<AgencyCloud> = Api::all(hub.clone());
+    api.patch(
+        &a,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"securityLevel": 3}})),
+    )
+    .await?;
+    let ac = wait_cond(&hub, &a, "Placed", "False").await?;
+    let (_, reason, msg) = cond(&ac, "Placed").ok_or_else(|| anyhow!("no Placed"))?;
+    ensure!(reason == "LevelNotAllowedOnCluster", "{reason}");
+    ensure!(
+        msg.contains(&format!(
+            "cluster {int2} is certified for level 2 but the agency is now level 3"
+        )),
+        "{msg}"
+    );
+    ensure!(
+        ac.status.and_then(|s| s.placement).map(|p| p.cluster) == Some(int2),
+        "never moves"
+    );
+    // The stricter guardrails of level 3 apply meanwhile.
+    let member = client(2).await?;
+    wait_for("restricted Pod Security", T, || async {
+        let n = Api::<Namespace>::all(member.clone()).get(&format!("{a}-prod")).await?;
+        let l = n.metadata.labels.unwrap_or_default();
+        Ok((l.get("pod-security.kubernetes.io/enforce").map(String::as_str) == Some("restricted")).then_some(()))
+    })
+    .await?;
+    delete_ac(&hub, &a).await;
+    Ok(())
+}

@@ -436,15 +436,47 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             });
         }
     };
-    let placed = Desired::new(
-        PLACED,
-        true,
-        "Placed",
-        format!(
-            "Placed on {} in region {} ({} zone); the agency's data lives there.",
-            placement.cluster, placement.region, placement.zone
+    // Placement is sticky, but a raised security level must still be allowed on the cluster.
+    let level_problem = ctx
+        .clusters
+        .state()
+        .into_iter()
+        .find(|d| d.name_any() == placement.cluster)
+        .and_then(|d| {
+            let rules = crate::core::levels::rules(spec.security_level);
+            if d.spec.max_security_level < rules.min_cluster_level {
+                Some(format!(
+                    "cluster {} is certified for level {} but the agency is now level {}",
+                    placement.cluster, d.spec.max_security_level, spec.security_level
+                ))
+            } else if rules.internal_zone_only && d.spec.zone != crate::api::NetworkZone::Internal {
+                Some(format!(
+                    "level {} needs the internal zone; {} is external",
+                    spec.security_level, placement.cluster
+                ))
+            } else {
+                None
+            }
+        });
+    let placed = match &level_problem {
+        None => Desired::new(
+            PLACED,
+            true,
+            "Placed",
+            format!(
+                "Placed on {} in region {} ({} zone); the agency's data lives there.",
+                placement.cluster, placement.region, placement.zone
+            ),
         ),
-    );
+        Some(problem) => Desired::new(
+            PLACED,
+            false,
+            "LevelNotAllowedOnCluster",
+            format!(
+                "{problem}. The cloud stays where its data is (placement never moves) with the stricter guardrails of its new level; lower spec.securityLevel, or migrate the agency to a certified cluster."
+            ),
+        ),
+    };
 
     // Connect to the placed cluster.
     let dcc: Option<Arc<DataCenterCluster>> = ctx
@@ -689,13 +721,20 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     };
     let ready = Desired::new(
         types::READY,
-        true,
-        "Provisioned",
-        format!(
-            "{} environment(s) ready on {}.",
-            spec.environments.len(),
-            placement.cluster
-        ),
+        level_problem.is_none(),
+        if level_problem.is_none() {
+            "Provisioned"
+        } else {
+            "LevelNotAllowedOnCluster"
+        },
+        match &level_problem {
+            None => format!(
+                "{} environment(s) ready on {}.",
+                spec.environments.len(),
+                placement.cluster
+            ),
+            Some(_) => "The security level is not allowed on the placed cluster (see Placed).".to_string(),
+        },
     );
     let status = status_with(&ac, Some(placement), envs, &[placed, isolated, quota_fits, ready]);
     Ok(Outcome {
