@@ -331,3 +331,20 @@ async fn steady_state_makes_no_writes() -> Result<()> {
     delete_dcc(&hub, &name).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn missing_crds_are_reported_with_the_fix() -> Result<()> {
+    // dc2 is a member: the CRDs live only on the hub, so they are missing there.
+    let member = client(2).await?;
+    match govcloud::runtime::check_crds(&member).await {
+        Err(e @ govcloud::runtime::StartError::CrdMissing { .. }) => {
+            let msg = e.to_string();
+            anyhow::ensure!(
+                msg.contains("is not installed") && msg.contains("kubectl apply -f crds/"),
+                "{msg}"
+            );
+            Ok(())
+        }
+        other => bail!("expected a missing-CRD error, got {other:?}"),
+    }
+}
