@@ -100,9 +100,6 @@ pub async fn run(
     check_crds(&client).await?;
     health.set_crds_established();
     info!("CRDs installed and established");
-    if let Err(e) = controller::tenancy::install_hub_objects(&client).await {
-        error!(error = %e, "cannot install the tenancy approval policy and roles on the hub; approvals are refused until it is installed");
-    }
 
     // A hub-wide cache of DataCenterClusters, used for placement.
     let (clusters, writer) = kube::runtime::reflector::store();
@@ -113,6 +110,15 @@ pub async fn run(
     let reflector = tokio::spawn(reflector);
 
     let ctx = Context::new(client, metrics, settings, clusters);
+    match controller::tenancy::install_hub_objects(&ctx.client).await {
+        Ok(()) => ctx
+            .approval_policy_installed
+            .store(true, std::sync::atomic::Ordering::SeqCst),
+        Err(e) => error!(
+            error = %e,
+            "cannot install the tenancy approval policy on the hub; approved TenancyRequests are not provisioned until it is installed"
+        ),
+    }
     let dcc = controller::datacenter::run(ctx.clone(), health.pending_cache(), stopped());
     let agency = controller::agency::run(ctx.clone(), health.pending_cache(), stopped());
     let tenancy = controller::tenancy::run(ctx.clone(), health.pending_cache(), stopped());

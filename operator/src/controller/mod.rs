@@ -80,6 +80,9 @@ pub struct Context {
     pub clusters: Store<DataCenterCluster>,
     /// All AgencyClouds (the AgencyCloud controller's store), set when it starts.
     pub agencies: std::sync::OnceLock<Store<AgencyCloud>>,
+    /// Whether the hub's tenancy approval admission policy was installed (decisions are
+    /// acted on only when the API server enforces who may make them).
+    pub approval_policy_installed: std::sync::atomic::AtomicBool,
     /// Serialises placement decisions; holds decisions not yet visible in `agencies`:
     /// agency → (cluster, cpu, memory).
     pub placements: tokio::sync::Mutex<HashMap<String, (String, Milli, Milli)>>,
@@ -107,6 +110,7 @@ impl Context {
             clusters,
             agencies: std::sync::OnceLock::new(),
             placements: tokio::sync::Mutex::default(),
+            approval_policy_installed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }

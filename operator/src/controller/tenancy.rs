@@ -224,6 +224,20 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
                         ),
                     )
                 }
+                DecisionAction::Approve
+                    if !ctx.approval_policy_installed.load(std::sync::atomic::Ordering::SeqCst)
+                        || !approval_policy_present(&ctx.client).await =>
+                {
+                    Desired::new(
+                        PROVISIONED,
+                        false,
+                        "ApprovalPolicyMissing",
+                        format!(
+                            "Approved, but the admission policy {} that proves who approved is not installed on the hub; nothing is created until it is (see the operator log).",
+                            hub::APPROVAL_POLICY
+                        ),
+                    )
+                }
                 DecisionAction::Approve if !problems.is_empty() => Desired::new(
                     PROVISIONED,
                     false,
@@ -314,6 +328,19 @@ fn error_policy(_tr: Arc<TenancyRequest>, error: &Error, ctx: Arc<Context>) -> A
     ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
     warn!(%error, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
+}
+
+/// Whether the approval policy and its binding exist on the hub right now (checked before
+/// acting on an approval: without them nothing proves who approved).
+async fn approval_policy_present(client: &kube::Client) -> bool {
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    let policy = Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .get_opt(hub::APPROVAL_POLICY)
+        .await;
+    let binding = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .get_opt(hub::APPROVAL_POLICY)
+        .await;
+    matches!((policy, binding), (Ok(Some(_)), Ok(Some(_))))
 }
 
 /// Applies the hub admission policy and roles (idempotent, at startup).
