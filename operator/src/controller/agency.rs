@@ -765,7 +765,10 @@ async fn registry_policy_active(client: &Client, namespace: &str) -> bool {
         .create(&pp, &pod)
         .await
     {
-        Err(kube::Error::Api(s)) => s.message.contains(build::REGISTRY_POLICY),
+        // Refused by the registry rule itself (not, say, because its parameters are not loaded yet).
+        Err(kube::Error::Api(s)) => {
+            s.message.contains(build::REGISTRY_POLICY) && s.message.contains("is not from an allowed registry")
+        }
         _ => false,
     }
 }
