@@ -572,14 +572,16 @@ cmd_up() {
   log "use: eval \"\$(hack/testbed.sh env)\""
 }
 
+# Exit status: 0 when every cluster answers /readyz, 1 otherwise (or when there is none).
 cmd_status() {
-  local name any=0 dir c st ready
+  local name any=0 dir c st ready all_ready=1
   for name in $(existing_clusters); do
     any=1
     dir="$(cluster_dir "$name")"
     load_ports "$name"
     ready="no"
     [ -f "$dir/pki/admin.crt" ] && api_ready "$name" && ready="ok"
+    [ "$ready" = ok ] || all_ready=0
     st=""
     for c in "${COMPONENTS[@]}"; do
       if component_alive "$name" "$c"; then st+=" $c=$(cat "$dir/pids/$c.pid")"; else st+=" $c=down"; fi
@@ -589,7 +591,8 @@ cmd_status() {
       "$P_ETCD" "$P_PEER" "$P_API" "$P_KCM" "$P_SCHED" "$P_KWOK"
     printf '     pids: %s\n' "${st# }"
   done
-  [ "$any" = 1 ] || log "no testbed in $TESTBED_STATE (run: hack/testbed.sh up)"
+  [ "$any" = 1 ] || { log "no testbed in $TESTBED_STATE (run: hack/testbed.sh up)"; return 1; }
+  [ "$all_ready" = 1 ]
 }
 
 cmd_env() {
