@@ -6,10 +6,12 @@
 pub mod agency;
 pub mod common;
 pub mod datacenter;
+pub mod hosted;
 pub mod tenancy;
 
 pub use agency::{AgencyCloud, AgencyCloudSpec, AgencyCloudStatus};
 pub use common::{GROUP, NetworkZone, VERSION};
+pub use hosted::{HostedSystem, HostedSystemSpec, HostedSystemStatus};
 pub use datacenter::{DataCenterCluster, DataCenterClusterSpec, DataCenterClusterStatus};
 pub use tenancy::{TenancyRequest, TenancyRequestSpec, TenancyRequestStatus};
 
@@ -22,6 +24,7 @@ pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("datacenterclusters.yaml", DataCenterCluster::crd()),
         ("agencyclouds.yaml", AgencyCloud::crd()),
         ("tenancyrequests.yaml", TenancyRequest::crd()),
+        ("hostedsystems.yaml", HostedSystem::crd()),
     ]
 }
 
