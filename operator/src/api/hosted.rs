@@ -26,8 +26,17 @@ use super::common::conditions_schema;
     derive = "PartialEq",
     printcolumn(name = "Level", type_ = "integer", json_path = ".spec.securityLevel"),
     printcolumn(name = "Data", type_ = "string", json_path = ".spec.dataClassification"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.readySummary", description = "Ready replicas / desired replicas over all components"),
-    printcolumn(name = "Available", type_ = "string", json_path = ".status.conditions[?(@.type==\"Available\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.readySummary",
+        description = "Ready replicas / desired replicas over all components"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Available\")].status"
+    ),
     printcolumn(name = "Migration", type_ = "string", json_path = ".spec.migration.phase"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -194,7 +203,10 @@ pub struct Resources {
 
 impl Default for Resources {
     fn default() -> Self {
-        Resources { cpu: "100m".into(), memory: "128Mi".into() }
+        Resources {
+            cpu: "100m".into(),
+            memory: "128Mi".into(),
+        }
     }
 }
 

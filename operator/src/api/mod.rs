@@ -11,8 +11,8 @@ pub mod tenancy;
 
 pub use agency::{AgencyCloud, AgencyCloudSpec, AgencyCloudStatus};
 pub use common::{GROUP, NetworkZone, VERSION};
-pub use hosted::{HostedSystem, HostedSystemSpec, HostedSystemStatus};
 pub use datacenter::{DataCenterCluster, DataCenterClusterSpec, DataCenterClusterStatus};
+pub use hosted::{HostedSystem, HostedSystemSpec, HostedSystemStatus};
 pub use tenancy::{TenancyRequest, TenancyRequestSpec, TenancyRequestStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -17,6 +17,10 @@ use crate::api::agency::{CloudSpec, EgressRule, Protocol, Subject, SubjectKind};
 pub const MANAGED_BY: &str = "govcloud-operator";
 /// Label key naming the owning agency.
 pub const AGENCY_LABEL: &str = "govcloud.io/agency";
+/// Label key naming the hosted system an object belongs to.
+pub const SYSTEM_LABEL: &str = "govcloud.io/system";
+/// Label key naming the component of a hosted system.
+pub const COMPONENT_LABEL: &str = "govcloud.io/component";
 /// Label key naming the environment.
 pub const ENVIRONMENT_LABEL: &str = "govcloud.io/environment";
 /// Owner ClusterRole installed on every member.
@@ -54,11 +58,19 @@ pub enum Kind {
     ClusterRole,
     /// admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (shared).
     Policy,
+    /// apps/v1 Deployment (hosted systems).
+    Deployment,
+    /// apps/v1 StatefulSet (hosted systems).
+    StatefulSet,
+    /// v1 Service (hosted systems).
+    Service,
+    /// policy/v1 PodDisruptionBudget (hosted systems).
+    PodDisruptionBudget,
 }
 
 impl Kind {
     /// Every kind, in apply order (namespaces first).
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Namespace,
         Kind::ClusterRole,
         Kind::Policy,
@@ -68,6 +80,10 @@ impl Kind {
         Kind::RoleBinding,
         Kind::ConfigMap,
         Kind::PolicyBinding,
+        Kind::Deployment,
+        Kind::StatefulSet,
+        Kind::Service,
+        Kind::PodDisruptionBudget,
     ];
 
     /// (group, version, kind, plural, namespaced)
@@ -94,6 +110,10 @@ impl Kind {
                 "validatingadmissionpolicies",
                 false,
             ),
+            Kind::Deployment => ("apps", "v1", "Deployment", "deployments", true),
+            Kind::StatefulSet => ("apps", "v1", "StatefulSet", "statefulsets", true),
+            Kind::Service => ("", "v1", "Service", "services", true),
+            Kind::PodDisruptionBudget => ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true),
         }
     }
 
@@ -122,7 +142,14 @@ pub struct Child {
 }
 
 impl Child {
-    fn new(kind: Kind, namespace: Option<&str>, name: &str, labels: &BTreeMap<String, String>, rest: Value) -> Child {
+    /// Builds a child with metadata (name, namespace, labels) and the rest of its body.
+    pub fn new(
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        rest: Value,
+    ) -> Child {
         let mut metadata = json!({"name": name, "labels": labels});
         if let Some(ns) = namespace {
             metadata["namespace"] = json!(ns);
@@ -438,7 +465,11 @@ pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<Refused
             json!({"spec": {"podSelector": {}, "policyTypes": types}}),
         ));
         let same_agency = json!([{"namespaceSelector": {"matchLabels": {AGENCY_LABEL: name}}}]);
-        let mut allow = json!({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": same_agency}]});
+        // Pods of hosted systems get exactly their declared flows (their own policies), not
+        // the agency-wide allowance.
+        let not_systems = json!({"matchExpressions": [{"key": SYSTEM_LABEL, "operator": "DoesNotExist"}]});
+        let mut allow =
+            json!({"podSelector": not_systems, "policyTypes": ["Ingress"], "ingress": [{"from": same_agency}]});
         if rules.deny_undeclared_egress {
             allow["policyTypes"] = json!(["Ingress", "Egress"]);
             allow["egress"] = json!([{"to": same_agency}]);

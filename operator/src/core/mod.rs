@@ -4,6 +4,7 @@ pub mod agency;
 pub mod cluster;
 pub mod conditions;
 pub mod credit_code;
+pub mod hosted;
 pub mod hub;
 pub mod levels;
 pub mod placement;
