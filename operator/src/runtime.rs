@@ -122,8 +122,9 @@ pub async fn run(
     let dcc = controller::datacenter::run(ctx.clone(), health.pending_cache(), stopped());
     let agency = controller::agency::run(ctx.clone(), health.pending_cache(), stopped());
     let tenancy = controller::tenancy::run(ctx.clone(), health.pending_cache(), stopped());
+    let hosted = controller::hosted::run(ctx.clone(), health.pending_cache(), stopped());
     info!("controllers started");
-    futures::join!(dcc, agency, tenancy);
+    futures::join!(dcc, agency, tenancy, hosted);
     reflector.abort();
     info!("controllers stopped");
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {

@@ -144,7 +144,7 @@ fn request_for(name: &str, ac: &AgencyCloud) -> Request {
 }
 
 /// Applies children whose live copy differs; returns the names written.
-async fn apply_children(
+pub(crate) async fn apply_children(
     metrics: &crate::metrics::Metrics,
     client: &Client,
     cache: Option<&MemberCache>,
@@ -195,6 +195,7 @@ async fn prune(client: &Client, cache: &MemberCache, agency: &str, desired: &[Ch
         Kind::RoleBinding,
         Kind::ConfigMap,
         Kind::PolicyBinding,
+        Kind::Policy,
     ] {
         for live in cache.owned_by(kind, agency) {
             let key = (kind, live.namespace(), live.name_any());
@@ -239,7 +240,14 @@ fn quota_maps(cache: &MemberCache, ns: &str) -> (BTreeMap<String, String>, BTree
     (read("/status/hard"), read("/status/used"))
 }
 
-async fn publish(ctx: &Context, ac: &AgencyCloud, type_: EventType, reason: &str, action: &str, note: String) {
+pub(crate) async fn publish(
+    ctx: &Context,
+    ac: &AgencyCloud,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.into(),
@@ -354,6 +362,45 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         }
         None => {
             let mut reservations = ctx.placements.lock().await;
+            // Decided already (the cache has not caught up with the status write yet).
+            if let Some((cluster, _, _)) = reservations.get(&name) {
+                let cluster = cluster.clone();
+                drop(reservations);
+                if let Some(dcc) = ctx.clusters.state().into_iter().find(|d| d.name_any() == cluster) {
+                    let p = PlacementStatus {
+                        cluster: cluster.clone(),
+                        region: dcc.spec.region.clone(),
+                        zone: dcc.spec.zone,
+                    };
+                    let status = status_with(
+                        &ac,
+                        Some(p.clone()),
+                        vec![],
+                        &[
+                            Desired::new(
+                                PLACED,
+                                true,
+                                "Placed",
+                                format!("Placed on {} in region {} ({} zone).", p.cluster, p.region, p.zone),
+                            ),
+                            Desired::new(
+                                types::READY,
+                                false,
+                                "Provisioning",
+                                "Creating namespaces and guardrails.",
+                            ),
+                        ],
+                    );
+                    return Ok(Outcome {
+                        status,
+                        requeue: Duration::from_secs(1),
+                    });
+                }
+                return Ok(Outcome {
+                    status: prev,
+                    requeue: Duration::from_secs(1),
+                });
+            }
             let decision = placement::decide(&req, &placement_candidates(ctx, &name, &reservations));
             let Some(chosen) = decision.chosen.clone() else {
                 let msg = if decision.rejected.is_empty() {
@@ -768,7 +815,7 @@ async fn registry_policy_active(client: &Client, namespace: &str) -> bool {
     {
         // Refused by the registry rule itself (not, say, because its parameters are not loaded yet).
         Err(kube::Error::Api(s)) => {
-            s.message.contains(build::REGISTRY_POLICY) && s.message.contains("is not from an allowed registry")
+            s.message.contains(build::REGISTRY_POLICY_PREFIX) && s.message.contains("is not from an allowed registry")
         }
         _ => false,
     }
@@ -983,6 +1030,8 @@ async fn delete_children(
             .await
             .map(|_| ()),
     )?;
+    ignore_missing(api(client, Kind::Policy, None).delete(&param, &dp).await.map(|_| ()))?;
+    // Parameter objects of earlier versions.
     let cms = api(client, Kind::ConfigMap, Some(build::SYSTEM_NAMESPACE));
     ignore_missing(cms.delete(&param, &dp).await.map(|_| ()))?;
     if policy != DeletionPolicy::Retain {

@@ -17,7 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::debug;
 
-use crate::core::agency::{AGENCY_LABEL, Kind, MANAGED_BY};
+use crate::core::agency::{AGENCY_LABEL, Kind, MANAGED_BY, SYSTEM_LABEL};
 
 /// `ApiResource` of a child kind.
 pub fn api_resource(kind: Kind) -> ApiResource {
@@ -91,6 +91,19 @@ impl MemberCache {
         true
     }
 
+    /// Every cached object of `kind` whose label `key` has `value`.
+    pub fn owned_by_label(&self, kind: Kind, key: &str, value: &str) -> Vec<Arc<DynamicObject>> {
+        self.stores
+            .get(&kind)
+            .map(|s| {
+                s.state()
+                    .into_iter()
+                    .filter(|o| o.labels().get(key).map(String::as_str) == Some(value))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Every cached object of `kind` labelled for `agency`.
     pub fn owned_by(&self, kind: Kind, agency: &str) -> Vec<Arc<DynamicObject>> {
         self.stores
@@ -109,12 +122,21 @@ impl MemberCache {
 /// object changed to the AgencyCloud controller.
 pub struct MemberCaches {
     caches: Mutex<HashMap<String, Arc<MemberCache>>>,
-    trigger: mpsc::Sender<String>,
+    trigger: Triggers,
+}
+
+/// Where changes of member objects are reported.
+#[derive(Clone)]
+pub struct Triggers {
+    /// Agency names (objects of agency clouds).
+    pub agencies: mpsc::Sender<String>,
+    /// `namespace/name` of hosted systems (objects labelled `govcloud.io/system`).
+    pub systems: mpsc::Sender<String>,
 }
 
 impl MemberCaches {
-    /// New, empty; `trigger` receives agency names.
-    pub fn new(trigger: mpsc::Sender<String>) -> Self {
+    /// New, empty.
+    pub fn new(trigger: Triggers) -> Self {
         MemberCaches {
             caches: Mutex::default(),
             trigger,
@@ -145,7 +167,7 @@ impl MemberCaches {
     }
 }
 
-fn start(version: &str, client: &Client, trigger: mpsc::Sender<String>) -> MemberCache {
+fn start(version: &str, client: &Client, trigger: Triggers) -> MemberCache {
     let mut stores = HashMap::new();
     let mut tasks = Vec::new();
     let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
@@ -172,6 +194,10 @@ fn start(version: &str, client: &Client, trigger: mpsc::Sender<String>) -> Membe
                     }
                 };
                 for o in objects {
+                    if let (Some(system), Some(ns)) = (o.labels().get(SYSTEM_LABEL), o.namespace()) {
+                        let _ = trigger.systems.send(format!("{ns}/{system}")).await;
+                        continue;
+                    }
                     let agency = o.labels().get(AGENCY_LABEL).cloned().or_else(|| {
                         // A shared object (ClusterRole, policy): reconcile any agency on the cluster.
                         namespaces.as_ref().and_then(|s: &Store<DynamicObject>| {
@@ -179,7 +205,7 @@ fn start(version: &str, client: &Client, trigger: mpsc::Sender<String>) -> Membe
                         })
                     });
                     if let Some(a) = agency {
-                        let _ = trigger.send(a).await;
+                        let _ = trigger.agencies.send(a).await;
                     }
                 }
             }

@@ -3,6 +3,7 @@
 
 pub mod agency;
 pub mod datacenter;
+pub mod hosted;
 pub mod members;
 pub mod tenancy;
 
@@ -76,6 +77,8 @@ pub struct Context {
     pub caches: MemberCaches,
     /// Agency names whose member objects changed (consumed by the AgencyCloud controller).
     pub member_events: Mutex<Option<mpsc::Receiver<String>>>,
+    /// `namespace/name` of hosted systems whose member objects changed.
+    pub system_events: Mutex<Option<mpsc::Receiver<String>>>,
     /// All DataCenterClusters (hub reflector).
     pub clusters: Store<DataCenterCluster>,
     /// All AgencyClouds (the AgencyCloud controller's store), set when it starts.
@@ -98,6 +101,7 @@ impl Context {
         let recorder = Recorder::new(client.clone(), reporter);
         let members = MemberClients::new(client.clone(), settings.namespace.clone(), settings.member_timeout);
         let (tx, rx) = mpsc::channel(4096);
+        let (system_tx, system_rx) = mpsc::channel(4096);
         Arc::new(Context {
             client,
             recorder,
@@ -105,8 +109,12 @@ impl Context {
             members,
             settings,
             probe_failures: Mutex::default(),
-            caches: MemberCaches::new(tx),
+            caches: MemberCaches::new(members::Triggers {
+                agencies: tx,
+                systems: system_tx,
+            }),
             member_events: Mutex::new(Some(rx)),
+            system_events: Mutex::new(Some(system_rx)),
             clusters,
             agencies: std::sync::OnceLock::new(),
             placements: tokio::sync::Mutex::default(),

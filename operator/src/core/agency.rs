@@ -32,8 +32,8 @@ pub const VIEWER_ROLE: &str = "govcloud-agency-viewer";
 pub const HUB_OWNER_ROLE: &str = "govcloud-agency-hub-owner";
 /// Viewer role on the hub.
 pub const HUB_VIEWER_ROLE: &str = "govcloud-agency-hub-viewer";
-/// The registry admission policy installed on every member.
-pub const REGISTRY_POLICY: &str = "govcloud-allowed-registries";
+/// Prefix of each agency's registry admission policy (and its binding): `govcloud-registries-<agency>`.
+pub const REGISTRY_POLICY_PREFIX: &str = "govcloud-registries-";
 /// Namespace of the operator's own objects on members (registry parameters).
 pub const SYSTEM_NAMESPACE: &str = "govcloud-system";
 
@@ -355,26 +355,6 @@ pub fn shared_children() -> Vec<Child> {
     );
     viewer_rules.push(json!({"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": read}));
 
-    let policy = json!({"spec": {
-        "failurePolicy": "Fail",
-        "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
-        "matchConstraints": {"resourceRules": [
-            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["pods"]},
-            {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["deployments", "statefulsets", "replicasets", "daemonsets"]},
-            {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["jobs", "cronjobs"]}
-        ]},
-        "variables": [
-            {"name": "spec", "expression": "object.kind == 'Pod' ? object.spec : (object.kind == 'CronJob' ? object.spec.jobTemplate.spec.template.spec : object.spec.template.spec)"},
-            {"name": "images", "expression": "(has(variables.spec.containers) ? variables.spec.containers.map(c, c.image) : []) + (has(variables.spec.initContainers) ? variables.spec.initContainers.map(c, c.image) : []) + (has(variables.spec.ephemeralContainers) ? variables.spec.ephemeralContainers.map(c, c.image) : [])"},
-            {"name": "registries", "expression": "params.data.registries.split(',')"},
-            {"name": "refused", "expression": "variables.images.filter(i, !variables.registries.exists(r, i.startsWith(r + '/')))"}
-        ],
-        "validations": [{
-            "expression": "size(variables.refused) == 0",
-            "messageExpression": "'image ' + variables.refused.join(', ') + ' is not from an allowed registry of this agency (' + params.data.registries + '); push it to one of those registries or ask the platform team to add the registry to spec.allowedRegistries'",
-            "reason": "Forbidden"
-        }]
-    }});
     vec![
         Child::new(
             Kind::ClusterRole,
@@ -390,8 +370,37 @@ pub fn shared_children() -> Vec<Child> {
             &labels,
             json!({"rules": viewer_rules}),
         ),
-        Child::new(Kind::Policy, None, REGISTRY_POLICY, &labels, policy),
     ]
+}
+
+/// The registry admission policy of one agency: the allowed registries are written into the
+/// CEL expression itself (no parameter object, so nothing can be out of sync with it).
+pub fn registry_policy(registries: &[&str]) -> Value {
+    // Registry prefixes are limited by the CRD pattern to [a-z0-9.:/_-], so quoting is safe.
+    let list = registries
+        .iter()
+        .map(|r| format!("'{r}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    json!({"spec": {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": [
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["pods"]},
+            {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["deployments", "statefulsets", "replicasets", "daemonsets"]},
+            {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["jobs", "cronjobs"]}
+        ]},
+        "variables": [
+            {"name": "spec", "expression": "object.kind == 'Pod' ? object.spec : (object.kind == 'CronJob' ? object.spec.jobTemplate.spec.template.spec : object.spec.template.spec)"},
+            {"name": "images", "expression": "(has(variables.spec.containers) ? variables.spec.containers.map(c, c.image) : []) + (has(variables.spec.initContainers) ? variables.spec.initContainers.map(c, c.image) : []) + (has(variables.spec.ephemeralContainers) ? variables.spec.ephemeralContainers.map(c, c.image) : [])"},
+            {"name": "registries", "expression": format!("[{list}]")},
+            {"name": "refused", "expression": "variables.images.filter(i, !variables.registries.exists(r, i.startsWith(r + '/')))"}
+        ],
+        "validations": [{
+            "expression": "size(variables.refused) == 0",
+            "messageExpression": "'image ' + variables.refused.join(', ') + ' is not from an allowed registry of this agency (' + variables.registries.join(', ') + '); push it to one of those registries or ask the platform team to add the registry to spec.allowedRegistries'",
+            "reason": "Forbidden"
+        }]
+    }})
 }
 
 /// Everything an agency needs on its placed cluster, and the refused egress rules.
@@ -530,30 +539,29 @@ pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<Refused
         }
     }
 
-    // Registry guardrail: one parameter ConfigMap and one binding per agency.
+    // Registry guardrail: one policy (registries inlined) and one binding per agency.
     let labels = base_labels(name);
-    let param = format!("govcloud-registries-{name}");
+    let policy_name = format!("govcloud-registries-{name}");
     let registries: Vec<&str> = spec
         .allowed_registries
         .iter()
         .map(|r| r.0.trim_end_matches('/'))
         .collect();
     out.push(Child::new(
-        Kind::ConfigMap,
-        Some(SYSTEM_NAMESPACE),
-        &param,
+        Kind::Policy,
+        None,
+        &policy_name,
         &labels,
-        json!({"data": {"registries": registries.join(",")}}),
+        registry_policy(&registries),
     ));
     out.push(Child::new(
         Kind::PolicyBinding,
         None,
-        &param,
+        &policy_name,
         &labels,
         json!({"spec": {
-            "policyName": REGISTRY_POLICY,
+            "policyName": policy_name,
             "validationActions": ["Deny"],
-            "paramRef": {"name": param, "namespace": SYSTEM_NAMESPACE, "parameterNotFoundAction": "Deny"},
             "matchResources": {"namespaceSelector": {"matchLabels": {AGENCY_LABEL: name}}}
         }}),
     ));
@@ -759,8 +767,11 @@ allowedRegistries: [registry.gov.cn, harbor.dc.gov.cn/mof/]
             HUB_OWNER_ROLE
         );
         assert!(!hub_roles()[0].body.to_string().contains("deployments"));
-        let cm = find(&c, Kind::ConfigMap, Some(SYSTEM_NAMESPACE), "govcloud-registries-mof");
-        assert_eq!(cm.body["data"]["registries"], "registry.gov.cn,harbor.dc.gov.cn/mof");
+        let p = find(&c, Kind::Policy, None, "govcloud-registries-mof");
+        assert_eq!(
+            p.body["spec"]["variables"][2]["expression"],
+            "['registry.gov.cn', 'harbor.dc.gov.cn/mof']"
+        );
         let b = find(&c, Kind::PolicyBinding, None, "govcloud-registries-mof");
         assert_eq!(
             b.body["spec"]["matchResources"]["namespaceSelector"]["matchLabels"][AGENCY_LABEL],
