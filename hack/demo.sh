@@ -74,6 +74,36 @@ k -n tenancy-requests wait --for condition=Provisioned --timeout=60s tr --all >/
 k wait --for condition=Ready --timeout=120s agencycloud mof zj-bigdata || {
   echo "--- operator log ---"; tail -50 "$log"; exit 1; }
 
+step "zj-bigdata hosts its open-data portal (examples/systems/), web + database"
+# KWOK clusters have no volume provisioner: a local StorageClass and a volume stand in for one.
+mk() { "$KUBECTL" --kubeconfig "$member_kc" "$@"; }
+mk apply --server-side -f - >/dev/null <<'YAML'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: demo-local
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: demo-open-data-db}
+spec:
+  capacity: {storage: 50Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: demo-local
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: /tmp/demo-open-data-db}
+YAML
+mk -n zj-bigdata-prod create secret generic open-data-db --from-literal=password=demo \
+  --dry-run=client -o yaml | mk apply --server-side -f - >/dev/null
+k --as zj-admin apply -f examples/systems/zj-open-data-portal.yaml
+k -n zj-bigdata-prod wait --for condition=Available --timeout=120s hostedsystem/open-data || {
+  k -n zj-bigdata-prod describe hostedsystem open-data | tail -20; tail -30 "$log"; exit 1; }
+k -n zj-bigdata-prod get hostedsystem
+mk -n zj-bigdata-prod get deploy,statefulset,pvc,networkpolicy -l govcloud.io/system=open-data
+
 step "what the operator reconciled"
 k get govcloud -o wide
 k -n tenancy-requests get tr

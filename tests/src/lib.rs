@@ -434,8 +434,24 @@ async fn remove_leftovers(hub: &Client) {
     let lp = kube::api::ListParams::default().labels("govcloud.io/test=true");
     let dp = kube::api::DeleteParams::default();
     let acs: Api<AgencyCloud> = Api::all(hub.clone());
-    if let Ok(list) = acs.list(&lp).await {
-        for a in list.items {
+    // Test clouds: labelled by the tests, or provisioned from requests in test namespaces.
+    let from_requests = acs
+        .list(&kube::api::ListParams::default().labels("govcloud.io/tenancy-request"))
+        .await;
+    let from_requests = from_requests
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| {
+            a.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("govcloud.io/tenancy-request"))
+                .is_some_and(|v| v.starts_with("requests-"))
+        });
+    let labelled = acs.list(&lp).await.map(|l| l.items).unwrap_or_default();
+    {
+        for a in labelled.into_iter().chain(from_requests) {
             let name = a.metadata.name.clone().unwrap_or_default();
             let _ = acs.delete(&name, &dp).await;
             // Leftovers may sit on clusters that no longer exist: release them.
