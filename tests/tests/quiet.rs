@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, ensure};
-use govcloud::api::{AgencyCloud, DataCenterCluster};
+use govcloud::api::{AgencyCloud, DataCenterCluster, HostedSystem};
 use govcloud_tests::*;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -86,6 +86,59 @@ async fn unchanged_agency_reconciles_make_no_requests() -> Result<()> {
         now.status == before.status,
         "status rewritten by an unchanged reconcile"
     );
+
+    // The same for a hosted system in the agency's namespace.
+    let hs_api: Api<HostedSystem> = Api::namespaced(hub.clone(), &format!("{a}-prod"));
+    let hs: HostedSystem = serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem", "metadata": {"name": "svc"},
+        "spec": {"securityLevel": 2, "dataClassification": "general",
+                 "components": [{"name": "api", "image": "registry.gov.cn/api:1", "replicas": 2, "ports": [{"name": "http", "port": 80}]}]}
+    }))?;
+    hs_api.create(&PostParams::default(), &hs).await?;
+    wait_for("system Available", Duration::from_secs(90), || async {
+        let hs = hs_api.get("svc").await?;
+        Ok(hs
+            .status
+            .as_ref()
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Available" && c.status == "True")
+            })
+            .then_some(()))
+    })
+    .await?;
+    let c = |m: &str, name: &str| counter(m, name, "hostedsystem");
+    let settled = wait_for("system applies to stop", Duration::from_secs(60), || async {
+        let (_, m1) = operator_get("/metrics").await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (_, m2) = operator_get("/metrics").await?;
+        let n = "govcloud_controller_child_applies_total";
+        Ok((c(&m1, n) == c(&m2, n)).then_some(m2))
+    })
+    .await?;
+    let before = hs_api.get("svc").await?;
+    for i in 0..5 {
+        let touch = Patch::Merge(json!({"metadata": {"annotations": {"test/touch": i.to_string()}}}));
+        hs_api.patch("svc", &PatchParams::default(), &touch).await?;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let (_, after) = operator_get("/metrics").await?;
+    let reconciled =
+        c(&after, "govcloud_controller_reconciles_total") - c(&settled, "govcloud_controller_reconciles_total");
+    ensure!(
+        reconciled >= 5.0,
+        "the system should have been reconciled at least 5 times, was {reconciled}"
+    );
+    let extra =
+        c(&after, "govcloud_controller_child_applies_total") - c(&settled, "govcloud_controller_child_applies_total");
+    ensure!(extra == 0.0, "{extra} apply requests for an unchanged hosted system");
+    ensure!(
+        hs_api.get("svc").await?.status == before.status,
+        "system status rewritten by an unchanged reconcile"
+    );
+    hs_api.delete("svc", &DeleteParams::default()).await?;
+
     api.delete(&a, &DeleteParams::default())
         .await
         .map_err(|e| anyhow!("{e}"))?;

@@ -145,6 +145,7 @@ fn request_for(name: &str, ac: &AgencyCloud) -> Request {
 
 /// Applies children whose live copy differs; returns the names written.
 pub(crate) async fn apply_children(
+    controller: &'static str,
     metrics: &crate::metrics::Metrics,
     client: &Client,
     cache: Option<&MemberCache>,
@@ -161,7 +162,7 @@ pub(crate) async fn apply_children(
             continue;
         }
         tracing::debug!(kind = ?child.kind, name = %child.name, synced, "applying child that differs from the cache");
-        metrics.child_applied(CONTROLLER);
+        metrics.child_applied(controller);
         let api = api(client, child.kind, child.namespace.as_deref());
         api.patch(&child.name, &field_manager(), &Patch::Apply(&child.body))
             .await?;
@@ -610,16 +611,26 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     });
     let cache_was_synced = cache.is_synced();
     let result = async {
-        let mut written = apply_children(&ctx.metrics, &client, Some(&cache), &all).await?;
+        let mut written = apply_children(CONTROLLER, &ctx.metrics, &client, Some(&cache), &all).await?;
         // Prune against the full desired set: objects held back above are kept, not deleted.
         written.extend(prune(&client, &cache, &name, &desired_all).await?);
         if dcc.spec.kubeconfig_secret.is_some() {
             // The hub holds the agency's own namespaces (for HostedSystems, BackupPolicies) too.
             let hub_cache = ctx.caches.ensure("", "hub", &ctx.client);
             hub_cache.wait_synced(Duration::from_secs(10)).await;
-            written.extend(apply_children(&ctx.metrics, &ctx.client, Some(&hub_cache), &build::hub_roles()).await?);
             written.extend(
                 apply_children(
+                    CONTROLLER,
+                    &ctx.metrics,
+                    &ctx.client,
+                    Some(&hub_cache),
+                    &build::hub_roles(),
+                )
+                .await?,
+            );
+            written.extend(
+                apply_children(
+                    CONTROLLER,
                     &ctx.metrics,
                     &ctx.client,
                     Some(&hub_cache),

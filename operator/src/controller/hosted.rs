@@ -214,7 +214,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
 
     let agency = t.agency.name_any();
     let children = build::children(&agency, &name, &ns, spec);
-    match apply_children(&ctx.metrics, &t.client, Some(&t.cache), &children).await {
+    match apply_children(CONTROLLER, &ctx.metrics, &t.client, Some(&t.cache), &children).await {
         Ok(_) => {}
         // The cluster refused an object (registry policy, quota, Pod Security): say which and why.
         Err(Error::Kube(kube::Error::Api(s))) if s.code == 403 || s.code == 422 => {
