@@ -311,3 +311,54 @@ async fn bad_systems_are_refused_naming_the_field() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn exposure_on_the_government_network_creates_an_ingress() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let member = client(2).await?;
+    let (_, ns) = agency(&hub).await?;
+    let api: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
+    let body = json!({"securityLevel": 2, "dataClassification": "general",
+        "components": [{"name": "web", "image": "registry.gov.cn/web:1", "ports": [{"name": "http", "port": 8080}]}],
+        "exposure": {"mode": "GovernmentNetwork", "component": "web", "port": 8080, "host": "survey.example.gov.cn", "tlsSecretName": "survey-tls"}});
+    api.create(&PostParams::default(), &system("survey", body)?).await?;
+    let hs = wait_hs(&api, "survey", "survey Available", |h| {
+        cond(h, "Available").is_some_and(|c| c.0 == "True")
+    })
+    .await?;
+    ensure!(
+        hs.status.and_then(|s| s.url).as_deref() == Some("https://survey.example.gov.cn/"),
+        "url in status"
+    );
+    let ing = Api::<k8s_openapi::api::networking::v1::Ingress>::namespaced(member.clone(), &ns)
+        .get("survey")
+        .await?;
+    let spec = ing.spec.ok_or_else(|| anyhow!("no spec"))?;
+    ensure!(
+        spec.ingress_class_name.as_deref() == Some("govcloud-government"),
+        "{:?}",
+        spec.ingress_class_name
+    );
+    ensure!(
+        spec.tls
+            .unwrap_or_default()
+            .first()
+            .and_then(|t| t.secret_name.clone())
+            .as_deref()
+            == Some("survey-tls")
+    );
+    // Taking the exposure away removes the Ingress.
+    api.patch(
+        "survey",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"exposure": null}})),
+    )
+    .await?;
+    let ings: Api<k8s_openapi::api::networking::v1::Ingress> = Api::namespaced(member.clone(), &ns);
+    wait_for("Ingress pruned", T, || async {
+        Ok(ings.get_opt("survey").await?.is_none().then_some(()))
+    })
+    .await?;
+    Ok(())
+}

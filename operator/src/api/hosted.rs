@@ -38,6 +38,7 @@ use super::common::conditions_schema;
         json_path = ".status.conditions[?(@.type==\"Available\")].status"
     ),
     printcolumn(name = "Migration", type_ = "string", json_path = ".spec.migration.phase"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -395,6 +396,9 @@ pub struct HostedSystemStatus {
     /// Per component.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<ComponentStatus>,
+    /// Where the system is reached (from `spec.exposure`), e.g. `https://portal.example.gov.cn/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// `ready/desired` over all components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_summary: Option<String>,

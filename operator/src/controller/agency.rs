@@ -607,7 +607,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         Kind::ConfigMap | Kind::PolicyBinding => 2,
         Kind::ResourceQuota | Kind::LimitRange | Kind::NetworkPolicy => 3,
         Kind::RoleBinding => 4,
-        Kind::Deployment | Kind::StatefulSet | Kind::Service | Kind::PodDisruptionBudget => 5,
+        Kind::Deployment | Kind::StatefulSet | Kind::Service | Kind::PodDisruptionBudget | Kind::Ingress => 5,
     });
     let cache_was_synced = cache.is_synced();
     let result = async {

@@ -150,6 +150,7 @@ fn status_with(
             components
         },
         migration_transitions: transitions,
+        url: build::url(&hs.spec),
     }
 }
 
@@ -353,6 +354,7 @@ async fn prune(
         Kind::Service,
         Kind::PodDisruptionBudget,
         Kind::NetworkPolicy,
+        Kind::Ingress,
     ] {
         for live in cache.owned_by_label(kind, SYSTEM_LABEL, system) {
             let key = (kind, live.namespace(), live.name_any());

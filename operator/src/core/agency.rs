@@ -66,11 +66,13 @@ pub enum Kind {
     Service,
     /// policy/v1 PodDisruptionBudget (hosted systems).
     PodDisruptionBudget,
+    /// networking.k8s.io/v1 Ingress (hosted systems' exposure).
+    Ingress,
 }
 
 impl Kind {
     /// Every kind, in apply order (namespaces first).
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Namespace,
         Kind::ClusterRole,
         Kind::Policy,
@@ -84,6 +86,7 @@ impl Kind {
         Kind::StatefulSet,
         Kind::Service,
         Kind::PodDisruptionBudget,
+        Kind::Ingress,
     ];
 
     /// (group, version, kind, plural, namespaced)
@@ -114,6 +117,7 @@ impl Kind {
             Kind::StatefulSet => ("apps", "v1", "StatefulSet", "statefulsets", true),
             Kind::Service => ("", "v1", "Service", "services", true),
             Kind::PodDisruptionBudget => ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true),
+            Kind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses", true),
         }
     }
 

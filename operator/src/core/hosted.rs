@@ -9,7 +9,25 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::agency::{AGENCY_LABEL, COMPONENT_LABEL, Child, Kind, MANAGED_BY, SYSTEM_LABEL};
-use crate::api::hosted::{Component, ComponentKind, HostedSystemSpec, VolumeRetention};
+use crate::api::hosted::{Component, ComponentKind, ExposureMode, HostedSystemSpec, VolumeRetention};
+
+/// IngressClass of the government-network entry (政务网入口), provided by the platform.
+pub const GOVERNMENT_INGRESS_CLASS: &str = "govcloud-government";
+/// IngressClass of the unified internet exit (统一互联网出口), provided by the platform.
+pub const INTERNET_INGRESS_CLASS: &str = "govcloud-internet";
+/// Label of the namespaces where the platform's ingress controllers run; exposed components
+/// accept traffic from them.
+pub const INGRESS_NAMESPACE_LABEL: &str = "govcloud.io/ingress";
+
+/// The URL a system is reached at, if exposed with a host.
+pub fn url(spec: &HostedSystemSpec) -> Option<String> {
+    let e = spec.exposure.as_ref().filter(|e| e.mode != ExposureMode::None)?;
+    let host = e.host.as_ref()?;
+    Some(format!(
+        "{}://{host}/",
+        if e.tls_secret_name.is_some() { "https" } else { "http" }
+    ))
+}
 
 /// Name of a component's workload, Service, PDB and NetworkPolicy: `<system>-<component>`.
 pub fn object_name(system: &str, component: &str) -> String {
@@ -156,6 +174,29 @@ pub fn children(agency: &str, system: &str, namespace: &str, spec: &HostedSystem
         }
         out.push(network_policy(agency, system, namespace, spec, c));
     }
+    if let Some(e) = spec.exposure.as_ref().filter(|e| e.mode != ExposureMode::None) {
+        let class = if e.mode == ExposureMode::Internet {
+            INTERNET_INGRESS_CLASS
+        } else {
+            GOVERNMENT_INGRESS_CLASS
+        };
+        let mut rule = json!({"http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": object_name(system, &e.component), "port": {"number": e.port}}}}]}});
+        if let Some(h) = &e.host {
+            rule["host"] = json!(h);
+        }
+        let mut ing = json!({"spec": {"ingressClassName": class, "rules": [rule]}});
+        if let Some(tls) = &e.tls_secret_name {
+            ing["spec"]["tls"] = json!([{"secretName": tls, "hosts": e.host.iter().collect::<Vec<_>>()}]);
+        }
+        out.push(Child::new(
+            Kind::Ingress,
+            Some(namespace),
+            system,
+            &labels(agency, system, None),
+            ing,
+        ));
+    }
     out
 }
 
@@ -189,6 +230,16 @@ fn network_policy(agency: &str, system: &str, namespace: &str, spec: &HostedSyst
             rule["ports"] = Value::Array(ports);
         }
         ingress.push(rule);
+    }
+    if let Some(e) = spec
+        .exposure
+        .as_ref()
+        .filter(|e| e.mode != ExposureMode::None && e.component == c.name)
+    {
+        ingress.push(json!({
+            "from": [{"namespaceSelector": {"matchLabels": {INGRESS_NAMESPACE_LABEL: "true"}}}],
+            "ports": [{"port": e.port, "protocol": "TCP"}],
+        }));
     }
     let mut egress = Vec::new();
     for f in spec.flows.iter().filter(|f| f.from == c.name) {
@@ -308,6 +359,35 @@ flows:
         assert_eq!(
             web["egress"][1],
             json!({"to": [{"ipBlock": {"cidr": "10.30.0.0/16"}}], "ports": [{"port": 443, "protocol": "TCP"}]})
+        );
+    }
+
+    #[test]
+    fn exposure_becomes_an_ingress_and_an_allowance() {
+        let mut s = spec(2);
+        s.exposure = serde_yaml::from_str(
+            "{mode: GovernmentNetwork, component: web, port: 8080, host: portal.zj.gov.cn, tlsSecretName: portal-tls}",
+        )
+        .ok();
+        let c = children("zj", "portal", "zj-prod", &s);
+        let ing = &find(&c, Kind::Ingress, "portal").body["spec"];
+        assert_eq!(ing["ingressClassName"], GOVERNMENT_INGRESS_CLASS);
+        assert_eq!(ing["rules"][0]["host"], "portal.zj.gov.cn");
+        assert_eq!(
+            ing["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+            "portal-web"
+        );
+        assert_eq!(ing["tls"][0]["secretName"], "portal-tls");
+        let web = &find(&c, Kind::NetworkPolicy, "portal-web").body["spec"];
+        assert_eq!(
+            web["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"][INGRESS_NAMESPACE_LABEL],
+            "true"
+        );
+        assert_eq!(url(&s).as_deref(), Some("https://portal.zj.gov.cn/"));
+        assert!(
+            !children("zj", "portal", "zj-prod", &spec(2))
+                .iter()
+                .any(|x| x.kind == Kind::Ingress)
         );
     }
 
