@@ -21,6 +21,8 @@ pub struct Metrics {
     pub cluster_allocatable_cpu: IntGaugeVec,
     /// Allocatable memory of a cluster in bytes; labels cluster, region, zone.
     pub cluster_allocatable_memory: IntGaugeVec,
+    /// Hosted systems per agency and migration phase (`none` = not migrating).
+    pub agency_systems: IntGaugeVec,
     /// Server-side applies of child objects, per controller.
     applies: IntCounterVec,
     /// Quota of an agency environment, hard and used; labels agency, environment, resource, kind.
@@ -123,6 +125,20 @@ impl Metrics {
             registry.register(Box::new(agency_quota.clone())),
             "register agency quota",
         );
+        let agency_systems = must(
+            IntGaugeVec::new(
+                Opts::new(
+                    "govcloud_agency_hosted_systems",
+                    "Hosted systems per agency by migration phase (none = not migrating): planned vs migrated.",
+                ),
+                &["agency", "migration_phase"],
+            ),
+            "agency_systems",
+        );
+        must(
+            registry.register(Box::new(agency_systems.clone())),
+            "register agency systems",
+        );
         let applies = must(
             IntCounterVec::new(
                 Opts::new(
@@ -153,6 +169,7 @@ impl Metrics {
             cluster_allocatable_cpu,
             cluster_allocatable_memory,
             agency_quota,
+            agency_systems,
             applies,
         }
     }

@@ -117,7 +117,7 @@ async fn two_component_system_lifecycle_keeps_its_volume() -> Result<()> {
     operator()?;
     let hub = client(1).await?;
     let member = client(2).await?;
-    let (_, ns) = agency(&hub).await?;
+    let (agency_name, ns) = agency(&hub).await?;
     let class = volume_for_test(&member).await?;
     let api: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
     api.create(&PostParams::default(), &system("portal", portal(2, &class))?)
@@ -177,6 +177,11 @@ async fn two_component_system_lifecycle_keeps_its_volume() -> Result<()> {
         ),
         other => bail!("backward migration step accepted: {other:?}"),
     }
+
+    // Migration progress per agency is a metric: one system, now Syncing.
+    let (_, metrics) = operator_get("/metrics").await?;
+    let line = format!("govcloud_agency_hosted_systems{{agency=\"{agency_name}\",migration_phase=\"Syncing\"}} 1");
+    ensure!(metrics.contains(&line), "missing {line}");
 
     // Remove the web component: its Deployment, Service, PDB and policy are pruned.
     let mut only_db = portal(1, &class);
@@ -348,6 +353,26 @@ async fn exposure_on_the_government_network_creates_an_ingress() -> Result<()> {
             .as_deref()
             == Some("survey-tls")
     );
+    // Drift: someone deletes the component's network policy and scales the Deployment; both are restored.
+    let nps: Api<NetworkPolicy> = Api::namespaced(member.clone(), &ns);
+    nps.delete("survey-web", &DeleteParams::default()).await?;
+    let deploys: Api<Deployment> = Api::namespaced(member.clone(), &ns);
+    deploys
+        .patch(
+            "survey-web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await?;
+    wait_for("policy restored", T, || async {
+        Ok(nps.get_opt("survey-web").await?.map(|_| ()))
+    })
+    .await?;
+    wait_for("replicas restored", T, || async {
+        let d = deploys.get("survey-web").await?;
+        Ok((d.spec.and_then(|s| s.replicas) == Some(1)).then_some(()))
+    })
+    .await?;
     // Taking the exposure away removes the Ingress.
     api.patch(
         "survey",

@@ -329,11 +329,59 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     ];
     let status = status_with(&hs, Some(t.cluster.clone()), comps, &conds);
     write_status(ctx, &hs, status).await?;
+    record_migration_metrics(ctx, &agency);
     Ok(Action::requeue(if available {
         Duration::from_secs(600)
     } else {
         Duration::from_secs(15)
     }))
+}
+
+/// Sets `govcloud_agency_hosted_systems{agency, migration_phase}` from the system cache.
+fn record_migration_metrics(ctx: &Context, agency: &str) {
+    let Some(systems) = ctx.systems.get() else { return };
+    let namespaces: Vec<String> = agency_cloud_namespaces(ctx, agency);
+    let mut counts: std::collections::BTreeMap<&'static str, i64> = [
+        "none",
+        "Planned",
+        "Syncing",
+        "CutoverReady",
+        "CutOver",
+        "Decommissioned",
+        "RolledBack",
+    ]
+    .into_iter()
+    .map(|p| (p, 0))
+    .collect();
+    for s in systems.state() {
+        if s.metadata.deletion_timestamp.is_some() || !s.namespace().is_some_and(|n| namespaces.contains(&n)) {
+            continue;
+        }
+        let phase = match s.spec.migration.as_ref().map(|m| m.phase) {
+            None => "none",
+            Some(p) => match p {
+                crate::api::hosted::MigrationPhase::Planned => "Planned",
+                crate::api::hosted::MigrationPhase::Syncing => "Syncing",
+                crate::api::hosted::MigrationPhase::CutoverReady => "CutoverReady",
+                crate::api::hosted::MigrationPhase::CutOver => "CutOver",
+                crate::api::hosted::MigrationPhase::Decommissioned => "Decommissioned",
+                crate::api::hosted::MigrationPhase::RolledBack => "RolledBack",
+            },
+        };
+        *counts.entry(phase).or_default() += 1;
+    }
+    for (phase, n) in counts {
+        ctx.metrics.agency_systems.with_label_values(&[agency, phase]).set(n);
+    }
+}
+
+fn agency_cloud_namespaces(ctx: &Context, agency: &str) -> Vec<String> {
+    ctx.agencies
+        .get()
+        .and_then(|s| s.get(&ObjectRef::new(agency)))
+        .and_then(|a| a.status.clone())
+        .map(|s| s.environments.into_iter().map(|e| e.namespace).collect())
+        .unwrap_or_default()
 }
 
 /// Deletes objects of the system that are no longer desired (removed components).
@@ -416,6 +464,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     let api: Api<HostedSystem> = Api::all(ctx.client.clone());
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
+    let _ = ctx.systems.set(store.clone());
     tokio::spawn(async move {
         loop {
             if let Ok(r) = tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {

@@ -81,6 +81,8 @@ pub struct Context {
     pub system_events: Mutex<Option<mpsc::Receiver<String>>>,
     /// All DataCenterClusters (hub reflector).
     pub clusters: Store<DataCenterCluster>,
+    /// All HostedSystems (the HostedSystem controller's store), set when it starts.
+    pub systems: std::sync::OnceLock<Store<crate::api::HostedSystem>>,
     /// All AgencyClouds (the AgencyCloud controller's store), set when it starts.
     pub agencies: std::sync::OnceLock<Store<AgencyCloud>>,
     /// Whether the hub's tenancy approval admission policy was installed (decisions are
@@ -117,6 +119,7 @@ impl Context {
             system_events: Mutex::new(Some(system_rx)),
             clusters,
             agencies: std::sync::OnceLock::new(),
+            systems: std::sync::OnceLock::new(),
             placements: tokio::sync::Mutex::default(),
             approval_policy_installed: std::sync::atomic::AtomicBool::new(false),
         })
