@@ -37,6 +37,10 @@ if ! bash "$here/testbed.sh" status >/dev/null 2>&1; then
 fi
 step "local control plane (cold: builds Kubernetes, etcd and KWOK from the Go module proxy; warm: seconds)"
 export TESTBED_CLUSTERS="${TESTBED_CLUSTERS:-3}"
+if $started_here; then
+  # Not running: start from a clean state (left-over state of an earlier session is stale).
+  bash "$here/testbed.sh" down >/dev/null 2>&1 || true
+fi
 bash "$here/testbed.sh" up
 if $started_here && [ "${TESTBED_KEEP:-0}" != 1 ]; then
   trap 'step "stopping the control plane this run started"; bash "$here/testbed.sh" down' EXIT
