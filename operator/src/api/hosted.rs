@@ -48,6 +48,8 @@ use super::common::conditions_schema;
     validation = kube::core::Rule::new("!has(self.flows) || self.flows.all(f, !has(f.to.component) || self.components.exists(c, c.name == f.to.component))").message("a flow's `to.component` must name a component of this system").field_path(".flows"),
     validation = kube::core::Rule::new("!has(self.exposure) || self.exposure.mode != 'Internet' || self.securityLevel < 4").message("level 4 systems are never exposed to the internet").field_path(".exposure.mode"),
     validation = kube::core::Rule::new("!has(self.exposure) || self.exposure.mode == 'None' || self.components.exists(c, c.name == self.exposure.component)").message("exposure.component must name a component of this system").field_path(".exposure.component"),
+    validation = kube::core::Rule::new("!has(self.exposure) || self.exposure.mode == 'None' || self.components.exists(c, c.name == self.exposure.component && has(c.ports) && c.ports.exists(p, p.port == self.exposure.port))").message("exposure.port must be one of the exposed component's ports").field_path(".exposure.port"),
+    validation = kube::core::Rule::new("!has(oldSelf.migration) || has(self.migration)").message("migration cannot be removed once recorded; set phase RolledBack or Decommissioned instead").field_path(".migration"),
 )]
 pub struct HostedSystemSpec {
     /// Security protection level (等级保护) 1–4; at most the agency's level. Level 3+ runs

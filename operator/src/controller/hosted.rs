@@ -214,7 +214,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     }
 
     let agency = t.agency.name_any();
-    let children = build::children(&agency, &name, &ns, spec);
+    let children = build::children(&agency, agency_level, &name, &ns, spec);
     match apply_children(CONTROLLER, &ctx.metrics, &t.client, Some(&t.cache), &children).await {
         Ok(_) => {}
         // The cluster refused an object (registry policy, quota, Pod Security): say which and why.
@@ -432,6 +432,12 @@ async fn cleanup(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         }
         Err((_, msg)) => return Err(Error::DeletionBlocked(msg)),
     };
+    if !t.cache.is_synced() {
+        return Err(Error::DeletionBlocked(format!(
+            "the cache of cluster {} is not synced yet; retrying",
+            t.cluster
+        )));
+    }
     // Delete what the system owns; StatefulSets keep or delete their volumes as
     // spec.volumeRetention says (persistentVolumeClaimRetentionPolicy).
     prune(&t.client, &t.cache, &ns, &hs.name_any(), &[]).await?;

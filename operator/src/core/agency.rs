@@ -462,7 +462,7 @@ pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<Refused
             &labels,
             json!({"spec": {"limits": [{"type": "Container",
                 "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
-                "default": {"cpu": "1", "memory": "1Gi"}}]}}),
+                "default": {"memory": "1Gi"}}]}}),
         ));
 
         // Network isolation.

@@ -111,9 +111,11 @@ fn pod_template(level: u8, agency: &str, system: &str, c: &Component) -> Value {
 }
 
 /// Every object of a system, in `namespace` of the agency's cluster.
-pub fn children(agency: &str, system: &str, namespace: &str, spec: &HostedSystemSpec) -> Vec<Child> {
+/// `agency_level` is the level of the agency's cloud: its namespaces enforce the Pod
+/// Security of that level, so pods get the restricted context when either level is 3+.
+pub fn children(agency: &str, agency_level: u8, system: &str, namespace: &str, spec: &HostedSystemSpec) -> Vec<Child> {
     let mut out = Vec::new();
-    let level = spec.security_level;
+    let level = spec.security_level.max(agency_level);
     for c in &spec.components {
         let name = object_name(system, &c.name);
         let l = labels(agency, system, Some(&c.name));
@@ -241,7 +243,11 @@ fn network_policy(agency: &str, system: &str, namespace: &str, spec: &HostedSyst
             "ports": [{"port": e.port, "protocol": "TCP"}],
         }));
     }
-    let mut egress = Vec::new();
+    // Name resolution is always allowed (the policy below restricts egress).
+    let mut egress = vec![json!({
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+    })];
     for f in spec.flows.iter().filter(|f| f.from == c.name) {
         let to = if let Some(t) = &f.to.component {
             peer(t)
@@ -320,7 +326,7 @@ flows:
 
     #[test]
     fn workloads_services_and_budgets() {
-        let c = children("mof", "portal", "mof-prod", &spec(2));
+        let c = children("mof", 2, "portal", "mof-prod", &spec(2));
         let web = find(&c, Kind::Deployment, "portal-web");
         assert_eq!(web.body["spec"]["replicas"], 2);
         let env = &web.body["spec"]["template"]["spec"]["containers"][0]["env"];
@@ -345,7 +351,7 @@ flows:
 
     #[test]
     fn flows_become_exact_network_policies() {
-        let c = children("mof", "portal", "mof-prod", &spec(2));
+        let c = children("mof", 2, "portal", "mof-prod", &spec(2));
         let db = &find(&c, Kind::NetworkPolicy, "portal-db").body["spec"];
         assert_eq!(db["ingress"].as_array().map(Vec::len), Some(1));
         assert_eq!(
@@ -353,11 +359,12 @@ flows:
             "web"
         );
         assert_eq!(db["ingress"][0]["ports"], json!([{"port": 5432, "protocol": "TCP"}]));
-        assert_eq!(db["egress"], json!([]));
+        assert_eq!(db["egress"].as_array().map(Vec::len), Some(1), "only DNS");
+        assert_eq!(db["egress"][0]["ports"][0]["port"], 53);
         let web = &find(&c, Kind::NetworkPolicy, "portal-web").body["spec"];
         assert_eq!(web["ingress"], json!([]));
         assert_eq!(
-            web["egress"][1],
+            web["egress"][2],
             json!({"to": [{"ipBlock": {"cidr": "10.30.0.0/16"}}], "ports": [{"port": 443, "protocol": "TCP"}]})
         );
     }
@@ -369,7 +376,7 @@ flows:
             "{mode: GovernmentNetwork, component: web, port: 8080, host: portal.zj.gov.cn, tlsSecretName: portal-tls}",
         )
         .ok();
-        let c = children("zj", "portal", "zj-prod", &s);
+        let c = children("zj", 2, "portal", "zj-prod", &s);
         let ing = &find(&c, Kind::Ingress, "portal").body["spec"];
         assert_eq!(ing["ingressClassName"], GOVERNMENT_INGRESS_CLASS);
         assert_eq!(ing["rules"][0]["host"], "portal.zj.gov.cn");
@@ -385,7 +392,7 @@ flows:
         );
         assert_eq!(url(&s).as_deref(), Some("https://portal.zj.gov.cn/"));
         assert!(
-            !children("zj", "portal", "zj-prod", &spec(2))
+            !children("zj", 2, "portal", "zj-prod", &spec(2))
                 .iter()
                 .any(|x| x.kind == Kind::Ingress)
         );
@@ -393,7 +400,13 @@ flows:
 
     #[test]
     fn level_3_is_restricted_with_reasoned_opt_out() {
-        let c = children("mof", "portal", "mof-prod", &spec(3));
+        let c = children("mof", 2, "portal", "mof-prod", &spec(3));
+        // A level-2 system in a level-3 cloud gets the restricted context too.
+        let in_l3 = children("mof", 3, "portal", "mof-prod", &spec(2));
+        assert_eq!(
+            find(&in_l3, Kind::Deployment, "portal-web").body["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+            true
+        );
         let web = &find(&c, Kind::Deployment, "portal-web").body["spec"]["template"]["spec"];
         assert_eq!(web["securityContext"]["runAsNonRoot"], true);
         let sc = &web["containers"][0]["securityContext"];
@@ -402,7 +415,7 @@ flows:
         assert_eq!(sc["allowPrivilegeEscalation"], false);
         let db = &find(&c, Kind::StatefulSet, "portal-db").body["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(db["securityContext"]["readOnlyRootFilesystem"], false);
-        let l2 = children("mof", "portal", "mof-prod", &spec(2));
+        let l2 = children("mof", 2, "portal", "mof-prod", &spec(2));
         assert!(
             find(&l2, Kind::Deployment, "portal-web").body["spec"]["template"]["spec"]["containers"][0]
                 .get("securityContext")
