@@ -288,6 +288,11 @@ async fn bad_systems_are_refused_naming_the_field() -> Result<()> {
             json!({"securityLevel": 2, "dataClassification": "secret", "components": [comp("a")]}),
             "spec.dataClassification",
         ),
+        (
+            json!({"securityLevel": 2, "dataClassification": "general", "components": [comp("a")],
+                   "exposure": {"mode": "GovernmentNetwork", "component": "a", "port": 8443}}),
+            "exposure.port must be one of the exposed component's ports",
+        ),
     ];
     for (i, (spec, needle)) in cases.into_iter().enumerate() {
         let hs: HostedSystem = match serde_json::from_value(
