@@ -471,16 +471,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     let _ = ctx.systems.set(store.clone());
-    tokio::spawn(async move {
-        loop {
-            if let Ok(r) = tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
-                if r.is_ok() {
-                    synced.synced();
-                }
-                break;
-            }
-        }
-    });
+    super::signal_when_synced(store.clone(), synced);
     let events = ctx.system_events.lock().ok().and_then(|mut g| g.take());
     let mut controller =
         controller.with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency));

@@ -125,3 +125,23 @@ impl Context {
         })
     }
 }
+
+/// Marks `synced` once `store` has finished its initial list. The store's readiness signal
+/// wakes only one waiter (the controller itself also waits on it), so it is polled in short
+/// slices instead of awaited once.
+pub fn signal_when_synced<K>(store: kube::runtime::reflector::Store<K>, synced: crate::server::PendingCache)
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    tokio::spawn(async move {
+        loop {
+            if let Ok(r) = tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+                if r.is_ok() {
+                    synced.synced();
+                }
+                break;
+            }
+        }
+    });
+}

@@ -375,16 +375,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     let api: Api<TenancyRequest> = Api::all(ctx.client.clone());
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
-    tokio::spawn(async move {
-        loop {
-            if let Ok(r) = tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
-                if r.is_ok() {
-                    synced.synced();
-                }
-                break;
-            }
-        }
-    });
+    super::signal_when_synced(store.clone(), synced);
     let acs: Api<AgencyCloud> = Api::all(ctx.client.clone());
     let dccs: Api<crate::api::DataCenterCluster> = Api::all(ctx.client.clone());
     let requests = controller.store();
