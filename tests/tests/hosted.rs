@@ -157,6 +157,21 @@ async fn two_component_system_lifecycle_keeps_its_volume() -> Result<()> {
     );
     ensure!(from["ports"][0]["port"] == 5432, "{from}");
 
+    // The agency's own reconcile leaves the system's objects alone (it used to prune them).
+    let nps: Api<NetworkPolicy> = Api::namespaced(member.clone(), &ns);
+    let uid = nps.get("portal-db").await?.metadata.uid;
+    let acs: Api<AgencyCloud> = Api::all(hub.clone());
+    for i in 0..3 {
+        let touch = Patch::Merge(json!({"metadata": {"annotations": {"test/touch": i.to_string()}}}));
+        acs.patch(&agency_name, &PatchParams::default(), &touch).await?;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure!(
+        nps.get("portal-db").await?.metadata.uid == uid,
+        "the agency reconcile deleted (and the system re-created) a policy"
+    );
+
     // Scale, and move the migration forward (a backward step is refused).
     let mut spec = portal(3, &class);
     spec["migration"]["phase"] = json!("Syncing");

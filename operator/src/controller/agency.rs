@@ -199,6 +199,10 @@ async fn prune(client: &Client, cache: &MemberCache, agency: &str, desired: &[Ch
         Kind::Policy,
     ] {
         for live in cache.owned_by(kind, agency) {
+            // Objects of the agency's hosted systems belong to the HostedSystem controller.
+            if live.labels().contains_key(build::SYSTEM_LABEL) {
+                continue;
+            }
             let key = (kind, live.namespace(), live.name_any());
             if keep.contains(&key) {
                 continue;
