@@ -462,3 +462,27 @@ async fn remove_leftovers(hub: &Client) {
     let dccs: Api<DataCenterCluster> = Api::all(hub.clone());
     let _ = dccs.delete_collection(&dp, &lp).await;
 }
+
+/// Registers testbed cluster `member` as a DataCenterCluster (through a kubeconfig Secret,
+/// optionally pointed at `server`) labelled with the test `group`, without waiting for it.
+pub async fn create_test_cluster(
+    hub: &Client,
+    group: &str,
+    zone: &str,
+    level: u8,
+    member: usize,
+    server: Option<&str>,
+) -> Result<String> {
+    use govcloud::api::DataCenterCluster;
+    let name = unique("dc");
+    put_kubeconfig_secret(hub, &name, &kubeconfig_yaml(member, server)?).await?;
+    let dcc: DataCenterCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "DataCenterCluster",
+        "metadata": {"name": name, "labels": {"govcloud.io/test-group": group, "govcloud.io/test": "true"}},
+        "spec": {"region": "r1", "zone": zone, "maxSecurityLevel": level, "kubeconfigSecret": {"name": name}}
+    }))?;
+    Api::<DataCenterCluster>::all(hub.clone())
+        .create(&PostParams::default(), &dcc)
+        .await?;
+    Ok(name)
+}

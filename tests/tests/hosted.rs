@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
-use govcloud::api::{AgencyCloud, DataCenterCluster, HostedSystem};
+use govcloud::api::{AgencyCloud, HostedSystem};
 use govcloud_tests::*;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -19,16 +19,7 @@ const T: Duration = Duration::from_secs(90);
 /// (agency, namespace).
 async fn agency(hub: &Client) -> Result<(String, String)> {
     let group = unique("grp");
-    let dc = unique("dc");
-    put_kubeconfig_secret(hub, &dc, &kubeconfig_yaml(2, None)?).await?;
-    let dcc: DataCenterCluster = serde_json::from_value(json!({
-        "apiVersion": "govcloud.io/v1alpha1", "kind": "DataCenterCluster",
-        "metadata": {"name": dc, "labels": {"govcloud.io/test-group": group, "govcloud.io/test": "true"}},
-        "spec": {"region": "r1", "zone": "external", "maxSecurityLevel": 3, "kubeconfigSecret": {"name": dc}}
-    }))?;
-    Api::<DataCenterCluster>::all(hub.clone())
-        .create(&PostParams::default(), &dcc)
-        .await?;
+    create_test_cluster(hub, &group, "external", 3, 2, None).await?;
     let a = unique_short("h");
     let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, 2, "external", &[("prod", "8", "16Gi")], &group))?;
     let mut ac = ac;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, ensure};
-use govcloud::api::{AgencyCloud, DataCenterCluster, HostedSystem};
+use govcloud::api::{AgencyCloud, HostedSystem};
 use govcloud_tests::*;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -24,16 +24,7 @@ async fn unchanged_agency_reconciles_make_no_requests() -> Result<()> {
     operator()?;
     let hub = client(1).await?;
     let group = unique("grp");
-    let dc = unique("dc");
-    put_kubeconfig_secret(&hub, &dc, &kubeconfig_yaml(2, None)?).await?;
-    let dcc: DataCenterCluster = serde_json::from_value(json!({
-        "apiVersion": "govcloud.io/v1alpha1", "kind": "DataCenterCluster",
-        "metadata": {"name": dc, "labels": {"govcloud.io/test-group": group, "govcloud.io/test": "true"}},
-        "spec": {"region": "r1", "zone": "external", "maxSecurityLevel": 3, "kubeconfigSecret": {"name": dc}}
-    }))?;
-    Api::<DataCenterCluster>::all(hub.clone())
-        .create(&PostParams::default(), &dcc)
-        .await?;
+    create_test_cluster(&hub, &group, "external", 3, 2, None).await?;
     let a = unique_short("q");
     let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, 2, "external", &[("prod", "2", "2Gi")], &group))?;
     let api: Api<AgencyCloud> = Api::all(hub.clone());

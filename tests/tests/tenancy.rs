@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
-use govcloud::api::{AgencyCloud, DataCenterCluster, TenancyRequest};
+use govcloud::api::{AgencyCloud, TenancyRequest};
 use govcloud_tests::*;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -83,16 +83,7 @@ fn refused(r: Result<TenancyRequest, kube::Error>, needle: &str) -> Result<()> {
 }
 
 async fn register_member(hub: &Client, group: &str) -> Result<()> {
-    let name = unique("dc");
-    put_kubeconfig_secret(hub, &name, &kubeconfig_yaml(2, None)?).await?;
-    let dcc: DataCenterCluster = serde_json::from_value(json!({
-        "apiVersion": "govcloud.io/v1alpha1", "kind": "DataCenterCluster",
-        "metadata": {"name": name, "labels": {"govcloud.io/test-group": group, "govcloud.io/test": "true"}},
-        "spec": {"region": "r1", "zone": "external", "maxSecurityLevel": 3, "kubeconfigSecret": {"name": name}}
-    }))?;
-    Api::<DataCenterCluster>::all(hub.clone())
-        .create(&PostParams::default(), &dcc)
-        .await?;
+    create_test_cluster(hub, group, "external", 3, 2, None).await?;
     Ok(())
 }
 

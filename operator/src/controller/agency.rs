@@ -846,6 +846,21 @@ fn build_system_namespace() -> Child {
     }
 }
 
+/// How many objects of kind `K` a (limited) metadata list in `ns` returns.
+async fn listed<K>(client: &Client, ns: &str, lp: &ListParams) -> Result<usize>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::namespaced(client.clone(), ns)
+        .list_metadata(lp)
+        .await?
+        .items
+        .len())
+}
+
 /// What still lives in the agency's namespaces, as readable strings.
 async fn remaining_workloads(client: &Client, namespaces: &[String]) -> Result<Vec<String>> {
     let lp = ListParams::default().limit(1);
@@ -860,36 +875,11 @@ async fn remaining_workloads(client: &Client, namespaces: &[String]) -> Result<V
             r => r?,
         };
         found.extend(count(pods.items.len(), "pods"));
+        found.extend(count(listed::<Deployment>(client, ns, &lp).await?, "Deployments"));
+        found.extend(count(listed::<StatefulSet>(client, ns, &lp).await?, "StatefulSets"));
+        found.extend(count(listed::<Job>(client, ns, &lp).await?, "Jobs"));
         found.extend(count(
-            Api::<Deployment>::namespaced(client.clone(), ns)
-                .list_metadata(&lp)
-                .await?
-                .items
-                .len(),
-            "Deployments",
-        ));
-        found.extend(count(
-            Api::<StatefulSet>::namespaced(client.clone(), ns)
-                .list_metadata(&lp)
-                .await?
-                .items
-                .len(),
-            "StatefulSets",
-        ));
-        found.extend(count(
-            Api::<Job>::namespaced(client.clone(), ns)
-                .list_metadata(&lp)
-                .await?
-                .items
-                .len(),
-            "Jobs",
-        ));
-        found.extend(count(
-            Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-                .list_metadata(&lp)
-                .await?
-                .items
-                .len(),
+            listed::<PersistentVolumeClaim>(client, ns, &lp).await?,
             "PersistentVolumeClaims",
         ));
     }

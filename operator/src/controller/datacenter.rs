@@ -210,25 +210,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
-    let ready_store = store.clone();
-    tokio::spawn(async move {
-        // The store's readiness signal wakes only one waiter (the controller itself also
-        // waits on it), so poll it again every 500 ms instead of waiting once.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(500), ready_store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    info!("DataCenterCluster cache synced");
-                    synced.synced();
-                    break;
-                }
-                Ok(Err(e)) => {
-                    warn!(error = %e, "DataCenterCluster cache never synced");
-                    break;
-                }
-                Err(_) => continue,
-            }
-        }
-    });
+    super::signal_when_synced(store.clone(), synced);
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .watches(secrets, watcher::Config::default(), move |secret: Secret| {
