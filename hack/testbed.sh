@@ -21,7 +21,7 @@
 #   TESTBED_NODE_MEMORY  node memory (default 128Gi)
 #   TESTBED_NODE_PODS    node pods (default 110)
 #   TESTBED_STATE        state dir (default ${GOVCLOUD_CACHE:-~/.cache/govcloud}/testbed)
-#   TESTBED_BASE_PORT    first port (default 36000); cluster i uses base+100*(i-1)+k:
+#   TESTBED_BASE_PORT    first port (default 16000, below the kernel's ephemeral range 32768+ so an outgoing connection never holds it); cluster i uses base+100*(i-1)+k:
 #                          k=0 etcd client, 1 etcd peer, 2 kube-apiserver (https),
 #                          3 kube-controller-manager (https), 4 kube-scheduler (https),
 #                          5 kwok server/metrics (http)
@@ -41,7 +41,7 @@ TESTBED_NODE_CPU="${TESTBED_NODE_CPU:-32}"
 TESTBED_NODE_MEMORY="${TESTBED_NODE_MEMORY:-128Gi}"
 TESTBED_NODE_PODS="${TESTBED_NODE_PODS:-110}"
 TESTBED_STATE="${TESTBED_STATE:-$GOVCLOUD_CACHE/testbed}"
-TESTBED_BASE_PORT="${TESTBED_BASE_PORT:-36000}"
+TESTBED_BASE_PORT="${TESTBED_BASE_PORT:-16000}"
 TESTBED_TIMEOUT="${TESTBED_TIMEOUT:-120}"
 
 KUBECTL="$K8S_BIN/kubectl"
