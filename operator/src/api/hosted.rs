@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::catalog::{ExpandedTemplate, TemplateRef};
 use super::common::conditions_schema;
 
 /// A system hosted for an agency: its components (Deployments or StatefulSets), the flows
@@ -43,12 +44,15 @@ use super::common::conditions_schema;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = kube::core::Rule::new("self.components.all(c, self.components.exists_one(d, d.name == c.name))").message("component names must be unique").field_path(".components"),
-    validation = kube::core::Rule::new("!has(self.flows) || self.flows.all(f, self.components.exists(c, c.name == f.from))").message("every flow's `from` must name a component of this system").field_path(".flows"),
-    validation = kube::core::Rule::new("!has(self.flows) || self.flows.all(f, !has(f.to.component) || self.components.exists(c, c.name == f.to.component))").message("a flow's `to.component` must name a component of this system").field_path(".flows"),
+    validation = kube::core::Rule::new("has(self.template) || (has(self.components) && size(self.components) > 0)").message("give components, or a catalogue template in spec.template").field_path(".components"),
+    validation = kube::core::Rule::new("!has(self.components) || self.components.all(c, self.components.exists_one(d, d.name == c.name))").message("component names must be unique").field_path(".components"),
+    validation = kube::core::Rule::new("has(self.template) || !has(self.flows) || self.flows.all(f, self.components.exists(c, c.name == f.from))").message("every flow's `from` must name a component of this system").field_path(".flows"),
+    validation = kube::core::Rule::new("has(self.template) || !has(self.flows) || self.flows.all(f, !has(f.to.component) || self.components.exists(c, c.name == f.to.component))").message("a flow's `to.component` must name a component of this system").field_path(".flows"),
+    validation = kube::core::Rule::new("has(self.template) || !has(self.admit) || self.admit.all(a, self.components.exists(c, c.name == a.to))").message("admit[].to must name a component of this system").field_path(".admit"),
     validation = kube::core::Rule::new("!has(self.exposure) || self.exposure.mode != 'Internet' || self.securityLevel < 4").message("level 4 systems are never exposed to the internet").field_path(".exposure.mode"),
-    validation = kube::core::Rule::new("!has(self.exposure) || self.exposure.mode == 'None' || self.components.exists(c, c.name == self.exposure.component)").message("exposure.component must name a component of this system").field_path(".exposure.component"),
-    validation = kube::core::Rule::new("!has(self.exposure) || self.exposure.mode == 'None' || self.components.exists(c, c.name == self.exposure.component && has(c.ports) && c.ports.exists(p, p.port == self.exposure.port))").message("exposure.port must be one of the exposed component's ports").field_path(".exposure.port"),
+    validation = kube::core::Rule::new("has(self.template) || !has(self.exposure) || self.exposure.mode == 'None' || self.components.exists(c, c.name == self.exposure.component)").message("exposure.component must name a component of this system").field_path(".exposure.component"),
+    validation = kube::core::Rule::new("has(self.template) || !has(self.exposure) || self.exposure.mode == 'None' || self.components.exists(c, c.name == self.exposure.component && has(c.ports) && c.ports.exists(p, p.port == self.exposure.port))").message("exposure.port must be one of the exposed component's ports").field_path(".exposure.port"),
+    validation = kube::core::Rule::new("!has(self.internetExposureApproval) || self.securityLevel < 4").message("level 4 systems are never exposed to the internet; an approval cannot change that").field_path(".internetExposureApproval"),
     validation = kube::core::Rule::new("!has(oldSelf.migration) || has(self.migration)").message("migration cannot be removed once recorded; set phase RolledBack or Decommissioned instead").field_path(".migration"),
 )]
 pub struct HostedSystemSpec {
@@ -58,17 +62,32 @@ pub struct HostedSystemSpec {
     pub security_level: u8,
     /// Data classification: `general` (一般数据), `important` (重要数据) or `core` (核心数据).
     pub data_classification: DataClassification,
-    /// The components, 1–20.
-    #[schemars(length(min = 1, max = 20))]
+    /// A common service from the data center's catalogue (a ServiceTemplate) to run, with
+    /// its parameters. Its components come first; `components` adds more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRef>,
+    /// The components, up to 20 (at least one unless a template is given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
     pub components: Vec<Component>,
     /// Allowed connections. Only these reach the system's pods (besides DNS); everything
     /// else, even from the same agency, is refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
     pub flows: Vec<Flow>,
+    /// Other systems of the same namespace allowed to connect to this one (they also need a
+    /// flow `to: {system: <this one>}`): both sides must agree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub admit: Vec<Admission>,
     /// How the system is reached from outside its namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure: Option<Exposure>,
+    /// The platform's approval of internet exposure, required at level 3. Only users allowed
+    /// to `create` `hostedsystems/approve-exposure` may set or change it, in their own name
+    /// (an admission policy checks); it covers the host it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internet_exposure_approval: Option<ExposureApproval>,
     /// Migration from the agency's old data center, if the system is being moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<Migration>,
@@ -76,6 +95,37 @@ pub struct HostedSystemSpec {
     /// deleted: `Retain` (default — data is never lost by default) or `Delete`.
     #[serde(default)]
     pub volume_retention: VolumeRetention,
+}
+
+/// Another system allowed in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Admission {
+    /// The other HostedSystem, in the same namespace.
+    #[schemars(length(min = 1, max = 63))]
+    pub system: String,
+    /// The component of this system it may reach.
+    #[schemars(length(min = 1, max = 30))]
+    pub to: String,
+    /// TCP port; default every port of that component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// A platform approver's approval of internet exposure.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExposureApproval {
+    /// The approver's user name (checked against the authenticated caller).
+    #[schemars(length(min = 1, max = 253))]
+    pub approved_by: String,
+    /// The host name approved; the approval is void if `spec.exposure.host` differs.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// Why, e.g. the security assessment (等保测评) reference.
+    #[schemars(length(min = 10, max = 1000))]
+    pub reason: String,
 }
 
 /// Data classification (数据分类分级).
@@ -196,11 +246,11 @@ pub struct SecretKeyRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resources {
-    /// CPU, e.g. `500m`. Default `100m`.
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
+    /// CPU, e.g. `500m`. Default `100m`. (In a catalogue template also `${parameter}`.)
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?m?|\$\{[A-Za-z][A-Za-z0-9_]*\})$"))]
     pub cpu: String,
-    /// Memory, e.g. `512Mi`. Default `128Mi`.
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
+    /// Memory, e.g. `512Mi`. Default `128Mi`. (In a catalogue template also `${parameter}`.)
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?|\$\{[A-Za-z][A-Za-z0-9_]*\})$"))]
     pub memory: String,
 }
 
@@ -241,8 +291,8 @@ pub struct HealthCheck {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Storage {
-    /// Size, e.g. `20Gi`.
-    #[schemars(regex(pattern = r"^[0-9]+(Mi|Gi|Ti)$"))]
+    /// Size, e.g. `20Gi`. (In a catalogue template also `${parameter}`.)
+    #[schemars(regex(pattern = r"^([0-9]+(Mi|Gi|Ti)|\$\{[A-Za-z][A-Za-z0-9_]*\})$"))]
     pub size: String,
     /// StorageClass; default: the cluster's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -404,6 +454,9 @@ pub struct HostedSystemStatus {
     /// `ready/desired` over all components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_summary: Option<String>,
+    /// What `spec.template` expanded into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<ExpandedTemplate>,
     /// When each migration phase was first seen.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub migration_transitions: BTreeMap<String, Time>,

@@ -4,12 +4,14 @@
 //! writes `crds/*.yaml` from them, and a test fails when the committed YAML drifts.
 
 pub mod agency;
+pub mod catalog;
 pub mod common;
 pub mod datacenter;
 pub mod hosted;
 pub mod tenancy;
 
 pub use agency::{AgencyCloud, AgencyCloudSpec, AgencyCloudStatus};
+pub use catalog::{ServiceTemplate, ServiceTemplateSpec};
 pub use common::{GROUP, NetworkZone, VERSION};
 pub use datacenter::{DataCenterCluster, DataCenterClusterSpec, DataCenterClusterStatus};
 pub use hosted::{HostedSystem, HostedSystemSpec, HostedSystemStatus};
@@ -25,6 +27,7 @@ pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("agencyclouds.yaml", AgencyCloud::crd()),
         ("tenancyrequests.yaml", TenancyRequest::crd()),
         ("hostedsystems.yaml", HostedSystem::crd()),
+        ("servicetemplates.yaml", ServiceTemplate::crd()),
     ]
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -21,11 +21,16 @@ use super::Context;
 use super::agency::apply_children;
 use super::members::{MemberCache, api};
 use crate::api::NetworkZone;
+use crate::api::ServiceTemplate;
 use crate::api::agency::AgencyCloud;
-use crate::api::hosted::{ComponentKind, ComponentStatus, ExposureMode, HostedSystem, HostedSystemStatus};
+use crate::api::catalog::ExpandedTemplate;
+use crate::api::hosted::{
+    ComponentKind, ComponentStatus, ExposureMode, HostedSystem, HostedSystemSpec, HostedSystemStatus,
+};
 use crate::core::agency::{Kind, SYSTEM_LABEL};
 use crate::core::conditions::{self, Desired};
 use crate::core::hosted as build;
+use crate::core::{catalog, hub};
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
 
@@ -125,6 +130,7 @@ fn status_with(
     cluster: Option<String>,
     components: Vec<ComponentStatus>,
     desired: &[Desired<'_>],
+    resolved: Option<&Resolved>,
 ) -> HostedSystemStatus {
     let prev = hs.status.clone().unwrap_or_default();
     let now = Time(Timestamp::now());
@@ -150,14 +156,77 @@ fn status_with(
             components
         },
         migration_transitions: transitions,
-        url: build::url(&hs.spec),
+        url: resolved.and_then(|r| build::url(&r.spec)),
+        template: match resolved {
+            Some(r) => r.expanded.clone(),
+            None => prev.template,
+        },
     }
+}
+
+/// The system as it runs: its spec with the catalogue template expanded.
+struct Resolved {
+    spec: HostedSystemSpec,
+    expanded: Option<ExpandedTemplate>,
+}
+
+/// Expands `spec.template` (if any) and checks the result; errors name the field to fix.
+async fn resolve(ctx: &Context, hs: &HostedSystem) -> std::result::Result<Resolved, Vec<String>> {
+    let expansion = match &hs.spec.template {
+        None => None,
+        Some(r) => {
+            let api: Api<ServiceTemplate> = Api::all(ctx.client.clone());
+            match api.get_opt(&r.name).await {
+                Ok(Some(t)) => Some(catalog::expand(&r.name, &t.spec, r)?),
+                Ok(None) => {
+                    return Err(vec![format!(
+                        "spec.template.name: there is no ServiceTemplate {} (`kubectl get servicetemplates` lists the catalogue)",
+                        r.name
+                    )]);
+                }
+                Err(e) => return Err(vec![format!("cannot read ServiceTemplate {}: {e}; retrying", r.name)]),
+            }
+        }
+    };
+    let spec = catalog::effective(&hs.spec, expansion.as_ref())?;
+    Ok(Resolved {
+        spec,
+        expanded: expansion.map(|x| x.expanded),
+    })
+}
+
+fn invalid(hs: &HostedSystem, cluster: Option<String>, problems: &[String]) -> HostedSystemStatus {
+    let msg = problems.join("; ");
+    status_with(
+        hs,
+        cluster,
+        vec![],
+        &[
+            Desired::new(AVAILABLE, false, "InvalidSpec", "Nothing was deployed (see Degraded)."),
+            Desired::new(
+                PROGRESSING,
+                false,
+                "InvalidSpec",
+                "Nothing was deployed (see Degraded).",
+            ),
+            Desired::new(DEGRADED, true, "InvalidSpec", msg),
+        ],
+        None,
+    )
 }
 
 async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     let ns = hs.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let name = hs.name_any();
-    let spec = &hs.spec;
+    let resolved = match resolve(ctx, &hs).await {
+        Ok(r) => r,
+        Err(problems) => {
+            let cluster = hs.status.as_ref().and_then(|s| s.cluster.clone());
+            write_status(ctx, &hs, invalid(&hs, cluster, &problems)).await?;
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
+    };
+    let spec = &resolved.spec;
     let t = match target(ctx, &ns).await {
         Ok(t) => t,
         Err((reason, msg)) => {
@@ -170,6 +239,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
                     Desired::new(PROGRESSING, false, reason, "Waiting (see Available)."),
                     Desired::new(DEGRADED, true, reason, msg),
                 ],
+                Some(&resolved),
             );
             write_status(ctx, &hs, status).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
@@ -188,28 +258,25 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     {
         if t.zone == NetworkZone::Internal {
             problems.push("spec.exposure.mode: Internet is not possible on the internal zone (政务内网), which has no internet exit".to_string());
-        } else if spec.security_level >= 3 {
-            problems.push("spec.exposure.mode: Internet at level 3 needs a recorded platform approval, which this version cannot record yet; use GovernmentNetwork".to_string());
+        } else if spec.security_level >= 3 || agency_level >= 3 {
+            match &spec.internet_exposure_approval {
+                None => problems.push("spec.exposure.mode: Internet at level 3 needs a platform approval in spec.internetExposureApproval, recorded by a user allowed to create hostedsystems/approve-exposure (the govcloud-exposure-approver role); ask the platform team, or use GovernmentNetwork".to_string()),
+                Some(a) if Some(&a.host) != e.host.as_ref() => problems.push(format!(
+                    "spec.internetExposureApproval.host: the approval by {} covers {}, not {}; ask for a new approval",
+                    a.approved_by,
+                    a.host,
+                    e.host.as_deref().unwrap_or("(no host)")
+                )),
+                Some(_) if !super::tenancy::policy_present(&ctx.client, hub::EXPOSURE_POLICY).await => problems.push(format!(
+                    "spec.internetExposureApproval: the admission policy {} is missing from the hub, so nothing proves who approved; the operator reinstalls it at start",
+                    hub::EXPOSURE_POLICY
+                )),
+                Some(_) => {}
+            }
         }
     }
     if !problems.is_empty() {
-        let msg = problems.join("; ");
-        let status = status_with(
-            &hs,
-            Some(t.cluster.clone()),
-            vec![],
-            &[
-                Desired::new(AVAILABLE, false, "InvalidSpec", "Nothing was deployed (see Degraded)."),
-                Desired::new(
-                    PROGRESSING,
-                    false,
-                    "InvalidSpec",
-                    "Nothing was deployed (see Degraded).",
-                ),
-                Desired::new(DEGRADED, true, "InvalidSpec", msg),
-            ],
-        );
-        write_status(ctx, &hs, status).await?;
+        write_status(ctx, &hs, invalid(&hs, Some(t.cluster.clone()), &problems)).await?;
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
 
@@ -232,6 +299,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
                     Desired::new(PROGRESSING, false, "Refused", "Not deployed (see Degraded)."),
                     Desired::new(DEGRADED, true, "RefusedByCluster", msg),
                 ],
+                Some(&resolved),
             );
             write_status(ctx, &hs, status).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
@@ -239,6 +307,14 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         Err(e) => return Err(e),
     }
     prune(&t.client, &t.cache, &ns, &name, &children).await?;
+    sync_route(
+        ctx,
+        &t,
+        &ns,
+        &name,
+        build::http_route(&agency, &name, &ns, spec).as_ref(),
+    )
+    .await?;
 
     // Status from the member cache.
     let mut comps = Vec::new();
@@ -327,7 +403,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
             )
         },
     ];
-    let status = status_with(&hs, Some(t.cluster.clone()), comps, &conds);
+    let status = status_with(&hs, Some(t.cluster.clone()), comps, &conds, Some(&resolved));
     write_status(ctx, &hs, status).await?;
     record_migration_metrics(ctx, &agency);
     Ok(Action::requeue(if available {
@@ -422,6 +498,72 @@ async fn prune(
     Ok(())
 }
 
+/// The Gateway API route resource (present on clusters with the Gateway API CRDs).
+fn route_resource() -> ApiResource {
+    ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: "HTTPRoute".into(),
+        plural: "httproutes".into(),
+    }
+}
+
+/// Whether `cluster` serves HTTPRoutes (API discovery, remembered for two minutes).
+async fn serves_routes(ctx: &Context, t: &Target) -> bool {
+    let now = std::time::Instant::now();
+    if let Ok(known) = ctx.gateway_api.lock()
+        && let Some((at, yes)) = known.get(&t.cluster)
+        && now.duration_since(*at) < Duration::from_secs(120)
+    {
+        return *yes;
+    }
+    let yes = match t.client.list_api_group_resources("gateway.networking.k8s.io/v1").await {
+        Ok(list) => list.resources.iter().any(|r| r.name == "httproutes"),
+        Err(_) => false,
+    };
+    if let Ok(mut known) = ctx.gateway_api.lock() {
+        known.insert(t.cluster.clone(), (now, yes));
+    }
+    yes
+}
+
+/// Creates, updates or removes the system's HTTPRoute where the cluster has the Gateway API.
+/// Reads first and writes only when the live route differs.
+async fn sync_route(
+    ctx: &Context,
+    t: &Target,
+    ns: &str,
+    system: &str,
+    desired: Option<&serde_json::Value>,
+) -> Result<()> {
+    if !serves_routes(ctx, t).await {
+        return Ok(());
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), ns, &route_resource());
+    let live = api.get_opt(system).await?;
+    match (desired, live) {
+        (Some(d), live) => {
+            let same = live
+                .and_then(|l| serde_json::to_value(l).ok())
+                .is_some_and(|l| crate::core::subset::contains(&l, d));
+            if !same {
+                ctx.metrics.child_applied(CONTROLLER);
+                api.patch(system, &pp(), &Patch::Apply(d)).await?;
+            }
+        }
+        (None, Some(l)) if l.labels().get(SYSTEM_LABEL).map(String::as_str) == Some(system) => {
+            match api.delete(system, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        (None, _) => {}
+    }
+    Ok(())
+}
+
 async fn cleanup(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     let ns = hs.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let t = match target(ctx, &ns).await {
@@ -441,6 +583,7 @@ async fn cleanup(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     // Delete what the system owns; StatefulSets keep or delete their volumes as
     // spec.volumeRetention says (persistentVolumeClaimRetentionPolicy).
     prune(&t.client, &t.cache, &ns, &hs.name_any(), &[]).await?;
+    sync_route(ctx, &t, &ns, &hs.name_any(), None).await?;
     Ok(Action::await_change())
 }
 
@@ -473,8 +616,20 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     let _ = ctx.systems.set(store.clone());
     super::signal_when_synced(store.clone(), synced);
     let events = ctx.system_events.lock().ok().and_then(|mut g| g.take());
-    let mut controller =
-        controller.with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency));
+    // A changed catalogue template rolls out to the systems that follow it.
+    let templates: Api<ServiceTemplate> = Api::all(ctx.client.clone());
+    let users = store.clone();
+    let mut controller = controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
+        .watches(templates, watcher::Config::default(), move |t: ServiceTemplate| {
+            let name = t.name_any();
+            users
+                .state()
+                .into_iter()
+                .filter(|s| s.spec.template.as_ref().is_some_and(|r| r.name == name))
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        });
     if let Some(rx) = events {
         controller = controller.reconcile_on(rx.filter_map(|key| async move {
             key.split_once('/')

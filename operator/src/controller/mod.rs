@@ -91,6 +91,8 @@ pub struct Context {
     /// Serialises placement decisions; holds decisions not yet visible in `agencies`:
     /// agency → (cluster, cpu, memory).
     pub placements: tokio::sync::Mutex<HashMap<String, (String, Milli, Milli)>>,
+    /// Per member cluster: whether it serves Gateway API HTTPRoutes, and when that was checked.
+    pub gateway_api: std::sync::Mutex<HashMap<String, (std::time::Instant, bool)>>,
 }
 
 impl Context {
@@ -121,6 +123,7 @@ impl Context {
             agencies: std::sync::OnceLock::new(),
             systems: std::sync::OnceLock::new(),
             placements: tokio::sync::Mutex::default(),
+            gateway_api: std::sync::Mutex::default(),
             approval_policy_installed: std::sync::atomic::AtomicBool::new(false),
         })
     }

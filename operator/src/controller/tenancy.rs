@@ -226,7 +226,7 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
                 }
                 DecisionAction::Approve
                     if !ctx.approval_policy_installed.load(std::sync::atomic::Ordering::SeqCst)
-                        || !approval_policy_present(&ctx.client).await =>
+                        || !policy_present(&ctx.client, hub::APPROVAL_POLICY).await =>
                 {
                     Desired::new(
                         PROVISIONED,
@@ -332,13 +332,13 @@ fn error_policy(_tr: Arc<TenancyRequest>, error: &Error, ctx: Arc<Context>) -> A
 
 /// Whether the approval policy and its binding exist on the hub right now (checked before
 /// acting on an approval: without them nothing proves who approved).
-async fn approval_policy_present(client: &kube::Client) -> bool {
+pub(crate) async fn policy_present(client: &kube::Client, name: &str) -> bool {
     use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
     let policy = Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .get_opt(hub::APPROVAL_POLICY)
+        .get_opt(name)
         .await;
     let binding = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .get_opt(hub::APPROVAL_POLICY)
+        .get_opt(name)
         .await;
     matches!((policy, binding), (Ok(Some(_)), Ok(Some(_))))
 }

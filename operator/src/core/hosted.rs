@@ -202,6 +202,37 @@ pub fn children(agency: &str, agency_level: u8, system: &str, namespace: &str, s
     out
 }
 
+/// Namespace of the platform's Gateways (Gateway API), one per entry:
+/// `govcloud-government` and `govcloud-internet`, named like the IngressClasses.
+pub const GATEWAY_NAMESPACE: &str = "govcloud-gateways";
+
+/// A Gateway API HTTPRoute for the exposure (created besides the Ingress where the cluster
+/// serves `gateway.networking.k8s.io/v1`). TLS is terminated by the platform's Gateway
+/// listener for the host; the route only names the host and the backend.
+pub fn http_route(agency: &str, system: &str, namespace: &str, spec: &HostedSystemSpec) -> Option<Value> {
+    let e = spec.exposure.as_ref().filter(|e| e.mode != ExposureMode::None)?;
+    let gateway = if e.mode == ExposureMode::Internet {
+        INTERNET_INGRESS_CLASS
+    } else {
+        GOVERNMENT_INGRESS_CLASS
+    };
+    let mut route = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": system, "namespace": namespace, "labels": labels(agency, system, None)},
+        "spec": {
+            "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway, "namespace": GATEWAY_NAMESPACE}],
+            "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": [{"group": "", "kind": "Service", "name": object_name(system, &e.component), "port": e.port, "weight": 1}],
+            }],
+        }
+    });
+    if let Some(h) = &e.host {
+        route["spec"]["hostnames"] = json!([h]);
+    }
+    Some(route)
+}
+
 fn network_policy(agency: &str, system: &str, namespace: &str, spec: &HostedSystemSpec, c: &Component) -> Child {
     let peer = |component: &str| json!({"podSelector": {"matchLabels": selector(system, component)}});
     let ports_of = |component: &str, port: Option<i32>| -> Vec<Value> {
@@ -228,6 +259,14 @@ fn network_policy(agency: &str, system: &str, namespace: &str, spec: &HostedSyst
     {
         let mut rule = json!({"from": [peer(&f.from)]});
         let ports = ports_of(&c.name, f.port);
+        if !ports.is_empty() {
+            rule["ports"] = Value::Array(ports);
+        }
+        ingress.push(rule);
+    }
+    for a in spec.admit.iter().filter(|a| a.to == c.name) {
+        let mut rule = json!({"from": [{"podSelector": {"matchLabels": {SYSTEM_LABEL: a.system}}}]});
+        let ports = ports_of(&c.name, a.port);
         if !ports.is_empty() {
             rule["ports"] = Value::Array(ports);
         }
@@ -370,6 +409,30 @@ flows:
     }
 
     #[test]
+    fn flows_between_systems_need_both_sides() {
+        let mut s = spec(2);
+        s.flows.push(
+            serde_yaml::from_str("{from: web, to: {system: payments}, port: 9000}").unwrap_or_else(|e| panic!("{e}")),
+        );
+        let c = children("mof", 2, "portal", "mof-prod", &s);
+        let web = &find(&c, Kind::NetworkPolicy, "portal-web").body["spec"];
+        assert_eq!(
+            web["egress"][3]["to"][0]["podSelector"]["matchLabels"][SYSTEM_LABEL],
+            "payments"
+        );
+        assert_eq!(web["ingress"], json!([]), "sending does not open the sender");
+        // The receiving system admits the portal on its own side.
+        let mut r = spec(2);
+        r.admit = vec![serde_yaml::from_str("{system: portal, to: web, port: 8080}").unwrap_or_else(|e| panic!("{e}"))];
+        let c = children("mof", 2, "payments", "mof-prod", &r);
+        let recv = &find(&c, Kind::NetworkPolicy, "payments-web").body["spec"];
+        assert_eq!(
+            recv["ingress"],
+            json!([{"from": [{"podSelector": {"matchLabels": {SYSTEM_LABEL: "portal"}}}], "ports": [{"port": 8080, "protocol": "TCP"}]}])
+        );
+    }
+
+    #[test]
     fn exposure_becomes_an_ingress_and_an_allowance() {
         let mut s = spec(2);
         s.exposure = serde_yaml::from_str(
@@ -391,6 +454,11 @@ flows:
             "true"
         );
         assert_eq!(url(&s).as_deref(), Some("https://portal.zj.gov.cn/"));
+        let route = http_route("zj", "portal", "zj-prod", &s).unwrap_or_default();
+        assert_eq!(route["spec"]["hostnames"], json!(["portal.zj.gov.cn"]));
+        assert_eq!(route["spec"]["parentRefs"][0]["name"], GOVERNMENT_INGRESS_CLASS);
+        assert_eq!(route["spec"]["rules"][0]["backendRefs"][0]["name"], "portal-web");
+        assert!(http_route("zj", "portal", "zj-prod", &spec(2)).is_none());
         assert!(
             !children("zj", 2, "portal", "zj-prod", &spec(2))
                 .iter()

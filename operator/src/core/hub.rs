@@ -10,6 +10,11 @@ pub const APPROVER_ROLE: &str = "govcloud-tenancy-approver";
 /// ClusterRole of agency staff who file requests (bind it in the requests namespace).
 pub const REQUESTER_ROLE: &str = "govcloud-tenancy-requester";
 
+/// Name of the admission policy (and binding) guarding internet-exposure approvals.
+pub const EXPOSURE_POLICY: &str = "govcloud-exposure-approval";
+/// ClusterRole of platform staff who approve internet exposure of level-3 systems.
+pub const EXPOSURE_APPROVER_ROLE: &str = "govcloud-exposure-approver";
+
 /// The hub objects, as server-side-apply bodies: (kind, name, body).
 pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
     let labels = json!({"app.kubernetes.io/managed-by": "govcloud-operator"});
@@ -71,7 +76,50 @@ pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
             {"apiGroups": ["govcloud.io"], "resources": ["tenancyrequests"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
         ]
     });
+    let exposure = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": EXPOSURE_POLICY, "labels": labels},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["govcloud.io"], "apiVersions": ["*"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["hostedsystems"]}]},
+            "variables": [
+                {"name": "set", "expression": "has(object.spec.internetExposureApproval)"},
+                {"name": "changed", "expression": "request.operation == 'CREATE' ? variables.set : (variables.set != has(oldObject.spec.internetExposureApproval) || (variables.set && object.spec.internetExposureApproval != oldObject.spec.internetExposureApproval))"},
+                {"name": "approver", "expression": "authorizer.group('govcloud.io').resource('hostedsystems').subresource('approve-exposure').namespace(object.metadata.namespace).check('create').allowed()"}
+            ],
+            "validations": [
+                {
+                    "expression": "!variables.changed || !variables.set || variables.approver",
+                    "messageExpression": "'spec.internetExposureApproval: only platform approvers (allowed to create hostedsystems/approve-exposure) may approve internet exposure; ' + request.userInfo.username + ' is not one'",
+                    "reason": "Forbidden"
+                },
+                {
+                    "expression": "!variables.changed || !variables.set || object.spec.internetExposureApproval.approvedBy == request.userInfo.username",
+                    "messageExpression": "'spec.internetExposureApproval.approvedBy must be your own user name (' + request.userInfo.username + ')'",
+                    "reason": "Forbidden"
+                }
+            ]
+        }
+    });
+    let exposure_binding = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": EXPOSURE_POLICY, "labels": labels},
+        "spec": {"policyName": EXPOSURE_POLICY, "validationActions": ["Deny"]}
+    });
+    let exposure_approver = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": EXPOSURE_APPROVER_ROLE, "labels": labels},
+        "rules": [
+            {"apiGroups": ["govcloud.io"], "resources": ["hostedsystems"], "verbs": ["get", "list", "watch", "update", "patch"]},
+            {"apiGroups": ["govcloud.io"], "resources": ["hostedsystems/approve-exposure"], "verbs": ["create"]}
+        ]
+    });
     vec![
+        ("ValidatingAdmissionPolicy", EXPOSURE_POLICY, exposure),
+        ("ValidatingAdmissionPolicyBinding", EXPOSURE_POLICY, exposure_binding),
+        ("ClusterRole", EXPOSURE_APPROVER_ROLE, exposure_approver),
         ("ValidatingAdmissionPolicy", APPROVAL_POLICY, policy),
         ("ValidatingAdmissionPolicyBinding", APPROVAL_POLICY, binding),
         ("ClusterRole", APPROVER_ROLE, approver),
