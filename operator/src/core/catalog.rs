@@ -415,7 +415,9 @@ exposure: {mode: GovernmentNetwork, component: web, port: 8080, host: oa.mof.gov
 
         let mut bad = spec.clone();
         bad.flows[0].to.component = Some("cache".into());
-        bad.exposure.as_mut().map(|e| e.port = 9999);
+        if let Some(e) = bad.exposure.as_mut() {
+            e.port = 9999;
+        }
         let e = effective(&bad, Some(&x)).err().unwrap_or_default().join("\n");
         assert!(
             e.contains("spec.flows[0].to.component: no component named cache"),
