@@ -168,6 +168,59 @@ pub async fn install_crds(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// Version of the Gateway API whose standard CRDs the tests install (from the Go module proxy).
+pub const GATEWAY_API_VERSION: &str = "v1.4.1";
+
+/// Installs the Gateway API's standard Gateway, GatewayClass and HTTPRoute CRDs on a cluster:
+/// `go mod download` fetches `sigs.k8s.io/gateway-api` into the module cache (outside the
+/// repository) and the CRDs are applied from there.
+pub async fn install_gateway_api(client: &Client) -> Result<()> {
+    let out = std::process::Command::new("go")
+        .args([
+            "mod",
+            "download",
+            "-json",
+            &format!("sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"),
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "go mod download sigs.k8s.io/gateway-api failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let dir = info["Dir"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("go mod download printed no Dir"))?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for kind in ["gatewayclasses", "gateways", "httproutes"] {
+        let path = format!("{dir}/config/crd/standard/gateway.networking.k8s.io_{kind}.yaml");
+        let text = std::fs::read_to_string(&path)?;
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&text)?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply("govcloud-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await?;
+                let ok = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+                Ok(ok.then_some(()))
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 /// Creates a namespace if it does not exist.
 pub async fn ensure_namespace(client: &Client, name: &str) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
-use govcloud::api::{AgencyCloud, HostedSystem};
+use govcloud::api::{AgencyCloud, HostedSystem, ServiceTemplate};
 use govcloud_tests::*;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -18,10 +19,16 @@ const T: Duration = Duration::from_secs(90);
 /// A DataCenterCluster on dc2 and a ready agency cloud with one environment; returns
 /// (agency, namespace).
 async fn agency(hub: &Client) -> Result<(String, String)> {
+    agency_at(hub, 2).await
+}
+
+/// As `agency`, at a given security level.
+async fn agency_at(hub: &Client, level: u8) -> Result<(String, String)> {
     let group = unique("grp");
     create_test_cluster(hub, &group, "external", 3, 2, None).await?;
     let a = unique_short("h");
-    let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, 2, "external", &[("prod", "8", "16Gi")], &group))?;
+    let ac: AgencyCloud =
+        serde_json::from_value(agency_cloud(&a, level, "external", &[("prod", "8", "16Gi")], &group))?;
     let mut ac = ac;
     ac.spec.cloud.environments[0].quota.storage = Some("100Gi".into());
     let api: Api<AgencyCloud> = Api::all(hub.clone());
@@ -299,6 +306,23 @@ async fn bad_systems_are_refused_naming_the_field() -> Result<()> {
                    "exposure": {"mode": "GovernmentNetwork", "component": "a", "port": 8443}}),
             "exposure.port must be one of the exposed component's ports",
         ),
+        (
+            json!({"securityLevel": 2, "dataClassification": "general"}),
+            "give components, or a catalogue template in spec.template",
+        ),
+        (
+            json!({"securityLevel": 2, "dataClassification": "general", "template": {"name": "office-oa", "replicas": {"web": 500}}}),
+            "spec.template.replicas.web",
+        ),
+        (
+            json!({"securityLevel": 4, "dataClassification": "core", "components": [comp("a")],
+                   "internetExposureApproval": {"approvedBy": "x", "host": "h", "reason": "because of reasons"}}),
+            "an approval cannot change that",
+        ),
+        (
+            json!({"securityLevel": 2, "dataClassification": "general", "components": [comp("a")], "admit": [{"system": "b", "to": "ghost"}]}),
+            "admit[].to must name a component",
+        ),
     ];
     for (i, (spec, needle)) in cases.into_iter().enumerate() {
         let hs: HostedSystem = match serde_json::from_value(
@@ -333,6 +357,8 @@ async fn exposure_on_the_government_network_creates_an_ingress() -> Result<()> {
     operator()?;
     let hub = client(1).await?;
     let member = client(2).await?;
+    // Where the cluster serves the Gateway API, an HTTPRoute is made besides the Ingress.
+    install_gateway_api(&member).await?;
     let (_, ns) = agency(&hub).await?;
     let api: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
     let body = json!({"securityLevel": 2, "dataClassification": "general",
@@ -364,6 +390,15 @@ async fn exposure_on_the_government_network_creates_an_ingress() -> Result<()> {
             .as_deref()
             == Some("survey-tls")
     );
+    let routes: Api<DynamicObject> = Api::namespaced_with(member.clone(), &ns, &http_routes());
+    let route = wait_for("HTTPRoute created", T, || async { Ok(routes.get_opt("survey").await?) }).await?;
+    ensure!(
+        route.data["spec"]["hostnames"] == json!(["survey.example.gov.cn"]),
+        "{:?}",
+        route.data
+    );
+    ensure!(route.data["spec"]["parentRefs"][0]["name"] == "govcloud-government");
+    ensure!(route.data["spec"]["rules"][0]["backendRefs"][0]["name"] == "survey-web");
     // Drift: someone deletes the component's network policy and scales the Deployment; both are restored.
     let nps: Api<NetworkPolicy> = Api::namespaced(member.clone(), &ns);
     nps.delete("survey-web", &DeleteParams::default()).await?;
@@ -396,5 +431,283 @@ async fn exposure_on_the_government_network_creates_an_ingress() -> Result<()> {
         Ok(ings.get_opt("survey").await?.is_none().then_some(()))
     })
     .await?;
+    wait_for("HTTPRoute pruned", T, || async {
+        Ok(routes.get_opt("survey").await?.is_none().then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+fn http_routes() -> ApiResource {
+    ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: "HTTPRoute".into(),
+        plural: "httproutes".into(),
+    }
+}
+
+/// Lets `user` edit HostedSystems in `ns` (as an agency's staff would).
+async fn grant(hub: &Client, ns: &str, user: &str, cluster_role: &str) -> Result<()> {
+    let rb: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": unique("rb"), "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+    }))?;
+    Api::<RoleBinding>::namespaced(hub.clone(), ns)
+        .create(&PostParams::default(), &rb)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn internet_exposure_at_level_3_needs_an_unforgeable_approval() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let member = client(2).await?;
+    let (_, ns) = agency_at(&hub, 3).await?;
+    // Agency staff may edit their systems (the test gives them a role with that right).
+    let editor_role = unique("hs-editor");
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": editor_role},
+        "rules": [{"apiGroups": ["govcloud.io"], "resources": ["hostedsystems"], "verbs": ["get", "create", "update", "patch"]}]
+    }))?;
+    Api::<ClusterRole>::all(hub.clone())
+        .create(&PostParams::default(), &role)
+        .await?;
+    let staff = unique("staff");
+    let approver = unique("approver");
+    grant(&hub, &ns, &staff, &editor_role).await?;
+    grant(&hub, &ns, &approver, "govcloud-exposure-approver").await?;
+    let as_staff: Api<HostedSystem> = Api::namespaced(impersonating(1, &staff, &[]).await?, &ns);
+    let as_approver: Api<HostedSystem> = Api::namespaced(impersonating(1, &approver, &[]).await?, &ns);
+    let api: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
+
+    let body = json!({"securityLevel": 3, "dataClassification": "general",
+        "components": [{"name": "web", "image": "registry.gov.cn/web:1", "ports": [{"name": "http", "port": 8080}],
+                        "resources": {"cpu": "100m", "memory": "64Mi"}}],
+        "exposure": {"mode": "Internet", "component": "web", "port": 8080, "host": "xxgk.example.gov.cn"}});
+    as_staff.create(&PostParams::default(), &system("xxgk", body)?).await?;
+    let hs = wait_hs(&api, "xxgk", "refused without approval", |h| {
+        cond(h, "Degraded").is_some_and(|c| c.1 == "InvalidSpec")
+    })
+    .await?;
+    let msg = cond(&hs, "Degraded").map(|c| c.2).unwrap_or_default();
+    ensure!(
+        msg.contains("needs a platform approval in spec.internetExposureApproval"),
+        "{msg}"
+    );
+
+    // Staff cannot approve their own exposure, even naming someone else.
+    let approve = |by: &str| {
+        Patch::Merge(json!({"spec": {"internetExposureApproval": {
+            "approvedBy": by, "host": "xxgk.example.gov.cn", "reason": "等保测评报告 ZJ-2026-118 通过"}}}))
+    };
+    let err = wait_for("the exposure policy refuses staff", T, || async {
+        match as_staff
+            .patch("xxgk", &PatchParams::default(), &approve(&approver))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => Ok(Some(s.message)),
+            Err(e) => Err(e.into()),
+            // The policy is loaded asynchronously after the operator installs it; undo and retry.
+            Ok(_) => {
+                api.patch(
+                    "xxgk",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"internetExposureApproval": null}})),
+                )
+                .await?;
+                Ok(None)
+            }
+        }
+    })
+    .await?;
+    ensure!(err.contains("only platform approvers"), "{err}");
+    // An approver cannot record the approval in someone else's name.
+    let err = match as_approver
+        .patch("xxgk", &PatchParams::default(), &approve("someone.else"))
+        .await
+    {
+        Err(kube::Error::Api(s)) => s.message,
+        other => bail!("approval in another's name accepted: {other:?}"),
+    };
+    ensure!(err.contains("approvedBy must be your own user name"), "{err}");
+    // In their own name it is accepted, and the system is exposed through the internet exit.
+    as_approver
+        .patch("xxgk", &PatchParams::default(), &approve(&approver))
+        .await?;
+    wait_hs(&api, "xxgk", "exposed after approval", |h| {
+        cond(h, "Available").is_some_and(|c| c.0 == "True")
+    })
+    .await?;
+    let ing = Api::<k8s_openapi::api::networking::v1::Ingress>::namespaced(member.clone(), &ns)
+        .get("xxgk")
+        .await?;
+    ensure!(ing.spec.and_then(|s| s.ingress_class_name).as_deref() == Some("govcloud-internet"));
+    // The approval covers its host only: another host is refused again.
+    as_staff
+        .patch(
+            "xxgk",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"exposure": {"host": "other.example.gov.cn"}}})),
+        )
+        .await?;
+    let hs = wait_hs(&api, "xxgk", "host change voids approval", |h| {
+        cond(h, "Degraded").is_some_and(|c| c.1 == "InvalidSpec")
+    })
+    .await?;
+    let msg = cond(&hs, "Degraded").map(|c| c.2).unwrap_or_default();
+    ensure!(
+        msg.contains("covers xxgk.example.gov.cn, not other.example.gov.cn"),
+        "{msg}"
+    );
+    Api::<ClusterRole>::all(hub.clone())
+        .delete(&editor_role, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+fn template(name: &str, versions: &[&str]) -> Result<ServiceTemplate> {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            json!({"version": v, "components": [
+                {"name": "web", "image": format!("registry.gov.cn/catalog/survey-web:{v}"), "replicas": 1,
+                 "ports": [{"name": "http", "port": 8080}], "resources": {"cpu": "50m", "memory": "32Mi"}},
+                {"name": "cache", "image": "registry.gov.cn/catalog/redis:7", "resources": {"cpu": "${cacheCpu}", "memory": "32Mi"},
+                 "ports": [{"name": "redis", "port": 6379}]}],
+              "flows": [{"from": "web", "to": {"component": "cache"}}],
+              "exposure": {"mode": "GovernmentNetwork", "component": "web", "port": 8080, "host": "${host}"}})
+        })
+        .collect();
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "ServiceTemplate", "metadata": {"name": name},
+        "spec": {"displayName": "调查", "description": "test survey", "category": "survey",
+                 "parameters": [{"name": "host"}, {"name": "cacheCpu", "default": "50m", "pattern": "^[0-9]+m$"}],
+                 "versions": versions}
+    }))?)
+}
+
+#[tokio::test]
+async fn catalog_template_instantiated_pinned_and_rolled_out() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let member = client(2).await?;
+    let (_, ns) = agency(&hub).await?;
+    let name = unique("survey");
+    let templates: Api<ServiceTemplate> = Api::all(hub.clone());
+    templates
+        .create(&PostParams::default(), &template(&name, &["1.0"])?)
+        .await?;
+    let api: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
+    let follows = json!({"securityLevel": 2, "dataClassification": "general",
+        "template": {"name": name, "parameters": {"host": "survey.example.gov.cn"}, "replicas": {"web": 2}}});
+    let pinned = json!({"securityLevel": 2, "dataClassification": "general",
+        "template": {"name": name, "version": "1.0", "parameters": {"host": "pinned.example.gov.cn", "cacheCpu": "80m"}}});
+    api.create(&PostParams::default(), &system("follows", follows)?).await?;
+    api.create(&PostParams::default(), &system("pinned", pinned)?).await?;
+    for s in ["follows", "pinned"] {
+        let hs = wait_hs(&api, s, "template system Available", |h| {
+            cond(h, "Available").is_some_and(|c| c.0 == "True")
+        })
+        .await?;
+        let t = hs
+            .status
+            .and_then(|s| s.template)
+            .ok_or_else(|| anyhow!("no expanded template in status"))?;
+        ensure!(t.version == "1.0" && t.components.len() == 2, "{t:?}");
+    }
+    let deploys: Api<Deployment> = Api::namespaced(member.clone(), &ns);
+    let image = |d: Deployment| {
+        d.spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.containers.first().and_then(|c| c.image.clone()))
+            .unwrap_or_default()
+    };
+    let web = deploys.get("follows-web").await?;
+    ensure!(
+        web.spec.as_ref().and_then(|s| s.replicas) == Some(2),
+        "replicas override"
+    );
+    ensure!(image(web).ends_with(":1.0"));
+    let cache = deploys.get("pinned-cache").await?;
+    let cpu = cache
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.first().and_then(|c| c.resources.clone()))
+        .and_then(|r| r.requests)
+        .and_then(|r| r.get("cpu").map(|q| q.0.clone()));
+    ensure!(cpu.as_deref() == Some("80m"), "parameter substituted: {cpu:?}");
+    let hs = api.get("pinned").await?;
+    ensure!(hs.status.and_then(|s| s.url).as_deref() == Some("http://pinned.example.gov.cn/"));
+
+    // A published version cannot be edited: the API server refuses, naming the field.
+    let mut edited = templates.get(&name).await?;
+    edited.spec.versions[0].components[0].image = "registry.gov.cn/catalog/evil:1".into();
+    match templates.replace(&name, &PostParams::default(), &edited).await {
+        Err(kube::Error::Api(s)) => ensure!(
+            s.message.contains("published versions cannot be changed"),
+            "{}",
+            s.message
+        ),
+        other => bail!("editing a published version was accepted: {other:?}"),
+    }
+    // Appending a version rolls out to the follower only.
+    let next = template(&name, &["1.0", "1.1"])?;
+    templates
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"versions": next.spec.versions}})),
+        )
+        .await?;
+    wait_for("follower rolled out to 1.1", T, || async {
+        let d = deploys.get("follows-web").await?;
+        Ok(image(d).ends_with(":1.1").then_some(()))
+    })
+    .await?;
+    wait_hs(&api, "follows", "status shows 1.1", |h| {
+        h.status
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .is_some_and(|t| t.version == "1.1")
+    })
+    .await?;
+    ensure!(
+        image(deploys.get("pinned-web").await?).ends_with(":1.0"),
+        "pinned stays on 1.0"
+    );
+
+    // Bad parameters are reported naming the field; nothing else changes.
+    api.patch(
+        "pinned",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"parameters": {"cacheCpu": "lots", "colour": "red"}}}})),
+    )
+    .await?;
+    let hs = wait_hs(&api, "pinned", "bad parameters reported", |h| {
+        cond(h, "Degraded").is_some_and(|c| c.1 == "InvalidSpec")
+    })
+    .await?;
+    let msg = cond(&hs, "Degraded").map(|c| c.2).unwrap_or_default();
+    ensure!(msg.contains("spec.template.parameters.colour"), "{msg}");
+    ensure!(
+        msg.contains("spec.template.parameters.cacheCpu: \"lots\" does not match"),
+        "{msg}"
+    );
+    ensure!(
+        deploys.get_opt("pinned-web").await?.is_some(),
+        "a bad spec deletes nothing"
+    );
+    for s in ["follows", "pinned"] {
+        api.delete(s, &DeleteParams::default()).await?;
+    }
+    wait_for("systems gone", T, || async {
+        Ok((api.get_opt("follows").await?.is_none() && api.get_opt("pinned").await?.is_none()).then_some(()))
+    })
+    .await?;
+    templates.delete(&name, &DeleteParams::default()).await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, ensure};
-use govcloud::api::{AgencyCloud, HostedSystem};
+use govcloud::api::{AgencyCloud, HostedSystem, ServiceTemplate};
 use govcloud_tests::*;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -79,10 +79,24 @@ async fn unchanged_agency_reconciles_make_no_requests() -> Result<()> {
     );
 
     // The same for a hosted system in the agency's namespace.
+    // It comes from a catalogue template, adds a component of its own and is exposed (with an
+    // HTTPRoute too, as the cluster serves the Gateway API).
+    install_gateway_api(&client(2).await?).await?;
+    let tpl_name = unique("quiet-tpl");
+    let tpl: ServiceTemplate = serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "ServiceTemplate", "metadata": {"name": tpl_name},
+        "spec": {"displayName": "t", "description": "t", "category": "other", "parameters": [{"name": "host"}],
+                 "versions": [{"version": "1", "components": [{"name": "web", "image": "registry.gov.cn/web:1", "ports": [{"name": "http", "port": 8080}]}],
+                               "exposure": {"mode": "GovernmentNetwork", "component": "web", "port": 8080, "host": "${host}"}}]}
+    }))?;
+    Api::<ServiceTemplate>::all(hub.clone())
+        .create(&PostParams::default(), &tpl)
+        .await?;
     let hs_api: Api<HostedSystem> = Api::namespaced(hub.clone(), &format!("{a}-prod"));
     let hs: HostedSystem = serde_json::from_value(json!({
         "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem", "metadata": {"name": "svc"},
         "spec": {"securityLevel": 2, "dataClassification": "general",
+                 "template": {"name": tpl_name, "parameters": {"host": "quiet.example.gov.cn"}},
                  "components": [{"name": "api", "image": "registry.gov.cn/api:1", "replicas": 2, "ports": [{"name": "http", "port": 80}]}]}
     }))?;
     hs_api.create(&PostParams::default(), &hs).await?;
@@ -129,6 +143,9 @@ async fn unchanged_agency_reconciles_make_no_requests() -> Result<()> {
         "system status rewritten by an unchanged reconcile"
     );
     hs_api.delete("svc", &DeleteParams::default()).await?;
+    Api::<ServiceTemplate>::all(hub.clone())
+        .delete(&tpl_name, &DeleteParams::default())
+        .await?;
 
     api.delete(&a, &DeleteParams::default())
         .await

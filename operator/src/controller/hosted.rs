@@ -509,12 +509,12 @@ fn route_resource() -> ApiResource {
     }
 }
 
-/// Whether `cluster` serves HTTPRoutes (API discovery, remembered for two minutes).
+/// Whether `cluster` serves HTTPRoutes (API discovery, remembered for 30 s).
 async fn serves_routes(ctx: &Context, t: &Target) -> bool {
     let now = std::time::Instant::now();
     if let Ok(known) = ctx.gateway_api.lock()
         && let Some((at, yes)) = known.get(&t.cluster)
-        && now.duration_since(*at) < Duration::from_secs(120)
+        && now.duration_since(*at) < Duration::from_secs(30)
     {
         return *yes;
     }
