@@ -104,6 +104,37 @@ k -n zj-bigdata-prod wait --for condition=Available --timeout=120s hostedsystem/
 k -n zj-bigdata-prod get hostedsystem
 mk -n zj-bigdata-prod get deploy,statefulset,pvc,networkpolicy -l govcloud.io/system=open-data
 
+step "the platform publishes its service catalogue (examples/catalog/): OA, disclosure portal, citizen survey"
+k apply -f examples/catalog/
+k --as liu.yang@mof.gov.cn get servicetemplates
+
+step "mof runs the catalogue's office system (examples/systems/mof-oa.yaml), level 3"
+# The OA template's database asks for StorageClass "standard": a local one stands in on the hub.
+k apply --server-side -f - >/dev/null <<'YAML'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: standard}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: demo-mof-oa-db}
+spec:
+  capacity: {storage: 100Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: standard
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: /tmp/demo-mof-oa-db}
+YAML
+k -n mof-prod create secret generic oa-db --from-literal=password=demo \
+  --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
+k --as liu.yang@mof.gov.cn --as-group mof-ops apply -f examples/systems/mof-oa.yaml
+k -n mof-prod wait --for condition=Available --timeout=120s hostedsystem/oa || {
+  k -n mof-prod describe hostedsystem oa | tail -20; tail -30 "$log"; exit 1; }
+k -n mof-prod get hostedsystem oa -o jsonpath='{.status.template.name} {.status.template.version}: {range .status.template.components[*]}{.name} {end}{"\n"}'
+k -n mof-prod get deploy,statefulset,ingress -l govcloud.io/system=oa
+
 step "what the operator reconciled"
 k get govcloud -o wide
 k -n tenancy-requests get tr

@@ -349,6 +349,7 @@ pub async fn install_hub_objects(client: &kube::Client) -> Result<()> {
     for (kind, name, body) in hub::hub_objects() {
         let (group, plural) = match kind {
             "ClusterRole" => ("rbac.authorization.k8s.io", "clusterroles"),
+            "ClusterRoleBinding" => ("rbac.authorization.k8s.io", "clusterrolebindings"),
             "ValidatingAdmissionPolicy" => ("admissionregistration.k8s.io", "validatingadmissionpolicies"),
             _ => ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"),
         };

@@ -15,6 +15,9 @@ pub const EXPOSURE_POLICY: &str = "govcloud-exposure-approval";
 /// ClusterRole of platform staff who approve internet exposure of level-3 systems.
 pub const EXPOSURE_APPROVER_ROLE: &str = "govcloud-exposure-approver";
 
+/// ClusterRole (and binding) letting every authenticated user read the service catalogue.
+pub const CATALOG_READER_ROLE: &str = "govcloud-catalog-reader";
+
 /// The hub objects, as server-side-apply bodies: (kind, name, body).
 pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
     let labels = json!({"app.kubernetes.io/managed-by": "govcloud-operator"});
@@ -116,7 +119,21 @@ pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
             {"apiGroups": ["govcloud.io"], "resources": ["hostedsystems/approve-exposure"], "verbs": ["create"]}
         ]
     });
+    // The service catalogue is public inside the platform: every signed-in user may read it.
+    let catalog_reader = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": CATALOG_READER_ROLE, "labels": labels},
+        "rules": [{"apiGroups": ["govcloud.io"], "resources": ["servicetemplates"], "verbs": ["get", "list", "watch"]}]
+    });
+    let catalog_binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": CATALOG_READER_ROLE, "labels": labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CATALOG_READER_ROLE},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]
+    });
     vec![
+        ("ClusterRole", CATALOG_READER_ROLE, catalog_reader),
+        ("ClusterRoleBinding", CATALOG_READER_ROLE, catalog_binding),
         ("ValidatingAdmissionPolicy", EXPOSURE_POLICY, exposure),
         ("ValidatingAdmissionPolicyBinding", EXPOSURE_POLICY, exposure_binding),
         ("ClusterRole", EXPOSURE_APPROVER_ROLE, exposure_approver),
