@@ -4,6 +4,7 @@
 //! writes `crds/*.yaml` from them, and a test fails when the committed YAML drifts.
 
 pub mod agency;
+pub mod backup;
 pub mod catalog;
 pub mod common;
 pub mod datacenter;
@@ -11,6 +12,7 @@ pub mod hosted;
 pub mod tenancy;
 
 pub use agency::{AgencyCloud, AgencyCloudSpec, AgencyCloudStatus};
+pub use backup::{BackupLocation, BackupPolicy, BackupPolicySpec, BackupPolicyStatus};
 pub use catalog::{ServiceTemplate, ServiceTemplateSpec};
 pub use common::{GROUP, NetworkZone, VERSION};
 pub use datacenter::{DataCenterCluster, DataCenterClusterSpec, DataCenterClusterStatus};
@@ -28,6 +30,8 @@ pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("tenancyrequests.yaml", TenancyRequest::crd()),
         ("hostedsystems.yaml", HostedSystem::crd()),
         ("servicetemplates.yaml", ServiceTemplate::crd()),
+        ("backuplocations.yaml", BackupLocation::crd()),
+        ("backuppolicies.yaml", BackupPolicy::crd()),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! Pure policy and arithmetic: no Kubernetes client, unit-tested without a cluster.
 
 pub mod agency;
+pub mod backup;
 pub mod catalog;
 pub mod cluster;
 pub mod conditions;
