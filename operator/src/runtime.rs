@@ -123,8 +123,9 @@ pub async fn run(
     let agency = controller::agency::run(ctx.clone(), health.pending_cache(), stopped());
     let tenancy = controller::tenancy::run(ctx.clone(), health.pending_cache(), stopped());
     let hosted = controller::hosted::run(ctx.clone(), health.pending_cache(), stopped());
+    let backup = controller::backup::run(ctx.clone(), health.pending_cache(), stopped());
     info!("controllers started");
-    futures::join!(dcc, agency, tenancy, hosted);
+    futures::join!(dcc, agency, tenancy, hosted, backup);
     reflector.abort();
     info!("controllers stopped");
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {

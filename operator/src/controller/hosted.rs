@@ -44,7 +44,7 @@ const PROGRESSING: &str = "Progressing";
 const DEGRADED: &str = "Degraded";
 
 /// The agency whose environment namespace this is (from the AgencyCloud cache).
-fn agency_of(ctx: &Context, namespace: &str) -> Option<Arc<AgencyCloud>> {
+pub(crate) fn agency_of(ctx: &Context, namespace: &str) -> Option<Arc<AgencyCloud>> {
     ctx.agencies.get()?.state().into_iter().find(|a| {
         a.status
             .as_ref()
@@ -52,15 +52,15 @@ fn agency_of(ctx: &Context, namespace: &str) -> Option<Arc<AgencyCloud>> {
     })
 }
 
-struct Target {
-    client: Client,
-    cache: Arc<MemberCache>,
-    cluster: String,
-    zone: NetworkZone,
-    agency: Arc<AgencyCloud>,
+pub(crate) struct Target {
+    pub(crate) client: Client,
+    pub(crate) cache: Arc<MemberCache>,
+    pub(crate) cluster: String,
+    pub(crate) zone: NetworkZone,
+    pub(crate) agency: Arc<AgencyCloud>,
 }
 
-async fn target(ctx: &Context, namespace: &str) -> std::result::Result<Target, (&'static str, String)> {
+pub(crate) async fn target(ctx: &Context, namespace: &str) -> std::result::Result<Target, (&'static str, String)> {
     let agency = agency_of(ctx, namespace).ok_or((
         "NoAgency",
         format!("Namespace {namespace} is not an environment of any provisioned AgencyCloud; create hosted systems in your agency's namespaces."),
@@ -281,7 +281,8 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     }
 
     let agency = t.agency.name_any();
-    let children = build::children(&agency, agency_level, &name, &ns, spec);
+    let mut children = build::children(&agency, agency_level, &name, &ns, spec);
+    children.push(build::spec_record(&agency, &name, &ns, &hs.spec));
     match apply_children(CONTROLLER, &ctx.metrics, &t.client, Some(&t.cache), &children).await {
         Ok(_) => {}
         // The cluster refused an object (registry policy, quota, Pod Security): say which and why.
@@ -479,6 +480,7 @@ async fn prune(
         Kind::PodDisruptionBudget,
         Kind::NetworkPolicy,
         Kind::Ingress,
+        Kind::ConfigMap,
     ] {
         for live in cache.owned_by_label(kind, SYSTEM_LABEL, system) {
             let key = (kind, live.namespace(), live.name_any());

@@ -2,6 +2,7 @@
 //! build), applies with server-side apply and writes one status patch when it changed.
 
 pub mod agency;
+pub mod backup;
 pub mod datacenter;
 pub mod hosted;
 pub mod members;
@@ -83,6 +84,8 @@ pub struct Context {
     pub clusters: Store<DataCenterCluster>,
     /// All HostedSystems (the HostedSystem controller's store), set when it starts.
     pub systems: std::sync::OnceLock<Store<crate::api::HostedSystem>>,
+    /// BackupPolicy cache (set when the backup controller starts).
+    pub policies: std::sync::OnceLock<Store<crate::api::BackupPolicy>>,
     /// All AgencyClouds (the AgencyCloud controller's store), set when it starts.
     pub agencies: std::sync::OnceLock<Store<AgencyCloud>>,
     /// Whether the hub's tenancy approval admission policy was installed (decisions are
@@ -122,6 +125,7 @@ impl Context {
             clusters,
             agencies: std::sync::OnceLock::new(),
             systems: std::sync::OnceLock::new(),
+            policies: std::sync::OnceLock::new(),
             placements: tokio::sync::Mutex::default(),
             gateway_api: std::sync::Mutex::default(),
             approval_policy_installed: std::sync::atomic::AtomicBool::new(false),

@@ -282,6 +282,9 @@ pub fn velero_schedule(
         "snapshotVolumes": false,
         "defaultVolumesToFsBackup": false,
         "includeClusterResources": false,
+        // Recreated by their controllers on restore.
+        "excludedResources": ["pods", "replicasets.apps", "controllerrevisions.apps", "endpoints",
+                              "endpointslices.discovery.k8s.io", "events", "events.events.k8s.io"],
         "metadata": {"labels": {POLICY_LABEL: format!("{namespace}.{policy}")}},
     });
     if let Some(systems) = systems {
@@ -299,6 +302,76 @@ pub fn velero_schedule(
             "schedule": format!("CRON_TZ={} {}", spec.time_zone, spec.schedule.trim()),
             "useOwnerReferencesInBackup": false,
             "template": template,
+        }
+    })
+}
+
+/// Whether a label selector selects `labels` (matchLabels and matchExpressions with In,
+/// NotIn, Exists, DoesNotExist). An unknown operator selects nothing.
+pub fn selects(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let ml = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let me = selector.match_expressions.as_ref().is_none_or(|exprs| {
+        exprs.iter().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+                "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+                "Exists" => labels.contains_key(&e.key),
+                "DoesNotExist" => !labels.contains_key(&e.key),
+                _ => false,
+            }
+        })
+    });
+    ml && me
+}
+
+/// Short stable hash of a policy, for names of its restores and scratch namespaces.
+pub fn policy_hash(namespace: &str, policy: &str) -> String {
+    format!("{:08x}", fnv(&format!("{namespace}/{policy}")))
+}
+
+/// A Velero Restore of `backup`: into `target` (a scratch namespace, for drills) or back
+/// into its own namespace (recovery: objects that still exist are left alone).
+pub fn velero_restore(name: &str, backup: &str, namespace: &str, target: Option<&str>, policy: &str) -> Value {
+    let mut spec = json!({
+        "backupName": backup,
+        "includedNamespaces": [namespace],
+        "restorePVs": false,
+        "existingResourcePolicy": "none",
+    });
+    if let Some(t) = target {
+        spec["namespaceMapping"] = json!({namespace: t});
+    }
+    json!({
+        "apiVersion": "velero.io/v1", "kind": "Restore",
+        "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": {
+            "app.kubernetes.io/managed-by": super::agency::MANAGED_BY,
+            POLICY_LABEL: format!("{namespace}.{policy}"),
+        }},
+        "spec": spec,
+    })
+}
+
+/// The Velero BackupStorageLocation for a BackupLocation.
+pub fn velero_location(name: &str, spec: &crate::api::backup::BackupLocationSpec, secret: &str) -> Value {
+    json!({
+        "apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
+        "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": {
+            "app.kubernetes.io/managed-by": super::agency::MANAGED_BY,
+            "govcloud.io/region": spec.region,
+        }},
+        "spec": {
+            "provider": "aws",
+            "objectStorage": {"bucket": spec.bucket},
+            "config": {"region": spec.s3_region, "s3ForcePathStyle": "true", "s3Url": spec.endpoint},
+            "credential": {"name": secret, "key": "cloud"},
+            "accessMode": "ReadWrite",
         }
     })
 }
@@ -479,6 +552,20 @@ mod tests {
             ["good-old".to_string(), "running".to_string()].into(),
             "keep-last 1 is the running one; the newest good one is kept too; failures go"
         );
+    }
+
+    #[test]
+    fn label_selectors() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+        let sel: LabelSelector = serde_yaml::from_str(
+            "{matchLabels: {tier: gold}, matchExpressions: [{key: app, operator: In, values: [oa, survey]}, {key: legacy, operator: DoesNotExist}]}",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let l = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert!(selects(&sel, &l(&[("tier", "gold"), ("app", "oa")])));
+        assert!(!selects(&sel, &l(&[("tier", "gold"), ("app", "mail")])));
+        assert!(!selects(&sel, &l(&[("tier", "gold"), ("app", "oa"), ("legacy", "1")])));
+        assert!(selects(&LabelSelector::default(), &l(&[])));
     }
 
     #[test]

@@ -202,6 +202,39 @@ pub fn children(agency: &str, agency_level: u8, system: &str, namespace: &str, s
     out
 }
 
+/// Label of the ConfigMap recording a system's spec on its cluster.
+pub const SPEC_RECORD_LABEL: &str = "govcloud.io/system-spec";
+/// Key of the recorded HostedSystem in that ConfigMap.
+pub const SPEC_RECORD_KEY: &str = "hostedsystem.yaml";
+
+/// Name of the ConfigMap recording a system's spec.
+pub fn spec_record_name(system: &str) -> String {
+    format!("govcloud-system-{system}")
+}
+
+/// A ConfigMap on the agency's cluster holding the HostedSystem itself (as written, without
+/// its internet-exposure approval, which must be given again), so that a backup of the
+/// namespace carries what is needed to recreate the system on the hub after a restore.
+pub fn spec_record(agency: &str, system: &str, namespace: &str, spec: &HostedSystemSpec) -> Child {
+    let mut spec = spec.clone();
+    spec.internet_exposure_approval = None;
+    let record = json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem",
+        "metadata": {"name": system, "namespace": namespace},
+        "spec": spec,
+    });
+    let yaml = serde_yaml::to_string(&record).unwrap_or_default();
+    let mut l = labels(agency, system, None);
+    l.insert(SPEC_RECORD_LABEL.to_string(), "true".to_string());
+    Child::new(
+        Kind::ConfigMap,
+        Some(namespace),
+        &spec_record_name(system),
+        &l,
+        json!({"data": {SPEC_RECORD_KEY: yaml}}),
+    )
+}
+
 /// Namespace of the platform's Gateways (Gateway API), one per entry:
 /// `govcloud-government` and `govcloud-internet`, named like the IngressClasses.
 pub const GATEWAY_NAMESPACE: &str = "govcloud-gateways";
