@@ -49,6 +49,8 @@ pub mod condition_types {
     pub const QUOTA_FITS: &str = "QuotaFits";
     /// Deletion is waiting.
     pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+    /// Every hosted system is covered by a backup policy (where the level requires it).
+    pub const BACKUP_COMPLIANT: &str = "BackupCompliant";
 }
 use condition_types::*;
 
@@ -799,11 +801,72 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             Some(_) => "The security level is not allowed on the placed cluster (see Placed).".to_string(),
         },
     );
-    let status = status_with(&ac, Some(placement), envs, &[placed, isolated, quota_fits, ready]);
+    let namespaces: Vec<String> = envs.iter().map(|e| e.namespace.clone()).collect();
+    let backup = backup_compliance(ctx, spec.security_level, &namespaces);
+    let status = status_with(
+        &ac,
+        Some(placement),
+        envs,
+        &[placed, isolated, quota_fits, ready, backup],
+    );
     Ok(Outcome {
         status,
         requeue: Duration::from_secs(600),
     })
+}
+
+/// `BackupCompliant`: at level 2 and above every hosted system of the agency must be
+/// covered by a BackupPolicy of its namespace.
+fn backup_compliance(ctx: &Context, level: u8, namespaces: &[String]) -> Desired<'static> {
+    if !crate::core::backup::backup_required(level) {
+        return Desired::new(
+            BACKUP_COMPLIANT,
+            true,
+            "NotRequired",
+            format!("Level {level} does not require backups."),
+        );
+    }
+    let (Some(systems), Some(policies)) = (ctx.systems.get(), ctx.policies.get()) else {
+        return Desired::unknown(BACKUP_COMPLIANT, "Starting", "Backup coverage is not known yet.");
+    };
+    let policies = policies.state();
+    let mut uncovered: Vec<String> = systems
+        .state()
+        .into_iter()
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+        .filter(|s| s.namespace().is_some_and(|n| namespaces.contains(&n)))
+        .filter(|s| {
+            let labels = s.metadata.labels.clone().unwrap_or_default();
+            !policies.iter().any(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.namespace() == s.namespace()
+                    && p.spec
+                        .selector
+                        .as_ref()
+                        .is_none_or(|sel| crate::core::backup::selects(sel, &labels))
+            })
+        })
+        .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
+        .collect();
+    uncovered.sort();
+    if uncovered.is_empty() {
+        Desired::new(
+            BACKUP_COMPLIANT,
+            true,
+            "AllSystemsCovered",
+            format!("Every hosted system is covered by a BackupPolicy, as level {level} requires."),
+        )
+    } else {
+        Desired::new(
+            BACKUP_COMPLIANT,
+            false,
+            "SystemsWithoutBackup",
+            format!(
+                "Level {level} requires backups; not covered by any BackupPolicy: {}. Create one in the system's namespace (see examples/backup/).",
+                uncovered.join(", ")
+            ),
+        )
+    }
 }
 
 /// Checks, with a server-side dry run, that the API server already refuses a pod whose
@@ -1109,6 +1172,35 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     // and unblocks agencies waiting for it.
     let dcc_api: Api<DataCenterCluster> = Api::all(ctx.client.clone());
     let agencies_for_dcc = ctx.agencies.get().cloned();
+    // Hosted systems and backup policies change the agency's backup compliance.
+    let agency_of_ns = |agencies: Option<kube::runtime::reflector::Store<AgencyCloud>>| {
+        move |ns: Option<String>| -> Option<ObjectRef<AgencyCloud>> {
+            let ns = ns?;
+            agencies
+                .as_ref()?
+                .state()
+                .into_iter()
+                .find(|a| {
+                    a.status
+                        .as_ref()
+                        .is_some_and(|s| s.environments.iter().any(|e| e.namespace == ns))
+                })
+                .map(|a| ObjectRef::from_obj(&*a))
+        }
+    };
+    let by_system = agency_of_ns(ctx.agencies.get().cloned());
+    let by_policy = agency_of_ns(ctx.agencies.get().cloned());
+    let controller = controller
+        .watches(
+            Api::<crate::api::HostedSystem>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            move |hs| by_system(hs.namespace()),
+        )
+        .watches(
+            Api::<crate::api::BackupPolicy>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            move |bp| by_policy(bp.namespace()),
+        );
     controller
         .watches(dcc_api, watcher::Config::default(), move |dcc: DataCenterCluster| {
             let name = dcc.name_any();
