@@ -526,16 +526,145 @@ pub async fn create_test_cluster(
     member: usize,
     server: Option<&str>,
 ) -> Result<String> {
+    create_test_cluster_in(hub, group, "r1", zone, level, member, server).await
+}
+
+/// As `create_test_cluster`, in a given region.
+pub async fn create_test_cluster_in(
+    hub: &Client,
+    group: &str,
+    region: &str,
+    zone: &str,
+    level: u8,
+    member: usize,
+    server: Option<&str>,
+) -> Result<String> {
     use govcloud::api::DataCenterCluster;
     let name = unique("dc");
     put_kubeconfig_secret(hub, &name, &kubeconfig_yaml(member, server)?).await?;
     let dcc: DataCenterCluster = serde_json::from_value(serde_json::json!({
         "apiVersion": "govcloud.io/v1alpha1", "kind": "DataCenterCluster",
         "metadata": {"name": name, "labels": {"govcloud.io/test-group": group, "govcloud.io/test": "true"}},
-        "spec": {"region": "r1", "zone": zone, "maxSecurityLevel": level, "kubeconfigSecret": {"name": name}}
+        "spec": {"region": region, "zone": zone, "maxSecurityLevel": level, "kubeconfigSecret": {"name": name}}
     }))?;
     Api::<DataCenterCluster>::all(hub.clone())
         .create(&PostParams::default(), &dcc)
         .await?;
     Ok(name)
+}
+
+/// A value of `hack/versions.sh` (e.g. `S3S_FS_BIN`).
+pub fn hack_version(var: &str) -> Result<String> {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source hack/versions.sh && printf %s \"${var}\""))
+        .current_dir(repo_root())
+        .output()?;
+    let v = String::from_utf8(out.stdout)?;
+    anyhow::ensure!(!v.is_empty(), "hack/versions.sh does not set {var}");
+    Ok(v)
+}
+
+/// Access key of the tests' object stores.
+pub const S3_ACCESS_KEY: &str = "govcloud-test";
+/// Secret key of the tests' object stores.
+pub const S3_SECRET_KEY: &str = "govcloud-test-secret";
+
+/// A test's own S3-compatible object store (s3s-fs, built by hack/build-velero.sh) on
+/// 127.0.0.1, with one bucket `backups`. It can be stopped and started again on the same
+/// port and data; it is stopped by PID when dropped.
+pub struct ObjectStore {
+    /// Port it listens on.
+    pub port: u16,
+    /// Its data directory (a bucket is a directory, an object a file).
+    pub dir: PathBuf,
+    child: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+impl ObjectStore {
+    /// Starts a store named `name` (its data under the testbed state directory).
+    pub fn start(name: &str) -> Result<ObjectStore> {
+        let dir = testbed_state().join("test-stores").join(name);
+        std::fs::create_dir_all(dir.join("backups"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let store = ObjectStore {
+            port,
+            dir,
+            child: std::sync::Mutex::new(None),
+        };
+        store.resume()?;
+        Ok(store)
+    }
+
+    /// The S3 endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An AWS credentials file for it (the `cloud` key Velero reads).
+    pub fn credentials() -> String {
+        format!("[default]\naws_access_key_id={S3_ACCESS_KEY}\naws_secret_access_key={S3_SECRET_KEY}\n")
+    }
+
+    /// Starts (again) the server process and waits until it accepts connections.
+    pub fn resume(&self) -> Result<()> {
+        let bin = format!("{}/bin/s3s-fs", hack_version("S3S_FS_BIN")?);
+        let log = std::fs::File::create(self.dir.with_extension("log"))?;
+        let child = std::process::Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(&self.dir)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| anyhow!("cannot start {bin} (run hack/build-velero.sh): {e}"))?;
+        if let Ok(mut g) = self.child.lock() {
+            *g = Some(child);
+        }
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("object store on port {} did not start", self.port)
+    }
+
+    /// Stops the server process (by its PID); the data stays.
+    pub fn stop(&self) {
+        if let Ok(mut g) = self.child.lock()
+            && let Some(mut c) = g.take()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Names of the backups stored (directories under `backups/backups/`).
+    pub fn stored_backups(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.join("backups").join("backups"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ObjectStore {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Fails with a hint unless Velero runs against testbed cluster `n` (hack/velero.sh up).
+pub async fn require_velero(n: usize) -> Result<()> {
+    let c = client(n).await?;
+    let ns: Api<Namespace> = Api::all(c.clone());
+    let crds: Api<CustomResourceDefinition> = Api::all(c);
+    if ns.get_opt("velero").await?.is_none() || crds.get_opt("schedules.velero.io").await?.is_none() {
+        bail!("Velero is not installed on dc{n}: run `bash hack/velero.sh up` (hack/test.sh does)");
+    }
+    Ok(())
 }

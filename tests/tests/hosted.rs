@@ -563,6 +563,19 @@ async fn internet_exposure_at_level_3_needs_an_unforgeable_approval() -> Result<
         msg.contains("covers xxgk.example.gov.cn, not other.example.gov.cn"),
         "{msg}"
     );
+    // ... and the internet exposure is withdrawn until a new approval covers the new host.
+    let ings: Api<k8s_openapi::api::networking::v1::Ingress> = Api::namespaced(member.clone(), &ns);
+    wait_for("unapproved exposure withdrawn", T, || async {
+        Ok(ings.get_opt("xxgk").await?.is_none().then_some(()))
+    })
+    .await?;
+    ensure!(
+        Api::<Deployment>::namespaced(member.clone(), &ns)
+            .get_opt("xxgk-web")
+            .await?
+            .is_some(),
+        "the workload itself stays"
+    );
     Api::<ClusterRole>::all(hub.clone())
         .delete(&editor_role, &DeleteParams::default())
         .await?;

@@ -276,6 +276,14 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         }
     }
     if !problems.is_empty() {
+        // Nothing is deleted for a bad spec — except an exposure that is no longer allowed
+        // (e.g. an approval that does not cover the host): it is withdrawn.
+        if problems
+            .iter()
+            .any(|p| p.starts_with("spec.exposure") || p.starts_with("spec.internetExposureApproval"))
+        {
+            withdraw_exposure(ctx, &t, &ns, &name).await?;
+        }
         write_status(ctx, &hs, invalid(&hs, Some(t.cluster.clone()), &problems)).await?;
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
@@ -564,6 +572,23 @@ async fn sync_route(
         (None, _) => {}
     }
     Ok(())
+}
+
+/// Removes the system's Ingress and HTTPRoute (its exposure), keeping everything else.
+async fn withdraw_exposure(ctx: &Context, t: &Target, ns: &str, system: &str) -> Result<()> {
+    if let Some(live) = t.cache.get(Kind::Ingress, Some(ns), system)
+        && live.labels().get(SYSTEM_LABEL).map(String::as_str) == Some(system)
+    {
+        match api(&t.client, Kind::Ingress, Some(ns))
+            .delete(system, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    sync_route(ctx, t, ns, system, None).await
 }
 
 async fn cleanup(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
