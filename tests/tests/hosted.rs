@@ -262,6 +262,19 @@ async fn problems_are_reported_in_conditions() -> Result<()> {
         msg.contains("spec.securityLevel 3 is above the agency's level 2"),
         "{msg}"
     );
+    // A volume of a class the cluster does not have: the pod stays unscheduled, and the
+    // scheduler's reason is reported.
+    let body = json!({"securityLevel": 2, "dataClassification": "general",
+        "components": [{"name": "db", "kind": "Stateful", "image": "registry.gov.cn/db:1",
+                        "resources": {"cpu": "100m", "memory": "64Mi"},
+                        "storage": {"size": "1Gi", "class": "no-such-class", "mountPath": "/data"}}]});
+    api.create(&PostParams::default(), &system("stuck", body)?).await?;
+    let hs = wait_hs(&api, "stuck", "unschedulable reported", |h| {
+        cond(h, "Degraded").is_some_and(|c| c.0 == "True" && c.2.contains("pods cannot be scheduled"))
+    })
+    .await?;
+    let msg = cond(&hs, "Degraded").map(|c| c.2).unwrap_or_default();
+    ensure!(msg.contains("PersistentVolumeClaim"), "the scheduler's reason: {msg}");
     Ok(())
 }
 

@@ -348,6 +348,12 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         if ready < c.replicas || updated < c.replicas || observed != generation {
             progressing.push(format!("{}: {ready}/{} ready", c.name, c.replicas));
         }
+        if ready < c.replicas {
+            // Pods are not cached; look at them only while the component is short of replicas.
+            if let Some(why) = unschedulable(&t.client, &ns, &name, &c.name).await {
+                degraded.push(format!("{}: pods cannot be scheduled: {why}", c.name));
+            }
+        }
         if let Some(conds) = st.get("conditions").and_then(|v| v.as_array()) {
             for cond in conds {
                 let failing = cond.get("type").and_then(|t| t.as_str()) == Some("ReplicaFailure")
@@ -420,6 +426,29 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     } else {
         Duration::from_secs(15)
     }))
+}
+
+/// Why a component's pods are not scheduled (the scheduler's message), if they are not.
+async fn unschedulable(client: &Client, ns: &str, system: &str, component: &str) -> Option<String> {
+    let lp = kube::api::ListParams::default()
+        .labels(&format!(
+            "{SYSTEM_LABEL}={system},{}={component}",
+            crate::core::agency::COMPONENT_LABEL
+        ))
+        .fields("status.phase=Pending");
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .ok()?;
+    pods.items.iter().find_map(|p| {
+        p.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+            .map(|c| c.message.clone().unwrap_or_else(|| "unschedulable".into()))
+    })
 }
 
 /// Sets `govcloud_agency_hosted_systems{agency, migration_phase}` from the system cache.
