@@ -8,3 +8,12 @@ GOVCLOUD_CACHE="${GOVCLOUD_CACHE:-$HOME/.cache/govcloud}"
 K8S_BIN="$GOVCLOUD_CACHE/bin/kubernetes-$K8S_VERSION"
 ETCD_BIN="$GOVCLOUD_CACHE/bin/etcd-$ETCD_VERSION"
 KWOK_BIN="$GOVCLOUD_CACHE/bin/kwok-$KWOK_VERSION"
+
+# Velero (backups) and its local S3-compatible object store; built by hack/build-velero.sh.
+# velero-plugin-for-aws v1.13.x (Velero 1.17's pair) is not served by the module proxy here.
+VELERO_VERSION="${VELERO_VERSION:-v1.17.2}"
+VELERO_AWS_PLUGIN_VERSION="${VELERO_AWS_PLUGIN_VERSION:-v1.14.3}"
+S3S_FS_VERSION="${S3S_FS_VERSION:-0.14.1}"
+VELERO_BIN="$GOVCLOUD_CACHE/bin/velero-$VELERO_VERSION"
+VELERO_AWS_PLUGIN_BIN="$GOVCLOUD_CACHE/bin/velero-plugin-for-aws-$VELERO_AWS_PLUGIN_VERSION"
+S3S_FS_BIN="$GOVCLOUD_CACHE/bin/s3s-fs-$S3S_FS_VERSION"
