@@ -27,6 +27,11 @@ pub struct Metrics {
     applies: IntCounterVec,
     /// Quota of an agency environment, hard and used; labels agency, environment, resource, kind.
     pub agency_quota: prometheus::GaugeVec,
+    /// `govcloud_cluster_resource{cluster,region,zone,resource,kind}`: capacity, allocatable,
+    /// allocated (placed quotas) and used (quota usage).
+    pub cluster_resource: prometheus::GaugeVec,
+    /// `govcloud_agency_systems{agency,environment,state}`: total and ready hosted systems.
+    pub agency_systems_state: IntGaugeVec,
     /// `govcloud_backup_last_success_timestamp_seconds{agency,namespace,policy}`.
     pub backup_last_success: IntGaugeVec,
     /// `govcloud_backup_recovery_point_age_seconds{agency,namespace,policy}`, computed at scrape.
@@ -214,7 +219,37 @@ impl Metrics {
             "govcloud_backup_drill_timestamp_seconds",
             "When the newest finished restore drill ended (Unix seconds).",
         );
+        let cluster_resource = must(
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "govcloud_cluster_resource",
+                    "Per cluster and resource (cpu in cores; memory, storage in bytes; pods): kind=capacity and allocatable from the nodes, allocated = quotas placed on the cluster, used = the agencies' quota usage.",
+                ),
+                &["cluster", "region", "zone", "resource", "kind"],
+            ),
+            "cluster_resource",
+        );
+        must(
+            registry.register(Box::new(cluster_resource.clone())),
+            "register cluster resource",
+        );
+        let agency_systems_state = must(
+            IntGaugeVec::new(
+                Opts::new(
+                    "govcloud_agency_systems",
+                    "Hosted systems per agency environment: state=total and state=ready (Available).",
+                ),
+                &["agency", "environment", "state"],
+            ),
+            "agency_systems_state",
+        );
+        must(
+            registry.register(Box::new(agency_systems_state.clone())),
+            "register agency systems",
+        );
         Metrics {
+            cluster_resource,
+            agency_systems_state,
             backup_last_success,
             backup_age,
             backup_rpo,

@@ -7,6 +7,7 @@ pub mod datacenter;
 pub mod hosted;
 pub mod members;
 pub mod tenancy;
+pub mod utilization;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -12,3 +12,4 @@ pub mod levels;
 pub mod placement;
 pub mod quantity;
 pub mod subset;
+pub mod utilization;
