@@ -31,8 +31,35 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Export a UtilizationReport as CSV, JSON or a self-contained HTML page (to stdout).
+    Report(ReportArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
+    Html,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The UtilizationReport's name (`kubectl get utilizationreports`).
+    name: String,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "csv")]
+    format: ExportFormat,
+    /// Kubeconfig of the hub cluster. Default: in-cluster config or ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, env = "GOVCLOUD_CONTEXT")]
+    context: Option<String>,
+    /// Namespace of the operator on the hub (holds the report's tables).
+    #[arg(long, env = "GOVCLOUD_NAMESPACE", default_value = "govcloud-system")]
+    namespace: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -64,6 +91,12 @@ struct RunArgs {
     /// Reconciles run at once, per controller.
     #[arg(long, env = "GOVCLOUD_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
+    /// Daily UtilizationReports to keep (0 makes none).
+    #[arg(long, env = "GOVCLOUD_DAILY_REPORTS", default_value_t = 31)]
+    daily_reports: usize,
+    /// Monthly UtilizationReports to keep (0 makes none).
+    #[arg(long, env = "GOVCLOUD_MONTHLY_REPORTS", default_value_t = 24)]
+    monthly_reports: usize,
 }
 
 fn init_logging(format: LogFormat) {
@@ -78,12 +111,12 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn client(args: &RunArgs) -> anyhow::Result<Client> {
+async fn client(kubeconfig: &Option<PathBuf>, context: &Option<String>) -> anyhow::Result<Client> {
     let options = KubeConfigOptions {
-        context: args.context.clone(),
+        context: context.clone(),
         ..Default::default()
     };
-    let config = match &args.kubeconfig {
+    let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)?;
             Config::from_custom_kubeconfig(kc, &options).await?
@@ -118,7 +151,7 @@ async fn shutdown_signal() {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = client(&args).await?;
+    let client = client(&args.kubeconfig, &args.context).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -127,11 +160,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         probe_interval: Duration::from_secs(args.probe_interval.max(1)),
         concurrency: args.concurrency.max(1),
         instance: std::env::var("POD_NAME").ok(),
+        daily_reports: args.daily_reports,
+        monthly_reports: args.monthly_reports,
         ..Settings::default()
     };
     info!(version = env!("CARGO_PKG_VERSION"), namespace = %settings.namespace, "starting govcloud-operator");
     govcloud::runtime::run(client, settings, listener, shutdown_signal()).await?;
     info!("stopped");
+    Ok(())
+}
+
+async fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = client(&args.kubeconfig, &args.context).await?;
+    let format = match args.format {
+        ExportFormat::Csv => govcloud::controller::report::Format::Csv,
+        ExportFormat::Json => govcloud::controller::report::Format::Json,
+        ExportFormat::Html => govcloud::controller::report::Format::Html,
+    };
+    let text = govcloud::controller::report::export(&client, &args.namespace, &args.name, format).await?;
+    print!("{text}");
     Ok(())
 }
 
@@ -157,6 +205,10 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Crd { out_dir } => crd(out_dir),
+        Command::Report(args) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(report(args)),
+            Err(e) => Err(e.into()),
+        },
         Command::Run(args) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(rt) => rt.block_on(run(args)),
             Err(e) => Err(e.into()),

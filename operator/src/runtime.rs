@@ -124,14 +124,21 @@ pub async fn run(
     let tenancy = controller::tenancy::run(ctx.clone(), health.pending_cache(), stopped());
     let hosted = controller::hosted::run(ctx.clone(), health.pending_cache(), stopped());
     let backup = controller::backup::run(ctx.clone(), health.pending_cache(), stopped());
+    let reports = controller::report::run(ctx.clone(), health.pending_cache(), stopped());
+    let scheduled_reports = tokio::spawn(controller::report::run_schedule(
+        ctx.clone(),
+        ctx.settings.daily_reports,
+        ctx.settings.monthly_reports,
+    ));
     let gauges = tokio::spawn(controller::utilization::run_metrics(
         ctx.clone(),
         Duration::from_secs(10),
     ));
     info!("controllers started");
-    futures::join!(dcc, agency, tenancy, hosted, backup);
+    futures::join!(dcc, agency, tenancy, hosted, backup, reports);
     reflector.abort();
     gauges.abort();
+    scheduled_reports.abort();
     info!("controllers stopped");
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
         error!(error = %e, "HTTP endpoint failed");

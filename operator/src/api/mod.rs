@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod common;
 pub mod datacenter;
 pub mod hosted;
+pub mod report;
 pub mod tenancy;
 
 pub use agency::{AgencyCloud, AgencyCloudSpec, AgencyCloudStatus};
@@ -17,6 +18,7 @@ pub use catalog::{ServiceTemplate, ServiceTemplateSpec};
 pub use common::{GROUP, NetworkZone, VERSION};
 pub use datacenter::{DataCenterCluster, DataCenterClusterSpec, DataCenterClusterStatus};
 pub use hosted::{HostedSystem, HostedSystemSpec, HostedSystemStatus};
+pub use report::{UtilizationReport, UtilizationReportSpec, UtilizationReportStatus};
 pub use tenancy::{TenancyRequest, TenancyRequestSpec, TenancyRequestStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -32,6 +34,7 @@ pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("servicetemplates.yaml", ServiceTemplate::crd()),
         ("backuplocations.yaml", BackupLocation::crd()),
         ("backuppolicies.yaml", BackupPolicy::crd()),
+        ("utilizationreports.yaml", UtilizationReport::crd()),
     ]
 }
 

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod datacenter;
 pub mod hosted;
 pub mod members;
+pub mod report;
 pub mod tenancy;
 pub mod utilization;
 
@@ -45,6 +46,10 @@ pub struct Settings {
     pub concurrency: u16,
     /// Name of this replica (the pod name), shown on Events.
     pub instance: Option<String>,
+    /// Daily UtilizationReports kept (0: none are made).
+    pub daily_reports: usize,
+    /// Monthly UtilizationReports kept (0: none are made).
+    pub monthly_reports: usize,
 }
 
 impl Default for Settings {
@@ -57,6 +62,8 @@ impl Default for Settings {
             member_timeout: Duration::from_secs(5),
             concurrency: 8,
             instance: None,
+            daily_reports: 31,
+            monthly_reports: 24,
         }
     }
 }
