@@ -70,8 +70,10 @@ pub struct PriceCatalogue {
     /// Per vCPU of quota per month.
     pub cpu_core_month: f64,
     /// Per GiB of memory quota per month.
+    #[serde(rename = "memoryGiBMonth")]
     pub memory_gib_month: f64,
     /// Per GiB of storage quota per month.
+    #[serde(rename = "storageGiBMonth")]
     pub storage_gib_month: f64,
 }
 

@@ -1,0 +1,178 @@
+//! Utilization against the local control plane: live gauges follow quotas and workloads;
+//! a UtilizationReport's numbers equal what the clusters show; CSV/JSON/HTML export.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, ensure};
+use govcloud::api::{AgencyCloud, HostedSystem, UtilizationReport};
+use govcloud::controller::report::{Format, export};
+use govcloud::core::utilization::from_csv;
+use govcloud_tests::*;
+use k8s_openapi::api::core::v1::ResourceQuota;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(90);
+
+fn gauge(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The `requests.cpu` in use in a namespace of the member, in cores.
+async fn quota_used_cpu(member: &Client, ns: &str) -> Result<f64> {
+    let rq = Api::<ResourceQuota>::namespaced(member.clone(), ns)
+        .get("govcloud-quota")
+        .await?;
+    let used = rq
+        .status
+        .and_then(|s| s.used)
+        .and_then(|u| u.get("requests.cpu").map(|q| q.0.clone()))
+        .unwrap_or_else(|| "0".into());
+    Ok(govcloud::core::quantity::Milli::parse(&used)
+        .map(|m| m.0 as f64 / 1000.0)
+        .unwrap_or(0.0))
+}
+
+#[tokio::test]
+async fn gauges_and_reports_equal_what_the_clusters_show() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let member = client(2).await?;
+    let group = unique("grp");
+    let dc = create_test_cluster(&hub, &group, "external", 3, 2, None).await?;
+    let a = unique_short("u");
+    let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, 1, "external", &[("prod", "6", "12Gi")], &group))?;
+    let agencies: Api<AgencyCloud> = Api::all(hub.clone());
+    agencies.create(&PostParams::default(), &ac).await?;
+    wait_for("agency Ready", T, || async {
+        let ac = agencies.get(&a).await?;
+        Ok(ac
+            .status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            .then_some(()))
+    })
+    .await?;
+    let ns = format!("{a}-prod");
+    let systems: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
+    let hs: HostedSystem = serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem", "metadata": {"name": "svc"},
+        "spec": {"securityLevel": 1, "dataClassification": "general",
+                 "components": [{"name": "api", "image": "registry.gov.cn/api:1", "replicas": 2,
+                                 "resources": {"cpu": "250m", "memory": "64Mi"}}]}
+    }))?;
+    systems.create(&PostParams::default(), &hs).await?;
+
+    // The gauges: allocated = the quota placed on the cluster; used = the quota in use.
+    let cluster_gauge = |m: &str, kind: &str| {
+        gauge(
+            m,
+            "govcloud_cluster_resource",
+            &[("cluster", &dc), ("resource", "cpu"), ("kind", kind)],
+        )
+    };
+    wait_for("gauges show 2 × 250m in use", T, || async {
+        let (_, m) = operator_get("/metrics").await?;
+        let ok = cluster_gauge(&m, "allocated") == Some(6.0)
+            && cluster_gauge(&m, "used") == Some(0.5)
+            && gauge(&m, "govcloud_agency_systems", &[("agency", &a), ("state", "ready")]) == Some(1.0);
+        Ok(ok.then_some(()))
+    })
+    .await?;
+    ensure!(
+        quota_used_cpu(&member, &ns).await? == 0.5,
+        "the member's ResourceQuota agrees"
+    );
+    // Scale the workload: the numbers move.
+    systems
+        .patch(
+            "svc",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"components": [{"name": "api", "image": "registry.gov.cn/api:1", "replicas": 4,
+                                 "resources": {"cpu": "250m", "memory": "64Mi"}}]}}),
+            ),
+        )
+        .await?;
+    wait_for("gauges show 4 × 250m in use", T, || async {
+        let (_, m) = operator_get("/metrics").await?;
+        Ok((cluster_gauge(&m, "used") == Some(1.0)).then_some(()))
+    })
+    .await?;
+    let (_, m) = operator_get("/metrics").await?;
+    ensure!(
+        cluster_gauge(&m, "allocatable").is_some_and(|v| v > 0.0),
+        "allocatable from the nodes"
+    );
+
+    // A report on demand, priced: its rows equal the clusters' numbers.
+    let name = unique("report");
+    let ur: UtilizationReport = serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "UtilizationReport", "metadata": {"name": name},
+        "spec": {"periodStart": "2026-11-01T00:00:00Z", "periodEnd": "2026-11-16T00:00:00Z",
+                 "prices": {"currency": "CNY", "cpuCoreMonth": 100.0, "memoryGiBMonth": 10.0, "storageGiBMonth": 1.0}}
+    }))?;
+    let reports: Api<UtilizationReport> = Api::all(hub.clone());
+    reports.create(&PostParams::default(), &ur).await?;
+    let done = wait_for("report Completed", T, || async {
+        let r = reports.get(&name).await?;
+        Ok(r.status.clone().filter(|s| s.phase.as_deref() == Some("Completed")))
+    })
+    .await?;
+    let csv = export(&hub, OPERATOR_NAMESPACE, &name, Format::Csv).await?;
+    let rows = from_csv(&csv).map_err(|e| anyhow!(e))?;
+    let row = rows
+        .iter()
+        .find(|r| r.agency == a)
+        .ok_or_else(|| anyhow!("agency {a} not in the report"))?;
+    let member_used = quota_used_cpu(&member, &ns).await?;
+    ensure!(
+        row.quota.cpu == 6.0 && row.used.cpu == member_used,
+        "{row:?} vs member {member_used}"
+    );
+    ensure!(row.cluster == dc && row.systems == 1, "{row:?}");
+    // 6 cores × 100 + 12 GiB × 10 for half a month (15 of 30 days) = 360.
+    ensure!(row.cost == Some(360.0), "cost {:?}", row.cost);
+    let cluster = done
+        .clusters
+        .iter()
+        .find(|c| c.cluster == dc)
+        .ok_or_else(|| anyhow!("cluster row"))?;
+    ensure!(
+        cluster.allocated.cpu == 6.0 && cluster.used.cpu == member_used,
+        "{cluster:?}"
+    );
+    ensure!(
+        done.summary
+            .as_ref()
+            .is_some_and(|s| s.total_cost.as_deref().is_some_and(|c| c.ends_with(" CNY")))
+    );
+    // JSON and HTML exports carry the same rows.
+    let json: serde_json::Value = serde_json::from_str(&export(&hub, OPERATOR_NAMESPACE, &name, Format::Json).await?)?;
+    let json_rows: Vec<govcloud::core::utilization::AgencyRow> = serde_json::from_value(json["agencies"].clone())?;
+    ensure!(json_rows == rows, "JSON and CSV exports agree");
+    let html = export(&hub, OPERATOR_NAMESPACE, &name, Format::Html).await?;
+    ensure!(
+        html.contains("<svg") && html.contains(&a) && !html.contains("<script"),
+        "HTML page"
+    );
+    // A report is a snapshot: its spec cannot change.
+    let err = reports
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"periodEnd": "2026-11-20T00:00:00Z"}})),
+        )
+        .await;
+    ensure!(
+        matches!(err, Err(kube::Error::Api(ref e)) if e.message.contains("a report is a snapshot")),
+        "{err:?}"
+    );
+    reports.delete(&name, &DeleteParams::default()).await?;
+    systems.delete("svc", &DeleteParams::default()).await?;
+    Ok(())
+}
