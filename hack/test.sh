@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests and integration tests against
-# the local control plane (built and started by hack/testbed.sh when not running).
+# the local control plane (built and started by hack/testbed.sh when not running) with
+# Velero servers and object stores (hack/build-velero.sh, hack/velero.sh).
 #
 #   hack/test.sh            # everything
 #   hack/test.sh --unit     # only the tests that need no cluster
@@ -43,8 +44,13 @@ if $started_here; then
 fi
 bash "$here/testbed.sh" up
 if $started_here && [ "${TESTBED_KEEP:-0}" != 1 ]; then
-  trap 'step "stopping the control plane this run started"; bash "$here/testbed.sh" down' EXIT
+  trap 'step "stopping Velero and the control plane this run started"; bash "$here/velero.sh" down || true; bash "$here/testbed.sh" down' EXIT
 fi
+
+step "Velero, its AWS plugin and the s3s-fs object store (cold: built from the Go module proxy and crates.io; warm: seconds)"
+bash "$here/build-velero.sh"
+step "Velero servers against the testbed clusters (backups of BackupPolicies)"
+bash "$here/velero.sh" up
 
 step "testbed smoke: Deployment → Running pods, namespace deletion completes"
 bash "$here/smoke-testbed.sh" dc1

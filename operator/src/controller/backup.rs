@@ -391,6 +391,33 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     let listed = velero_api(&t.client, "Backup", "backups")
         .list(&ListParams::default().labels(&selector))
         .await?;
+    // Velero waits for the first scheduled time; take a first recovery point at once.
+    let mut initial = Vec::new();
+    for (schedule, bsl) in [(primary_name.clone(), primary_bsl.clone())]
+        .into_iter()
+        .chain(offsite_bsl.clone().map(|(b, _)| (offsite_name.clone(), Some(b))))
+    {
+        let Some(bsl) = bsl else { continue };
+        let has_any = listed
+            .items
+            .iter()
+            .any(|b| b.labels().get(core::SCHEDULE_NAME_LABEL) == Some(&schedule));
+        if !has_any {
+            let body = core::velero_initial_backup(&schedule, &ns, &name, &bp.spec, selection, &bsl);
+            ctx.metrics.child_applied(CONTROLLER);
+            match velero_api(&t.client, "Backup", "backups")
+                .create(&PostParams::default(), &object(body)?)
+                .await
+            {
+                Ok(b) => initial.push(b),
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let mut all = listed.items.clone();
+    all.extend(initial);
+    let listed = kube::core::ObjectList { items: all, ..listed };
     let found = backups_of(&listed.items, &schedule_regions);
     let tz = jiff::tz::TimeZone::get(&bp.spec.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
     let dbrs = velero_api(&t.client, "DeleteBackupRequest", "deletebackuprequests");
@@ -929,15 +956,27 @@ async fn progress_recovery(ctx: &Context, t: &Target, r: &mut RestoreRecord, ns:
 
 async fn cleanup(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     let ns = bp.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    let t = match target(ctx, &ns).await {
-        Ok(t) => t,
+    let (client, agency) = match target(ctx, &ns).await {
+        Ok(t) => (t.client, t.agency.name_any()),
+        // The agency is gone already: stop the schedules on the cluster the status names.
         Err(("NoAgency", _)) | Err(("NotPlaced", _)) | Err(("ClusterNotRegistered", _)) => {
-            return Ok(Action::await_change());
+            let dcc = bp
+                .status
+                .as_ref()
+                .and_then(|s| s.cluster.as_ref())
+                .and_then(|c| ctx.clusters.state().into_iter().find(|d| &d.name_any() == c));
+            let Some(dcc) = dcc else {
+                return Ok(Action::await_change());
+            };
+            match ctx.members.versioned_client_for(&dcc).await {
+                Ok((c, _)) => (c, String::new()),
+                Err(e) => return Err(Error::DeletionBlocked(format!("cannot reach {}: {e}", dcc.name_any()))),
+            }
         }
         Err((_, msg)) => return Err(Error::DeletionBlocked(msg)),
     };
     // Stop taking backups; the backups themselves stay (and can still be restored by the platform).
-    let api = velero_api(&t.client, "Schedule", "schedules");
+    let api = velero_api(&client, "Schedule", "schedules");
     for off in [false, true] {
         match api
             .delete(&core::schedule_name(&ns, &bp.name_any(), off), &DeleteParams::default())
@@ -949,7 +988,7 @@ async fn cleanup(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         }
     }
     let policy = bp.name_any();
-    let l = labels_for_metrics(t.agency.metadata.name.as_deref().unwrap_or_default(), &ns, &policy);
+    let l = labels_for_metrics(&agency, &ns, &policy);
     for g in [
         &ctx.metrics.backup_last_success,
         &ctx.metrics.backup_age,

@@ -306,6 +306,32 @@ pub fn velero_schedule(
     })
 }
 
+/// A first backup taken at once when a schedule has none yet (Velero waits for the first
+/// scheduled time): the schedule's template, labelled as the schedule's own backups are.
+pub fn velero_initial_backup(
+    schedule: &str,
+    namespace: &str,
+    policy: &str,
+    spec: &BackupPolicySpec,
+    systems: Option<&[String]>,
+    location: &str,
+) -> Value {
+    let s = velero_schedule(schedule, namespace, policy, spec, systems, location);
+    let mut template = s["spec"]["template"].clone();
+    if let Some(t) = template.as_object_mut() {
+        t.remove("metadata");
+    }
+    json!({
+        "apiVersion": "velero.io/v1", "kind": "Backup",
+        "metadata": {"name": format!("{schedule}-initial"), "namespace": VELERO_NAMESPACE, "labels": {
+            "app.kubernetes.io/managed-by": super::agency::MANAGED_BY,
+            POLICY_LABEL: format!("{namespace}.{policy}"),
+            SCHEDULE_NAME_LABEL: schedule,
+        }},
+        "spec": template,
+    })
+}
+
 /// Whether a label selector selects `labels` (matchLabels and matchExpressions with In,
 /// NotIn, Exists, DoesNotExist). An unknown operator selects nothing.
 pub fn selects(
