@@ -398,11 +398,30 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         .chain(offsite_bsl.clone().map(|(b, _)| (offsite_name.clone(), Some(b))))
     {
         let Some(bsl) = bsl else { continue };
-        let has_any = listed
+        let mine: Vec<&DynamicObject> = listed
             .items
             .iter()
-            .any(|b| b.labels().get(core::SCHEDULE_NAME_LABEL) == Some(&schedule));
-        if !has_any {
+            .filter(|b| b.labels().get(core::SCHEDULE_NAME_LABEL) == Some(&schedule))
+            .collect();
+        // Velero refuses backups to a location it has not validated yet: retry those.
+        let backups_api = velero_api(&t.client, "Backup", "backups");
+        let refused = |b: &&DynamicObject| b.data["status"]["phase"] == "FailedValidation";
+        if !mine.is_empty() && mine.iter().all(refused) {
+            for b in &mine {
+                ctx.metrics.child_applied(CONTROLLER);
+                match backups_api.delete(&b.name_any(), &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            continue;
+        }
+        let available = velero_api(&t.client, "BackupStorageLocation", "backupstoragelocations")
+            .get_opt(&bsl)
+            .await?
+            .is_some_and(|l| l.data["status"]["phase"] == "Available");
+        if mine.is_empty() && available {
             let body = core::velero_initial_backup(&schedule, &ns, &name, &bp.spec, selection, &bsl);
             ctx.metrics.child_applied(CONTROLLER);
             match velero_api(&t.client, "Backup", "backups")

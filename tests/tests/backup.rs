@@ -1,0 +1,613 @@
+//! BackupPolicy against the local control plane with real Velero servers (hack/velero.sh)
+//! and real S3-compatible object stores (s3s-fs) started by each test: scheduled backups in
+//! the store, restore round-trip, RPO breach and recovery, GFS pruning, off-site copies by
+//! level, drills (passing and failing), tenant isolation, bad input, quiet steady state.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail, ensure};
+use govcloud::api::{AgencyCloud, BackupPolicy, HostedSystem};
+use govcloud_tests::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(120);
+/// Scheduled backups run every minute; allow a few.
+const T_BACKUP: Duration = Duration::from_secs(240);
+
+struct Setup {
+    hub: Client,
+    member: Client,
+    agency: String,
+    ns: String,
+    region: String,
+    store: ObjectStore,
+}
+
+/// An agency at `level` on dc2 in a region of its own, a BackupLocation for that region on a
+/// store of the test's own, and a one-component system `portal`.
+async fn setup(level: u8) -> Result<Setup> {
+    operator()?;
+    require_velero(2).await?;
+    let hub = client(1).await?;
+    let member = client(2).await?;
+    let group = unique("grp");
+    let region = unique_short("rg");
+    create_test_cluster_in(&hub, &group, &region, "external", 4, 2, None).await?;
+    let a = unique_short("b");
+    let ac: AgencyCloud =
+        serde_json::from_value(agency_cloud(&a, level, "external", &[("prod", "8", "16Gi")], &group))?;
+    let api: Api<AgencyCloud> = Api::all(hub.clone());
+    api.create(&PostParams::default(), &ac).await?;
+    wait_for("agency Ready", T, || async {
+        let ac = api.get(&a).await?;
+        Ok(ac
+            .status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            .then_some(()))
+    })
+    .await?;
+    let store = ObjectStore::start(&unique("store"))?;
+    location(&hub, &region, &region, &store).await?;
+    let ns = format!("{a}-prod");
+    let hs: HostedSystem = serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem",
+        "metadata": {"name": "portal", "labels": {"tier": "web"}},
+        "spec": {"securityLevel": level, "dataClassification": "general",
+                 "components": [{"name": "web", "image": "registry.gov.cn/portal:1", "ports": [{"name": "http", "port": 8080}],
+                                 "resources": {"cpu": "100m", "memory": "64Mi"}}]}
+    }))?;
+    let systems: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
+    systems.create(&PostParams::default(), &hs).await?;
+    wait_for("portal Available", T, || async {
+        let hs = systems.get("portal").await?;
+        Ok(
+            condition(&hs.status.map(|s| s.conditions).unwrap_or_default(), "Available")
+                .filter(|c| c.0 == "True")
+                .map(|_| ()),
+        )
+    })
+    .await?;
+    Ok(Setup {
+        hub,
+        member,
+        agency: a,
+        ns,
+        region,
+        store,
+    })
+}
+
+/// Registers a BackupLocation `name` in `region` on `store` (with its credentials Secret).
+async fn location(hub: &Client, name: &str, region: &str, store: &ObjectStore) -> Result<()> {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": format!("{name}-s3"), "namespace": OPERATOR_NAMESPACE},
+        "stringData": {"cloud": ObjectStore::credentials()}
+    }))?;
+    Api::<Secret>::namespaced(hub.clone(), OPERATOR_NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    let bl: govcloud::api::BackupLocation = serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupLocation",
+        "metadata": {"name": name, "labels": {"govcloud.io/test": "true"}},
+        "spec": {"region": region, "bucket": "backups", "endpoint": store.endpoint(), "credentialsSecret": format!("{name}-s3")}
+    }))?;
+    Api::<govcloud::api::BackupLocation>::all(hub.clone())
+        .create(&PostParams::default(), &bl)
+        .await?;
+    Ok(())
+}
+
+fn condition(
+    conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    t: &str,
+) -> Option<(String, String, String)> {
+    conds
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn cond(bp: &BackupPolicy, t: &str) -> Option<(String, String, String)> {
+    condition(&bp.status.as_ref()?.conditions, t)
+}
+
+fn policy(name: &str, spec: Value) -> Result<BackupPolicy> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupPolicy",
+        "metadata": {"name": name}, "spec": spec
+    }))?)
+}
+
+async fn wait_bp<F: Fn(&BackupPolicy) -> bool>(
+    api: &Api<BackupPolicy>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    f: F,
+) -> Result<BackupPolicy> {
+    wait_for(what, timeout, || async {
+        let bp = api.get(name).await?;
+        Ok(f(&bp).then_some(bp))
+    })
+    .await
+}
+
+fn velero(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "velero.io".into(),
+        version: "v1".into(),
+        api_version: "velero.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn annotate(key: &str, value: &str) -> Patch<Value> {
+    Patch::Merge(json!({"metadata": {"annotations": {key: value}}}))
+}
+
+async fn delete_policy(api: &Api<BackupPolicy>, name: &str) -> Result<()> {
+    api.delete(name, &DeleteParams::default()).await?;
+    wait_for("policy deleted (schedules removed)", T, || async {
+        Ok(api.get_opt(name).await?.is_none().then_some(()))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn scheduled_backup_drill_and_restore_round_trip() -> Result<()> {
+    let s = setup(2).await?;
+    let api: Api<BackupPolicy> = Api::namespaced(s.hub.clone(), &s.ns);
+    api.create(
+        &PostParams::default(),
+        &policy("daily", json!({"schedule": "0 2 * * *", "retention": {"keepLast": 3}}))?,
+    )
+    .await?;
+    // Velero runs a new schedule's first backup at once; it completes and lands in the store.
+    let bp = wait_bp(&api, "daily", "first backup Completed", T_BACKUP, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_successful_backup.as_ref())
+            .is_some()
+    })
+    .await?;
+    let st = bp.status.clone().ok_or_else(|| anyhow!("no status"))?;
+    let backup = st.last_successful_backup.map(|b| b.name).unwrap_or_default();
+    ensure!(
+        cond(&bp, "Ready").is_some_and(|c| c.0 == "True"),
+        "{:?}",
+        cond(&bp, "Ready")
+    );
+    ensure!(cond(&bp, "RPOMet").is_some_and(|c| c.0 == "True"));
+    ensure!(st.rpo.as_deref() == Some("24h"), "level-2 default RPO: {:?}", st.rpo);
+    ensure!(st.copies_in_regions == vec![s.region.clone()]);
+    ensure!(st.systems == vec!["portal".to_string()]);
+    ensure!(
+        s.store.stored_backups().contains(&backup),
+        "backup {backup} in the object store: {:?}",
+        s.store.stored_backups()
+    );
+    // The agency now counts as covered.
+    let ac = Api::<AgencyCloud>::all(s.hub.clone()).get(&s.agency).await?;
+    let covered = condition(&ac.status.map(|s| s.conditions).unwrap_or_default(), "BackupCompliant");
+    ensure!(covered.as_ref().is_some_and(|c| c.0 == "True"), "{covered:?}");
+
+    // A drill on demand restores into a scratch namespace, checks and cleans up.
+    api.patch("daily", &PatchParams::default(), &annotate("govcloud.io/drill", "1"))
+        .await?;
+    let bp = wait_bp(&api, "daily", "drill finished", T_BACKUP, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_drill.as_ref())
+            .is_some_and(|d| d.trigger == "1" && d.result != "Running")
+    })
+    .await?;
+    let drill = bp
+        .status
+        .as_ref()
+        .and_then(|s| s.last_drill.clone())
+        .ok_or_else(|| anyhow!("no drill"))?;
+    ensure!(drill.result == "Passed", "drill: {drill:?}");
+    ensure!(drill.duration_seconds.is_some() && drill.finished.is_some());
+    ensure!(drill.message.contains("1/1 pods running"), "{}", drill.message);
+    ensure!(cond(&bp, "DrillPassed").is_some_and(|c| c.0 == "True"));
+    let scratch = drill.namespace.clone();
+    let nss: Api<Namespace> = Api::all(s.member.clone());
+    wait_for("scratch namespace removed", T, || async {
+        Ok(nss
+            .get_opt(&scratch)
+            .await?
+            .is_none_or(|n| n.metadata.deletion_timestamp.is_some())
+            .then_some(()))
+    })
+    .await?;
+
+    // Recovery: the system is deleted, restored from the backup, and runs again.
+    let systems: Api<HostedSystem> = Api::namespaced(s.hub.clone(), &s.ns);
+    systems.delete("portal", &DeleteParams::default()).await?;
+    let deploys: Api<Deployment> = Api::namespaced(s.member.clone(), &s.ns);
+    wait_for("system gone", T, || async {
+        Ok(
+            (systems.get_opt("portal").await?.is_none() && deploys.get_opt("portal-web").await?.is_none())
+                .then_some(()),
+        )
+    })
+    .await?;
+    api.patch(
+        "daily",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"govcloud.io/restore": "r1", "govcloud.io/restore-backup": backup}}}),
+        ),
+    )
+    .await?;
+    let bp = wait_bp(&api, "daily", "restore finished", T_BACKUP, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_restore.as_ref())
+            .is_some_and(|r| r.trigger == "r1" && r.result != "Running")
+    })
+    .await?;
+    let r = bp
+        .status
+        .and_then(|s| s.last_restore)
+        .ok_or_else(|| anyhow!("no restore"))?;
+    ensure!(r.result == "Passed", "restore: {r:?}");
+    ensure!(r.message.contains("recreated on the hub: portal"), "{}", r.message);
+    wait_for("restored system Available", T, || async {
+        let Some(hs) = systems.get_opt("portal").await? else {
+            return Ok(None);
+        };
+        Ok(
+            condition(&hs.status.map(|s| s.conditions).unwrap_or_default(), "Available")
+                .filter(|c| c.0 == "True")
+                .map(|_| ()),
+        )
+    })
+    .await?;
+    ensure!(deploys.get_opt("portal-web").await?.is_some());
+
+    // Zero writes at steady state: forced reconciles with nothing new change nothing.
+    let before = api.get("daily").await?;
+    let (_, m1) = operator_get("/metrics").await?;
+    for i in 0..4 {
+        api.patch(
+            "daily",
+            &PatchParams::default(),
+            &annotate("test/touch", &i.to_string()),
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let (_, m2) = operator_get("/metrics").await?;
+    let applies = |m: &str| metric(m, "govcloud_controller_child_applies_total", "backuppolicy");
+    ensure!(
+        applies(&m1) == applies(&m2),
+        "applies at steady state: {} → {}",
+        applies(&m1),
+        applies(&m2)
+    );
+    ensure!(
+        api.get("daily").await?.status == before.status,
+        "status rewritten at steady state"
+    );
+    ensure!(
+        m2.contains("govcloud_backup_recovery_point_age_seconds{agency="),
+        "age metric"
+    );
+    delete_policy(&api, "daily").await?;
+    Ok(())
+}
+
+fn metric(text: &str, name: &str, controller: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(&format!("controller=\"{controller}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn retention_prunes_old_backups_and_rpo_tracks_the_store() -> Result<()> {
+    let s = setup(2).await?;
+    let api: Api<BackupPolicy> = Api::namespaced(s.hub.clone(), &s.ns);
+    api.create(
+        &PostParams::default(),
+        &policy(
+            "minutely",
+            json!({"schedule": "* * * * *", "rpo": "2m", "retention": {"keepLast": 2, "daily": 0, "weekly": 0, "monthly": 0}}),
+        )?,
+    )
+    .await?;
+    let backups: Api<DynamicObject> = Api::namespaced_with(s.member.clone(), "velero", &velero("Backup", "backups"));
+    let schedule = format!("{}-minutely", s.ns);
+    // Backups are taken every minute; the policy keeps two (Velero deletes the others on the
+    // operator's DeleteBackupRequests) and never the newest good one.
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::<String>::new());
+    wait_for("five backups taken, two kept", Duration::from_secs(480), || async {
+        let list = backups
+            .list(&kube::api::ListParams::default().labels(&format!("velero.io/schedule-name={schedule}")))
+            .await?;
+        let names: Vec<String> = list.items.iter().filter_map(|b| b.metadata.name.clone()).collect();
+        let completed: Vec<&DynamicObject> = list
+            .items
+            .iter()
+            .filter(|b| b.data["status"]["phase"] == "Completed")
+            .collect();
+        let mut seen = seen.lock().map_err(|_| anyhow!("lock"))?;
+        seen.extend(names.iter().cloned());
+        Ok((seen.len() >= 5 && completed.len() <= 2 && names.len() <= 3).then_some(()))
+    })
+    .await?;
+    let bp = wait_bp(&api, "minutely", "status shows two retained", T, |b| {
+        b.status
+            .as_ref()
+            .is_some_and(|s| s.retained <= 3 && s.last_successful_backup.is_some())
+    })
+    .await?;
+    let newest_good = bp
+        .status
+        .and_then(|s| s.last_successful_backup)
+        .map(|b| b.name)
+        .unwrap_or_default();
+    let live = backups
+        .list(&kube::api::ListParams::default().labels(&format!("velero.io/schedule-name={schedule}")))
+        .await?;
+    ensure!(
+        live.items
+            .iter()
+            .any(|b| b.metadata.name.as_deref() == Some(newest_good.as_str())),
+        "the newest good backup {newest_good} is kept"
+    );
+    ensure!(cond(&api.get("minutely").await?, "RPOMet").is_some_and(|c| c.0 == "True"));
+
+    // The object store stops: backups fail, and after the RPO the policy says so.
+    s.store.stop();
+    let bp = wait_bp(&api, "minutely", "RPOMet False", Duration::from_secs(300), |b| {
+        cond(b, "RPOMet").is_some_and(|c| c.0 == "False")
+    })
+    .await?;
+    let msg = cond(&bp, "RPOMet").map(|c| c.2).unwrap_or_default();
+    ensure!(msg.contains("older than the RPO of 2m"), "{msg}");
+    ensure!(
+        bp.status
+            .as_ref()
+            .and_then(|s| s.last_backup.as_ref())
+            .is_some_and(|b| b.phase != "Completed"),
+        "the failing backups show: {:?}",
+        bp.status.as_ref().and_then(|s| s.last_backup.clone())
+    );
+    let (_, m) = operator_get("/metrics").await?;
+    ensure!(
+        m.lines()
+            .any(|l| l.starts_with("govcloud_backup_rpo_met{") && l.contains(&s.ns) && l.ends_with(" 0")),
+        "rpo metric 0"
+    );
+    // ... and recovers when the store is back.
+    s.store.resume()?;
+    wait_bp(&api, "minutely", "RPOMet True again", Duration::from_secs(300), |b| {
+        cond(b, "RPOMet").is_some_and(|c| c.0 == "True")
+    })
+    .await?;
+    delete_policy(&api, "minutely").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn offsite_copies_by_level_and_bad_policies() -> Result<()> {
+    let s = setup(3).await?;
+    let api: Api<BackupPolicy> = Api::namespaced(s.hub.clone(), &s.ns);
+    // Level 3 without an off-site region: backups run, but it is not compliant.
+    api.create(
+        &PostParams::default(),
+        &policy("main", json!({"schedule": "0 2 * * *"}))?,
+    )
+    .await?;
+    let bp = wait_bp(&api, "main", "OffsiteCompliant False", T_BACKUP, |b| {
+        cond(b, "OffsiteCompliant").is_some_and(|c| c.0 == "False")
+    })
+    .await?;
+    let msg = cond(&bp, "OffsiteCompliant").map(|c| c.2).unwrap_or_default();
+    ensure!(
+        msg.contains("Security level 3 requires an off-site copy: set spec.offsiteRegion"),
+        "{msg}"
+    );
+    // An off-site region equal to the primary, or unknown: reported naming the field.
+    for (region, needle) in [
+        (s.region.clone(), "is the region of the agency's cluster"),
+        (
+            "nowhere".to_string(),
+            "no BackupLocation is registered for region nowhere",
+        ),
+    ] {
+        api.patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"offsiteRegion": region}})),
+        )
+        .await?;
+        let bp = wait_bp(&api, "main", "bad offsite reported", T, |b| {
+            cond(b, "Ready").is_some_and(|c| c.0 == "False" && c.2.contains(needle))
+        })
+        .await?;
+        let msg = cond(&bp, "Ready").map(|c| c.2).unwrap_or_default();
+        ensure!(msg.starts_with("spec.offsiteRegion"), "{msg}");
+    }
+    // A second region with its own store: the off-site copy is taken there.
+    let far = ObjectStore::start(&unique("far"))?;
+    let far_region = unique_short("far");
+    location(&s.hub, &far_region, &far_region, &far).await?;
+    api.patch(
+        "main",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"offsiteRegion": far_region}})),
+    )
+    .await?;
+    let bp = wait_bp(&api, "main", "off-site copy made", T_BACKUP, |b| {
+        cond(b, "OffsiteCompliant").is_some_and(|c| c.0 == "True" && c.1 == "OffsiteCopyCurrent")
+    })
+    .await?;
+    let st = bp.status.ok_or_else(|| anyhow!("no status"))?;
+    ensure!(
+        st.copies_in_regions.contains(&far_region) && st.copies_in_regions.contains(&s.region),
+        "{:?}",
+        st.copies_in_regions
+    );
+    ensure!(!far.stored_backups().is_empty(), "the off-site store holds a backup");
+
+    // An RPO shorter than the schedule's interval, and a selector that matches nothing.
+    api.patch(
+        "main",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"rpo": "1h"}})),
+    )
+    .await?;
+    let bp = wait_bp(&api, "main", "rpo vs interval", T, |b| {
+        cond(b, "Ready").is_some_and(|c| c.2.contains("spec.rpo: 1h is shorter than the longest interval"))
+    })
+    .await?;
+    ensure!(cond(&bp, "Ready").is_some_and(|c| c.0 == "False"));
+    api.patch(
+        "main",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"rpo": null, "selector": {"matchLabels": {"tier": "nothing"}}}})),
+    )
+    .await?;
+    wait_bp(&api, "main", "empty selector", T, |b| {
+        cond(b, "Ready").is_some_and(|c| c.0 == "False" && c.2.contains("spec.selector matches no HostedSystem"))
+    })
+    .await?;
+    // Refused at admission, naming the field.
+    for (spec, needle) in [
+        (json!({"schedule": "every day"}), "spec.schedule"),
+        (
+            json!({"schedule": "0 2 * * *", "retention": {"keepLast": 0}}),
+            "spec.retention.keepLast",
+        ),
+        (json!({"schedule": "0 2 * * *", "rpo": "1d"}), "spec.rpo"),
+    ] {
+        match api
+            .create(&PostParams::default(), &policy(&unique("bad"), spec.clone())?)
+            .await
+        {
+            Err(kube::Error::Api(e)) => ensure!(e.message.contains(needle), "{spec}: {}", e.message),
+            other => bail!("{spec} accepted: {other:?}"),
+        }
+    }
+    delete_policy(&api, "main").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn drill_of_a_broken_backup_fails_and_tenants_stay_isolated() -> Result<()> {
+    let s = setup(2).await?;
+    let api: Api<BackupPolicy> = Api::namespaced(s.hub.clone(), &s.ns);
+    api.create(&PostParams::default(), &policy("p", json!({"schedule": "0 2 * * *"}))?)
+        .await?;
+    let bp = wait_bp(&api, "p", "first backup", T_BACKUP, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_successful_backup.as_ref())
+            .is_some()
+    })
+    .await?;
+    let backup = bp
+        .status
+        .and_then(|s| s.last_successful_backup)
+        .map(|b| b.name)
+        .unwrap_or_default();
+    // Break the backup in the store: its contents are gone.
+    let dir = s.store.dir.join("backups").join("backups").join(&backup);
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.to_string_lossy().ends_with(".tar.gz") {
+            std::fs::remove_file(path)?;
+        }
+    }
+    api.patch("p", &PatchParams::default(), &annotate("govcloud.io/drill", "broken"))
+        .await?;
+    let bp = wait_bp(&api, "p", "drill of the broken backup finished", T_BACKUP, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_drill.as_ref())
+            .is_some_and(|d| d.trigger == "broken" && d.result != "Running")
+    })
+    .await?;
+    let d = bp
+        .status
+        .as_ref()
+        .and_then(|s| s.last_drill.clone())
+        .ok_or_else(|| anyhow!("no drill"))?;
+    ensure!(d.result == "Failed", "{d:?}");
+    ensure!(cond(&bp, "DrillPassed").is_some_and(|c| c.0 == "False" && c.1 == "DrillFailed"));
+
+    // Another agency cannot touch this one's backups.
+    let other = unique_short("o");
+    let group = unique("grp");
+    create_test_cluster(&s.hub, &group, "external", 3, 2, None).await?;
+    let ac: AgencyCloud = serde_json::from_value(agency_cloud(&other, 2, "external", &[("prod", "2", "4Gi")], &group))?;
+    Api::<AgencyCloud>::all(s.hub.clone())
+        .create(&PostParams::default(), &ac)
+        .await?;
+    let outsider = impersonating(1, "someone", &[&format!("{other}-owners")]).await?;
+    wait_for("other agency's owners can use their own namespace", T, || async {
+        let own: Api<BackupPolicy> = Api::namespaced(outsider.clone(), &format!("{other}-prod"));
+        Ok(own.list(&Default::default()).await.ok().map(|_| ()))
+    })
+    .await?;
+    // ... not read or change this agency's policies (hub RBAC),
+    let theirs: Api<BackupPolicy> = Api::namespaced(outsider.clone(), &s.ns);
+    match theirs.get("p").await {
+        Err(kube::Error::Api(e)) => ensure!(e.code == 403, "{e:?}"),
+        other => bail!("cross-agency read allowed: {other:?}"),
+    }
+    match theirs
+        .patch("p", &PatchParams::default(), &annotate("govcloud.io/restore", "steal"))
+        .await
+    {
+        Err(kube::Error::Api(e)) => ensure!(e.code == 403, "{e:?}"),
+        other => bail!("cross-agency restore request allowed: {other:?}"),
+    }
+    // ... nor create Velero restores on the member cluster,
+    let member_outsider = impersonating(2, "someone", &[&format!("{other}-owners")]).await?;
+    let restores: Api<DynamicObject> = Api::namespaced_with(member_outsider, "velero", &velero("Restore", "restores"));
+    let r: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "velero.io/v1", "kind": "Restore", "metadata": {"name": unique("steal")},
+        "spec": {"backupName": backup, "namespaceMapping": {s.ns.clone(): format!("{other}-prod")}}
+    }))?;
+    match restores.create(&PostParams::default(), &r).await {
+        Err(kube::Error::Api(e)) => ensure!(e.code == 403, "{e:?}"),
+        other => bail!("tenant created a Velero Restore: {other:?}"),
+    }
+    // ... and a policy restores only its own backups.
+    api.patch(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"govcloud.io/restore": "x", "govcloud.io/restore-backup": "someone-elses-backup"}}})),
+    )
+    .await?;
+    let bp = wait_bp(&api, "p", "foreign backup refused", T, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_restore.as_ref())
+            .is_some_and(|r| r.trigger == "x")
+    })
+    .await?;
+    let r = bp
+        .status
+        .and_then(|s| s.last_restore)
+        .ok_or_else(|| anyhow!("no restore record"))?;
+    ensure!(
+        r.result == "Failed" && r.message.contains("is not a successful backup of this policy"),
+        "{r:?}"
+    );
+    delete_policy(&api, "p").await?;
+    Api::<AgencyCloud>::all(s.hub.clone())
+        .delete(&other, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
