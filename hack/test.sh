@@ -52,6 +52,11 @@ bash "$here/build-velero.sh"
 step "Velero servers against the testbed clusters (backups of BackupPolicies)"
 bash "$here/velero.sh" up
 
+step "Prometheus 2.42 (Debian's package, extracted, not installed); promtool checks and unit-tests the alert rules; dashboard structure"
+bash "$here/prometheus.sh" build
+bash "$here/check-alerts.sh"
+python3 "$here/check-dashboards.py"
+
 step "testbed smoke: Deployment → Running pods, namespace deletion completes"
 bash "$here/smoke-testbed.sh" dc1
 

@@ -17,3 +17,11 @@ S3S_FS_VERSION="${S3S_FS_VERSION:-0.14.1}"
 VELERO_BIN="$GOVCLOUD_CACHE/bin/velero-$VELERO_VERSION"
 VELERO_AWS_PLUGIN_BIN="$GOVCLOUD_CACHE/bin/velero-plugin-for-aws-$VELERO_AWS_PLUGIN_VERSION"
 S3S_FS_BIN="$GOVCLOUD_CACHE/bin/s3s-fs-$S3S_FS_VERSION"
+
+# Prometheus and promtool (Prometheus 2.42) from Debian bookworm's "prometheus" package,
+# downloaded with apt-get download and extracted with dpkg -x (never installed) by
+# hack/prometheus.sh build. PROMETHEUS_BIN and PROMTOOL_BIN are the binaries themselves.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-2.42.0+ds-5+deb12u1}"
+PROMETHEUS_DIR="$GOVCLOUD_CACHE/bin/prometheus-$PROMETHEUS_VERSION"
+PROMETHEUS_BIN="$PROMETHEUS_DIR/usr/bin/prometheus"
+PROMTOOL_BIN="$PROMETHEUS_DIR/usr/bin/promtool"

@@ -176,3 +176,130 @@ async fn gauges_and_reports_equal_what_the_clusters_show() -> Result<()> {
     systems.delete("svc", &DeleteParams::default()).await?;
     Ok(())
 }
+
+/// A real Prometheus (Debian's 2.42, from hack/prometheus.sh build) scraping this binary's
+/// operator every second, with the chart's alert rules loaded; stopped by PID on drop.
+struct Prometheus {
+    url: String,
+    child: std::process::Child,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn prometheus_scraping_the_operator() -> Result<Prometheus> {
+    let bin = hack_version("PROMETHEUS_BIN")?;
+    let target = operator()?.addr;
+    let dir = testbed_state().join("test-prometheus").join(unique("p"));
+    std::fs::create_dir_all(&dir)?;
+    let rules = repo_root().join("charts/govcloud-operator/files/alerts.rules.yaml");
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{rules:?}]\nscrape_configs:\n  - job_name: govcloud-operator\n    static_configs: [{{targets: ['{target}']}}]\n"
+        ),
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let log = std::fs::File::create(dir.join("prometheus.log"))?;
+    let child = std::process::Command::new(&bin)
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| anyhow!("cannot start {bin} (run hack/prometheus.sh build): {e}"))?;
+    Ok(Prometheus {
+        url: format!("http://127.0.0.1:{port}"),
+        child,
+    })
+}
+
+/// Percent-encodes a query parameter.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn query(url: &str, promql: &str) -> Result<Vec<serde_json::Value>> {
+    let http = reqwest::Client::new();
+    let v: serde_json::Value = http
+        .get(format!("{url}/api/v1/query?query={}", encode(promql)))
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(v["status"] == "success", "{promql}: {v}");
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_the_gauges_and_every_dashboard_query_runs() -> Result<()> {
+    init_crypto();
+    operator()?;
+    let hub = client(1).await?;
+    let group = unique("grp");
+    let dc = create_test_cluster(&hub, &group, "internal", 3, 2, None).await?;
+    let a = unique_short("p");
+    let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, 2, "internal", &[("prod", "3", "6Gi")], &group))?;
+    let agencies: Api<AgencyCloud> = Api::all(hub.clone());
+    agencies.create(&PostParams::default(), &ac).await?;
+    let prom = prometheus_scraping_the_operator().await?;
+    // The cluster's allocated CPU reaches Prometheus with its labels.
+    let q = format!("govcloud_cluster_resource{{cluster=\"{dc}\",resource=\"cpu\",kind=\"allocated\"}}");
+    let series = wait_for("Prometheus has the allocated CPU of the cluster", T, || async {
+        let r = query(&prom.url, &q).await.unwrap_or_default();
+        Ok(r.into_iter().find(|s| s["value"][1] == "3"))
+    })
+    .await?;
+    ensure!(
+        series["metric"]["region"] == "r1" && series["metric"]["zone"] == "internal",
+        "{series}"
+    );
+    let quota = query(
+        &prom.url,
+        &format!("govcloud_agency_quota{{agency=\"{a}\",environment=\"prod\",resource=\"cpu\",kind=\"hard\"}}"),
+    )
+    .await?;
+    ensure!(quota.first().is_some_and(|s| s["value"][1] == "3"), "{quota:?}");
+    // The alert rules are loaded and evaluated by this Prometheus.
+    let rules: serde_json::Value = reqwest::get(format!("{}/api/v1/rules", prom.url)).await?.json().await?;
+    let names: Vec<String> = rules["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r["name"].as_str().map(String::from))
+        .collect();
+    for alert in [
+        "GovcloudBackupRPOBreached",
+        "GovcloudQuotaNearlyFull",
+        "GovcloudClusterCapacityNearlyFull",
+        "GovcloudMemberUnreachable",
+        "GovcloudReconcileErrors",
+    ] {
+        ensure!(names.iter().any(|n| n == alert), "{alert} not loaded: {names:?}");
+    }
+    // Every dashboard panel's query runs on this Prometheus (hack/check-dashboards.py).
+    let out = tokio::process::Command::new("python3")
+        .arg(repo_root().join("hack/check-dashboards.py"))
+        .args(["--prometheus", &prom.url])
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "dashboard check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    agencies.delete(&a, &DeleteParams::default()).await?;
+    Ok(())
+}
