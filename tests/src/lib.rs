@@ -514,6 +514,8 @@ async fn remove_leftovers(hub: &Client) {
     }
     let dccs: Api<DataCenterCluster> = Api::all(hub.clone());
     let _ = dccs.delete_collection(&dp, &lp).await;
+    let locations: Api<govcloud::api::BackupLocation> = Api::all(hub.clone());
+    let _ = locations.delete_collection(&dp, &lp).await;
 }
 
 /// Registers testbed cluster `member` as a DataCenterCluster (through a kubeconfig Secret,
