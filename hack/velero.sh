@@ -215,6 +215,7 @@ start_process() {
   fi
   rm -f "$pf"
   printf '\n===== %s starting %s =====\n' "$(date -Is)" "$name" >>"$logf"
+  # shellcheck disable=SC2016 # the inner script expands its own arguments
   setsid -f env "${envs[@]}" bash -c 'cd "$1" && echo $$ >"$2.tmp" && mv "$2.tmp" "$2" && shift 2 && exec "$@"' \
     velero-sh "$VELERO_STATE" "$pf" "$@" >>"$logf" 2>&1 </dev/null
   local deadline=$((SECONDS + 10))

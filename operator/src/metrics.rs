@@ -32,6 +32,8 @@ pub struct Metrics {
     pub cluster_resource: prometheus::GaugeVec,
     /// `govcloud_agency_systems{agency,environment,state}`: total and ready hosted systems.
     pub agency_systems_state: IntGaugeVec,
+    /// `govcloud_agency_efficiency{agency,environment,resource}`: actual use ÷ requested.
+    pub agency_efficiency: prometheus::GaugeVec,
     /// `govcloud_backup_last_success_timestamp_seconds{agency,namespace,policy}`.
     pub backup_last_success: IntGaugeVec,
     /// `govcloud_backup_recovery_point_age_seconds{agency,namespace,policy}`, computed at scrape.
@@ -247,7 +249,22 @@ impl Metrics {
             registry.register(Box::new(agency_systems_state.clone())),
             "register agency systems",
         );
+        let agency_efficiency = must(
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "govcloud_agency_efficiency",
+                    "Actual use ÷ requested per agency environment (resource=cpu), from the Prometheus named in ConfigMap govcloud-utilization.",
+                ),
+                &["agency", "environment", "resource"],
+            ),
+            "agency_efficiency",
+        );
+        must(
+            registry.register(Box::new(agency_efficiency.clone())),
+            "register agency efficiency",
+        );
         Metrics {
+            agency_efficiency,
             cluster_resource,
             agency_systems_state,
             backup_last_success,

@@ -191,7 +191,7 @@ impl Drop for Prometheus {
     }
 }
 
-async fn prometheus_scraping_the_operator() -> Result<Prometheus> {
+async fn prometheus_scraping_the_operator(extra: Option<std::net::SocketAddr>) -> Result<Prometheus> {
     let bin = hack_version("PROMETHEUS_BIN")?;
     let target = operator()?.addr;
     let dir = testbed_state().join("test-prometheus").join(unique("p"));
@@ -200,7 +200,10 @@ async fn prometheus_scraping_the_operator() -> Result<Prometheus> {
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{rules:?}]\nscrape_configs:\n  - job_name: govcloud-operator\n    static_configs: [{{targets: ['{target}']}}]\n"
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{rules:?}]\nscrape_configs:\n  - job_name: govcloud-operator\n    static_configs: [{{targets: ['{target}']}}]\n{}",
+            extra
+                .map(|e| format!("  - job_name: usage\n    static_configs: [{{targets: ['{e}']}}]\n"))
+                .unwrap_or_default()
         ),
     )?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -252,7 +255,59 @@ async fn prometheus_scrapes_the_gauges_and_every_dashboard_query_runs() -> Resul
     let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, 2, "internal", &[("prod", "3", "6Gi")], &group))?;
     let agencies: Api<AgencyCloud> = Api::all(hub.clone());
     agencies.create(&PostParams::default(), &ac).await?;
-    let prom = prometheus_scraping_the_operator().await?;
+    // Actual consumption: KWOK runs no cAdvisor, so a small exporter of the test's own
+    // reports 0.25 cores used in the agency's namespace; Prometheus scrapes it and the
+    // operator asks Prometheus (the real query path), configured by ConfigMap.
+    let ns = format!("{a}-prod");
+    let exporter = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let exporter_addr = exporter.local_addr()?;
+    let body = format!("govcloud_test_cpu_usage_cores{{namespace=\"{ns}\"}} 0.25\n");
+    let serve = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut sock, _)) = exporter.accept().await {
+            let mut buf = [0u8; 2048];
+            let _ = sock.read(&mut buf).await;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(reply.as_bytes()).await;
+        }
+    });
+    let prom = prometheus_scraping_the_operator(Some(exporter_addr)).await?;
+    let systems: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
+    let hs: HostedSystem = serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem", "metadata": {"name": "app"},
+        "spec": {"securityLevel": 2, "dataClassification": "general",
+                 "components": [{"name": "api", "image": "registry.gov.cn/api:1", "resources": {"cpu": "500m", "memory": "64Mi"}}]}
+    }))?;
+    wait_for("agency namespace ready for systems", T, || async {
+        Ok(systems.create(&PostParams::default(), &hs).await.ok().map(|_| ()))
+    })
+    .await?;
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "govcloud-utilization", "namespace": OPERATOR_NAMESPACE},
+        "data": {"prometheusURL": prom.url, "cpuUsageQuery": "sum by (namespace) (govcloud_test_cpu_usage_cores)"}
+    }))?;
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(hub.clone(), OPERATOR_NAMESPACE);
+    let _ = cms.delete("govcloud-utilization", &DeleteParams::default()).await;
+    cms.create(&PostParams::default(), &cm).await?;
+    wait_for(
+        "efficiency = 0.25 used ÷ 0.5 requested",
+        Duration::from_secs(150),
+        || async {
+            let (_, m) = operator_get("/metrics").await?;
+            Ok((gauge(
+                &m,
+                "govcloud_agency_efficiency",
+                &[("agency", &a), ("environment", "prod"), ("resource", "cpu")],
+            ) == Some(0.5))
+            .then_some(()))
+        },
+    )
+    .await?;
+    cms.delete("govcloud-utilization", &DeleteParams::default()).await?;
+    serve.abort();
     // The cluster's allocated CPU reaches Prometheus with its labels.
     let q = format!("govcloud_cluster_resource{{cluster=\"{dc}\",resource=\"cpu\",kind=\"allocated\"}}");
     let series = wait_for("Prometheus has the allocated CPU of the cluster", T, || async {

@@ -144,6 +144,28 @@ pub fn compute(
     (status, rows)
 }
 
+/// Sets each row's CPU efficiency: actual use over the agency's namespaces ÷ requests.
+fn add_efficiency(ctx: &Context, rows: &mut [AgencyRow], usage: &std::collections::HashMap<String, f64>) {
+    let Some(agencies) = ctx.agencies.get() else { return };
+    for r in rows.iter_mut() {
+        let Some(a) = agencies.get(&kube::runtime::reflector::ObjectRef::new(&r.agency)) else {
+            continue;
+        };
+        let actual: Option<f64> = a
+            .status
+            .iter()
+            .flat_map(|s| s.environments.iter())
+            .filter_map(|e| usage.get(&e.namespace))
+            .copied()
+            .reduce(|x, y| x + y);
+        if let Some(actual) = actual
+            && r.used.cpu > 0.0
+        {
+            r.cpu_efficiency = Some((actual / r.used.cpu * 1000.0).round() / 1000.0);
+        }
+    }
+}
+
 #[instrument(skip_all, fields(report = %ur.name_any()))]
 async fn reconcile(ur: Arc<UtilizationReport>, ctx: Arc<Context>) -> Result<Action> {
     // A report is a snapshot: once completed it is never recomputed or rewritten.
@@ -166,7 +188,16 @@ async fn reconcile(ur: Arc<UtilizationReport>, ctx: Arc<Context>) -> Result<Acti
         .map(|t| t.0)
         .unwrap_or_else(|| end.checked_sub(24.hours()).unwrap_or(end));
     let prices = prices(&ctx, &ur).await;
-    let (mut status, rows) = compute(&ctx, prices.as_ref(), start, end);
+    let (mut status, mut rows) = compute(&ctx, prices.as_ref(), start, end);
+    if let Some(usage) = super::utilization::actual_cpu(&ctx).await {
+        add_efficiency(&ctx, &mut rows, &usage);
+        for r in status.top_agencies.iter_mut() {
+            r.cpu_efficiency = rows
+                .iter()
+                .find(|x| x.agency == r.agency)
+                .and_then(|x| x.cpu_efficiency);
+        }
+    }
     let owner = ur
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;

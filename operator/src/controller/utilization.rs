@@ -57,10 +57,98 @@ pub fn refresh_metrics(ctx: &Context) {
     }
 }
 
-/// Refreshes the utilization gauges every `every` until the task is dropped.
+/// ConfigMap (operator namespace) that points the operator at a Prometheus holding actual
+/// consumption: keys `prometheusURL` and optionally `cpuUsageQuery`.
+pub const USAGE_CONFIGMAP: &str = "govcloud-utilization";
+/// Actual CPU use per namespace, in cores (cAdvisor's metric, as kubelets export it).
+pub const DEFAULT_CPU_QUERY: &str = "sum by (namespace) (rate(container_cpu_usage_seconds_total{container!=\"\"}[5m]))";
+
+/// Queries the configured Prometheus for actual CPU use per namespace (cores). None when no
+/// Prometheus is configured or it cannot be asked (logged).
+pub async fn actual_cpu(ctx: &Context) -> Option<std::collections::HashMap<String, f64>> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let cm = kube::Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.settings.namespace)
+        .get_opt(USAGE_CONFIGMAP)
+        .await
+        .ok()??;
+    let data = cm.data?;
+    let url = data.get("prometheusURL")?.trim_end_matches('/').to_string();
+    let query = data
+        .get("cpuUsageQuery")
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_CPU_QUERY.to_string());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let encoded: String = query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let answer = async {
+        let v: serde_json::Value = http
+            .get(format!("{url}/api/v1/query?query={encoded}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok::<_, reqwest::Error>(v)
+    }
+    .await;
+    let v = match answer {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, %url, "cannot query Prometheus for actual CPU use");
+            return None;
+        }
+    };
+    let mut out = std::collections::HashMap::new();
+    for r in v["data"]["result"].as_array().into_iter().flatten() {
+        let ns = r["metric"]["namespace"].as_str();
+        let val = r["value"][1].as_str().and_then(|x| x.parse::<f64>().ok());
+        if let (Some(ns), Some(val)) = (ns, val) {
+            out.insert(ns.to_string(), val);
+        }
+    }
+    Some(out)
+}
+
+/// Sets `govcloud_agency_efficiency{agency,environment,resource="cpu"}`: actual CPU use ÷
+/// CPU requested.
+pub fn record_efficiency(ctx: &Context, usage: &std::collections::HashMap<String, f64>) {
+    let Some(agencies) = ctx.agencies.get() else { return };
+    ctx.metrics.agency_efficiency.reset();
+    for a in agencies.state() {
+        for env in a.status.iter().flat_map(|s| s.environments.iter()) {
+            let requested = util::quota_totals(&env.used).cpu;
+            if let Some(actual) = usage.get(&env.namespace)
+                && requested > 0.0
+            {
+                ctx.metrics
+                    .agency_efficiency
+                    .with_label_values(&[&a.name_any(), &env.name, "cpu"])
+                    .set(actual / requested);
+            }
+        }
+    }
+}
+
+/// Refreshes the utilization gauges every `every` until the task is dropped (actual use
+/// from Prometheus every sixth time).
 pub async fn run_metrics(ctx: Arc<Context>, every: Duration) {
+    let mut n: u64 = 0;
     loop {
         refresh_metrics(&ctx);
+        if n % 6 == 0
+            && let Some(usage) = actual_cpu(&ctx).await
+        {
+            record_efficiency(&ctx, &usage);
+        }
+        n += 1;
         tokio::time::sleep(every).await;
     }
 }
