@@ -11,7 +11,7 @@ use crate::core::utilization::{AgencyRow, ClusterRow, PriceCatalogue, Totals};
 /// numbers are those at generation time); the operator also creates `daily-YYYY-MM-DD` and
 /// `monthly-YYYY-MM` reports. The per-agency table is kept in ConfigMaps of the operator's
 /// namespace (`status.tables`), so that thousands of agencies fit; `govcloud-operator report
-/// export` writes it as CSV, JSON or HTML.
+/// NAME -o csv|json|html` writes it out.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "govcloud.io",

@@ -464,7 +464,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
                 let body = json!({
                     "apiVersion": "velero.io/v1", "kind": "DeleteBackupRequest",
                     "metadata": {"name": format!("{}-prune", b.name), "namespace": core::VELERO_NAMESPACE,
-                                 "labels": {core::BACKUP_NAME_LABEL: b.name, core::POLICY_LABEL: format!("{ns}.{name}")}},
+                                 "labels": {core::BACKUP_NAME_LABEL: b.name, core::POLICY_LABEL: core::policy_label_value(&ns, &name)}},
                     "spec": {"backupName": b.name},
                 });
                 ctx.metrics.child_applied(CONTROLLER);

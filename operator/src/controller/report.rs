@@ -172,6 +172,21 @@ async fn reconcile(ur: Arc<UtilizationReport>, ctx: Arc<Context>) -> Result<Acti
     if ur.status.as_ref().is_some_and(|s| s.phase.is_some()) {
         return Ok(Action::await_change());
     }
+    // A snapshot taken before the caches are filled would be empty for good: wait for them.
+    let synced = async {
+        let (Some(a), Some(s)) = (ctx.agencies.get(), ctx.systems.get()) else {
+            return false;
+        };
+        a.wait_until_ready().await.is_ok()
+            && s.wait_until_ready().await.is_ok()
+            && ctx.clusters.wait_until_ready().await.is_ok()
+    };
+    if !tokio::time::timeout(Duration::from_secs(5), synced)
+        .await
+        .unwrap_or(false)
+    {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     let name = ur.name_any();
     let created = ur

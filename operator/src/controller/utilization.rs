@@ -143,7 +143,7 @@ pub async fn run_metrics(ctx: Arc<Context>, every: Duration) {
     let mut n: u64 = 0;
     loop {
         refresh_metrics(&ctx);
-        if n % 6 == 0
+        if n.is_multiple_of(6)
             && let Some(usage) = actual_cpu(&ctx).await
         {
             record_efficiency(&ctx, &usage);

@@ -12,7 +12,7 @@ use crate::api::backup::{BackupPolicySpec, Retention};
 
 /// Namespace of Velero on every member cluster.
 pub const VELERO_NAMESPACE: &str = "velero";
-/// Label on the operator's Velero objects: the policy's `namespace.name`.
+/// Label on the operator's Velero objects: the policy (see [`policy_label_value`]).
 pub const POLICY_LABEL: &str = "govcloud.io/backup-policy";
 /// Velero's label naming the Schedule a Backup came from.
 pub const SCHEDULE_NAME_LABEL: &str = "velero.io/schedule-name";
@@ -254,6 +254,12 @@ pub fn schedule_name(namespace: &str, policy: &str, offsite: bool) -> String {
     if offsite { format!("{base}-offsite") } else { base }
 }
 
+/// Value of [`POLICY_LABEL`] on the policy's Velero objects: the primary schedule's name
+/// (`<namespace>-<policy>`, shortened with a hash to stay a valid label value).
+pub fn policy_label_value(namespace: &str, policy: &str) -> String {
+    schedule_name(namespace, policy, false)
+}
+
 /// Name of the Velero BackupStorageLocation of a BackupLocation.
 pub fn storage_location_name(location: &str) -> String {
     format!("govcloud-{location}")
@@ -285,7 +291,7 @@ pub fn velero_schedule(
         // Recreated by their controllers on restore.
         "excludedResources": ["pods", "replicasets.apps", "controllerrevisions.apps", "endpoints",
                               "endpointslices.discovery.k8s.io", "events", "events.events.k8s.io"],
-        "metadata": {"labels": {POLICY_LABEL: format!("{namespace}.{policy}")}},
+        "metadata": {"labels": {POLICY_LABEL: policy_label_value(namespace, policy)}},
     });
     if let Some(systems) = systems {
         template["labelSelector"] = json!({"matchExpressions": [
@@ -296,7 +302,7 @@ pub fn velero_schedule(
         "apiVersion": "velero.io/v1", "kind": "Schedule",
         "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": {
             "app.kubernetes.io/managed-by": super::agency::MANAGED_BY,
-            POLICY_LABEL: format!("{namespace}.{policy}"),
+            POLICY_LABEL: policy_label_value(namespace, policy),
         }},
         "spec": {
             "schedule": format!("CRON_TZ={} {}", spec.time_zone, spec.schedule.trim()),
@@ -325,7 +331,7 @@ pub fn velero_initial_backup(
         "apiVersion": "velero.io/v1", "kind": "Backup",
         "metadata": {"name": format!("{schedule}-initial"), "namespace": VELERO_NAMESPACE, "labels": {
             "app.kubernetes.io/managed-by": super::agency::MANAGED_BY,
-            POLICY_LABEL: format!("{namespace}.{policy}"),
+            POLICY_LABEL: policy_label_value(namespace, policy),
             SCHEDULE_NAME_LABEL: schedule,
         }},
         "spec": template,
@@ -378,7 +384,7 @@ pub fn velero_restore(name: &str, backup: &str, namespace: &str, target: Option<
         "apiVersion": "velero.io/v1", "kind": "Restore",
         "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": {
             "app.kubernetes.io/managed-by": super::agency::MANAGED_BY,
-            POLICY_LABEL: format!("{namespace}.{policy}"),
+            POLICY_LABEL: policy_label_value(namespace, policy),
         }},
         "spec": spec,
     })
