@@ -11,6 +11,7 @@ pub mod api;
 pub mod controller;
 pub mod core;
 pub mod error;
+pub mod leader;
 pub mod member;
 pub mod metrics;
 pub mod runtime;

@@ -97,6 +97,13 @@ struct RunArgs {
     /// Monthly UtilizationReports to keep (0 makes none).
     #[arg(long, env = "GOVCLOUD_MONTHLY_REPORTS", default_value_t = 24)]
     monthly_reports: usize,
+    /// Run the controllers only while holding the Lease `govcloud-operator` in the operator's
+    /// namespace (for several replicas).
+    #[arg(long, env = "GOVCLOUD_LEADER_ELECT")]
+    leader_elect: bool,
+    /// This replica's identity in the lease. Default: $POD_NAME, else host name and process id.
+    #[arg(long, env = "GOVCLOUD_IDENTITY")]
+    identity: Option<String>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -160,6 +167,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         probe_interval: Duration::from_secs(args.probe_interval.max(1)),
         concurrency: args.concurrency.max(1),
         instance: std::env::var("POD_NAME").ok(),
+        leader_election: args.leader_elect.then(|| {
+            let identity = args
+                .identity
+                .clone()
+                .or_else(|| std::env::var("POD_NAME").ok())
+                .unwrap_or_else(|| {
+                    format!(
+                        "{}-{}",
+                        std::env::var("HOSTNAME").unwrap_or_else(|_| "govcloud".into()),
+                        std::process::id()
+                    )
+                });
+            govcloud::leader::LeaderElection::new(&args.namespace, &identity)
+        }),
         daily_reports: args.daily_reports,
         monthly_reports: args.monthly_reports,
         ..Settings::default()

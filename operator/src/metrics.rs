@@ -27,6 +27,8 @@ pub struct Metrics {
     applies: IntCounterVec,
     /// Quota of an agency environment, hard and used; labels agency, environment, resource, kind.
     pub agency_quota: prometheus::GaugeVec,
+    /// `govcloud_leader`: 1 while this replica runs the controllers.
+    pub leader: prometheus::IntGauge,
     /// `govcloud_cluster_resource{cluster,region,zone,resource,kind}`: capacity, allocatable,
     /// allocated (placed quotas) and used (quota usage).
     pub cluster_resource: prometheus::GaugeVec,
@@ -263,7 +265,16 @@ impl Metrics {
             registry.register(Box::new(agency_efficiency.clone())),
             "register agency efficiency",
         );
+        let leader = must(
+            prometheus::IntGauge::new(
+                "govcloud_leader",
+                "1 while this replica holds the leader lease and runs the controllers, 0 while it waits.",
+            ),
+            "leader",
+        );
+        must(registry.register(Box::new(leader.clone())), "register leader");
         Metrics {
+            leader,
             agency_efficiency,
             cluster_resource,
             agency_systems_state,

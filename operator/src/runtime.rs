@@ -33,6 +33,9 @@ pub enum StartError {
     /// The HTTP endpoint failed.
     #[error("HTTP endpoint failed: {0}")]
     Http(#[source] std::io::Error),
+    /// Another replica took the leader lease: this one stopped its controllers.
+    #[error("lost the leader lease; stopped (the replica restarts as a candidate)")]
+    LeadershipLost,
 }
 
 /// Checks that every CRD of the project is installed and Established.
@@ -81,6 +84,8 @@ pub async fn run(
     let metrics = Metrics::new();
     let health = Health::default();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = std::sync::Arc::new(stop_tx);
+    let stop_on_shutdown = stop_tx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -90,7 +95,7 @@ pub async fn run(
     tokio::spawn(async move {
         shutdown.await;
         info!("shutdown requested");
-        let _ = stop_tx.send(true);
+        let _ = stop_on_shutdown.send(true);
     });
 
     let addr = listener.local_addr().map_err(StartError::Http)?;
@@ -100,6 +105,24 @@ pub async fn run(
     check_crds(&client).await?;
     health.set_crds_established();
     info!("CRDs installed and established");
+
+    // With leader election, only the holder of the lease runs the controllers (and writes).
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(le) = settings.leader_election.clone() {
+        tokio::select! {
+            _ = le.acquire(&client) => {}
+            _ = stopped() => return Ok(()),
+        }
+        metrics.leader.set(1);
+        let (client, lost, stop) = (client.clone(), lost.clone(), stop_tx.clone());
+        tokio::spawn(async move {
+            le.hold(&client).await;
+            lost.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = stop.send(true);
+        });
+    } else {
+        metrics.leader.set(1);
+    }
 
     // A hub-wide cache of DataCenterClusters, used for placement.
     let (clusters, writer) = kube::runtime::reflector::store();
@@ -142,6 +165,9 @@ pub async fn run(
     info!("controllers stopped");
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
         error!(error = %e, "HTTP endpoint failed");
+    }
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(StartError::LeadershipLost);
     }
     Ok(())
 }

@@ -50,6 +50,8 @@ pub struct Settings {
     pub daily_reports: usize,
     /// Monthly UtilizationReports kept (0: none are made).
     pub monthly_reports: usize,
+    /// Leader election (several replicas); None runs the controllers at once.
+    pub leader_election: Option<crate::leader::LeaderElection>,
 }
 
 impl Default for Settings {
@@ -64,6 +66,7 @@ impl Default for Settings {
             instance: None,
             daily_reports: 31,
             monthly_reports: 24,
+            leader_election: None,
         }
     }
 }
