@@ -272,9 +272,20 @@ async fn scheduled_backup_drill_and_restore_round_trip() -> Result<()> {
     .await?;
     ensure!(deploys.get_opt("portal-web").await?.is_some());
 
-    // Zero writes at steady state: forced reconciles with nothing new change nothing.
-    let before = api.get("daily").await?;
-    let (_, m1) = operator_get("/metrics").await?;
+    // Zero writes at steady state: once the status has settled (the recreated system is
+    // seen by the policy), forced reconciles with nothing new change nothing.
+    let applies = |m: &str| metric(m, "govcloud_controller_child_applies_total", "backuppolicy");
+    let (before, m1) = wait_for("policy status settled", T, || async {
+        let (_, m_a) = operator_get("/metrics").await?;
+        let a = api.get("daily").await?;
+        api.patch("daily", &PatchParams::default(), &annotate("test/settle", &unique("s")))
+            .await?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let b = api.get("daily").await?;
+        let (_, m_b) = operator_get("/metrics").await?;
+        Ok((a.status == b.status && applies(&m_a) == applies(&m_b)).then_some((b, m_b)))
+    })
+    .await?;
     for i in 0..4 {
         api.patch(
             "daily",
@@ -285,7 +296,6 @@ async fn scheduled_backup_drill_and_restore_round_trip() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     let (_, m2) = operator_get("/metrics").await?;
-    let applies = |m: &str| metric(m, "govcloud_controller_child_applies_total", "backuppolicy");
     ensure!(
         applies(&m1) == applies(&m2),
         "applies at steady state: {} → {}",
