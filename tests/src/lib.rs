@@ -142,29 +142,31 @@ where
 /// Installs the project's CRDs on cluster `client` (server-side apply) and waits until
 /// they are Established.
 pub async fn install_crds(client: &Client) -> Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for (_, crd) in govcloud::api::all_crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        api.patch(
-            &name,
-            &PatchParams::apply("govcloud-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await?;
-                let ok = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-                Ok(ok.then_some(()))
-            }
-        })
-        .await?;
+        apply_crd(client, &crd).await?;
     }
+    Ok(())
+}
+
+/// Applies a CRD (server-side) and waits until it is Established.
+pub async fn apply_crd(client: &Client, crd: &CustomResourceDefinition) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    api.patch(&name, &PatchParams::apply("govcloud-tests").force(), &Patch::Apply(crd))
+        .await?;
+    wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let crd = api.get(&name).await?;
+            let ok = crd
+                .status
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            Ok(ok.then_some(()))
+        }
+    })
+    .await?;
     Ok(())
 }
 
@@ -192,31 +194,11 @@ pub async fn install_gateway_api(client: &Client) -> Result<()> {
     let dir = info["Dir"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("go mod download printed no Dir"))?;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for kind in ["gatewayclasses", "gateways", "httproutes"] {
         let path = format!("{dir}/config/crd/standard/gateway.networking.k8s.io_{kind}.yaml");
         let text = std::fs::read_to_string(&path)?;
         let crd: CustomResourceDefinition = serde_yaml::from_str(&text)?;
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        api.patch(
-            &name,
-            &PatchParams::apply("govcloud-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await?;
-                let ok = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-                Ok(ok.then_some(()))
-            }
-        })
-        .await?;
+        apply_crd(client, &crd).await?;
     }
     Ok(())
 }

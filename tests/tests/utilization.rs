@@ -222,20 +222,13 @@ async fn prometheus_scraping_the_operator(extra: Option<std::net::SocketAddr>) -
     })
 }
 
-/// Percent-encodes a query parameter.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 async fn query(url: &str, promql: &str) -> Result<Vec<serde_json::Value>> {
     let http = reqwest::Client::new();
     let v: serde_json::Value = http
-        .get(format!("{url}/api/v1/query?query={}", encode(promql)))
+        .get(format!(
+            "{url}/api/v1/query?query={}",
+            govcloud::controller::utilization::encode_query(promql)
+        ))
         .send()
         .await?
         .json()

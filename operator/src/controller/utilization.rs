@@ -63,6 +63,16 @@ pub const USAGE_CONFIGMAP: &str = "govcloud-utilization";
 /// Actual CPU use per namespace, in cores (cAdvisor's metric, as kubelets export it).
 pub const DEFAULT_CPU_QUERY: &str = "sum by (namespace) (rate(container_cpu_usage_seconds_total{container!=\"\"}[5m]))";
 
+/// Percent-encodes a URL query value.
+pub fn encode_query(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Queries the configured Prometheus for actual CPU use per namespace (cores). None when no
 /// Prometheus is configured or it cannot be asked (logged).
 pub async fn actual_cpu(ctx: &Context) -> Option<std::collections::HashMap<String, f64>> {
@@ -81,13 +91,7 @@ pub async fn actual_cpu(ctx: &Context) -> Option<std::collections::HashMap<Strin
         .timeout(Duration::from_secs(5))
         .build()
         .ok()?;
-    let encoded: String = query
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded = encode_query(&query);
     let answer = async {
         let v: serde_json::Value = http
             .get(format!("{url}/api/v1/query?query={encoded}"))
