@@ -60,7 +60,16 @@ python3 "$here/check-dashboards.py"
 step "testbed smoke: Deployment → Running pods, namespace deletion completes"
 bash "$here/smoke-testbed.sh" dc1
 
-step "cargo test (unit + integration, one shared control plane)"
+step "Helm (cold: built from its Go module; warm: seconds); the chart installed into the hub"
+bash "$here/build-helm.sh" >/dev/null
+bash "$here/chart.sh" install
+
+# The hub's audit log (requests of the operator's ServiceAccount) from here on is what
+# the least-privilege check below reads.
+audit_log="${TESTBED_STATE:-$GOVCLOUD_CACHE/testbed}/dc1/logs/audit.log"
+audit_offset=$(stat -c %s "$audit_log" 2>/dev/null || echo 0)
+
+step "cargo test (unit + integration, one shared control plane; the operator runs as the chart's ServiceAccount)"
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/govcloud-test.log"
 rc=${PIPESTATUS[0]}
@@ -68,6 +77,18 @@ set -e
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "${TMPDIR:-/tmp}/govcloud-test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "${TMPDIR:-/tmp}/govcloud-test.log" | awk '{s+=$1} END {print s+0}')
+
+step "least privilege: the chart's RBAC against what the operator did during the suite (hub audit log)"
+rendered="$(mktemp)"
+bash "$here/chart.sh" template >"$rendered" 2>/dev/null
+if python3 "$here/check-rbac.py" --audit "$audit_log" --offset "$audit_offset" --rendered "$rendered"; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+  rc=1
+fi
+rm -f "$rendered"
+
 step "done in $((SECONDS - start))s"
 echo "$passed passed, $failed failed"
 exit "$rc"

@@ -25,3 +25,8 @@ PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-2.42.0+ds-5+deb12u1}"
 PROMETHEUS_DIR="$GOVCLOUD_CACHE/bin/prometheus-$PROMETHEUS_VERSION"
 PROMETHEUS_BIN="$PROMETHEUS_DIR/usr/bin/prometheus"
 PROMTOOL_BIN="$PROMETHEUS_DIR/usr/bin/promtool"
+
+# Helm (chart lint/template/install in the tests), built from the Go module proxy by
+# hack/build-helm.sh into $HELM_BIN/helm.
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+HELM_BIN="$GOVCLOUD_CACHE/bin/helm-$HELM_VERSION"

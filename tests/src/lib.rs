@@ -336,10 +336,11 @@ fn start_operator() -> Result<Operator> {
                 .with_test_writer()
                 .try_init();
             let setup = async {
-                let hub = client(1).await?;
-                install_crds(&hub).await?;
-                remove_leftovers(&hub).await;
-                ensure_namespace(&hub, OPERATOR_NAMESPACE).await?;
+                let admin = client(1).await?;
+                install_crds(&admin).await?;
+                remove_leftovers(&admin).await;
+                ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
+                let hub = operator_client().await?;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 let addr = listener.local_addr()?;
                 Ok::<_, anyhow::Error>((hub, listener, addr))
@@ -352,6 +353,9 @@ fn start_operator() -> Result<Operator> {
                         probe_interval: Duration::from_secs(3),
                         max_probe_backoff: Duration::from_secs(4),
                         member_timeout: Duration::from_secs(3),
+                        // Few scheduled reports, so that the tests see retention at work.
+                        daily_reports: 2,
+                        monthly_reports: 2,
                         ..Default::default()
                     };
                     if let Err(e) = govcloud::runtime::run(hub, settings, listener, std::future::pending()).await {
@@ -377,6 +381,115 @@ fn start_operator() -> Result<Operator> {
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(Operator { addr })
+}
+
+/// Name of the chart's ServiceAccount (release `govcloud-operator`).
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "govcloud-operator";
+
+static CHART: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Installs (or upgrades) the Helm chart into the hub once per test binary with
+/// `hack/chart.sh install` (Helm built from its Go module, cached).
+pub fn install_chart() -> Result<()> {
+    ensure_testbed()?;
+    CHART
+        .get_or_init(|| {
+            let out = Command::new("bash")
+                .arg(repo_root().join("hack/chart.sh"))
+                .arg("install")
+                .env("KUBECONFIG", kubeconfig_path(1))
+                .output()
+                .map_err(|e| format!("cannot run hack/chart.sh: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "hack/chart.sh install failed: {}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// A bearer token of `service_account` in `namespace` on the hub (TokenRequest, 1 hour).
+pub async fn service_account_token(namespace: &str, service_account: &str) -> Result<String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let admin = client(1).await?;
+    let sas: Api<ServiceAccount> = Api::namespaced(admin, namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = sas
+        .create_token_request(service_account, &PostParams::default(), &request)
+        .await
+        .with_context(|| format!("TokenRequest for {namespace}/{service_account}"))?;
+    answer
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| anyhow!("TokenRequest for {namespace}/{service_account} returned no token"))
+}
+
+/// A client for the hub that authenticates with `token` instead of the admin certificate.
+pub async fn token_client(token: &str) -> Result<Client> {
+    init_crypto();
+    let config = Config::from_custom_kubeconfig(token_kubeconfig(token)?, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// Writes a kubeconfig for the hub that authenticates with the chart ServiceAccount's
+/// token (for operator processes started by the tests); returns its path.
+pub async fn operator_kubeconfig_file(name: &str) -> Result<PathBuf> {
+    install_chart()?;
+    let token = service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await?;
+    let kc = token_kubeconfig(&token)?;
+    let path = testbed_state().join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, serde_yaml::to_string(&kc)?)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(path)
+}
+
+/// The hub's kubeconfig with its user replaced by a bearer token.
+pub fn token_kubeconfig(token: &str) -> Result<Kubeconfig> {
+    let path = kubeconfig_path(1);
+    let mut kc = Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+    let yaml = serde_yaml::to_string(&serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "users": [{"name": "token", "user": {"token": token}}]
+    }))?;
+    let user = Kubeconfig::from_yaml(&yaml)?;
+    kc.auth_infos = user.auth_infos;
+    for ctx in &mut kc.contexts {
+        if let Some(c) = ctx.context.as_mut() {
+            c.user = Some("token".into());
+        }
+    }
+    Ok(kc)
+}
+
+/// The identity the in-process operator runs under: the chart's ServiceAccount (the
+/// chart is installed first; a TokenRequest gives its token), so that every scenario
+/// proves the chart's RBAC is enough. `GOVCLOUD_TEST_OPERATOR_ADMIN=1` runs it with the
+/// admin certificate instead (for debugging only).
+pub async fn operator_client() -> Result<Client> {
+    if std::env::var("GOVCLOUD_TEST_OPERATOR_ADMIN").is_ok_and(|v| v == "1") {
+        return client(1).await;
+    }
+    install_chart()?;
+    let token = service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await?;
+    token_client(&token).await
 }
 
 fn readyz_ok(addr: std::net::SocketAddr) -> bool {
@@ -486,7 +599,7 @@ async fn remove_leftovers(hub: &Client) {
         });
     let labelled = acs.list(&lp).await.map(|l| l.items).unwrap_or_default();
     {
-        for a in labelled.into_iter().chain(from_requests) {
+        for a in labelled.into_iter().chain(from_requests).filter(|a| stale(&a.metadata)) {
             let name = a.metadata.name.clone().unwrap_or_default();
             let _ = acs.delete(&name, &dp).await;
             // Leftovers may sit on clusters that no longer exist: release them.
@@ -495,9 +608,31 @@ async fn remove_leftovers(hub: &Client) {
         }
     }
     let dccs: Api<DataCenterCluster> = Api::all(hub.clone());
-    let _ = dccs.delete_collection(&dp, &lp).await;
+    for d in dccs.list(&lp).await.map(|l| l.items).unwrap_or_default() {
+        if stale(&d.metadata)
+            && let Some(name) = d.metadata.name.as_deref()
+        {
+            let _ = dccs.delete(name, &dp).await;
+        }
+    }
     let locations: Api<govcloud::api::BackupLocation> = Api::all(hub.clone());
-    let _ = locations.delete_collection(&dp, &lp).await;
+    for l in locations.list(&lp).await.map(|l| l.items).unwrap_or_default() {
+        if stale(&l.metadata)
+            && let Some(name) = l.metadata.name.as_deref()
+        {
+            let _ = locations.delete(name, &dp).await;
+        }
+    }
+}
+
+/// Left by an earlier run: older than any test binary runs (15 minutes), so that a test
+/// binary started while another runs (two developers, an editor's test runner) does not
+/// delete the other's objects.
+fn stale(meta: &kube::api::ObjectMeta) -> bool {
+    meta.creation_timestamp.as_ref().is_none_or(|t| {
+        let age = jiff::Timestamp::now().duration_since(t.0);
+        age > jiff::SignedDuration::from_secs(15 * 60)
+    })
 }
 
 /// Registers testbed cluster `member` as a DataCenterCluster (through a kubeconfig Secret,

@@ -21,7 +21,7 @@ impl Drop for Replica {
     }
 }
 
-fn start(identity: &str) -> Result<Replica> {
+fn start(identity: &str, kubeconfig: &std::path::Path) -> Result<Replica> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let log = std::fs::File::create(testbed_state().join(format!("{identity}.log")))?;
     let child = std::process::Command::new(repo_root().join("target/debug/govcloud-operator"))
@@ -33,7 +33,7 @@ fn start(identity: &str) -> Result<Replica> {
             &format!("127.0.0.1:{port}"),
         ])
         .arg("--kubeconfig")
-        .arg(kubeconfig_path(1))
+        .arg(kubeconfig)
         .args(["--daily-reports", "0", "--monthly-reports", "0"])
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -83,14 +83,16 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() -> Result<()> {
     // Another test binary may have left a lease: wait for it to lapse, then start A, then B.
     let a_id = unique("replica-a");
     let b_id = unique("replica-b");
-    let a = start(&a_id)?;
+    // Both replicas run as the chart's ServiceAccount, as they do in production.
+    let kubeconfig = operator_kubeconfig_file("leader-test").await?;
+    let a = start(&a_id, &kubeconfig)?;
     wait_for("A leads", Duration::from_secs(60), || async {
         Ok((holder().await.as_deref() == Some(a_id.as_str())).then_some(()))
     })
     .await?;
     // Something to reconcile: a member cluster.
     create_test_cluster(&hub, &unique("grp"), "external", 3, 2, None).await?;
-    let b = start(&b_id)?;
+    let b = start(&b_id, &kubeconfig)?;
     wait_for("B serves metrics", Duration::from_secs(30), || async {
         Ok(metrics(&b).await)
     })

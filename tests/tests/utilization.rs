@@ -351,3 +351,42 @@ async fn prometheus_scrapes_the_gauges_and_every_dashboard_query_runs() -> Resul
     agencies.delete(&a, &DeleteParams::default()).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn scheduled_reports_are_kept_to_the_configured_number() -> Result<()> {
+    use govcloud::controller::report::{SCHEDULE_LABEL, due};
+    init_crypto();
+    operator()?; // keeps 2 daily reports (tests/src/lib.rs)
+    let hub = client(1).await?;
+    let reports: Api<UtilizationReport> = Api::all(hub.clone());
+    // Yesterday's report is created by the schedule; two older "daily" reports make three.
+    let (current, _, _) = due("daily", jiff::Timestamp::now()).ok_or_else(|| anyhow!("no daily period"))?;
+    let old = ["daily-2000-01-01", "daily-2000-01-02"];
+    for (i, name) in old.iter().enumerate() {
+        let _ = reports.delete(name, &DeleteParams::default()).await;
+        wait_for("old report gone", Duration::from_secs(30), || async {
+            Ok(reports.get_opt(name).await?.is_none().then_some(()))
+        })
+        .await?;
+        let ur: UtilizationReport = serde_json::from_value(json!({
+            "apiVersion": "govcloud.io/v1alpha1", "kind": "UtilizationReport",
+            "metadata": {"name": name, "labels": {SCHEDULE_LABEL: "daily", "govcloud.io/test": "true"}},
+            "spec": {"periodStart": format!("2000-01-0{}T00:00:00Z", i + 1), "periodEnd": format!("2000-01-0{}T00:00:00Z", i + 2)}
+        }))?;
+        reports.create(&PostParams::default(), &ur).await?;
+    }
+    // The oldest goes (the schedule runs every minute); the newest two stay.
+    wait_for(
+        "the oldest scheduled report pruned",
+        Duration::from_secs(150),
+        || async { Ok(reports.get_opt(old[0]).await?.is_none().then_some(())) },
+    )
+    .await?;
+    ensure!(reports.get_opt(old[1]).await?.is_some(), "{} was pruned too", old[1]);
+    ensure!(
+        reports.get_opt(&current).await?.is_some(),
+        "the current report {current} was pruned"
+    );
+    let _ = reports.delete(old[1], &DeleteParams::default()).await;
+    Ok(())
+}

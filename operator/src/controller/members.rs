@@ -145,16 +145,23 @@ impl MemberCaches {
 
     /// The cache of `cluster`, started on first use and rebuilt when `version` changes.
     pub fn ensure(&self, cluster: &str, version: &str, client: &Client) -> Arc<MemberCache> {
+        self.ensure_kinds(cluster, version, client, &Kind::ALL)
+    }
+
+    /// As `ensure`, watching only `kinds` (the hub's own cache watches what the hub holds
+    /// for agencies — namespaces, their RoleBindings and the hub roles — so the operator
+    /// needs no cluster-wide read access to workloads, Secrets or ConfigMaps there).
+    pub fn ensure_kinds(&self, cluster: &str, version: &str, client: &Client, kinds: &[Kind]) -> Arc<MemberCache> {
         let Ok(mut caches) = self.caches.lock() else {
             // A poisoned lock means a panic elsewhere; start an unshared cache rather than fail.
-            return Arc::new(start(version, client, self.trigger.clone()));
+            return Arc::new(start(version, client, self.trigger.clone(), kinds));
         };
         if let Some(c) = caches.get(cluster)
             && c.version == version
         {
             return c.clone();
         }
-        let cache = Arc::new(start(version, client, self.trigger.clone()));
+        let cache = Arc::new(start(version, client, self.trigger.clone(), kinds));
         caches.insert(cluster.to_string(), cache.clone());
         cache
     }
@@ -167,11 +174,11 @@ impl MemberCaches {
     }
 }
 
-fn start(version: &str, client: &Client, trigger: Triggers) -> MemberCache {
+fn start(version: &str, client: &Client, trigger: Triggers, kinds: &[Kind]) -> MemberCache {
     let mut stores = HashMap::new();
     let mut tasks = Vec::new();
     let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
-    for kind in Kind::ALL {
+    for &kind in kinds {
         let writer = reflector::store::Writer::new(api_resource(kind));
         let reader = writer.as_reader();
         let wc = watcher::Config::default().labels(&selector);

@@ -572,6 +572,9 @@ pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<Refused
     (out, refused)
 }
 
+/// The kinds of `hub_children` and `hub_roles`: all the hub holds for agencies.
+pub const HUB_KINDS: [Kind; 3] = [Kind::Namespace, Kind::ClusterRole, Kind::RoleBinding];
+
 /// What the hub needs when it is not itself the member: the namespaces (holding the
 /// agency's HostedSystems and BackupPolicies) and the access RoleBindings.
 pub fn hub_children(name: &str, spec: &CloudSpec) -> Vec<Child> {

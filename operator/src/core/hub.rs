@@ -21,6 +21,17 @@ pub const CATALOG_READER_ROLE: &str = "govcloud-catalog-reader";
 /// The hub objects, as server-side-apply bodies: (kind, name, body).
 pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
     let labels = json!({"app.kubernetes.io/managed-by": "govcloud-operator"});
+    // The chart's aggregated roles govcloud:platform-admin and govcloud:tenancy-approver
+    // pick up the approval roles by these labels.
+    let approver_labels = json!({
+        "app.kubernetes.io/managed-by": "govcloud-operator",
+        "govcloud.io/aggregate-to-platform-admin": "true",
+        "govcloud.io/aggregate-to-tenancy-approver": "true"
+    });
+    let admin_labels = json!({
+        "app.kubernetes.io/managed-by": "govcloud-operator",
+        "govcloud.io/aggregate-to-platform-admin": "true"
+    });
     let policy = json!({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": APPROVAL_POLICY, "labels": labels},
@@ -65,7 +76,7 @@ pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
     });
     let approver = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": APPROVER_ROLE, "labels": labels},
+        "metadata": {"name": APPROVER_ROLE, "labels": approver_labels},
         "rules": [
             {"apiGroups": ["govcloud.io"], "resources": ["tenancyrequests"], "verbs": ["get", "list", "watch", "update", "patch"]},
             {"apiGroups": ["govcloud.io"], "resources": ["tenancyrequests/approve"], "verbs": ["create"]},
@@ -113,7 +124,7 @@ pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
     });
     let exposure_approver = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": EXPOSURE_APPROVER_ROLE, "labels": labels},
+        "metadata": {"name": EXPOSURE_APPROVER_ROLE, "labels": admin_labels},
         "rules": [
             {"apiGroups": ["govcloud.io"], "resources": ["hostedsystems"], "verbs": ["get", "list", "watch", "update", "patch"]},
             {"apiGroups": ["govcloud.io"], "resources": ["hostedsystems/approve-exposure"], "verbs": ["create"]}

@@ -1,0 +1,410 @@
+//! The Helm chart: lint, render, values schema, CRDs identical to crds/, the operator's
+//! Deployment hardened, and the user-facing roles working on the local control plane
+//! (checked by impersonated SelfSubjectAccessReviews against the installed chart).
+//! The least-privilege proof of the operator's own ClusterRole is hack/check-rbac.py,
+//! which hack/test.sh runs after the whole suite ran under the chart's ServiceAccount.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, ensure};
+use govcloud_tests::*;
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use serde::Deserialize as _;
+use serde_json::{Value, json};
+
+/// Runs `hack/chart.sh ARGS`, returning (success, stdout, stderr).
+fn chart(args: &[&str]) -> Result<(bool, String, String)> {
+    let out = Command::new("bash")
+        .arg(repo_root().join("hack/chart.sh"))
+        .args(args)
+        .output()
+        .context("running hack/chart.sh")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn render(extra: &[&str]) -> Result<Vec<Value>> {
+    let mut args = vec!["template"];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = chart(&args)?;
+    ensure!(ok, "helm template failed: {err}");
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&out) {
+        let v = Value::deserialize(doc)?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok(docs)
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Result<&'a Value> {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .ok_or_else(|| anyhow!("the chart renders no {kind} {name}"))
+}
+
+#[test]
+fn chart_lints_and_refuses_bad_values_naming_the_field() -> Result<()> {
+    let (ok, out, err) = chart(&["lint"])?;
+    ensure!(ok, "helm lint --strict failed:\n{out}\n{err}");
+    for (set, field) in [
+        ("concurrency=0", "/concurrency"),
+        ("replicaCont=2", "replicaCont"),
+        ("image.digest=latest", "/image/digest"),
+        ("logFormat=xml", "/logFormat"),
+        (
+            "networkPolicy.apiServerPorts[0]=70000",
+            "/networkPolicy/apiServerPorts/0",
+        ),
+        (
+            "metrics.serviceMonitor.interval=often",
+            "/metrics/serviceMonitor/interval",
+        ),
+    ] {
+        let (ok, _, err) = chart(&["template", "--set", set])?;
+        ensure!(!ok, "helm template accepted --set {set}");
+        ensure!(
+            err.contains(field),
+            "the refusal of --set {set} does not name {field}: {err}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn chart_renders_a_hardened_least_privilege_operator() -> Result<()> {
+    let docs = render(&[])?;
+    let dep = find(&docs, "Deployment", "govcloud-operator")?;
+    let pod = &dep["spec"]["template"]["spec"];
+    ensure!(
+        pod["securityContext"]["runAsNonRoot"] == true,
+        "pod must run as non-root"
+    );
+    ensure!(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault");
+    ensure!(pod["serviceAccountName"] == "govcloud-operator");
+    let c = &pod["containers"][0];
+    let sc = &c["securityContext"];
+    ensure!(sc["readOnlyRootFilesystem"] == true, "read-only root filesystem");
+    ensure!(sc["allowPrivilegeEscalation"] == false);
+    ensure!(sc["capabilities"]["drop"] == json!(["ALL"]), "capabilities dropped");
+    ensure!(c["livenessProbe"]["httpGet"]["path"] == "/healthz");
+    ensure!(c["readinessProbe"]["httpGet"]["path"] == "/readyz");
+    ensure!(c["resources"]["requests"]["memory"].is_string() && c["resources"]["limits"]["memory"].is_string());
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .collect();
+    ensure!(
+        args.contains(&"--leader-elect"),
+        "two replicas need leader election: {args:?}"
+    );
+    ensure!(args.contains(&"--namespace=govcloud-system"));
+    // Single replica without leader election when asked.
+    let one = render(&["--set", "replicaCount=1", "--set", "leaderElection.enabled=false"])?;
+    let args1 = &find(&one, "Deployment", "govcloud-operator")?["spec"]["template"]["spec"]["containers"][0]["args"];
+    ensure!(!args1.to_string().contains("--leader-elect"));
+
+    // Operator's RBAC: bound to its ServiceAccount, no wildcards anywhere.
+    for (kind, name) in [("ClusterRole", "govcloud-operator"), ("Role", "govcloud-operator")] {
+        let role = find(&docs, kind, name)?;
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            for key in ["apiGroups", "resources", "verbs", "resourceNames"] {
+                let values = rule[key].as_array().cloned().unwrap_or_default();
+                ensure!(
+                    !values.contains(&json!("*")),
+                    "{kind} {name} has a wildcard in {key}: {rule}"
+                );
+            }
+        }
+    }
+    let crb = find(&docs, "ClusterRoleBinding", "govcloud-operator")?;
+    ensure!(crb["subjects"][0]["name"] == "govcloud-operator" && crb["subjects"][0]["namespace"] == "govcloud-system");
+    find(&docs, "Service", "govcloud-operator-metrics")?;
+    let np = find(&docs, "NetworkPolicy", "govcloud-operator")?;
+    ensure!(np["spec"]["policyTypes"] == json!(["Ingress", "Egress"]));
+    // Optional parts.
+    ensure!(
+        !docs
+            .iter()
+            .any(|d| d["kind"] == "ServiceMonitor" || d["kind"] == "PrometheusRule")
+    );
+    let with = render(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+    ])?;
+    find(&with, "ServiceMonitor", "govcloud-operator")?;
+    find(&with, "PrometheusRule", "govcloud-operator-alerts")?;
+    let without = render(&["--set", "networkPolicy.enabled=false"])?;
+    ensure!(!without.iter().any(|d| d["kind"] == "NetworkPolicy"));
+    Ok(())
+}
+
+#[test]
+fn chart_crds_are_the_generated_ones() -> Result<()> {
+    let generated = repo_root().join("crds");
+    let chart = repo_root().join("charts/govcloud-operator/crds");
+    let mut names: Vec<String> = std::fs::read_dir(&generated)?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    let mut in_chart: Vec<String> = std::fs::read_dir(&chart)?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    in_chart.sort();
+    let fix =
+        "run `cargo run -p govcloud-operator -- crd --out-dir crds && cp crds/*.yaml charts/govcloud-operator/crds/`";
+    ensure!(
+        names == in_chart,
+        "chart CRDs {in_chart:?} differ from crds/ {names:?}; {fix}"
+    );
+    for n in &names {
+        let a = std::fs::read(generated.join(n))?;
+        let b = std::fs::read(chart.join(n))?;
+        ensure!(a == b, "charts/govcloud-operator/crds/{n} differs from crds/{n}; {fix}");
+    }
+    Ok(())
+}
+
+async fn can(
+    client: &Client,
+    verb: &str,
+    resource: &str,
+    subresource: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<bool> {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(
+                    if matches!(resource, "secrets" | "pods" | "namespaces") {
+                        ""
+                    } else {
+                        "govcloud.io"
+                    }
+                    .into(),
+                ),
+                resource: Some(resource.into()),
+                subresource: subresource.map(Into::into),
+                verb: Some(verb.into()),
+                namespace: namespace.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+/// (who, client, verb, resource, subresource, namespace, expected answer)
+type Case<'a> = (
+    &'a str,
+    &'a Client,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    bool,
+);
+
+#[tokio::test]
+async fn chart_user_roles_grant_what_they_say() -> Result<()> {
+    init_crypto();
+    // The operator installs the approval roles the chart's aggregated roles pick up.
+    operator()?;
+    install_chart()?;
+    let hub = client(1).await?;
+    let admin_user = unique("platform-admin");
+    let approver_user = unique("approver");
+    let ns = unique("chart-roles");
+    ensure_namespace(&hub, &ns).await?;
+    let crbs: Api<ClusterRoleBinding> = Api::all(hub.clone());
+    for (user, role) in [
+        (&admin_user, "govcloud:platform-admin"),
+        (&approver_user, "govcloud:tenancy-approver"),
+    ] {
+        let crb: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": format!("test-{user}"), "labels": {"govcloud.io/test": "true"}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
+        }))?;
+        crbs.create(&PostParams::default(), &crb).await?;
+    }
+    let rbs: Api<RoleBinding> = Api::namespaced(hub.clone(), &ns);
+    for (user, role) in [
+        ("owner", "govcloud:agency-owner"),
+        ("viewer", "govcloud:agency-viewer"),
+        ("k8s-view", "view"),
+        ("k8s-edit", "edit"),
+    ] {
+        let rb: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": user},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": format!("{ns}-{user}")}]
+        }))?;
+        rbs.create(&PostParams::default(), &rb).await?;
+    }
+
+    let admin = impersonating(1, &admin_user, &[]).await?;
+    let approver = impersonating(1, &approver_user, &[]).await?;
+    let owner = impersonating(1, &format!("{ns}-owner"), &[]).await?;
+    let viewer = impersonating(1, &format!("{ns}-viewer"), &[]).await?;
+    let k8s_view = impersonating(1, &format!("{ns}-k8s-view"), &[]).await?;
+    let k8s_edit = impersonating(1, &format!("{ns}-k8s-edit"), &[]).await?;
+    let n = Some(ns.as_str());
+    // (who, verb, resource, subresource, namespace, expected)
+    let cases: Vec<Case> = vec![
+        (
+            "platform admin",
+            &admin,
+            "create",
+            "datacenterclusters",
+            None,
+            None,
+            true,
+        ),
+        ("platform admin", &admin, "delete", "backuplocations", None, None, true),
+        (
+            "platform admin",
+            &admin,
+            "create",
+            "tenancyrequests",
+            Some("approve"),
+            n,
+            true,
+        ),
+        (
+            "platform admin",
+            &admin,
+            "create",
+            "hostedsystems",
+            Some("approve-exposure"),
+            n,
+            true,
+        ),
+        (
+            "platform admin",
+            &admin,
+            "get",
+            "secrets",
+            None,
+            Some("govcloud-system"),
+            false,
+        ),
+        (
+            "platform admin",
+            &admin,
+            "update",
+            "agencyclouds",
+            Some("status"),
+            None,
+            false,
+        ),
+        (
+            "tenancy approver",
+            &approver,
+            "create",
+            "tenancyrequests",
+            Some("approve"),
+            n,
+            true,
+        ),
+        ("tenancy approver", &approver, "patch", "tenancyrequests", None, n, true),
+        (
+            "tenancy approver",
+            &approver,
+            "delete",
+            "datacenterclusters",
+            None,
+            None,
+            false,
+        ),
+        (
+            "tenancy approver",
+            &approver,
+            "create",
+            "hostedsystems",
+            Some("approve-exposure"),
+            n,
+            false,
+        ),
+        ("agency owner", &owner, "create", "hostedsystems", None, n, true),
+        ("agency owner", &owner, "delete", "backuppolicies", None, n, true),
+        (
+            "agency owner",
+            &owner,
+            "create",
+            "tenancyrequests",
+            Some("approve"),
+            n,
+            false,
+        ),
+        (
+            "agency owner",
+            &owner,
+            "create",
+            "hostedsystems",
+            None,
+            Some("default"),
+            false,
+        ),
+        (
+            "agency owner",
+            &owner,
+            "update",
+            "hostedsystems",
+            Some("status"),
+            n,
+            false,
+        ),
+        ("agency viewer", &viewer, "list", "hostedsystems", None, n, true),
+        ("agency viewer", &viewer, "create", "hostedsystems", None, n, false),
+        ("built-in view", &k8s_view, "list", "backuppolicies", None, n, true),
+        ("built-in view", &k8s_view, "create", "backuppolicies", None, n, false),
+        ("built-in edit", &k8s_edit, "create", "hostedsystems", None, n, true),
+    ];
+    // Aggregation is done by the controller-manager: wait until it has filled the roles.
+    wait_for("aggregated roles filled", Duration::from_secs(60), || async {
+        Ok((can(&admin, "create", "tenancyrequests", Some("approve"), n).await?
+            && can(&approver, "create", "tenancyrequests", Some("approve"), n).await?
+            && can(&k8s_view, "list", "backuppolicies", None, n).await?
+            && can(&k8s_edit, "create", "hostedsystems", None, n).await?)
+            .then_some(()))
+    })
+    .await?;
+    let mut wrong = Vec::new();
+    for (who, c, verb, resource, sub, ns, expected) in &cases {
+        let got = can(c, verb, resource, *sub, *ns).await?;
+        if got != *expected {
+            wrong.push(format!(
+                "{who}: {verb} {resource}{} in {}: expected {expected}, got {got}",
+                sub.map(|s| format!("/{s}")).unwrap_or_default(),
+                ns.unwrap_or("(cluster)")
+            ));
+        }
+    }
+    for user in [&admin_user, &approver_user] {
+        let _ = crbs.delete(&format!("test-{user}"), &DeleteParams::default()).await;
+    }
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(hub.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+    ensure!(wrong.is_empty(), "roles grant the wrong things:\n{}", wrong.join("\n"));
+    Ok(())
+}
