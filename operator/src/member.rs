@@ -65,6 +65,7 @@ impl MemberError {
             MemberError::KubeconfigInvalid { .. } => "KubeconfigInvalid",
             MemberError::SecretRead(_) => "KubeconfigSecretUnreadable",
             MemberError::Unreachable(e) => match classify(e) {
+                Class::Auth if matches!(e, kube::Error::Api(s) if s.code == 403) => "Forbidden",
                 Class::Auth => "Unauthorized",
                 Class::Tls => "TLSError",
                 Class::Refused => "ConnectionRefused",
@@ -129,6 +130,9 @@ fn classify(e: &kube::Error) -> Class {
 pub fn describe(e: &kube::Error) -> String {
     let detail = chain(e);
     match classify(e) {
+        Class::Auth if matches!(e, kube::Error::Api(s) if s.code == 403) => format!(
+            "the identity lacks a permission ({detail}); grant it to the kubeconfig's user (for the hub itself: install the chart with rbac.hubIsMember=true)"
+        ),
         Class::Auth => format!(
             "the API server rejected the credentials ({detail}); renew the token or client certificate in the kubeconfig Secret"
         ),

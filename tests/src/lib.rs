@@ -397,6 +397,8 @@ pub fn install_chart() -> Result<()> {
             let out = Command::new("bash")
                 .arg(repo_root().join("hack/chart.sh"))
                 .arg("install")
+                // The suite also registers the hub as a workload cluster (no kubeconfigSecret).
+                .args(["--set", "rbac.hubIsMember=true"])
                 .env("KUBECONFIG", kubeconfig_path(1))
                 .output()
                 .map_err(|e| format!("cannot run hack/chart.sh: {e}"))?;

@@ -80,7 +80,9 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() -> Result<()> {
             .flatten()
             .and_then(|l| l.spec?.holder_identity)
     };
-    // Another test binary may have left a lease: wait for it to lapse, then start A, then B.
+    // A lease left by an earlier run is removed (nothing else in the tests elects a
+    // leader), so that A creates it as a first replica does.
+    let _ = leases.delete("govcloud-operator", &Default::default()).await;
     let a_id = unique("replica-a");
     let b_id = unique("replica-b");
     // Both replicas run as the chart's ServiceAccount, as they do in production.

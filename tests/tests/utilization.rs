@@ -361,6 +361,20 @@ async fn scheduled_reports_are_kept_to_the_configured_number() -> Result<()> {
     let reports: Api<UtilizationReport> = Api::all(hub.clone());
     // Yesterday's report is created by the schedule; two older "daily" reports make three.
     let (current, _, _) = due("daily", jiff::Timestamp::now()).ok_or_else(|| anyhow!("no daily period"))?;
+    // The operator re-creates the current report when it is missing.
+    let _ = reports.delete(&current, &DeleteParams::default()).await;
+    wait_for(
+        "the current scheduled report re-created",
+        Duration::from_secs(150),
+        || async {
+            Ok(reports
+                .get_opt(&current)
+                .await?
+                .filter(|r| r.metadata.deletion_timestamp.is_none())
+                .map(|_| ()))
+        },
+    )
+    .await?;
     let old = ["daily-2000-01-01", "daily-2000-01-02"];
     for (i, name) in old.iter().enumerate() {
         let _ = reports.delete(name, &DeleteParams::default()).await;
