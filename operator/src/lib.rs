@@ -8,6 +8,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod api;
+pub mod apidoc;
 pub mod controller;
 pub mod core;
 pub mod error;

@@ -31,6 +31,12 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Print the API reference (Markdown, from the CRD schemas), or write it with --out.
+    ApiDocs {
+        /// Write to this file (e.g. docs/api-reference.md) instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Export a UtilizationReport as CSV, JSON or a self-contained HTML page (to stdout).
     Report(ReportArgs),
     /// Print the version.
@@ -226,6 +232,19 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Crd { out_dir } => crd(out_dir),
+        Command::ApiDocs { out } => {
+            let crds: Vec<_> = govcloud::api::all_crds().into_iter().map(|(_, c)| c).collect();
+            let text = govcloud::apidoc::render(&crds);
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+                }
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
         Command::Report(args) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt.block_on(report(args)),
             Err(e) => Err(e.into()),

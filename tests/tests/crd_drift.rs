@@ -30,3 +30,15 @@ fn committed_crds_match_the_rust_types() {
         "crds/ holds files that no Rust type generates (or misses some)"
     );
 }
+
+#[test]
+fn api_reference_matches_the_rust_types() {
+    let crds: Vec<_> = govcloud::api::all_crds().into_iter().map(|(_, c)| c).collect();
+    let generated = govcloud::apidoc::render(&crds);
+    let path = govcloud_tests::repo_root().join("docs/api-reference.md");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/api-reference.md differs from the CRD schemas; regenerate with `cargo run -p govcloud-operator -- api-docs --out docs/api-reference.md`"
+    );
+}
