@@ -13,6 +13,7 @@ pub mod controller;
 pub mod core;
 pub mod error;
 pub mod leader;
+pub mod lenient;
 pub mod member;
 pub mod metrics;
 pub mod runtime;

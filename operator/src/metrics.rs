@@ -29,6 +29,9 @@ pub struct Metrics {
     pub agency_quota: prometheus::GaugeVec,
     /// `govcloud_leader`: 1 while this replica runs the controllers.
     pub leader: prometheus::IntGauge,
+    /// `govcloud_unparseable_objects{kind}`: objects the operator cannot read (they do not
+    /// fit the current schema); they are left alone and reported with a Warning event.
+    pub unparseable: IntGaugeVec,
     /// `govcloud_cluster_resource{cluster,region,zone,resource,kind}`: capacity, allocatable,
     /// allocated (placed quotas) and used (quota usage).
     pub cluster_resource: prometheus::GaugeVec,
@@ -273,8 +276,20 @@ impl Metrics {
             "leader",
         );
         must(registry.register(Box::new(leader.clone())), "register leader");
+        let unparseable = must(
+            IntGaugeVec::new(
+                Opts::new(
+                    "govcloud_unparseable_objects",
+                    "Objects the operator cannot read because they do not fit the current schema (left alone; see their Warning events), by kind.",
+                ),
+                &["kind"],
+            ),
+            "unparseable",
+        );
+        must(registry.register(Box::new(unparseable.clone())), "register unparseable");
         Metrics {
             leader,
+            unparseable,
             agency_efficiency,
             cluster_resource,
             agency_systems_state,

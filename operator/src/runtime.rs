@@ -126,13 +126,18 @@ pub async fn run(
 
     // A hub-wide cache of DataCenterClusters, used for placement.
     let (clusters, writer) = kube::runtime::reflector::store();
-    let dcc_api: Api<crate::api::DataCenterCluster> = Api::all(client.clone());
-    let reflector = kube::runtime::reflector::reflector(writer, kube::runtime::watcher(dcc_api, Default::default()))
-        .default_backoff()
-        .for_each(|_| futures::future::ready(()));
-    let reflector = tokio::spawn(reflector);
-
     let ctx = Context::new(client, metrics, settings, clusters);
+    let reflector = kube::runtime::reflector::reflector(
+        writer,
+        crate::lenient::events::<crate::api::DataCenterCluster>(
+            ctx.client.clone(),
+            Default::default(),
+            ctx.lenient.clone(),
+        )
+        .default_backoff(),
+    )
+    .for_each(|_| futures::future::ready(()));
+    let reflector = tokio::spawn(reflector);
     match controller::tenancy::install_hub_objects(&ctx.client).await {
         Ok(()) => ctx
             .approval_policy_installed

@@ -1143,8 +1143,9 @@ fn error_policy(_ac: Arc<AgencyCloud>, error: &Error, ctx: Arc<Context>) -> Acti
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<AgencyCloud> = Api::all(ctx.client.clone());
-    let controller = Controller::new(api, watcher::Config::default());
+    let (reader, stream) =
+        crate::lenient::reflector::<AgencyCloud>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
+    let controller = Controller::for_stream(stream, reader);
     let store = controller.store();
     let _ = ctx.agencies.set(store.clone());
     let clusters = ctx.clusters.clone();
@@ -1170,7 +1171,11 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     }
     // A cluster that becomes Ready (or changes) may now take agencies waiting for placement,
     // and unblocks agencies waiting for it.
-    let dcc_api: Api<DataCenterCluster> = Api::all(ctx.client.clone());
+    let dccs = crate::lenient::objects::<DataCenterCluster>(
+        ctx.client.clone(),
+        watcher::Config::default(),
+        ctx.lenient.clone(),
+    );
     let agencies_for_dcc = ctx.agencies.get().cloned();
     // Hosted systems and backup policies change the agency's backup compliance.
     let agency_of_ns = |agencies: Option<kube::runtime::reflector::Store<AgencyCloud>>| {
@@ -1191,18 +1196,24 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     let by_system = agency_of_ns(ctx.agencies.get().cloned());
     let by_policy = agency_of_ns(ctx.agencies.get().cloned());
     let controller = controller
-        .watches(
-            Api::<crate::api::HostedSystem>::all(ctx.client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            crate::lenient::objects::<crate::api::HostedSystem>(
+                ctx.client.clone(),
+                watcher::Config::default(),
+                ctx.lenient.clone(),
+            ),
             move |hs| by_system(hs.namespace()),
         )
-        .watches(
-            Api::<crate::api::BackupPolicy>::all(ctx.client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            crate::lenient::objects::<crate::api::BackupPolicy>(
+                ctx.client.clone(),
+                watcher::Config::default(),
+                ctx.lenient.clone(),
+            ),
             move |bp| by_policy(bp.namespace()),
         );
     controller
-        .watches(dcc_api, watcher::Config::default(), move |dcc: DataCenterCluster| {
+        .watches_stream(dccs, move |dcc: DataCenterCluster| {
             let name = dcc.name_any();
             agencies_for_dcc
                 .as_ref()

@@ -1046,19 +1046,22 @@ fn error_policy(_bp: Arc<BackupPolicy>, error: &Error, ctx: Arc<Context>) -> Act
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<BackupPolicy> = Api::all(ctx.client.clone());
-    let controller = Controller::new(api, watcher::Config::default());
+    let (reader, stream) =
+        crate::lenient::reflector::<BackupPolicy>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
+    let controller = Controller::for_stream(stream, reader);
     let store = controller.store();
     let _ = ctx.policies.set(store.clone());
     super::signal_when_synced(store.clone(), synced);
-    let systems: Api<HostedSystem> = Api::all(ctx.client.clone());
-    let locations: Api<BackupLocation> = Api::all(ctx.client.clone());
+    let systems =
+        crate::lenient::objects::<HostedSystem>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
+    let locations =
+        crate::lenient::objects::<BackupLocation>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
     let by_ns = store.clone();
     let all = store.clone();
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         // A system appearing or changing labels may change what a policy covers.
-        .watches(systems, watcher::Config::default(), move |hs: HostedSystem| {
+        .watches_stream(systems, move |hs: HostedSystem| {
             let ns = hs.namespace();
             by_ns
                 .state()
@@ -1067,7 +1070,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
                 .map(|p| ObjectRef::from_obj(&*p))
                 .collect::<Vec<_>>()
         })
-        .watches(locations, watcher::Config::default(), move |_| {
+        .watches_stream(locations, move |_| {
             all.state()
                 .into_iter()
                 .map(|p| ObjectRef::from_obj(&*p))

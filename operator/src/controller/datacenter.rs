@@ -206,9 +206,13 @@ fn error_policy(_dcc: Arc<DataCenterCluster>, error: &Error, ctx: Arc<Context>) 
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<DataCenterCluster> = Api::all(ctx.client.clone());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
-    let controller = Controller::new(api, watcher::Config::default());
+    let (store, stream) = crate::lenient::reflector::<DataCenterCluster>(
+        ctx.client.clone(),
+        watcher::Config::default(),
+        ctx.lenient.clone(),
+    );
+    let controller = Controller::for_stream(stream, store);
     let store = controller.store();
     super::signal_when_synced(store.clone(), synced);
     controller

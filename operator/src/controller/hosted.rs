@@ -666,18 +666,20 @@ fn error_policy(_hs: Arc<HostedSystem>, error: &Error, ctx: Arc<Context>) -> Act
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<HostedSystem> = Api::all(ctx.client.clone());
-    let controller = Controller::new(api, watcher::Config::default());
+    let (reader, stream) =
+        crate::lenient::reflector::<HostedSystem>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
+    let controller = Controller::for_stream(stream, reader);
     let store = controller.store();
     let _ = ctx.systems.set(store.clone());
     super::signal_when_synced(store.clone(), synced);
     let events = ctx.system_events.lock().ok().and_then(|mut g| g.take());
     // A changed catalogue template rolls out to the systems that follow it.
-    let templates: Api<ServiceTemplate> = Api::all(ctx.client.clone());
+    let templates =
+        crate::lenient::objects::<ServiceTemplate>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
     let users = store.clone();
     let mut controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
-        .watches(templates, watcher::Config::default(), move |t: ServiceTemplate| {
+        .watches_stream(templates, move |t: ServiceTemplate| {
             let name = t.name_any();
             users
                 .state()

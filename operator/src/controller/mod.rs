@@ -77,6 +77,8 @@ pub struct Context {
     pub client: Client,
     /// Publishes Events on the hub.
     pub recorder: Recorder,
+    /// Where objects that do not parse are reported (see [`crate::lenient`]).
+    pub lenient: crate::lenient::Reporter,
     /// Metrics.
     pub metrics: Metrics,
     /// Member cluster clients.
@@ -117,12 +119,14 @@ impl Context {
             instance: settings.instance.clone(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
+        let lenient = crate::lenient::Reporter::new(metrics.unparseable.clone(), recorder.clone());
         let members = MemberClients::new(client.clone(), settings.namespace.clone(), settings.member_timeout);
         let (tx, rx) = mpsc::channel(4096);
         let (system_tx, system_rx) = mpsc::channel(4096);
         Arc::new(Context {
             client,
             recorder,
+            lenient,
             metrics,
             members,
             settings,

@@ -308,8 +308,12 @@ pub async fn run_schedule(ctx: Arc<Context>, keep_daily: usize, keep_monthly: us
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<UtilizationReport> = Api::all(ctx.client.clone());
-    let controller = Controller::new(api, watcher::Config::default());
+    let (reader, stream) = crate::lenient::reflector::<UtilizationReport>(
+        ctx.client.clone(),
+        watcher::Config::default(),
+        ctx.lenient.clone(),
+    );
+    let controller = Controller::for_stream(stream, reader);
     super::signal_when_synced(controller.store(), synced);
     controller
         .graceful_shutdown_on(shutdown)

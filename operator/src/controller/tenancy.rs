@@ -373,27 +373,35 @@ pub async fn install_hub_objects(client: &kube::Client) -> Result<()> {
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<TenancyRequest> = Api::all(ctx.client.clone());
-    let controller = Controller::new(api, watcher::Config::default());
+    let (reader, stream) = crate::lenient::reflector::<TenancyRequest>(
+        ctx.client.clone(),
+        watcher::Config::default(),
+        ctx.lenient.clone(),
+    );
+    let controller = Controller::for_stream(stream, reader);
     let store = controller.store();
     super::signal_when_synced(store.clone(), synced);
-    let acs: Api<AgencyCloud> = Api::all(ctx.client.clone());
-    let dccs: Api<crate::api::DataCenterCluster> = Api::all(ctx.client.clone());
+    let acs = crate::lenient::objects::<AgencyCloud>(
+        ctx.client.clone(),
+        watcher::Config::default().labels(REQUEST_LABEL),
+        ctx.lenient.clone(),
+    );
+    let dccs = crate::lenient::objects::<crate::api::DataCenterCluster>(
+        ctx.client.clone(),
+        watcher::Config::default(),
+        ctx.lenient.clone(),
+    );
     let requests = controller.store();
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
-        .watches(
-            acs,
-            watcher::Config::default().labels(REQUEST_LABEL),
-            |ac: AgencyCloud| {
-                ac.labels()
-                    .get(REQUEST_LABEL)
-                    .and_then(|v| v.split_once('.'))
-                    .map(|(ns, n)| ObjectRef::new(n).within(ns))
-            },
-        )
+        .watches_stream(acs, |ac: AgencyCloud| {
+            ac.labels()
+                .get(REQUEST_LABEL)
+                .and_then(|v| v.split_once('.'))
+                .map(|(ns, n)| ObjectRef::new(n).within(ns))
+        })
         // A cluster that appears or changes may change the placement preview of undecided requests.
-        .watches(dccs, watcher::Config::default(), move |_| {
+        .watches_stream(dccs, move |_| {
             requests
                 .state()
                 .into_iter()

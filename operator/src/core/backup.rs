@@ -23,13 +23,15 @@ pub const VELERO_TTL: &str = "87600h0m0s";
 
 /// Parses an RPO like `24h` or `30m` into seconds.
 pub fn parse_rpo(s: &str) -> Option<i64> {
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: i64 = n.parse().ok()?;
-    match unit {
-        "m" => Some(n * 60),
-        "h" => Some(n * 3600),
-        _ => None,
+    let (n, unit) = if let Some(n) = s.strip_suffix('m') {
+        (n, 60)
+    } else {
+        (s.strip_suffix('h')?, 3600)
+    };
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    n.parse::<i64>().ok()?.checked_mul(unit).filter(|v| *v > 0)
 }
 
 /// Formats seconds as the RPO notation.
@@ -430,6 +432,11 @@ mod tests {
         assert_eq!(parse_rpo("30m"), Some(1800));
         assert_eq!(parse_rpo("3d"), None);
         assert_eq!(parse_rpo(""), None);
+        // Found by tests/tests/fuzz.rs: multi-byte units, signs and overflow.
+        assert_eq!(parse_rpo("1时"), None);
+        assert_eq!(parse_rpo("-5m"), None);
+        assert_eq!(parse_rpo("0h"), None);
+        assert_eq!(parse_rpo("9223372036854775807h"), None);
         assert_eq!(format_rpo(3600), "1h");
         assert_eq!(format_rpo(90 * 60), "90m");
     }

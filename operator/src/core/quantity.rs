@@ -91,8 +91,11 @@ impl Milli {
             .checked_mul(10i128.pow(frac_len))
             .ok_or_else(|| err("too many decimal places"))?;
         let scaled = digits.checked_mul(num).ok_or_else(|| err("value too large"))?;
-        // Round up to the next milli-unit.
-        let value = (scaled + den - 1) / den;
+        // Round up to the next milli-unit (checked: den can be as large as 10^36).
+        let value = scaled
+            .checked_add(den - 1)
+            .map(|v| v / den)
+            .ok_or_else(|| err("value too large"))?;
         Ok(Milli(if negative { -value } else { value }))
     }
 

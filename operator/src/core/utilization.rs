@@ -268,7 +268,7 @@ pub fn sum<'a>(it: impl Iterator<Item = &'a Totals>) -> Totals {
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -313,13 +313,12 @@ pub fn to_csv(rows: &[AgencyRow]) -> String {
 
 /// Parses CSV written by [`to_csv`] back into rows (the export round-trip).
 pub fn from_csv(text: &str) -> Result<Vec<AgencyRow>, String> {
-    let mut lines = text.lines();
-    if lines.next() != Some(CSV_HEADER) {
+    let mut records = records(text).into_iter();
+    if records.next().map(|h| h.join(",")).as_deref() != Some(CSV_HEADER) {
         return Err("not a govcloud utilization CSV (header differs)".into());
     }
     let mut rows = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let f = split_csv(line);
+    for (i, f) in records.enumerate() {
         if f.len() != 19 {
             return Err(format!("line {}: {} fields, expected 19", i + 2, f.len()));
         }
@@ -360,11 +359,13 @@ pub fn from_csv(text: &str) -> Result<Vec<AgencyRow>, String> {
     Ok(rows)
 }
 
-fn split_csv(line: &str) -> Vec<String> {
+/// CSV records (RFC 4180): quoted fields may hold commas, quotes and line breaks.
+fn records(text: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
+    let mut record = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
-    let mut chars = line.chars().peekable();
+    let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match (c, quoted) {
             ('"', true) if chars.peek() == Some(&'"') => {
@@ -372,11 +373,19 @@ fn split_csv(line: &str) -> Vec<String> {
                 chars.next();
             }
             ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
+            (',', false) => record.push(std::mem::take(&mut cur)),
+            ('\r', false) if chars.peek() == Some(&'\n') => {}
+            ('\n', false) => {
+                record.push(std::mem::take(&mut cur));
+                out.push(std::mem::take(&mut record));
+            }
             (c, _) => cur.push(c),
         }
     }
-    out.push(cur);
+    if !cur.is_empty() || !record.is_empty() {
+        record.push(cur);
+        out.push(record);
+    }
     out
 }
 
@@ -603,6 +612,15 @@ mod tests {
         assert!(csv.contains("\"机关, \"\"mof\"\"\""), "{csv}");
         assert_eq!(from_csv(&csv), Ok(rows));
         assert!(from_csv("x,y\n").is_err());
+    }
+
+    #[test]
+    fn csv_round_trip_with_line_breaks_in_a_display_name() {
+        // Found by tests/tests/fuzz.rs: spec.agency.displayName may hold a line break.
+        let mut r = row("mof", 1.0);
+        r.display_name = "财政部\n信息中心\r\n".into();
+        let rows = vec![r, row("zj", 2.0)];
+        assert_eq!(from_csv(&to_csv(&rows)), Ok(rows));
     }
 
     #[test]

@@ -1,0 +1,326 @@
+//! Watching custom resources that may not parse.
+//!
+//! A typed watcher lists a kind as one `ObjectList<K>`: a single object that no longer fits
+//! the Rust type (created before a schema tightened, or written while the CRD was replaced
+//! by hand) fails the whole list, and with it every object of the kind — the controller
+//! stalls (kube-rs#774). Here each object is parsed on its own: the ones that parse flow on
+//! as usual; the others are logged once, counted in `govcloud_unparseable_objects{kind}`
+//! and reported with a Warning event on the object itself, and are otherwise left alone
+//! (the operator neither reconciles nor deletes anything because of them).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt as _};
+use kube::api::{Api, ObjectMeta};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt as _, reflector::store::Writer};
+use kube::{Client, Resource};
+use serde::de::{Deserialize, DeserializeOwned, Deserializer};
+use tracing::warn;
+
+/// An object as the API server returned it: parsed, or its metadata and why it did not parse.
+#[derive(Clone, Debug)]
+// Both variants hold a whole object's worth of data; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Lenient<K> {
+    /// It fits the Rust type.
+    Parsed(K),
+    /// It does not; `error` says where.
+    Unparseable {
+        /// The object's metadata (always readable: the API server validates it).
+        meta: ObjectMeta,
+        /// The deserialisation error.
+        error: String,
+    },
+}
+
+impl<K: Resource<DynamicType = ()>> Resource for Lenient<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Lenient::Parsed(k) => k.meta(),
+            Lenient::Unparseable { meta, .. } => meta,
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Lenient::Parsed(k) => k.meta_mut(),
+            Lenient::Unparseable { meta, .. } => meta,
+        }
+    }
+}
+
+impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(parse(value))
+    }
+}
+
+/// Parses one object, keeping its metadata when the rest does not fit `K`.
+pub fn parse<K: DeserializeOwned>(value: serde_json::Value) -> Lenient<K> {
+    match K::deserialize(&value) {
+        Ok(k) => Lenient::Parsed(k),
+        Err(e) => Lenient::Unparseable {
+            meta: value
+                .get("metadata")
+                .and_then(|m| ObjectMeta::deserialize(m).ok())
+                .unwrap_or_default(),
+            error: e.to_string(),
+        },
+    }
+}
+
+/// Where unparseable objects are reported: a gauge per kind, a Warning event per object
+/// (once per resourceVersion) and the log.
+#[derive(Clone)]
+pub struct Reporter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    gauge: prometheus::IntGaugeVec,
+    recorder: Recorder,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// (kind, uid) of the objects that do not parse now.
+    bad: HashSet<(String, String)>,
+    /// (kind, uid, resourceVersion) already reported.
+    reported: HashSet<(String, String, String)>,
+}
+
+impl Reporter {
+    /// A reporter publishing events with `recorder` and counting in `gauge` (label `kind`).
+    pub fn new(gauge: prometheus::IntGaugeVec, recorder: Recorder) -> Reporter {
+        Reporter {
+            inner: Arc::new(Inner {
+                gauge,
+                recorder,
+                seen: Mutex::default(),
+            }),
+        }
+    }
+
+    fn set_gauge(&self, kind: &str, bad: &HashSet<(String, String)>) {
+        let n = bad.iter().filter(|(k, _)| k == kind).count();
+        self.inner.gauge.with_label_values(&[kind]).set(n as i64);
+    }
+
+    /// An object of `kind` parsed (again): no longer counted.
+    fn parsed(&self, kind: &str, meta: &ObjectMeta) {
+        let uid = meta.uid.clone().unwrap_or_default();
+        if let Ok(mut g) = self.inner.seen.lock()
+            && g.bad.remove(&(kind.to_string(), uid.clone()))
+        {
+            g.reported.retain(|(k, u, _)| !(k == kind && *u == uid));
+            self.set_gauge(kind, &g.bad);
+        }
+    }
+
+    /// An object of `kind` was deleted.
+    fn deleted(&self, kind: &str, meta: &ObjectMeta) {
+        self.parsed(kind, meta);
+    }
+
+    /// An object of `kind` does not parse: log, count, and tell its owner on the object.
+    fn unparseable<K: Resource<DynamicType = ()>>(&self, obj: &Lenient<K>, error: &str) {
+        let kind = K::kind(&()).to_string();
+        let meta = obj.meta();
+        let uid = meta.uid.clone().unwrap_or_default();
+        let version = meta.resource_version.clone().unwrap_or_default();
+        let first = match self.inner.seen.lock() {
+            Ok(mut g) => {
+                g.bad.insert((kind.clone(), uid.clone()));
+                self.set_gauge(&kind, &g.bad);
+                g.reported.insert((kind.clone(), uid, version))
+            }
+            Err(_) => false,
+        };
+        if !first {
+            return;
+        }
+        let name = meta.name.clone().unwrap_or_default();
+        let namespace = meta.namespace.clone().unwrap_or_default();
+        warn!(
+            kind = %kind, %namespace, %name, %error,
+            "cannot read this object (it does not fit the current schema); it is left alone, the others are reconciled"
+        );
+        let note = format!(
+            "The operator cannot read this {kind}: {error}. It was probably written before the schema changed. \
+             Fix the field (kubectl edit) or delete and re-create the object; until then the operator leaves it \
+             and everything it created alone."
+        );
+        let event = KubeEvent {
+            type_: EventType::Warning,
+            reason: "Unparseable".into(),
+            note: Some(truncate(&note, 1000)),
+            action: "Read".into(),
+            secondary: None,
+        };
+        let reference = obj.object_ref(&());
+        let recorder = self.inner.recorder.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    warn!(error = %e, "cannot publish the Unparseable event");
+                }
+            });
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Watch events of `K` in which objects that do not parse are reported and left out.
+pub fn events<K>(
+    client: Client,
+    config: watcher::Config,
+    reporter: Reporter,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let api: Api<Lenient<K>> = Api::all(client);
+    watcher::watcher(api, config).filter_map(move |event| {
+        let kind = K::kind(&()).to_string();
+        let keep = |l: Lenient<K>, reporter: &Reporter| -> Option<K> {
+            match l {
+                Lenient::Parsed(k) => {
+                    reporter.parsed(&kind, k.meta());
+                    Some(k)
+                }
+                Lenient::Unparseable { ref error, .. } => {
+                    let error = error.clone();
+                    reporter.unparseable(&l, &error);
+                    None
+                }
+            }
+        };
+        let out = match event {
+            Err(e) => Some(Err(e)),
+            Ok(Event::Init) => Some(Ok(Event::Init)),
+            Ok(Event::InitDone) => Some(Ok(Event::InitDone)),
+            Ok(Event::InitApply(l)) => keep(l, &reporter).map(|k| Ok(Event::InitApply(k))),
+            Ok(Event::Apply(l)) => keep(l, &reporter).map(|k| Ok(Event::Apply(k))),
+            Ok(Event::Delete(l)) => {
+                reporter.deleted(&kind, l.meta());
+                match l {
+                    Lenient::Parsed(k) => Some(Ok(Event::Delete(k))),
+                    Lenient::Unparseable { .. } => None,
+                }
+            }
+        };
+        futures::future::ready(out)
+    })
+}
+
+/// Applied objects of `K` (for `Controller::watches_stream`), unparseable ones left out.
+pub fn objects<K>(
+    client: Client,
+    config: watcher::Config,
+    reporter: Reporter,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    events::<K>(client, config, reporter)
+        .default_backoff()
+        .applied_objects()
+}
+
+/// A reflector (store and the stream that fills it, to be polled) of `K`, unparseable
+/// objects left out.
+pub fn reflector<K>(
+    client: Client,
+    config: watcher::Config,
+    reporter: Reporter,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let writer: Writer<K> = Writer::new(());
+    let reader = writer.as_reader();
+    let stream =
+        reflector::reflector(writer, events::<K>(client, config, reporter).default_backoff()).applied_objects();
+    (reader, stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::AgencyCloud;
+    use serde_json::json;
+
+    #[test]
+    fn a_bad_object_keeps_its_metadata_and_says_why() {
+        let bad = json!({
+            "apiVersion": "govcloud.io/v1alpha1", "kind": "AgencyCloud",
+            "metadata": {"name": "old", "uid": "u1", "resourceVersion": "7"},
+            "spec": {"securityLevel": "high"}
+        });
+        match parse::<AgencyCloud>(bad) {
+            Lenient::Unparseable { meta, error } => {
+                assert_eq!(meta.name.as_deref(), Some("old"));
+                assert!(!error.is_empty());
+            }
+            Lenient::Parsed(_) => panic!("an AgencyCloud without a valid spec must not parse"),
+        }
+    }
+
+    #[test]
+    fn a_list_with_one_bad_object_still_yields_the_good_ones() {
+        let good: serde_json::Value =
+            serde_yaml::from_str(include_str!("../../examples/agencies/mof-internal-l3.yaml")).unwrap_or_default();
+        let list = json!({
+            "apiVersion": "govcloud.io/v1alpha1", "kind": "AgencyCloudList", "metadata": {},
+            "items": [good, {"apiVersion": "govcloud.io/v1alpha1", "kind": "AgencyCloud",
+                             "metadata": {"name": "bad"}, "spec": {"zone": 42}}]
+        });
+        let parsed: kube::core::ObjectList<Lenient<AgencyCloud>> =
+            serde_json::from_value(list).unwrap_or_else(|e| panic!("a lenient list parses: {e}"));
+        let kinds: Vec<bool> = parsed.items.iter().map(|l| matches!(l, Lenient::Parsed(_))).collect();
+        assert_eq!(kinds, vec![true, false]);
+        // The typed list fails as a whole: what this module is for.
+        let strict: Result<kube::core::ObjectList<AgencyCloud>, _> = serde_json::from_value(json!({
+            "apiVersion": "govcloud.io/v1alpha1", "kind": "AgencyCloudList", "metadata": {},
+            "items": [{"apiVersion": "govcloud.io/v1alpha1", "kind": "AgencyCloud", "metadata": {"name": "bad"}, "spec": {"zone": 42}}]
+        }));
+        assert!(strict.is_err());
+    }
+}
