@@ -71,6 +71,8 @@ audit_log="${TESTBED_STATE:-$GOVCLOUD_CACHE/testbed}/dc1/logs/audit.log"
 audit_offset=$(stat -c %s "$audit_log" 2>/dev/null || echo 0)
 
 step "cargo test (unit + integration, one shared control plane; the operator runs as the chart's ServiceAccount)"
+# Figures for docs/reliability.md: only this run's.
+rm -rf target/reliability
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/govcloud-test.log"
 rc=${PIPESTATUS[0]}
@@ -90,6 +92,9 @@ else
   rc=1
 fi
 rm -f "$rendered"
+
+step "docs/reliability.md from this run's figures (faults, bad input, fuzzing, isolation)"
+python3 "$here/reliability-report.py" --out docs/reliability.md
 
 step "done in $((SECONDS - start))s"
 echo "$passed passed, $failed failed"

@@ -515,6 +515,15 @@ fn fuzz<I: Debug>(
         panic_sites.len(),
         broken.len()
     );
+    // Figures for docs/reliability.md (hack/reliability-report.py sums the targets).
+    let dir = govcloud_tests::repo_root().join("target").join("reliability");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(
+        dir.join(format!("fuzz-{target}.json")),
+        json!({"target": target, "inputs": ran, "millis": start.elapsed().as_millis() as u64,
+               "panics": panic_sites.len(), "broken": broken.len()})
+        .to_string(),
+    );
     let mut report = String::new();
     if !panics.is_empty() {
         report.push_str(&format!(
