@@ -82,7 +82,11 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
 }
 
 /// Parses one object, keeping its metadata when the rest does not fit `K`.
-pub fn parse<K: DeserializeOwned>(value: serde_json::Value) -> Lenient<K> {
+/// `managedFields` are dropped: the operator never reads them from its caches.
+pub fn parse<K: DeserializeOwned>(mut value: serde_json::Value) -> Lenient<K> {
+    if let Some(meta) = value.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
     match K::deserialize(&value) {
         Ok(k) => Lenient::Parsed(k),
         Err(e) => Lenient::Unparseable {

@@ -63,7 +63,7 @@ pub(crate) struct Target {
 pub(crate) async fn target(ctx: &Context, namespace: &str) -> std::result::Result<Target, (&'static str, String)> {
     let agency = agency_of(ctx, namespace).ok_or((
         "NoAgency",
-        format!("Namespace {namespace} is not an environment of any provisioned AgencyCloud; create hosted systems in your agency's namespaces."),
+        format!("Namespace {namespace} is not an environment of any provisioned AgencyCloud; create HostedSystems and BackupPolicies in one of your agency's namespaces."),
     ))?;
     let placement = agency
         .status

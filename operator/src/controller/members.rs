@@ -182,7 +182,9 @@ fn start(version: &str, client: &Client, trigger: Triggers, kinds: &[Kind]) -> M
         let writer = reflector::store::Writer::new(api_resource(kind));
         let reader = writer.as_reader();
         let wc = watcher::Config::default().labels(&selector);
-        let stream = reflector::reflector(writer, watcher(api(client, kind, None), wc)).default_backoff();
+        // managedFields are never read from the caches: dropped to keep them small.
+        let objects = watcher(api(client, kind, None), wc).modify(|o| o.managed_fields_mut().clear());
+        let stream = reflector::reflector(writer, objects).default_backoff();
         let mut trigger = trigger.clone();
         let namespaces = if kind == Kind::Namespace {
             None
