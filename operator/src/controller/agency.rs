@@ -272,7 +272,20 @@ async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus
         return Ok(());
     }
     let api: Api<AgencyCloud> = Api::all(ctx.client.clone());
-    let body = json!({"apiVersion": AgencyCloud::api_version(&()), "kind": AgencyCloud::kind(&()), "status": status});
+    let mut body =
+        json!({"apiVersion": AgencyCloud::api_version(&()), "kind": AgencyCloud::kind(&()), "status": status});
+    // The placement is decided from the cache. A cache that lags (a restarted operator's
+    // first list can come from the API server's watch cache) must not place a cloud a
+    // second time, nor drop a recorded placement (this apply owns `placement`: leaving it
+    // out removes it). Such writes carry the resourceVersion they were computed from, so
+    // the API server refuses them (409) when the object has moved on; the reconcile is
+    // retried on the fresh object. Found by the fault suite (tests/tests/faults.rs).
+    let unplaced = |s: Option<&AgencyCloudStatus>| s.and_then(|s| s.placement.as_ref()).is_none();
+    if (unplaced(ac.status.as_ref()) || unplaced(Some(&status)))
+        && let Some(rv) = ac.resource_version()
+    {
+        body["metadata"] = json!({"resourceVersion": rv});
+    }
     api.patch_status(&ac.name_any(), &field_manager(), &Patch::Apply(&body))
         .await?;
     Ok(())
@@ -351,6 +364,13 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     let mut quota_fits = Desired::new(QUOTA_FITS, true, "Fits", "The quota fits the placed cluster.");
     let placement = match &prev.placement {
         Some(p) => {
+            // A reservation made before the placement reached the cache is no longer needed.
+            {
+                let mut reservations = ctx.placements.lock().await;
+                if reservations.contains_key(&name) {
+                    reservations.remove(&name);
+                }
+            }
             let cands = placement_candidates(ctx, &name, &Default::default());
             if let Some(c) = cands.iter().find(|c| c.name == p.cluster)
                 && let Err(r) = placement::recheck(&req, c)
