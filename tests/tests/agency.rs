@@ -675,3 +675,27 @@ async fn raising_the_level_above_the_cluster_is_reported_not_moved() -> Result<(
     delete_ac(&hub, &a).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_agency_on_the_hub_itself_is_isolated_and_ready() -> Result<()> {
+    // The hub registered as a workload cluster (no kubeconfigSecret): the operator works
+    // there with the chart's member role (rbac.hubIsMember), including the dry-run probe
+    // of the registry policy.
+    operator()?;
+    let hub = client(1).await?;
+    let group = unique("grp");
+    register(&hub, &group, "external", 3, None).await?;
+    let a = unique_short("onhub");
+    create_ac(&hub, &agency_cloud(&a, 2, "external", &[("prod", "1", "1Gi")], &group)).await?;
+    let ac = wait_cond(&hub, &a, "Ready", "True").await?;
+    let isolated = cond(&ac, "Isolated").map(|c| c.0).unwrap_or_default();
+    ensure!(isolated == "True", "Isolated is {isolated}");
+    let ns = format!("{a}-prod");
+    let quotas: Api<ResourceQuota> = Api::namespaced(hub.clone(), &ns);
+    ensure!(
+        quotas.get_opt("govcloud-quota").await?.is_some(),
+        "no quota in {ns} on the hub"
+    );
+    delete_ac(&hub, &a).await;
+    Ok(())
+}

@@ -738,22 +738,25 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     let rules = crate::core::levels::rules(spec.security_level);
     let was_isolated = conditions::is_true(&prev.conditions, ISOLATED);
     let probe_ns = spec.environments.first().map(|e| build::namespace_name(&name, &e.name));
-    if !was_isolated
-        && let Some(ns) = &probe_ns
-        && !registry_policy_active(&client, ns).await
-    {
+    let probe = match (&probe_ns, was_isolated) {
+        (Some(ns), false) => registry_policy_active(&client, ns).await,
+        _ => Ok(true),
+    };
+    if probe != Ok(true) {
+        let (reason, message) = match probe {
+            Err(m) => ("Forbidden", m),
+            Ok(_) => (
+                "RegistryPolicyPending",
+                "Waiting for the API server to activate the image registry policy.".to_string(),
+            ),
+        };
         let status = status_with(
             &ac,
             Some(placement.clone()),
             envs,
             &[
                 placed,
-                Desired::new(
-                    ISOLATED,
-                    false,
-                    "RegistryPolicyPending",
-                    "Waiting for the API server to activate the image registry policy.",
-                ),
+                Desired::new(ISOLATED, false, reason, message),
                 quota_fits,
                 Desired::new(
                     types::READY,
@@ -892,7 +895,8 @@ fn backup_compliance(ctx: &Context, level: u8, namespaces: &[String]) -> Desired
 /// Checks, with a server-side dry run, that the API server already refuses a pod whose
 /// image is outside the allowed registries in `namespace` (admission policies are loaded
 /// asynchronously after their binding is created).
-async fn registry_policy_active(client: &Client, namespace: &str) -> bool {
+/// `Err` names a missing permission (the probe is refused by RBAC, not by the policy).
+async fn registry_policy_active(client: &Client, namespace: &str) -> std::result::Result<bool, String> {
     let pod: Pod = match serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "govcloud-registry-probe"},
@@ -901,7 +905,7 @@ async fn registry_policy_active(client: &Client, namespace: &str) -> bool {
                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}}]}
     })) {
         Ok(p) => p,
-        Err(_) => return false,
+        Err(_) => return Ok(false),
     };
     let pp = kube::api::PostParams {
         dry_run: true,
@@ -912,10 +916,15 @@ async fn registry_policy_active(client: &Client, namespace: &str) -> bool {
         .await
     {
         // Refused by the registry rule itself (not, say, because its parameters are not loaded yet).
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("cannot create resource") => Err(format!(
+            "The operator's identity on this cluster may not create pods, which the registry policy check needs (a server-side dry run; nothing is created): {}. Grant it (the chart's member role has it).",
+            s.message
+        )),
         Err(kube::Error::Api(s)) => {
-            s.message.contains(build::REGISTRY_POLICY_PREFIX) && s.message.contains("is not from an allowed registry")
+            Ok(s.message.contains(build::REGISTRY_POLICY_PREFIX)
+                && s.message.contains("is not from an allowed registry"))
         }
-        _ => false,
+        _ => Ok(false),
     }
 }
 
