@@ -14,6 +14,7 @@
 #   BENCH_STEADY_SECS               steady-state window (default 60; --small 15)
 #   BENCH_NEW_AGENCIES              agencies added one by one while steady (default 20; --small 5)
 #   BENCH_CONCURRENCY               operator --concurrency (default 8, the production default)
+#   BENCH_OPERATOR_LOG              the operator's RUST_LOG (default warn; govcloud=debug shows each write's reason)
 #   TESTBED_STATE                   testbed state dir (default ~/.cache/govcloud/testbed)
 #
 # The testbed: if none runs, three clusters are started with enough KWOK node capacity for
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
     --small) small=1 ;;
     --out) out="${2:?--out needs a file}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

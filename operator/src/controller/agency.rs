@@ -271,6 +271,7 @@ async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus
     if ac.status.as_ref() == Some(&status) {
         return Ok(());
     }
+    tracing::debug!(changed = ?super::changed_fields(ac.status.as_ref(), &status), "writing status");
     let api: Api<AgencyCloud> = Api::all(ctx.client.clone());
     let mut body =
         json!({"apiVersion": AgencyCloud::api_version(&()), "kind": AgencyCloud::kind(&()), "status": status});

@@ -277,6 +277,7 @@ async fn write_status(ctx: &Context, bp: &BackupPolicy, status: BackupPolicyStat
         return Ok(());
     }
     let ns = bp.namespace().unwrap_or_default();
+    tracing::debug!(changed = ?super::changed_fields(bp.status.as_ref(), &status), "writing status");
     let body = json!({"apiVersion": BackupPolicy::api_version(&()), "kind": BackupPolicy::kind(&()), "status": status});
     Api::<BackupPolicy>::namespaced(ctx.client.clone(), &ns)
         .patch_status(&bp.name_any(), &pp(), &Patch::Apply(&body))
@@ -1058,6 +1059,12 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
         crate::lenient::objects::<BackupLocation>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
     let by_ns = store.clone();
     let all = store.clone();
+    let waiting = store.clone();
+    let agencies = crate::lenient::objects::<crate::api::AgencyCloud>(
+        ctx.client.clone(),
+        watcher::Config::default(),
+        ctx.lenient.clone(),
+    );
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         // A system appearing or changing labels may change what a policy covers.
@@ -1076,6 +1083,8 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
                 .map(|p| ObjectRef::from_obj(&*p))
                 .collect::<Vec<_>>()
         })
+        // Policies created before their agency was provisioned go as soon as it is.
+        .watches_stream(agencies, move |ac| super::in_agency_namespaces(&waiting, &ac))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

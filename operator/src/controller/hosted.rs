@@ -118,6 +118,7 @@ async fn write_status(ctx: &Context, hs: &HostedSystem, status: HostedSystemStat
         return Ok(());
     }
     let ns = hs.namespace().unwrap_or_default();
+    tracing::debug!(changed = ?super::changed_fields(hs.status.as_ref(), &status), "writing status");
     let body = json!({"apiVersion": HostedSystem::api_version(&()), "kind": HostedSystem::kind(&()), "status": status});
     Api::<HostedSystem>::namespaced(ctx.client.clone(), &ns)
         .patch_status(&hs.name_any(), &pp(), &Patch::Apply(&body))
@@ -677,6 +678,9 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     let templates =
         crate::lenient::objects::<ServiceTemplate>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
     let users = store.clone();
+    let waiting = store.clone();
+    let agencies =
+        crate::lenient::objects::<AgencyCloud>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
     let mut controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .watches_stream(templates, move |t: ServiceTemplate| {
@@ -687,6 +691,10 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
                 .filter(|s| s.spec.template.as_ref().is_some_and(|r| r.name == name))
                 .map(|s| ObjectRef::from_obj(&*s))
                 .collect::<Vec<_>>()
+        })
+        // Systems created before their agency was provisioned go as soon as it is.
+        .watches_stream(agencies, move |ac: AgencyCloud| {
+            super::in_agency_namespaces(&waiting, &ac)
         });
     if let Some(rx) = events {
         controller = controller.reconcile_on(rx.filter_map(|key| async move {

@@ -148,6 +148,75 @@ impl Context {
     }
 }
 
+/// What a status write changes, for the debug log: the top-level fields that differ, and
+/// for `conditions` the types whose entries differ (`conditions[Ready]`).
+pub fn changed_fields<T: serde::Serialize>(old: Option<&T>, new: &T) -> Vec<String> {
+    let old = old.and_then(|o| serde_json::to_value(o).ok()).unwrap_or_default();
+    let new = serde_json::to_value(new).unwrap_or_default();
+    let empty = serde_json::Map::new();
+    let (o, n) = (old.as_object().unwrap_or(&empty), new.as_object().unwrap_or(&empty));
+    let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for k in keys {
+        let (a, b) = (o.get(k), n.get(k));
+        if a == b {
+            continue;
+        }
+        if k == "conditions"
+            && let (Some(serde_json::Value::Array(a)), Some(serde_json::Value::Array(b))) = (a, b)
+        {
+            for c in b {
+                let t = c.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+                let before = a.iter().find(|x| x.get("type") == c.get("type"));
+                if before != Some(c) {
+                    let what: Vec<&str> = [
+                        "status",
+                        "reason",
+                        "message",
+                        "lastTransitionTime",
+                        "observedGeneration",
+                    ]
+                    .into_iter()
+                    .filter(|f| before.and_then(|x| x.get(*f)) != c.get(*f))
+                    .collect();
+                    out.push(format!("conditions[{t}].{}", what.join("+")));
+                }
+            }
+            continue;
+        }
+        out.push(k.clone());
+    }
+    out
+}
+
+/// The namespaces an AgencyCloud has provisioned (its environments), from its status.
+pub fn provisioned_namespaces(ac: &AgencyCloud) -> Vec<String> {
+    ac.status
+        .as_ref()
+        .map(|s| s.environments.iter().map(|e| e.namespace.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Objects of `store` in the namespaces `ac` has provisioned: what waits for an agency to be
+/// placed and provisioned is reconciled as soon as it is, not at its next retry.
+pub fn in_agency_namespaces<K>(store: &Store<K>, ac: &AgencyCloud) -> Vec<kube::runtime::reflector::ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let namespaces = provisioned_namespaces(ac);
+    if namespaces.is_empty() {
+        return vec![];
+    }
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_ref().is_some_and(|n| namespaces.contains(n)))
+        .map(|o| kube::runtime::reflector::ObjectRef::from_obj(&*o))
+        .collect()
+}
+
 /// Marks `synced` once `store` has finished its initial list. The store's readiness signal
 /// wakes only one waiter (the controller itself also waits on it), so it is polled in short
 /// slices instead of awaited once.

@@ -361,6 +361,18 @@ pub async fn install_hub_objects(client: &kube::Client) -> Result<()> {
             plural: plural.into(),
         };
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        // Unchanged since the last start: no write (a restart of an unchanged operator is quiet).
+        let mut expected = body.clone();
+        if let Some(m) = expected.as_object_mut() {
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        if let Ok(Some(live)) = api.get_opt(name).await
+            && let Ok(live) = serde_json::to_value(&live)
+            && crate::core::subset::contains(&live, &expected)
+        {
+            continue;
+        }
         api.patch(
             name,
             &PatchParams::apply("govcloud-operator/hub").force(),

@@ -386,7 +386,11 @@ async fn start_operator(a: &Args, run: &str, kubeconfig: &Path, n: u32) -> Resul
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--kubeconfig")
         .arg(kubeconfig)
-        .env("RUST_LOG", "warn")
+        // BENCH_OPERATOR_LOG (e.g. `govcloud=debug`) to see what the operator writes and why.
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(logf.try_clone()?)
         .stderr(logf)
         .spawn()
@@ -420,7 +424,9 @@ fn metric(text: &str, name: &str, filter: &str) -> f64 {
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .filter(|l| l.contains(filter))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .sum::<f64>()
+        // An empty f64 sum is -0.0; printed as "-0".
+        + 0.0
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1718,6 +1724,14 @@ async fn main() -> Result<()> {
          show every AgencyCloud, HostedSystem and BackupPolicy reconciled once."
             .into(),
     );
+    if a.agencies < 2000 || a.systems < 5000 {
+        b.r.notes.push(format!(
+            "This run is smaller than the national scale (2,000 agencies, 5,000 systems): {} agencies, {} systems. \
+             `BENCH_AGENCIES=2000 BENCH_SYSTEMS=5000 hack/bench.sh --out docs/performance.md` runs that scale \
+             (it starts a testbed with enough KWOK capacity when none runs).",
+            a.agencies, a.systems
+        ));
+    }
     println!("\n{}", b.r.table(&a));
     for n in &b.r.notes {
         println!("- {n}");
