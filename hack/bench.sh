@@ -4,7 +4,7 @@
 # against a bare client applying the same objects (tests/src/bin/bench.rs).
 #
 #   hack/bench.sh                 BENCH_AGENCIES (200) agencies, BENCH_SYSTEMS (500) systems
-#   hack/bench.sh --small         20 agencies, 50 systems, short windows (CI smoke, ~2-3 min)
+#   hack/bench.sh --small         20 agencies, 50 systems, short windows, debug build (CI smoke, ~3 min)
 #   hack/bench.sh [--small] --out docs/performance.md    also write the results there
 #   hack/bench.sh ... -- ARGS     extra arguments for the driver (see `bench --help`)
 #
@@ -14,6 +14,7 @@
 #   BENCH_STEADY_SECS               steady-state window (default 60; --small 15)
 #   BENCH_NEW_AGENCIES              agencies added one by one while steady (default 20; --small 5)
 #   BENCH_CONCURRENCY               operator --concurrency (default 8, the production default)
+#   BENCH_PROFILE                   release (default) or debug (default with --small)
 #   BENCH_OPERATOR_LOG              the operator's RUST_LOG (default warn; govcloud=debug shows each write's reason)
 #   TESTBED_STATE                   testbed state dir (default ~/.cache/govcloud/testbed)
 #
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
     --small) small=1 ;;
     --out) out="${2:?--out needs a file}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -101,8 +102,20 @@ for n in $(seq 1 "$clusters"); do
   fi
 done
 
-log "building the operator and the driver (release)"
-(cd "$root" && cargo build --release -p govcloud-operator -p govcloud-tests --bin bench --bin govcloud-operator)
+# Figures come from release builds; the small configuration (a check that the script works,
+# run by hack/test.sh) uses the debug build the test suite already has, unless
+# BENCH_PROFILE=release.
+profile="${BENCH_PROFILE:-release}"
+[ "$small" = 1 ] && profile="${BENCH_PROFILE:-debug}"
+if [ "$profile" = release ]; then
+  log "building the operator and the driver (release)"
+  (cd "$root" && cargo build --release -p govcloud-operator -p govcloud-tests --bin bench --bin govcloud-operator)
+  target="$root/target/release"
+else
+  log "building the operator and the driver (debug: the figures of this run are not representative)"
+  (cd "$root" && cargo build -p govcloud-operator -p govcloud-tests --bin bench --bin govcloud-operator)
+  target="$root/target/debug"
+fi
 
 args=(--agencies "$agencies" --systems "$systems" --backup-share "$backup_share" --clusters "$clusters"
   --steady-secs "$steady" --new-agencies "$new_agencies" --concurrency "$concurrency")
@@ -111,7 +124,7 @@ args+=("${extra[@]}")
 log "running: bench ${args[*]}"
 logfile="$TESTBED_STATE/bench-$(date +%Y%m%d-%H%M%S).log"
 set +e
-(cd "$root" && BENCH_OPERATOR_BIN="$root/target/release/govcloud-operator" "$root/target/release/bench" "${args[@]}") \
+(cd "$root" && BENCH_OPERATOR_BIN="$target/govcloud-operator" "$target/bench" "${args[@]}") \
   2> >(tee "$logfile" >&2)
 rc=$?
 set -e

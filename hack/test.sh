@@ -81,6 +81,14 @@ set -e
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "${TMPDIR:-/tmp}/govcloud-test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "${TMPDIR:-/tmp}/govcloud-test.log" | awk '{s+=$1} END {print s+0}')
 
+step "benchmark script, small configuration (a check that it works; figures: hack/bench.sh --out docs/performance.md)"
+if bash "$here/bench.sh" --small; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+  rc=1
+fi
+
 step "least privilege: the chart's RBAC against what the operator did during the suite (hub audit log)"
 rendered="$(mktemp)"
 bash "$here/chart.sh" template --set rbac.hubIsMember=true >"$rendered" 2>/dev/null

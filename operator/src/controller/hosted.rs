@@ -60,7 +60,28 @@ pub(crate) struct Target {
     pub(crate) agency: Arc<AgencyCloud>,
 }
 
+/// Waits (up to 10 s) until the AgencyCloud and DataCenterCluster caches have their first
+/// list: right after a start, an empty cache would report agencies as missing and rewrite
+/// every status twice.
+async fn caches_filled(ctx: &Context) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ready = |s: Option<bool>| s.unwrap_or(false);
+        let agencies = ready(
+            ctx.agencies
+                .get()
+                .map(|s| futures::FutureExt::now_or_never(s.wait_until_ready()).is_some_and(|r| r.is_ok())),
+        );
+        let clusters = futures::FutureExt::now_or_never(ctx.clusters.wait_until_ready()).is_some_and(|r| r.is_ok());
+        if (agencies && clusters) || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 pub(crate) async fn target(ctx: &Context, namespace: &str) -> std::result::Result<Target, (&'static str, String)> {
+    caches_filled(ctx).await;
     let agency = agency_of(ctx, namespace).ok_or((
         "NoAgency",
         format!("Namespace {namespace} is not an environment of any provisioned AgencyCloud; create HostedSystems and BackupPolicies in one of your agency's namespaces."),
