@@ -365,12 +365,10 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     let mut quota_fits = Desired::new(QUOTA_FITS, true, "Fits", "The quota fits the placed cluster.");
     let placement = match &prev.placement {
         Some(p) => {
-            // A reservation made before the placement reached the cache is no longer needed.
-            {
-                let mut reservations = ctx.placements.lock().await;
-                if reservations.contains_key(&name) {
-                    reservations.remove(&name);
-                }
+            // A reservation made before the placement reached the cache is no longer needed
+            // (never waits: when a placement decision holds the lock, a later reconcile does it).
+            if let Ok(mut reservations) = ctx.placements.try_lock() {
+                reservations.remove(&name);
             }
             let cands = placement_candidates(ctx, &name, &Default::default());
             if let Some(c) = cands.iter().find(|c| c.name == p.cluster)
