@@ -184,7 +184,7 @@ impl Reporter {
         let event = KubeEvent {
             type_: EventType::Warning,
             reason: "Unparseable".into(),
-            note: Some(truncate(&note, 1000)),
+            note: Some(crate::core::conditions::truncate(&note, 1000)),
             action: "Read".into(),
             secondary: None,
         };
@@ -198,17 +198,6 @@ impl Reporter {
             });
         }
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// Watch events of `K` in which objects that do not parse are reported and left out.

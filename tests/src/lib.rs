@@ -789,3 +789,54 @@ pub async fn require_velero(n: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// Where tests leave the figures of docs/reliability.md (hack/reliability-report.py reads them).
+pub fn figures_dir() -> PathBuf {
+    let dir = repo_root().join("target").join("reliability");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// Registers a BackupLocation `name` in `region` on `store`, with its credentials Secret
+/// `<name>-s3` in the operator's namespace.
+pub async fn backup_location(hub: &Client, name: &str, region: &str, store: &ObjectStore) -> Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{name}-s3"), "namespace": OPERATOR_NAMESPACE},
+        "stringData": {"cloud": ObjectStore::credentials()}
+    }))?;
+    Api::<Secret>::namespaced(hub.clone(), OPERATOR_NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    let bl: govcloud::api::BackupLocation = serde_json::from_value(serde_json::json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupLocation",
+        "metadata": {"name": name, "labels": {"govcloud.io/test": "true"}},
+        "spec": {"region": region, "bucket": "backups", "endpoint": store.endpoint(), "credentialsSecret": format!("{name}-s3")}
+    }))?;
+    Api::<govcloud::api::BackupLocation>::all(hub.clone())
+        .create(&PostParams::default(), &bl)
+        .await?;
+    Ok(())
+}
+
+/// The /metrics text of an operator process listening on 127.0.0.1:`port`.
+pub async fn process_metrics(port: u16) -> Option<String> {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// The sum of the samples of metric `name` whose line contains `filter` ("" for all).
+pub fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        // An empty f64 sum is -0.0.
+        + 0.0
+}

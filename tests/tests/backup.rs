@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow, bail, ensure};
 use govcloud::api::{AgencyCloud, BackupPolicy, HostedSystem};
 use govcloud_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -52,7 +52,7 @@ async fn setup(level: u8) -> Result<Setup> {
     })
     .await?;
     let store = ObjectStore::start(&unique("store"))?;
-    location(&hub, &region, &region, &store).await?;
+    backup_location(&hub, &region, &region, &store).await?;
     let ns = format!("{a}-prod");
     let hs: HostedSystem = serde_json::from_value(json!({
         "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem",
@@ -80,26 +80,6 @@ async fn setup(level: u8) -> Result<Setup> {
         region,
         store,
     })
-}
-
-/// Registers a BackupLocation `name` in `region` on `store` (with its credentials Secret).
-async fn location(hub: &Client, name: &str, region: &str, store: &ObjectStore) -> Result<()> {
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": format!("{name}-s3"), "namespace": OPERATOR_NAMESPACE},
-        "stringData": {"cloud": ObjectStore::credentials()}
-    }))?;
-    Api::<Secret>::namespaced(hub.clone(), OPERATOR_NAMESPACE)
-        .create(&PostParams::default(), &secret)
-        .await?;
-    let bl: govcloud::api::BackupLocation = serde_json::from_value(json!({
-        "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupLocation",
-        "metadata": {"name": name, "labels": {"govcloud.io/test": "true"}},
-        "spec": {"region": region, "bucket": "backups", "endpoint": store.endpoint(), "credentialsSecret": format!("{name}-s3")}
-    }))?;
-    Api::<govcloud::api::BackupLocation>::all(hub.clone())
-        .create(&PostParams::default(), &bl)
-        .await?;
-    Ok(())
 }
 
 fn condition(
@@ -450,7 +430,7 @@ async fn offsite_copies_by_level_and_bad_policies() -> Result<()> {
     // A second region with its own store: the off-site copy is taken there.
     let far = ObjectStore::start(&unique("far"))?;
     let far_region = unique_short("far");
-    location(&s.hub, &far_region, &far_region, &far).await?;
+    backup_location(&s.hub, &far_region, &far_region, &far).await?;
     api.patch(
         "main",
         &PatchParams::default(),

@@ -803,12 +803,6 @@ fn dry_run() -> PostParams {
     }
 }
 
-fn figures_dir() -> std::path::PathBuf {
-    let dir = repo_root().join("target").join("reliability");
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
-
 #[test]
 fn the_generated_corpus_is_large_and_pure() -> Result<()> {
     // No cluster needed: the corpus itself (its size and that every case differs from its base).

@@ -124,26 +124,7 @@ fn start(identity: &str, kubeconfig: &Path, leader: bool) -> Result<Replica> {
 }
 
 async fn metrics(r: &Replica) -> Option<String> {
-    reqwest::get(format!("http://127.0.0.1:{}/metrics", r.port))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()
-}
-
-fn value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn labelled_value(text: &str, name: &str, label: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    process_metrics(r.port).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -521,12 +502,6 @@ struct Row {
     detail: String,
 }
 
-fn figures_dir() -> PathBuf {
-    let dir = repo_root().join("target").join("reliability");
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_fleet_survives_faults_without_loss() -> Result<()> {
     init_crypto();
@@ -565,21 +540,7 @@ async fn the_fleet_survives_faults_without_loss() -> Result<()> {
         clusters.insert(name, member);
     }
     let store = ObjectStore::start(&unique("faults"))?;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": format!("{region}-s3"), "namespace": OPERATOR_NAMESPACE},
-        "stringData": {"cloud": ObjectStore::credentials()}
-    }))?;
-    Api::<Secret>::namespaced(hub.clone(), OPERATOR_NAMESPACE)
-        .create(&PostParams::default(), &secret)
-        .await?;
-    let bl: govcloud::api::BackupLocation = serde_json::from_value(json!({
-        "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupLocation",
-        "metadata": {"name": region, "labels": {"govcloud.io/test": "true"}},
-        "spec": {"region": region, "bucket": "backups", "endpoint": store.endpoint(), "credentialsSecret": format!("{region}-s3")}
-    }))?;
-    Api::<govcloud::api::BackupLocation>::all(hub.clone())
-        .create(&PostParams::default(), &bl)
-        .await?;
+    backup_location(&hub, &region, &region, &store).await?;
     let mut fleet = Fleet {
         run: run.clone(),
         group,
@@ -760,9 +721,10 @@ async fn the_fleet_survives_faults_without_loss() -> Result<()> {
     .await?;
     create_wave(&hub, &mut fleet, from, total).await?;
     tokio::time::sleep(rng.millis(500, 3000)).await;
-    let standby_writes = value(
+    let standby_writes = metric_sum(
         &metrics(&b).await.unwrap_or_default(),
         "govcloud_controller_child_applies_total",
+        "",
     );
     let killed = Instant::now();
     a.kill();
@@ -907,7 +869,7 @@ async fn the_fleet_survives_faults_without_loss() -> Result<()> {
         // The others still reconcile: a new agency becomes Ready, before and after a restart.
         let m = wait_for("the unparseable object is counted", Duration::from_secs(60), || async {
             let m = metrics(&op).await.unwrap_or_default();
-            Ok((labelled_value(&m, "govcloud_unparseable_objects", "AgencyCloud") >= 1.0).then_some(()))
+            Ok((metric_sum(&m, "govcloud_unparseable_objects", "AgencyCloud") >= 1.0).then_some(()))
         })
         .await;
         let fresh1 = fleet.agencies.len();
@@ -927,7 +889,7 @@ async fn the_fleet_survives_faults_without_loss() -> Result<()> {
             .find(|e| e.reason.as_deref() == Some("Unparseable"))
             .and_then(|e| e.message);
         let m2 = metrics(&op).await.unwrap_or_default();
-        let counted_after_restart = labelled_value(&m2, "govcloud_unparseable_objects", "AgencyCloud") >= 1.0;
+        let counted_after_restart = metric_sum(&m2, "govcloud_unparseable_objects", "AgencyCloud") >= 1.0;
         Ok::<_, anyhow::Error>(Row {
             fault: "an AgencyCloud the operator cannot parse (written under a looser schema)".into(),
             injected: 1,

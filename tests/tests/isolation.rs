@@ -221,12 +221,6 @@ async fn probes(c: &Client, ns: &str) -> Result<()> {
     Ok(())
 }
 
-fn figures_dir() -> std::path::PathBuf {
-    let dir = repo_root().join("target").join("reliability");
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agencies_cannot_reach_each_other_or_escalate() -> Result<()> {
     operator()?;

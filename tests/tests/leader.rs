@@ -42,19 +42,11 @@ fn start(identity: &str, kubeconfig: &std::path::Path) -> Result<Replica> {
 }
 
 async fn metrics(r: &Replica) -> Option<String> {
-    reqwest::get(format!("http://127.0.0.1:{}/metrics", r.port))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()
+    process_metrics(r.port).await
 }
 
 fn value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(text, name, "")
 }
 
 #[tokio::test]

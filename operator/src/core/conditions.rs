@@ -89,7 +89,8 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     find(conditions, type_).is_some_and(|c| c.status == TRUE)
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// At most `max` bytes of `s`, cut on a character boundary, with `…` when cut.
+pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

@@ -419,14 +419,7 @@ async fn metrics_text(port: u16) -> Result<String> {
 
 /// Sum of a metric's samples whose line contains `filter` (e.g. `controller="agencycloud"`).
 fn metric(text: &str, name: &str, filter: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>()
-        // An empty f64 sum is -0.0; printed as "-0".
-        + 0.0
+    metric_sum(text, name, filter)
 }
 
 // ---------------------------------------------------------------------------------------
