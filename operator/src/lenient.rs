@@ -184,7 +184,10 @@ impl Reporter {
         let event = KubeEvent {
             type_: EventType::Warning,
             reason: "Unparseable".into(),
-            note: Some(crate::core::conditions::truncate(&note, 1000)),
+            note: Some(crate::core::conditions::truncate(
+                &note,
+                crate::controller::EVENT_NOTE_MAX,
+            )),
             action: "Read".into(),
             secondary: None,
         };

@@ -455,7 +455,8 @@ fn hand_written(b: &[Base], out: &mut Vec<Case>) {
             set(
                 base,
                 &p("/agency/creditCode"),
-                json!(unique_credit_code().to_lowercase()),
+                // a valid code with letters (an all-digit one is its own lower case)
+                json!("91110000MA0123456P".to_lowercase()),
             ),
             &["creditCode"],
         );

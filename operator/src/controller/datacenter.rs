@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -186,16 +186,7 @@ async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Act
 }
 
 async fn publish(ctx: &Context, dcc: &DataCenterCluster, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Probe".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &dcc.object_ref(&())).await {
-        warn!(error = %e, "cannot publish event");
-    }
+    ctx.publish(&dcc.object_ref(&()), type_, reason, "Probe", &note).await;
 }
 
 fn error_policy(_dcc: Arc<DataCenterCluster>, error: &Error, ctx: Arc<Context>) -> Action {

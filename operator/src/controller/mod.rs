@@ -111,7 +111,32 @@ pub struct Context {
     pub gateway_api: std::sync::Mutex<HashMap<String, (std::time::Instant, bool)>>,
 }
 
+/// Longest Event note the API server accepts is 1024 bytes; notes are cut to this (plus `…`).
+pub const EVENT_NOTE_MAX: usize = 1000;
+
 impl Context {
+    /// Publishes an Event about `object`, its note cut to what the API server accepts; a
+    /// failure to publish is logged, never returned (events are advisory).
+    pub async fn publish(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: kube::runtime::events::EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let event = kube::runtime::events::Event {
+            type_,
+            reason: reason.into(),
+            note: Some(crate::core::conditions::truncate(note, EVENT_NOTE_MAX)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+
     /// Builds the context.
     pub fn new(client: Client, metrics: Metrics, settings: Settings, clusters: Store<DataCenterCluster>) -> Arc<Self> {
         let reporter = Reporter {

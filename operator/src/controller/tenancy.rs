@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -312,16 +312,8 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
 }
 
 async fn publish(ctx: &Context, tr: &TenancyRequest, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Provision".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &tr.object_ref(&())).await {
-        warn!(error = %e, "cannot publish event");
-    }
+    ctx.publish(&tr.object_ref(&()), type_, reason, "Provision", &note)
+        .await;
 }
 
 fn error_policy(_tr: Arc<TenancyRequest>, error: &Error, ctx: Arc<Context>) -> Action {
