@@ -16,6 +16,8 @@
 #   BENCH_CONCURRENCY               operator --concurrency (default 8, the production default)
 #   BENCH_PROFILE                   release (default) or debug (default with --small)
 #   BENCH_OPERATOR_LOG              the operator's RUST_LOG (default warn; govcloud=debug shows each write's reason)
+#   BENCH_KEEP_FLEET=1              baseline first, nothing deleted (national scale: deleting 6,000
+#                                   namespaces twice takes most of an hour); stop the testbed afterwards
 #   TESTBED_STATE                   testbed state dir (default ~/.cache/govcloud/testbed)
 #
 # The testbed: if none runs, three clusters are started with enough KWOK node capacity for
@@ -40,7 +42,7 @@ while [ $# -gt 0 ]; do
     --small) small=1 ;;
     --out) out="${2:?--out needs a file}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -62,7 +64,10 @@ KUBECTL="$K8S_BIN/kubectl"
 
 # Pods per cluster: one per system (round-robin over the clusters), the operator's own
 # chart pod and room for other users of the testbed.
-pods_needed=$(( (systems + clusters - 1) / clusters + 50 ))
+keep="${BENCH_KEEP_FLEET:-0}"
+copies=1
+[ "$keep" = 1 ] && copies=2   # the baseline's pods stay next to the operator's
+pods_needed=$(( copies * ((systems + clusters - 1) / clusters) + 50 ))
 node_pods="${TESTBED_NODE_PODS:-250}"
 nodes="${TESTBED_NODES:-$(( (pods_needed + node_pods - 1) / node_pods ))}"
 [ "$nodes" -ge 3 ] || nodes=3
@@ -120,6 +125,7 @@ fi
 args=(--agencies "$agencies" --systems "$systems" --backup-share "$backup_share" --clusters "$clusters"
   --steady-secs "$steady" --new-agencies "$new_agencies" --concurrency "$concurrency")
 [ -z "$out" ] || args+=(--out "$out")
+[ "$keep" = 1 ] && args+=(--keep-fleet)
 args+=("${extra[@]}")
 log "running: bench ${args[*]}"
 logfile="$TESTBED_STATE/bench-$(date +%Y%m%d-%H%M%S).log"

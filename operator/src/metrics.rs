@@ -32,6 +32,11 @@ pub struct Metrics {
     /// `govcloud_unparseable_objects{kind}`: objects the operator cannot read (they do not
     /// fit the current schema); they are left alone and reported with a Warning event.
     pub unparseable: IntGaugeVec,
+    /// `govcloud_member_cache_objects{cluster,kind}` and `govcloud_member_cache_bytes{cluster,kind}`:
+    /// what the operator holds of each cluster's objects (compact JSON bytes).
+    pub cache_objects: IntGaugeVec,
+    /// See `cache_objects`.
+    pub cache_bytes: IntGaugeVec,
     /// `govcloud_cluster_resource{cluster,region,zone,resource,kind}`: capacity, allocatable,
     /// allocated (placed quotas) and used (quota usage).
     pub cluster_resource: prometheus::GaugeVec,
@@ -287,9 +292,36 @@ impl Metrics {
             "unparseable",
         );
         must(registry.register(Box::new(unparseable.clone())), "register unparseable");
+        let cache_objects = must(
+            IntGaugeVec::new(
+                Opts::new(
+                    "govcloud_member_cache_objects",
+                    "Objects of each member cluster (and the hub, cluster=\"hub\") the operator keeps in memory, by kind.",
+                ),
+                &["cluster", "kind"],
+            ),
+            "cache_objects",
+        );
+        must(
+            registry.register(Box::new(cache_objects.clone())),
+            "register cache_objects",
+        );
+        let cache_bytes = must(
+            IntGaugeVec::new(
+                Opts::new(
+                    "govcloud_member_cache_bytes",
+                    "Bytes of compact JSON the operator keeps of each member cluster's objects (only the fields it owns), by kind.",
+                ),
+                &["cluster", "kind"],
+            ),
+            "cache_bytes",
+        );
+        must(registry.register(Box::new(cache_bytes.clone())), "register cache_bytes");
         Metrics {
             leader,
             unparseable,
+            cache_objects,
+            cache_bytes,
             agency_efficiency,
             cluster_resource,
             agency_systems_state,

@@ -158,8 +158,7 @@ pub(crate) async fn apply_children(
     for child in children {
         if synced
             && let Some(live) = cache.and_then(|c| c.get(child.kind, child.namespace.as_deref(), &child.name))
-            && let Ok(live_json) = serde_json::to_value(&*live)
-            && subset::contains(&live_json, &without_type(&child.body))
+            && subset::contains(&live.value(), &without_type(&child.body))
         {
             continue;
         }
@@ -202,10 +201,10 @@ async fn prune(client: &Client, cache: &MemberCache, agency: &str, desired: &[Ch
     ] {
         for live in cache.owned_by(kind, agency) {
             // Objects of the agency's hosted systems belong to the HostedSystem controller.
-            if live.labels().contains_key(build::SYSTEM_LABEL) {
+            if live.system().is_some() {
                 continue;
             }
-            let key = (kind, live.namespace(), live.name_any());
+            let key = (kind, live.namespace().map(str::to_string), live.name().to_string());
             if keep.contains(&key) {
                 continue;
             }
@@ -233,9 +232,9 @@ fn quota_maps(cache: &MemberCache, ns: &str) -> (BTreeMap<String, String>, BTree
     let Some(q) = cache.get(Kind::ResourceQuota, Some(ns), "govcloud-quota") else {
         return Default::default();
     };
+    let q = q.value();
     let read = |path: &str| -> BTreeMap<String, String> {
-        q.data
-            .pointer(path)
+        q.pointer(path)
             .and_then(|v| v.as_object())
             .map(|m| {
                 m.iter()

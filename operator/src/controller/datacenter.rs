@@ -129,6 +129,22 @@ async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Act
             .set(clamp(p.nodes.allocatable.memory.whole()));
     }
 
+    for (cluster, cache) in ctx.caches.all() {
+        let cluster = if cluster.is_empty() { "hub" } else { cluster.as_str() };
+        for (kind, objects, bytes) in cache.sizes() {
+            let kind = kind.gvk().2;
+            let clamp = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+            ctx.metrics
+                .cache_objects
+                .with_label_values(&[cluster, kind])
+                .set(clamp(objects));
+            ctx.metrics
+                .cache_bytes
+                .with_label_values(&[cluster, kind])
+                .set(clamp(bytes));
+        }
+    }
+
     if needs_write(dcc.status.as_ref(), &status, now, ctx.settings.status_heartbeat) {
         status.last_probe_time = Some(Time(now));
         let api: Api<DataCenterCluster> = Api::all(ctx.client.clone());

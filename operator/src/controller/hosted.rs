@@ -357,16 +357,16 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
             ComponentKind::Stateless => Kind::Deployment,
             ComponentKind::Stateful => Kind::StatefulSet,
         };
-        let live = t.cache.get(kind, Some(&ns), &obj);
+        let live = t.cache.get(kind, Some(&ns), &obj).map(|l| l.value());
         let st = live
             .as_ref()
-            .map(|l| l.data.get("status").cloned().unwrap_or_default())
+            .map(|l| l.get("status").cloned().unwrap_or_default())
             .unwrap_or_default();
         let num = |k: &str| st.get(k).and_then(|v| v.as_i64()).unwrap_or(0) as i32;
         let ready = num("readyReplicas");
         let updated = num("updatedReplicas");
         let observed = st.get("observedGeneration").and_then(|v| v.as_i64());
-        let generation = live.as_ref().and_then(|l| l.metadata.generation);
+        let generation = live.as_ref().and_then(|l| l.pointer("/metadata/generation")?.as_i64());
         if ready < c.replicas || updated < c.replicas || observed != generation {
             progressing.push(format!("{}: {ready}/{} ready", c.name, c.replicas));
         }
@@ -541,8 +541,8 @@ async fn prune(
         Kind::Ingress,
         Kind::ConfigMap,
     ] {
-        for live in cache.owned_by_label(kind, SYSTEM_LABEL, system) {
-            let key = (kind, live.namespace(), live.name_any());
+        for live in cache.of_system(kind, system) {
+            let key = (kind, live.namespace().map(str::to_string), live.name().to_string());
             if key.1.as_deref() != Some(ns) || keep.contains(&key) {
                 continue;
             }
@@ -628,7 +628,7 @@ async fn sync_route(
 /// Removes the system's Ingress and HTTPRoute (its exposure), keeping everything else.
 async fn withdraw_exposure(ctx: &Context, t: &Target, ns: &str, system: &str) -> Result<()> {
     if let Some(live) = t.cache.get(Kind::Ingress, Some(ns), system)
-        && live.labels().get(SYSTEM_LABEL).map(String::as_str) == Some(system)
+        && live.system() == Some(system)
     {
         match api(&t.client, Kind::Ingress, Some(ns))
             .delete(system, &DeleteParams::background())

@@ -1,23 +1,24 @@
 //! Watches of the objects the operator manages on each member cluster.
 //!
-//! Per member, one reflector per child kind, restricted by label to what the operator
-//! created (`app.kubernetes.io/managed-by=govcloud-operator`). The caches let reconciles
+//! Per member, one watch per child kind, restricted by label to what the operator created
+//! (`app.kubernetes.io/managed-by=govcloud-operator`), each object kept compact: only the
+//! fields the operator owns, as JSON text ([`Cached`]). The caches let reconciles
 //! compare desired with live state without API calls (so a steady state costs nothing),
 //! and every change (an edit or deletion by someone else) triggers a reconcile of the
 //! owning agency: drift is repaired within seconds.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 use kube::api::{ApiResource, DynamicObject};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use tracing::debug;
 
 use crate::core::agency::{AGENCY_LABEL, Kind, MANAGED_BY, SYSTEM_LABEL};
+use crate::core::owned;
 
 /// `ApiResource` of a child kind.
 pub fn api_resource(kind: Kind) -> ApiResource {
@@ -40,11 +41,122 @@ pub fn api(client: &Client, kind: Kind, namespace: Option<&str>) -> Api<DynamicO
     }
 }
 
+/// `(namespace, name)` of a cached object.
+type Key = (Option<Box<str>>, Box<str>);
+
+/// One cached member object, compact: the fields the operator owns (see
+/// [`crate::core::owned`]), its name, namespace, generation and the status fields reconciles
+/// read, kept as JSON text (a parsed object takes several times its text in memory).
+#[derive(Debug)]
+pub struct Cached {
+    namespace: Option<Box<str>>,
+    name: Box<str>,
+    agency: Option<Box<str>>,
+    system: Option<Box<str>>,
+    json: Box<str>,
+}
+
+impl Cached {
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Namespace (`None` for cluster-scoped objects).
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// Value of the `govcloud.io/agency` label.
+    pub fn agency(&self) -> Option<&str> {
+        self.agency.as_deref()
+    }
+
+    /// Value of the `govcloud.io/system` label.
+    pub fn system(&self) -> Option<&str> {
+        self.system.as_deref()
+    }
+
+    /// The cached object as JSON: `metadata` (name, namespace, generation and the labels and
+    /// annotations the operator set), the fields it owns, and `status` where it is read.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.json).unwrap_or_default()
+    }
+
+    /// Compacts a live object.
+    fn new(kind: Kind, o: DynamicObject) -> Cached {
+        let labels = o.metadata.labels.as_ref();
+        let label = |k: &str| labels.and_then(|l| l.get(k)).map(|v| Box::from(v.as_str()));
+        let (agency, system) = (label(AGENCY_LABEL), label(SYSTEM_LABEL));
+        // The union of what the operator's field managers applied (status subresources aside).
+        let mut fields = serde_json::Map::new();
+        let entries = o.metadata.managed_fields.as_deref().unwrap_or_default();
+        for e in entries {
+            let ours = e.manager.as_deref().is_some_and(|m| m.starts_with(MANAGER_PREFIX))
+                && e.operation.as_deref() == Some("Apply")
+                && e.subresource.as_deref().is_none_or(str::is_empty);
+            if let (true, Some(f)) = (ours, e.fields_v1.as_ref().and_then(|f| f.0.as_object())) {
+                owned::merge_fields(&mut fields, f);
+            }
+        }
+        let mut full = serde_json::to_value(&o).unwrap_or_default();
+        let mut out = if entries.is_empty() {
+            // No field sets at all (not served, or stripped on the way): keep the object.
+            let mut v = full.clone();
+            if let Some(m) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                m.remove("managedFields");
+            }
+            v
+        } else {
+            owned::project(&full, &fields).unwrap_or_default()
+        };
+        // Identity and what reconciles read besides the owned fields.
+        if let Some(m) = out.as_object_mut() {
+            let meta = m.entry("metadata").or_insert_with(|| serde_json::json!({}));
+            if let Some(meta) = meta.as_object_mut() {
+                meta.insert("name".into(), serde_json::json!(o.metadata.name));
+                if let Some(ns) = &o.metadata.namespace {
+                    meta.insert("namespace".into(), serde_json::json!(ns));
+                }
+                if let Some(g) = o.metadata.generation {
+                    meta.insert("generation".into(), serde_json::json!(g));
+                }
+                meta.remove("managedFields");
+            }
+            if kind.status_is_read()
+                && let Some(st) = full.get_mut("status").map(serde_json::Value::take)
+            {
+                m.insert("status".into(), st);
+            } else {
+                m.remove("status");
+            }
+        }
+        Cached {
+            namespace: o.metadata.namespace.as_deref().map(Box::from),
+            name: Box::from(o.metadata.name.as_deref().unwrap_or_default()),
+            agency,
+            system,
+            json: out.to_string().into_boxed_str(),
+        }
+    }
+}
+
+/// Field managers of the operator (`govcloud-operator/<controller>`).
+const MANAGER_PREFIX: &str = "govcloud-operator/";
+
+/// The objects of one kind on one cluster.
+#[derive(Default)]
+struct KindCache {
+    objects: HashMap<Key, Arc<Cached>>,
+    /// Whether the first list has completed.
+    ready: bool,
+}
+
 /// Caches of one member cluster.
 pub struct MemberCache {
     /// Client version it was built for (Secret uid/resourceVersion); a new one rebuilds it.
     pub version: String,
-    stores: HashMap<Kind, Store<DynamicObject>>,
+    stores: HashMap<Kind, Arc<RwLock<KindCache>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -59,62 +171,62 @@ impl Drop for MemberCache {
 impl MemberCache {
     /// The cached live object, if its kind's cache has synced and holds it.
     /// `None` means "not known to exist" (absent or cache not ready).
-    pub fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
-        let store = self.stores.get(&kind)?;
-        let mut r = reflector::ObjectRef::new_with(name, api_resource(kind));
-        if let Some(ns) = namespace {
-            r = r.within(ns);
+    pub fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<Arc<Cached>> {
+        let store = self.stores.get(&kind)?.read().ok()?;
+        if !store.ready {
+            return None;
         }
-        store.get(&r)
+        store.objects.get(&(namespace.map(Box::from), Box::from(name))).cloned()
     }
 
     /// Whether every cache has finished its initial list.
     pub fn is_synced(&self) -> bool {
-        // A reflector store only answers `wait_until_ready`; probe it without blocking.
-        self.stores
-            .values()
-            .all(|s| futures::FutureExt::now_or_never(s.wait_until_ready()).is_some_and(|r| r.is_ok()))
+        self.stores.values().all(|s| s.read().is_ok_and(|s| s.ready))
     }
 
     /// Waits up to `timeout` for every cache to finish its initial list.
     pub async fn wait_synced(&self, timeout: std::time::Duration) -> bool {
-        let all = futures::future::join_all(self.stores.values().map(|s| s.wait_until_ready()));
-        // Readiness wakes one waiter only; poll again in short slices instead of one long wait.
         let deadline = tokio::time::Instant::now() + timeout;
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), all).await;
         while !self.is_synced() {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         true
     }
 
-    /// Every cached object of `kind` whose label `key` has `value`.
-    pub fn owned_by_label(&self, kind: Kind, key: &str, value: &str) -> Vec<Arc<DynamicObject>> {
+    /// Every cached object of `kind` for which `keep` holds.
+    fn filtered(&self, kind: Kind, keep: impl Fn(&Cached) -> bool) -> Vec<Arc<Cached>> {
         self.stores
             .get(&kind)
-            .map(|s| {
-                s.state()
-                    .into_iter()
-                    .filter(|o| o.labels().get(key).map(String::as_str) == Some(value))
-                    .collect()
+            .and_then(|s| {
+                s.read()
+                    .ok()
+                    .map(|s| s.objects.values().filter(|o| keep(o)).cloned().collect())
             })
             .unwrap_or_default()
     }
 
+    /// Every cached object of `kind` of hosted system `system` (label `govcloud.io/system`).
+    pub fn of_system(&self, kind: Kind, system: &str) -> Vec<Arc<Cached>> {
+        self.filtered(kind, |o| o.system() == Some(system))
+    }
+
     /// Every cached object of `kind` labelled for `agency`.
-    pub fn owned_by(&self, kind: Kind, agency: &str) -> Vec<Arc<DynamicObject>> {
+    pub fn owned_by(&self, kind: Kind, agency: &str) -> Vec<Arc<Cached>> {
+        self.filtered(kind, |o| o.agency() == Some(agency))
+    }
+
+    /// Objects cached, per kind (for the cache-size gauge).
+    pub fn sizes(&self) -> Vec<(Kind, usize, usize)> {
         self.stores
-            .get(&kind)
-            .map(|s| {
-                s.state()
-                    .into_iter()
-                    .filter(|o| o.labels().get(AGENCY_LABEL).map(String::as_str) == Some(agency))
-                    .collect()
+            .iter()
+            .filter_map(|(k, s)| {
+                let s = s.read().ok()?;
+                Some((*k, s.objects.len(), s.objects.values().map(|o| o.json.len()).sum()))
             })
-            .unwrap_or_default()
+            .collect()
     }
 }
 
@@ -166,6 +278,14 @@ impl MemberCaches {
         cache
     }
 
+    /// Every running cache, by cluster name (`""` is the hub's own).
+    pub fn all(&self) -> Vec<(String, Arc<MemberCache>)> {
+        self.caches
+            .lock()
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
     /// Stops watching a cluster.
     pub fn forget(&self, cluster: &str) {
         if let Ok(mut caches) = self.caches.lock() {
@@ -175,51 +295,79 @@ impl MemberCaches {
 }
 
 fn start(version: &str, client: &Client, trigger: Triggers, kinds: &[Kind]) -> MemberCache {
-    let mut stores = HashMap::new();
+    let mut stores: HashMap<Kind, Arc<RwLock<KindCache>>> = HashMap::new();
     let mut tasks = Vec::new();
     let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
     for &kind in kinds {
-        let writer = reflector::store::Writer::new(api_resource(kind));
-        let reader = writer.as_reader();
+        let store = Arc::new(RwLock::new(KindCache::default()));
         let wc = watcher::Config::default().labels(&selector);
-        // managedFields are never read from the caches: dropped to keep them small.
-        let objects = watcher(api(client, kind, None), wc).modify(|o| o.managed_fields_mut().clear());
-        let stream = reflector::reflector(writer, objects).default_backoff();
+        let stream = watcher(api(client, kind, None), wc).default_backoff();
         let mut trigger = trigger.clone();
         let namespaces = if kind == Kind::Namespace {
             None
         } else {
             stores.get(&Kind::Namespace).cloned()
         };
+        let writer = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
+            // The next list, built while the current one still answers.
+            let mut pending: HashMap<Key, Arc<Cached>> = HashMap::new();
             while let Some(event) = stream.next().await {
-                let objects: Vec<DynamicObject> = match event {
-                    Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::Delete(o)) => vec![o],
-                    Ok(_) => continue,
+                let changed = match event {
+                    Ok(watcher::Event::Init) => {
+                        pending = HashMap::new();
+                        continue;
+                    }
+                    Ok(watcher::Event::InitApply(o)) => {
+                        let c = Cached::new(kind, o);
+                        pending.insert((c.namespace.clone(), c.name.clone()), Arc::new(c));
+                        continue;
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if let Ok(mut w) = writer.write() {
+                            w.objects = std::mem::take(&mut pending);
+                            w.ready = true;
+                        }
+                        continue;
+                    }
+                    Ok(watcher::Event::Apply(o)) => {
+                        let c = Arc::new(Cached::new(kind, o));
+                        if let Ok(mut w) = writer.write() {
+                            w.objects.insert((c.namespace.clone(), c.name.clone()), c.clone());
+                        }
+                        c
+                    }
+                    Ok(watcher::Event::Delete(o)) => {
+                        let c = Arc::new(Cached::new(kind, o));
+                        if let Ok(mut w) = writer.write() {
+                            w.objects.remove(&(c.namespace.clone(), c.name.clone()));
+                        }
+                        c
+                    }
                     Err(e) => {
                         debug!(?kind, error = %e, "member watch error (retrying with backoff)");
                         continue;
                     }
                 };
-                for o in objects {
-                    if let (Some(system), Some(ns)) = (o.labels().get(SYSTEM_LABEL), o.namespace()) {
-                        let _ = trigger.systems.send(format!("{ns}/{system}")).await;
-                        continue;
-                    }
-                    let agency = o.labels().get(AGENCY_LABEL).cloned().or_else(|| {
-                        // A shared object (ClusterRole, policy): reconcile any agency on the cluster.
-                        namespaces.as_ref().and_then(|s: &Store<DynamicObject>| {
-                            s.state().iter().find_map(|n| n.labels().get(AGENCY_LABEL).cloned())
-                        })
-                    });
-                    if let Some(a) = agency {
-                        let _ = trigger.agencies.send(a).await;
-                    }
+                if let (Some(system), Some(ns)) = (changed.system(), changed.namespace()) {
+                    let _ = trigger.systems.send(format!("{ns}/{system}")).await;
+                    continue;
+                }
+                let agency = changed.agency().map(str::to_string).or_else(|| {
+                    // A shared object (ClusterRole, policy): reconcile any agency on the cluster.
+                    namespaces.as_ref().and_then(|s| {
+                        s.read()
+                            .ok()
+                            .and_then(|s| s.objects.values().find_map(|n| n.agency().map(str::to_string)))
+                    })
+                });
+                if let Some(a) = agency {
+                    let _ = trigger.agencies.send(a).await;
                 }
             }
         }));
-        stores.insert(kind, reader);
+        stores.insert(kind, store);
     }
     MemberCache {
         version: version.to_string(),

@@ -71,6 +71,12 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether reconciles read this kind's status from the member caches (replicas of
+    /// workloads, usage of quotas); the status of every other kind is not cached.
+    pub fn status_is_read(self) -> bool {
+        matches!(self, Kind::Deployment | Kind::StatefulSet | Kind::ResourceQuota)
+    }
+
     /// Every kind, in apply order (namespaces first).
     pub const ALL: [Kind; 14] = [
         Kind::Namespace,

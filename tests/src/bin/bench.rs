@@ -60,6 +60,11 @@ struct Args {
     parallelism: usize,
     timeout_secs: u64,
     baseline: bool,
+    /// Leave the fleet and the baseline's objects in place (no deletion measured): the
+    /// baseline runs first, on the empty clusters, and the operator's fleet is created next to
+    /// its objects. For the national scale, where deleting 6,000 namespaces twice would take
+    /// most of an hour; stop the testbed afterwards.
+    keep_fleet: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -75,6 +80,7 @@ fn parse_args() -> Result<Args> {
         parallelism: 16,
         timeout_secs: 1800,
         baseline: true,
+        keep_fleet: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -82,10 +88,14 @@ fn parse_args() -> Result<Args> {
             a.baseline = false;
             continue;
         }
+        if flag == "--keep-fleet" {
+            a.keep_fleet = true;
+            continue;
+        }
         if flag == "-h" || flag == "--help" {
             println!(
                 "bench --agencies N --systems M [--backup-share F] [--clusters 3] [--out FILE] [--steady-secs S] \
-                 [--new-agencies K] [--concurrency C] [--parallelism P] [--timeout-secs T] [--no-baseline]"
+                 [--new-agencies K] [--concurrency C] [--parallelism P] [--timeout-secs T] [--no-baseline] [--keep-fleet]"
             );
             std::process::exit(0);
         }
@@ -1423,7 +1433,7 @@ impl Bench {
             .delete_collection(&dp, &lp)
             .await;
         let acs: Api<AgencyCloud> = Api::all(hub.clone());
-        if !acs.list(&lp).await.map(|l| l.items.is_empty()).unwrap_or(true) {
+        if !self.a.keep_fleet && !acs.list(&lp).await.map(|l| l.items.is_empty()).unwrap_or(true) {
             if self.operator.is_none() {
                 match start_operator(&self.a, &self.run, &self.operator_kubeconfig, 3).await {
                     Ok(op) => self.operator = Some(op),
@@ -1507,6 +1517,11 @@ async fn delete_namespaces(clients: &[Client], prefix: &str) {
 
 async fn measure(b: &mut Bench) -> Result<()> {
     b.setup().await?;
+    if b.a.keep_fleet && b.a.baseline {
+        // The baseline first, on clusters holding nothing of this run; its objects stay (the
+        // operator then works on fuller clusters: this order does not flatter it).
+        b.baseline().await?;
+    }
     let op = start_operator(&b.a, &b.run, &b.operator_kubeconfig, 1).await?;
     let pid = op.pid();
     b.operator = Some(op);
@@ -1548,6 +1563,18 @@ async fn measure(b: &mut Bench) -> Result<()> {
     b.new_agencies().await?;
     b.report().await?;
     b.resync().await?;
+    if b.a.keep_fleet {
+        b.r.notes.push(
+            "--keep-fleet: the baseline ran first, on clusters holding nothing of this run, and its objects \
+             stayed while the operator converged its fleet next to them (an order that does not flatter the \
+             operator); neither fleet was deleted (deletion not measured). Stop the testbed afterwards."
+                .into(),
+        );
+        if let Some(op) = b.operator.take() {
+            op.stop();
+        }
+        return Ok(());
+    }
     b.r.deletion = Some(b.delete_fleet(Duration::from_secs(b.a.timeout_secs)).await?);
     log(format!(
         "fleet deleted in {}",
