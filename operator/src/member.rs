@@ -151,9 +151,26 @@ pub fn describe(e: &kube::Error) -> String {
 pub struct MemberClients {
     hub: Client,
     namespace: String,
-    cache: Arc<Mutex<HashMap<String, (String, Client)>>>,
+    /// Per cluster: the Secret reference it was built from, version, client, when the Secret
+    /// was last read.
+    cache: Arc<Mutex<HashMap<String, CachedClient>>>,
     timeout: Duration,
 }
+
+struct CachedClient {
+    secret: String,
+    version: String,
+    client: Client,
+    read: std::time::Instant,
+}
+
+/// How long a kubeconfig Secret read is trusted: reconciles of thousands of agencies and
+/// systems on one cluster share one read instead of one each; a rotated kubeconfig is
+/// picked up within this time.
+/// The version string of the hub's own client (no kubeconfig Secret).
+pub const HUB_VERSION: &str = "hub";
+
+const SECRET_TTL: Duration = Duration::from_secs(10);
 
 impl MemberClients {
     /// Clients for members whose kubeconfig Secrets live in `namespace` of the hub.
@@ -190,9 +207,17 @@ impl MemberClients {
     /// (`hub` for the hub).
     pub async fn versioned_client_for(&self, dcc: &DataCenterCluster) -> Result<(Client, String), MemberError> {
         let Some(secret_ref) = &dcc.spec.kubeconfig_secret else {
-            return Ok((self.hub.clone(), "hub".to_string()));
+            return Ok((self.hub.clone(), HUB_VERSION.to_string()));
         };
         let cluster = dcc.metadata.name.clone().unwrap_or_default();
+        let secret_id = format!("{}/{}", secret_ref.name, secret_ref.key);
+        if let Ok(cache) = self.cache.lock()
+            && let Some(c) = cache.get(&cluster)
+            && c.secret == secret_id
+            && c.read.elapsed() < SECRET_TTL
+        {
+            return Ok((c.client.clone(), c.version.clone()));
+        }
         let secrets: Api<Secret> = Api::namespaced(self.hub.clone(), &self.namespace);
         let secret = secrets
             .get_opt(&secret_ref.name)
@@ -208,11 +233,13 @@ impl MemberClients {
             secret.metadata.resource_version.as_deref().unwrap_or_default(),
             secret_ref.key
         );
-        if let Ok(cache) = self.cache.lock()
-            && let Some((v, client)) = cache.get(&cluster)
-            && *v == version
+        if let Ok(mut cache) = self.cache.lock()
+            && let Some(c) = cache.get_mut(&cluster)
+            && c.version == version
+            && c.secret == secret_id
         {
-            return Ok((client.clone(), version));
+            c.read = std::time::Instant::now();
+            return Ok((c.client.clone(), version));
         }
         let data = secret
             .data
@@ -237,7 +264,15 @@ impl MemberClients {
         config.read_timeout = Some(Duration::from_secs(290));
         let client = Client::try_from(config).map_err(|e| invalid(e.to_string()))?;
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(cluster, (version.clone(), client.clone()));
+            cache.insert(
+                cluster,
+                CachedClient {
+                    secret: secret_id,
+                    version: version.clone(),
+                    client: client.clone(),
+                    read: std::time::Instant::now(),
+                },
+            );
         }
         Ok((client, version))
     }

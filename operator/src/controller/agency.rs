@@ -631,7 +631,9 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         written.extend(prune(&client, &cache, &name, &desired_all).await?);
         if dcc.spec.kubeconfig_secret.is_some() {
             // The hub holds the agency's own namespaces (for HostedSystems, BackupPolicies) too.
-            let hub_cache = ctx.caches.ensure_kinds("", "hub", &ctx.client, &build::HUB_KINDS);
+            let hub_cache = ctx
+                .caches
+                .ensure_kinds("", crate::member::HUB_VERSION, &ctx.client, &build::HUB_KINDS);
             hub_cache.wait_synced(Duration::from_secs(10)).await;
             written.extend(
                 apply_children(

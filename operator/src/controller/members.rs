@@ -124,8 +124,11 @@ impl Cached {
                 meta.remove("managedFields");
             }
             if kind.status_is_read()
-                && let Some(st) = full.get_mut("status").map(serde_json::Value::take)
+                && let Some(mut st) = full.get_mut("status").map(serde_json::Value::take)
             {
+                if matches!(kind, Kind::Deployment | Kind::StatefulSet) {
+                    trim_workload_status(&mut st);
+                }
                 m.insert("status".into(), st);
             } else {
                 m.remove("status");
@@ -137,6 +140,34 @@ impl Cached {
             agency,
             system,
             json: out.to_string().into_boxed_str(),
+        }
+    }
+}
+
+/// Keeps what the HostedSystem controller reads of a workload's status: replica counts, the
+/// observed generation and failing conditions (not their timestamps).
+fn trim_workload_status(st: &mut serde_json::Value) {
+    let Some(m) = st.as_object_mut() else { return };
+    m.retain(|k, _| {
+        matches!(
+            k.as_str(),
+            "readyReplicas"
+                | "updatedReplicas"
+                | "availableReplicas"
+                | "replicas"
+                | "observedGeneration"
+                | "conditions"
+        )
+    });
+    if let Some(conds) = m.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+        conds.retain(|c| {
+            c.get("status").and_then(|s| s.as_str()) == Some("True")
+                && c.get("type").and_then(|t| t.as_str()) == Some("ReplicaFailure")
+        });
+        for c in conds.iter_mut() {
+            if let Some(c) = c.as_object_mut() {
+                c.retain(|k, _| matches!(k.as_str(), "type" | "status" | "reason" | "message"));
+            }
         }
     }
 }
@@ -263,18 +294,33 @@ impl MemberCaches {
     /// As `ensure`, watching only `kinds` (the hub's own cache watches what the hub holds
     /// for agencies — namespaces, their RoleBindings and the hub roles — so the operator
     /// needs no cluster-wide read access to workloads, Secrets or ConfigMaps there).
+    ///
+    /// The hub (version `hub`) is watched once, under `""`, whether it serves as a member
+    /// (every kind) or only holds the agencies' namespaces: a cache of the kinds asked for so
+    /// far, rebuilt with more kinds when a caller needs them.
     pub fn ensure_kinds(&self, cluster: &str, version: &str, client: &Client, kinds: &[Kind]) -> Arc<MemberCache> {
+        let key = if version == crate::member::HUB_VERSION {
+            ""
+        } else {
+            cluster
+        };
         let Ok(mut caches) = self.caches.lock() else {
             // A poisoned lock means a panic elsewhere; start an unshared cache rather than fail.
             return Arc::new(start(version, client, self.trigger.clone(), kinds));
         };
-        if let Some(c) = caches.get(cluster)
+        let mut all: Vec<Kind> = kinds.to_vec();
+        if let Some(c) = caches.get(key)
             && c.version == version
         {
-            return c.clone();
+            if kinds.iter().all(|k| c.stores.contains_key(k)) {
+                return c.clone();
+            }
+            all.extend(c.stores.keys().filter(|k| !kinds.contains(k)));
         }
-        let cache = Arc::new(start(version, client, self.trigger.clone(), kinds));
-        caches.insert(cluster.to_string(), cache.clone());
+        // Namespaces first: the other kinds' shared-object triggers look them up.
+        all.sort_by_key(|k| *k != Kind::Namespace);
+        let cache = Arc::new(start(version, client, self.trigger.clone(), &all));
+        caches.insert(key.to_string(), cache.clone());
         cache
     }
 
@@ -373,5 +419,72 @@ fn start(version: &str, client: &Client, trigger: Triggers, kinds: &[Kind]) -> M
         version: version.to_string(),
         stores,
         tasks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment() -> DynamicObject {
+        let v = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {
+                "name": "s-web", "namespace": "mof-prod", "generation": 3, "uid": "u-1",
+                "resourceVersion": "77", "creationTimestamp": "2026-11-29T07:20:36Z",
+                "labels": {"govcloud.io/agency": "mof", "govcloud.io/system": "s", "other": "x"},
+                "managedFields": [
+                    {"manager": "govcloud-operator/agency", "operation": "Apply", "apiVersion": "apps/v1",
+                     "fieldsType": "FieldsV1", "fieldsV1": {
+                        "f:metadata": {"f:labels": {"f:govcloud.io/agency": {}, "f:govcloud.io/system": {}}},
+                        "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+                            "k:{\"name\":\"web\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}}},
+                    {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+                     "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}},
+                    {"manager": "kubectl-label", "operation": "Update", "apiVersion": "apps/v1",
+                     "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {"f:other": {}}}}}
+                ]
+            },
+            "spec": {"replicas": 2, "revisionHistoryLimit": 10, "template": {"spec": {
+                "dnsPolicy": "ClusterFirst",
+                "containers": [{"name": "web", "image": "i:1", "imagePullPolicy": "IfNotPresent"}]}}},
+            "status": {"readyReplicas": 1, "updatedReplicas": 2, "observedGeneration": 3, "collisionCount": 0,
+                "conditions": [
+                    {"type": "Available", "status": "True", "lastUpdateTime": "t"},
+                    {"type": "ReplicaFailure", "status": "True", "message": "quota", "lastUpdateTime": "t"}]}
+        });
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_cached_object_holds_what_the_operator_owns_and_reads() {
+        let c = Cached::new(Kind::Deployment, deployment());
+        assert_eq!(
+            (c.namespace(), c.name(), c.agency(), c.system()),
+            (Some("mof-prod"), "s-web", Some("mof"), Some("s"))
+        );
+        assert_eq!(
+            c.value(),
+            json!({
+                "metadata": {"name": "s-web", "namespace": "mof-prod", "generation": 3,
+                    "labels": {"govcloud.io/agency": "mof", "govcloud.io/system": "s"}},
+                "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "web", "image": "i:1"}]}}},
+                "status": {"readyReplicas": 1, "updatedReplicas": 2, "observedGeneration": 3,
+                    "conditions": [{"type": "ReplicaFailure", "status": "True", "message": "quota"}]}
+            })
+        );
+        // A kind whose status is not read keeps none.
+        let c = Cached::new(Kind::NetworkPolicy, deployment());
+        assert!(c.value().get("status").is_none());
+    }
+
+    #[test]
+    fn without_field_sets_the_object_is_kept_whole() {
+        let mut o = deployment();
+        o.metadata.managed_fields = None;
+        let v = Cached::new(Kind::Service, o).value();
+        assert_eq!(v.pointer("/spec/revisionHistoryLimit"), Some(&json!(10)));
+        assert!(v.pointer("/metadata/managedFields").is_none());
     }
 }
