@@ -227,20 +227,6 @@ impl MemberClients {
                 namespace: self.namespace.clone(),
                 name: secret_ref.name.clone(),
             })?;
-        let version = format!(
-            "{}/{}/{}",
-            secret.metadata.uid.as_deref().unwrap_or_default(),
-            secret.metadata.resource_version.as_deref().unwrap_or_default(),
-            secret_ref.key
-        );
-        if let Ok(mut cache) = self.cache.lock()
-            && let Some(c) = cache.get_mut(&cluster)
-            && c.version == version
-            && c.secret == secret_id
-        {
-            c.read = std::time::Instant::now();
-            return Ok((c.client.clone(), version));
-        }
         let data = secret
             .data
             .as_ref()
@@ -250,6 +236,23 @@ impl MemberClients {
                 name: secret_ref.name.clone(),
                 key: secret_ref.key.clone(),
             })?;
+        // The version is the kubeconfig itself (hashed): it changes when the kubeconfig does,
+        // and clusters registered twice (two DataCenterClusters, one kubeconfig) share one
+        // member cache instead of watching the same objects twice.
+        let version = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            data.0.hash(&mut h);
+            format!("kubeconfig-{:016x}", h.finish())
+        };
+        if let Ok(mut cache) = self.cache.lock()
+            && let Some(c) = cache.get_mut(&cluster)
+            && c.version == version
+            && c.secret == secret_id
+        {
+            c.read = std::time::Instant::now();
+            return Ok((c.client.clone(), version));
+        }
         let invalid = |reason: String| MemberError::KubeconfigInvalid {
             namespace: self.namespace.clone(),
             name: secret_ref.name.clone(),

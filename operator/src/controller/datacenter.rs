@@ -129,6 +129,8 @@ async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Act
             .set(clamp(p.nodes.allocatable.memory.whole()));
     }
 
+    ctx.metrics.cache_objects.reset();
+    ctx.metrics.cache_bytes.reset();
     for (cluster, cache) in ctx.caches.all() {
         let cluster = if cluster.is_empty() { "hub" } else { cluster.as_str() };
         for (kind, objects, bytes) in cache.sizes() {

@@ -309,11 +309,17 @@ impl MemberCaches {
             return Arc::new(start(version, client, self.trigger.clone(), kinds));
         };
         let mut all: Vec<Kind> = kinds.to_vec();
-        if let Some(c) = caches.get(key)
-            && c.version == version
-        {
+        // Another name for the same cluster (same kubeconfig): share its cache.
+        let same = caches.get(key).filter(|c| c.version == version).cloned().or_else(|| {
+            caches
+                .values()
+                .find(|c| c.version == version && kinds.iter().all(|k| c.stores.contains_key(k)))
+                .cloned()
+        });
+        if let Some(c) = same {
             if kinds.iter().all(|k| c.stores.contains_key(k)) {
-                return c.clone();
+                caches.insert(key.to_string(), c.clone());
+                return c;
             }
             all.extend(c.stores.keys().filter(|k| !kinds.contains(k)));
         }
@@ -324,12 +330,19 @@ impl MemberCaches {
         cache
     }
 
-    /// Every running cache, by cluster name (`""` is the hub's own).
+    /// Every running cache once, under one of its cluster names (`""` is the hub's own).
     pub fn all(&self) -> Vec<(String, Arc<MemberCache>)> {
-        self.caches
-            .lock()
-            .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default()
+        let mut out: Vec<(String, Arc<MemberCache>)> = Vec::new();
+        if let Ok(c) = self.caches.lock() {
+            let mut names: Vec<_> = c.iter().collect();
+            names.sort_by(|a, b| a.0.cmp(b.0));
+            for (k, v) in names {
+                if !out.iter().any(|(_, o)| Arc::ptr_eq(o, v)) {
+                    out.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// Stops watching a cluster.

@@ -13,8 +13,8 @@ pub fn refresh_metrics(ctx: &Context) {
     let (Some(agencies), Some(systems)) = (ctx.agencies.get(), ctx.systems.get()) else {
         return;
     };
-    let agencies: Vec<_> = agencies.state().iter().map(|a| (**a).clone()).collect();
-    let systems: Vec<_> = systems.state().iter().map(|s| (**s).clone()).collect();
+    let agencies = agencies.state();
+    let systems = systems.state();
     let clusters: Vec<_> = ctx.clusters.state().iter().map(|d| (**d).clone()).collect();
     let rows = util::agency_rows(&agencies, &systems, None, 0.0);
     ctx.metrics.cluster_resource.reset();
@@ -34,22 +34,23 @@ pub fn refresh_metrics(ctx: &Context) {
         }
     }
     ctx.metrics.agency_systems_state.reset();
+    // Systems per namespace once, not once per agency environment (thousands of each).
+    let mut by_ns: std::collections::HashMap<&str, (i64, i64)> = std::collections::HashMap::new();
+    for s in &systems {
+        let Some(ns) = s.metadata.namespace.as_deref() else { continue };
+        let ok = s.status.as_ref().is_some_and(|st| {
+            st.conditions
+                .iter()
+                .any(|c| c.type_ == "Available" && c.status == "True")
+        });
+        let e = by_ns.entry(ns).or_default();
+        e.0 += 1;
+        e.1 += i64::from(ok);
+    }
     for a in &agencies {
         let name = a.name_any();
         for env in a.status.iter().flat_map(|s| s.environments.iter()) {
-            let (mut total, mut ready) = (0, 0);
-            for s in systems
-                .iter()
-                .filter(|s| s.namespace().as_deref() == Some(env.namespace.as_str()))
-            {
-                total += 1;
-                let ok = s.status.as_ref().is_some_and(|st| {
-                    st.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Available" && c.status == "True")
-                });
-                ready += i64::from(ok);
-            }
+            let (total, ready) = by_ns.get(env.namespace.as_str()).copied().unwrap_or_default();
             let m = &ctx.metrics.agency_systems_state;
             m.with_label_values(&[&name, &env.name, "total"]).set(total);
             m.with_label_values(&[&name, &env.name, "ready"]).set(ready);

@@ -156,13 +156,14 @@ fn is_true(conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], 
 
 /// Rows per agency, sorted by name. `months` prices the period.
 pub fn agency_rows(
-    agencies: &[AgencyCloud],
-    systems: &[HostedSystem],
+    agencies: &[impl std::borrow::Borrow<AgencyCloud>],
+    systems: &[impl std::borrow::Borrow<HostedSystem>],
     prices: Option<&PriceCatalogue>,
     months: f64,
 ) -> Vec<AgencyRow> {
     let mut by_ns: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
     for s in systems {
+        let s = s.borrow();
         let Some(ns) = s.metadata.namespace.as_deref() else {
             continue;
         };
@@ -178,6 +179,7 @@ pub fn agency_rows(
     let mut rows: Vec<AgencyRow> = agencies
         .iter()
         .map(|a| {
+            let a = a.borrow();
             let st = a.status.clone().unwrap_or_default();
             let (mut quota, mut used) = (Totals::default(), Totals::default());
             let (mut n, mut ready) = (0, 0);
