@@ -37,7 +37,9 @@ pub fn refresh_metrics(ctx: &Context) {
     // Systems per namespace once, not once per agency environment (thousands of each).
     let mut by_ns: std::collections::HashMap<&str, (i64, i64)> = std::collections::HashMap::new();
     for s in &systems {
-        let Some(ns) = s.metadata.namespace.as_deref() else { continue };
+        let Some(ns) = s.metadata.namespace.as_deref() else {
+            continue;
+        };
         let ok = s.status.as_ref().is_some_and(|st| {
             st.conditions
                 .iter()

@@ -999,7 +999,42 @@ impl Bench {
             })
             .buffer_unordered(a.parallelism)
             .collect::<Vec<_>>();
-        let systems = futures::stream::iter(0..a.systems)
+        // Systems go into their namespace as soon as the operator has created it, whatever
+        // the order in which it provisions the agencies: a watch of the hub's namespaces
+        // releases each namespace's systems (creating them in index order would wait on
+        // the agency of the next system while others are long ready).
+        let mut by_ns: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+        for j in 0..a.systems {
+            by_ns.entry(system_place(&run, j, a.agencies).1).or_default().push(j);
+        }
+        let (tx, rx) = futures::channel::mpsc::unbounded::<usize>();
+        let releaser = {
+            let hub = hub.clone();
+            async move {
+                let mut by_ns = by_ns;
+                let events = kube::runtime::WatchStreamExt::default_backoff(kube::runtime::watcher(
+                    Api::<kube::core::PartialObjectMeta<Namespace>>::all(hub),
+                    Default::default(),
+                ));
+                let mut events = std::pin::pin!(events);
+                while !by_ns.is_empty() {
+                    let Some(ev) = events.next().await else { break };
+                    let names: Vec<String> = match ev {
+                        Ok(kube::runtime::watcher::Event::Apply(m) | kube::runtime::watcher::Event::InitApply(m)) => {
+                            m.metadata.name.into_iter().collect()
+                        }
+                        _ => continue,
+                    };
+                    for n in names {
+                        for j in by_ns.remove(&n).unwrap_or_default() {
+                            let _ = tx.unbounded_send(j);
+                        }
+                    }
+                }
+                drop(tx);
+            }
+        };
+        let creator = rx
             .map(|j| {
                 let (name, ns) = system_place(&run, j, a.agencies);
                 let hs_api: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
@@ -1018,6 +1053,12 @@ impl Bench {
             })
             .buffer_unordered(a.parallelism)
             .collect::<Vec<_>>();
+        let systems = async {
+            let ((), created) = tokio::join!(releaser, creator);
+            created
+        };
+        // Listing the whole fleet is itself load on the hub: poll less often as it grows.
+        let poll = Duration::from_millis((a.agencies as u64 + a.systems as u64).clamp(1000, 5000));
         let waiting = async {
             let mut last = FleetState::default();
             let mut agencies_at = None;
@@ -1060,7 +1101,7 @@ impl Bench {
                         n_policies
                     );
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(poll).await;
             }
         };
         let (ra, rs, done) = tokio::join!(agencies, systems, waiting);
