@@ -491,6 +491,15 @@ where
 async fn member_identity(n: usize, sa: &str, run: &str) -> Result<(Kubeconfig, bool)> {
     let admin = client(n).await?;
     let ns_api: Api<Namespace> = Api::all(admin.clone());
+    // A previous run may have just removed the namespace: wait until it is gone.
+    for _ in 0..120 {
+        match ns_api.get_opt(OPERATOR_NAMESPACE).await? {
+            Some(ns) if ns.metadata.deletion_timestamp.is_some() => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ => break,
+        }
+    }
     let existed = ns_api.get_opt(OPERATOR_NAMESPACE).await?.is_some();
     ensure_namespace(&admin, OPERATOR_NAMESPACE).await?;
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
