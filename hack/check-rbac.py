@@ -189,7 +189,7 @@ def main():
         for f in failures:
             print("  - " + f)
         return 1
-    print("check-rbac: OK — every grant was used, nothing was refused, no wildcards")
+    print("check-rbac: OK — every grant was used, nothing was refused for want of a grant, no wildcards")
     return 0
 
 
