@@ -76,6 +76,13 @@ fn must<T>(r: Result<T, prometheus::Error>, what: &str) -> T {
     }
 }
 
+/// Creates an `IntGaugeVec` and registers it.
+fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = must(IntGaugeVec::new(Opts::new(name, help), labels), name);
+    must(registry.register(Box::new(g.clone())), name);
+    g
+}
+
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
@@ -281,42 +288,24 @@ impl Metrics {
             "leader",
         );
         must(registry.register(Box::new(leader.clone())), "register leader");
-        let unparseable = must(
-            IntGaugeVec::new(
-                Opts::new(
-                    "govcloud_unparseable_objects",
-                    "Objects the operator cannot read because they do not fit the current schema (left alone; see their Warning events), by kind.",
-                ),
-                &["kind"],
-            ),
-            "unparseable",
+        let unparseable = int_gauge_vec(
+            &registry,
+            "govcloud_unparseable_objects",
+            "Objects the operator cannot read because they do not fit the current schema (left alone; see their Warning events), by kind.",
+            &["kind"],
         );
-        must(registry.register(Box::new(unparseable.clone())), "register unparseable");
-        let cache_objects = must(
-            IntGaugeVec::new(
-                Opts::new(
-                    "govcloud_member_cache_objects",
-                    "Objects of each member cluster (and the hub, cluster=\"hub\") the operator keeps in memory, by kind.",
-                ),
-                &["cluster", "kind"],
-            ),
-            "cache_objects",
+        let cache_objects = int_gauge_vec(
+            &registry,
+            "govcloud_member_cache_objects",
+            "Objects of each member cluster (and the hub, cluster=\"hub\") the operator keeps in memory, by kind.",
+            &["cluster", "kind"],
         );
-        must(
-            registry.register(Box::new(cache_objects.clone())),
-            "register cache_objects",
+        let cache_bytes = int_gauge_vec(
+            &registry,
+            "govcloud_member_cache_bytes",
+            "Bytes of compact JSON the operator keeps of each member cluster's objects (only the fields it owns), by kind.",
+            &["cluster", "kind"],
         );
-        let cache_bytes = must(
-            IntGaugeVec::new(
-                Opts::new(
-                    "govcloud_member_cache_bytes",
-                    "Bytes of compact JSON the operator keeps of each member cluster's objects (only the fields it owns), by kind.",
-                ),
-                &["cluster", "kind"],
-            ),
-            "cache_bytes",
-        );
-        must(registry.register(Box::new(cache_bytes.clone())), "register cache_bytes");
         Metrics {
             leader,
             unparseable,
