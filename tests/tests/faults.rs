@@ -283,6 +283,53 @@ async fn converged(hub: &Client, fleet: &Fleet) -> Result<(usize, usize, usize)>
     Ok((ready, systems, policies))
 }
 
+/// What has not converged yet (at most 10 objects), with the condition that says why.
+async fn unconverged(hub: &Client, fleet: &Fleet) -> Result<Vec<String>> {
+    fn why(
+        what: String,
+        conds: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
+        t: &str,
+    ) -> Option<String> {
+        if true_condition(conds, t) {
+            return None;
+        }
+        let c = conds.and_then(|cs| cs.iter().find(|c| c.type_ == t));
+        Some(match c {
+            Some(c) => format!("{what} {t}={} {}: {}", c.status, c.reason, c.message),
+            None => format!("{what} (no {t} condition)"),
+        })
+    }
+    let prefix = format!("{}-", fleet.run);
+    let lp = ListParams::default().labels(&format!("govcloud.io/faults={}", fleet.run));
+    let mut out: Vec<String> = Api::<AgencyCloud>::all(hub.clone())
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .filter_map(|a| why(a.name_any(), a.status.as_ref().map(|s| &s.conditions), "Ready"))
+        .collect();
+    let test = ListParams::default().labels("govcloud.io/test=true");
+    for s in Api::<HostedSystem>::all(hub.clone()).list(&test).await?.items {
+        if s.namespace().is_some_and(|n| n.starts_with(&prefix)) {
+            let what = format!(
+                "{}/{} on {}",
+                s.namespace().unwrap_or_default(),
+                s.name_any(),
+                s.status.as_ref().and_then(|s| s.cluster.clone()).unwrap_or_default()
+            );
+            out.extend(why(what, s.status.as_ref().map(|s| &s.conditions), "Available"));
+        }
+    }
+    for p in Api::<BackupPolicy>::all(hub.clone()).list(&test).await?.items {
+        if p.namespace().is_some_and(|n| n.starts_with(&prefix)) {
+            let what = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+            out.extend(why(what, p.status.as_ref().map(|s| &s.conditions), "Ready"));
+        }
+    }
+    out.truncate(10);
+    Ok(out)
+}
+
 /// Waits until the whole fleet converged, creating children as namespaces appear.
 async fn converge(hub: &Client, fleet: &Fleet, done: &mut BTreeSet<String>, timeout: Duration) -> Result<Duration> {
     let start = Instant::now();
@@ -296,14 +343,18 @@ async fn converge(hub: &Client, fleet: &Fleet, done: &mut BTreeSet<String>, time
             }
         }
         if start.elapsed() > timeout {
+            let stuck = unconverged(hub, fleet)
+                .await
+                .unwrap_or_else(|e| vec![format!("(not listed: {e:#})")]);
             bail!(
-                "not converged after {timeout:?}: {}/{} agencies Ready, {}/{} systems Available, {}/{} policies Ready",
+                "not converged after {timeout:?}: {}/{} agencies Ready, {}/{} systems Available, {}/{} policies Ready; waiting: {}",
                 last.0,
                 fleet.agencies.len(),
                 last.1,
                 fleet.systems.len(),
                 last.2,
-                fleet.policies.len()
+                fleet.policies.len(),
+                stuck.join("; ")
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

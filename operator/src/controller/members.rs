@@ -384,9 +384,19 @@ fn start(version: &str, client: &Client, trigger: Triggers, kinds: &[Kind]) -> M
                         continue;
                     }
                     Ok(watcher::Event::InitDone) => {
+                        // A re-list (after a watch broke, e.g. the member's API server was
+                        // down) reports what changed meanwhile; the first list does not (every
+                        // owner is reconciled at start anyway).
+                        let mut changed = Vec::new();
                         if let Ok(mut w) = writer.write() {
+                            if w.ready {
+                                changed = relisted(&w.objects, &pending);
+                            }
                             w.objects = std::mem::take(&mut pending);
                             w.ready = true;
+                        }
+                        for c in changed {
+                            notify(&mut trigger, namespaces.as_ref(), &c).await;
                         }
                         continue;
                     }
@@ -409,21 +419,7 @@ fn start(version: &str, client: &Client, trigger: Triggers, kinds: &[Kind]) -> M
                         continue;
                     }
                 };
-                if let (Some(system), Some(ns)) = (changed.system(), changed.namespace()) {
-                    let _ = trigger.systems.send(format!("{ns}/{system}")).await;
-                    continue;
-                }
-                let agency = changed.agency().map(str::to_string).or_else(|| {
-                    // A shared object (ClusterRole, policy): reconcile any agency on the cluster.
-                    namespaces.as_ref().and_then(|s| {
-                        s.read()
-                            .ok()
-                            .and_then(|s| s.objects.values().find_map(|n| n.agency().map(str::to_string)))
-                    })
-                });
-                if let Some(a) = agency {
-                    let _ = trigger.agencies.send(a).await;
-                }
+                notify(&mut trigger, namespaces.as_ref(), &changed).await;
             }
         }));
         stores.insert(kind, store);
@@ -432,6 +428,40 @@ fn start(version: &str, client: &Client, trigger: Triggers, kinds: &[Kind]) -> M
         version: version.to_string(),
         stores,
         tasks,
+    }
+}
+
+/// What a re-list changed: objects added or different, and objects gone.
+fn relisted(old: &HashMap<Key, Arc<Cached>>, new: &HashMap<Key, Arc<Cached>>) -> Vec<Arc<Cached>> {
+    let mut changed: Vec<Arc<Cached>> = new
+        .iter()
+        .filter(|(k, n)| old.get(*k).is_none_or(|o| o.json != n.json))
+        .map(|(_, n)| n.clone())
+        .collect();
+    changed.extend(
+        old.iter()
+            .filter(|(k, _)| !new.contains_key(*k))
+            .map(|(_, o)| o.clone()),
+    );
+    changed
+}
+
+/// Asks for a reconcile of the owner of a changed object: its hosted system, else its agency,
+/// else (a shared object: ClusterRole, policy) any agency on the cluster.
+async fn notify(trigger: &mut Triggers, namespaces: Option<&Arc<RwLock<KindCache>>>, changed: &Cached) {
+    if let (Some(system), Some(ns)) = (changed.system(), changed.namespace()) {
+        let _ = trigger.systems.send(format!("{ns}/{system}")).await;
+        return;
+    }
+    let agency = changed.agency().map(str::to_string).or_else(|| {
+        namespaces.and_then(|s| {
+            s.read()
+                .ok()
+                .and_then(|s| s.objects.values().find_map(|n| n.agency().map(str::to_string)))
+        })
+    });
+    if let Some(a) = agency {
+        let _ = trigger.agencies.send(a).await;
     }
 }
 
@@ -499,5 +529,34 @@ mod tests {
         let v = Cached::new(Kind::Service, o).value();
         assert_eq!(v.pointer("/spec/revisionHistoryLimit"), Some(&json!(10)));
         assert!(v.pointer("/metadata/managedFields").is_none());
+    }
+
+    #[test]
+    fn a_relist_reports_what_changed_while_the_watch_was_down() {
+        let entry = |o: DynamicObject| {
+            let c = Arc::new(Cached::new(Kind::Deployment, o));
+            ((c.namespace.clone(), c.name.clone()), c)
+        };
+        let same = deployment();
+        let mut became_ready = deployment();
+        became_ready.metadata.name = Some("s-api".into());
+        let mut was_not_ready = became_ready.clone();
+        was_not_ready.data["status"]["readyReplicas"] = json!(0);
+        let mut gone = deployment();
+        gone.metadata.name = Some("s-old".into());
+        let mut added = deployment();
+        added.metadata.name = Some("s-new".into());
+        // Fields the operator neither owns nor reads do not count as a change.
+        let mut touched = deployment();
+        touched.metadata.resource_version = Some("99".into());
+        touched.data["status"]["collisionCount"] = json!(1);
+        let old: HashMap<Key, Arc<Cached>> = [entry(same), entry(was_not_ready), entry(gone)].into_iter().collect();
+        let new: HashMap<Key, Arc<Cached>> = [entry(touched), entry(became_ready), entry(added)]
+            .into_iter()
+            .collect();
+        let mut names: Vec<String> = relisted(&old, &new).iter().map(|c| c.name().to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["s-api", "s-new", "s-old"]);
+        assert!(relisted(&new, &new).is_empty());
     }
 }

@@ -721,30 +721,37 @@ impl Results {
             (
                 "API requests per object, hub (operator ServiceAccount)".into(),
                 format!(
-                    "{:.1} ({} requests, {} writes)",
+                    "{:.1} ({} requests, {} writes: {})",
                     self.converge_hub.requests as f64 / objects,
                     self.converge_hub.requests,
-                    self.converge_hub.writes
+                    self.converge_hub.writes,
+                    self.converge_hub.top_writes(6)
                 ),
                 "—".into(),
             ),
             (
                 "API requests per object, members (member ServiceAccount)".into(),
                 format!(
-                    "{:.1} ({} requests, {} writes)",
+                    "{:.1} ({} requests, {} writes: {})",
                     self.converge_members.requests as f64 / objects,
                     self.converge_members.requests,
-                    self.converge_members.writes
+                    self.converge_members.writes,
+                    self.converge_members.top_writes(6)
                 ),
                 "—".into(),
             ),
             (
                 "baseline requests per object (hub + members)".into(),
                 format!(
-                    "{:.1} ({} requests for {} children)",
+                    "{:.1} ({} requests for {} children; writes: {})",
                     (self.baseline_hub.requests + self.baseline_members.requests) as f64 / objects,
                     self.baseline_hub.requests + self.baseline_members.requests,
-                    self.baseline_objects
+                    self.baseline_objects,
+                    {
+                        let mut all = self.baseline_hub.clone();
+                        all.add(&self.baseline_members);
+                        all.top_writes(6)
+                    }
                 ),
                 "—".into(),
             ),
