@@ -257,8 +257,17 @@ pub(crate) async fn publish(
     ctx.publish(&ac.object_ref(&()), type_, reason, action, &note).await;
 }
 
+/// Key of an AgencyCloud in [`super::StatusMemo`].
+fn memo_key(ac: &AgencyCloud) -> String {
+    format!("AgencyCloud/{}", ac.name_any())
+}
+
 async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus) -> Result<()> {
-    if ac.status.as_ref() == Some(&status) {
+    if ac.status.as_ref() == Some(&status)
+        || ctx
+            .status_memo
+            .written(&memo_key(ac), ac.resource_version().as_deref(), &status)
+    {
         return Ok(());
     }
     tracing::debug!(changed = ?super::changed_fields(ac.status.as_ref(), &status), "writing status");
@@ -279,11 +288,48 @@ async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus
     }
     api.patch_status(&ac.name_any(), &field_manager(), &Patch::Apply(&body))
         .await?;
+    ctx.status_memo
+        .record(&memo_key(ac), ac.resource_version().as_deref(), &status);
     Ok(())
 }
 
+/// Quota usage in `status.environments[].used` (and the wording of BackupCompliant) is
+/// refreshed at most this often per agency: usage moves with every pod started, and writing
+/// each step costs the API server more than the status is worth. Everything else (a
+/// condition changing status or reason, placement, limits) is written at once; the
+/// `govcloud_agency_quota` gauges are always current.
+pub const USAGE_REFRESH: Duration = Duration::from_secs(30);
+
+/// Whether `new` differs from `old` only in quota usage and in the message of BackupCompliant.
+fn only_usage_changed(old: &AgencyCloudStatus, new: &AgencyCloudStatus) -> bool {
+    let strip = |s: &AgencyCloudStatus| {
+        let mut s = s.clone();
+        for e in &mut s.environments {
+            e.used.clear();
+        }
+        for c in &mut s.conditions {
+            if c.type_ == BACKUP_COMPLIANT {
+                c.message.clear();
+            }
+        }
+        s
+    };
+    strip(old) == strip(new)
+}
+
+/// How long to hold back a usage-only status change (`None`: write now).
+fn usage_wait(ctx: &Context, ac: &AgencyCloud, status: &AgencyCloudStatus) -> Option<Duration> {
+    let old = ac.status.as_ref()?;
+    if old == status || !only_usage_changed(old, status) {
+        return None;
+    }
+    let since = ctx.status_memo.since(&memo_key(ac))?;
+    USAGE_REFRESH.checked_sub(since).filter(|w| !w.is_zero())
+}
+
 struct Outcome {
-    status: AgencyCloudStatus,
+    /// The status to write (`None`: written already, or nothing to write yet).
+    status: Option<AgencyCloudStatus>,
     requeue: Duration,
 }
 
@@ -345,7 +391,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             ],
         );
         return Ok(Outcome {
-            status,
+            status: Some(status),
             requeue: Duration::from_secs(300),
         });
     }
@@ -378,42 +424,13 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         }
         None => {
             let mut reservations = ctx.placements.lock().await;
-            // Decided already (the cache has not caught up with the status write yet).
-            if let Some((cluster, _, _)) = reservations.get(&name) {
-                let cluster = cluster.clone();
-                drop(reservations);
-                if let Some(dcc) = ctx.clusters.state().into_iter().find(|d| d.name_any() == cluster) {
-                    let p = PlacementStatus {
-                        cluster: cluster.clone(),
-                        region: dcc.spec.region.clone(),
-                        zone: dcc.spec.zone,
-                    };
-                    let status = status_with(
-                        &ac,
-                        Some(p.clone()),
-                        vec![],
-                        &[
-                            Desired::new(
-                                PLACED,
-                                true,
-                                "Placed",
-                                format!("Placed on {} in region {} ({} zone).", p.cluster, p.region, p.zone),
-                            ),
-                            Desired::new(
-                                types::READY,
-                                false,
-                                "Provisioning",
-                                "Creating namespaces and guardrails.",
-                            ),
-                        ],
-                    );
-                    return Ok(Outcome {
-                        status,
-                        requeue: Duration::from_secs(1),
-                    });
-                }
+            // Decided already: the deciding reconcile recorded the placement (a failed write
+            // drops its reservation) and the cache has not caught up with that write yet.
+            // Writing it again would carry a stale resourceVersion and be refused (409), so
+            // wait for the write to arrive (it triggers a reconcile of its own).
+            if reservations.contains_key(&name) {
                 return Ok(Outcome {
-                    status: prev,
+                    status: None,
                     requeue: Duration::from_secs(1),
                 });
             }
@@ -447,7 +464,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
                     ],
                 );
                 return Ok(Outcome {
-                    status,
+                    status: Some(status),
                     requeue: Duration::from_secs(60),
                 });
             };
@@ -481,7 +498,12 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
                     ),
                 ],
             );
-            write_status(ctx, &ac, status).await?;
+            if let Err(e) = write_status(ctx, &ac, status).await {
+                // Not recorded (e.g. 409: the object moved on): decide again on the fresh object.
+                reservations.remove(&name);
+                return Err(e);
+            }
+            drop(reservations);
             publish(
                 ctx,
                 &ac,
@@ -494,7 +516,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             info!(cluster = %p.cluster, "placed");
             // The next reconcile (triggered by the status write) builds the children.
             return Ok(Outcome {
-                status: ac.status.clone().unwrap_or_default(),
+                status: None,
                 requeue: Duration::from_secs(1),
             });
         }
@@ -565,7 +587,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             placement.cluster
         );
         return Ok(Outcome {
-            status: unreachable("ClusterNotRegistered", msg),
+            status: Some(unreachable("ClusterNotRegistered", msg)),
             requeue: Duration::from_secs(60),
         });
     };
@@ -580,7 +602,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             reachable.map(|c| c.message.as_str()).unwrap_or_default()
         );
         return Ok(Outcome {
-            status: unreachable("ClusterUnreachable", msg),
+            status: Some(unreachable("ClusterUnreachable", msg)),
             requeue: Duration::from_secs(30),
         });
     }
@@ -589,7 +611,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         Err(e) => {
             let msg = format!("Cannot connect to cluster {}: {e}", placement.cluster);
             return Ok(Outcome {
-                status: unreachable("ClusterUnreachable", msg),
+                status: Some(unreachable("ClusterUnreachable", msg)),
                 requeue: Duration::from_secs(30),
             });
         }
@@ -629,33 +651,6 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         let mut written = apply_children(CONTROLLER, &ctx.metrics, &client, Some(&cache), &all).await?;
         // Prune against the full desired set: objects held back above are kept, not deleted.
         written.extend(prune(&client, &cache, &name, &desired_all).await?);
-        if dcc.spec.kubeconfig_secret.is_some() {
-            // The hub holds the agency's own namespaces (for HostedSystems, BackupPolicies) too.
-            let hub_cache = ctx
-                .caches
-                .ensure_kinds("", crate::member::HUB_VERSION, &ctx.client, &build::HUB_KINDS);
-            hub_cache.wait_synced(Duration::from_secs(10)).await;
-            written.extend(
-                apply_children(
-                    CONTROLLER,
-                    &ctx.metrics,
-                    &ctx.client,
-                    Some(&hub_cache),
-                    &build::hub_roles(),
-                )
-                .await?,
-            );
-            written.extend(
-                apply_children(
-                    CONTROLLER,
-                    &ctx.metrics,
-                    &ctx.client,
-                    Some(&hub_cache),
-                    &build::hub_children(&name, spec),
-                )
-                .await?,
-            );
-        }
         Ok::<_, Error>(written)
     }
     .await;
@@ -668,7 +663,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
                 crate::member::describe(&e)
             );
             return Ok(Outcome {
-                status: unreachable("ClusterUnreachable", msg),
+                status: Some(unreachable("ClusterUnreachable", msg)),
                 requeue: Duration::from_secs(15),
             });
         }
@@ -679,20 +674,6 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             return Err(e);
         }
     };
-    let was_ready = conditions::is_true(&prev.conditions, types::READY);
-    if was_ready && cache_was_synced && !written.is_empty() {
-        publish(
-            ctx,
-            &ac,
-            EventType::Normal,
-            "DriftRepaired",
-            "Reconcile",
-            format!("Restored {}", written.join(", ")),
-        )
-        .await;
-        info!(objects = ?written, "drift repaired");
-    }
-
     // Status.
     let mut envs = Vec::new();
     for env in &spec.environments {
@@ -758,10 +739,54 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             ],
         );
         return Ok(Outcome {
-            status,
+            status: Some(status),
             requeue: Duration::from_secs(1),
         });
     }
+    let mut written = written;
+    if dcc.spec.kubeconfig_secret.is_some() {
+        // The hub holds the agency's own namespaces (for HostedSystems, BackupPolicies) too,
+        // created once the guardrails are in force: what the agency creates there finds a
+        // provisioned cloud (no "waiting for the agency" status to write first).
+        let hub_cache = ctx
+            .caches
+            .ensure_kinds("", crate::member::HUB_VERSION, &ctx.client, &build::HUB_KINDS);
+        hub_cache.wait_synced(Duration::from_secs(10)).await;
+        written.extend(
+            apply_children(
+                CONTROLLER,
+                &ctx.metrics,
+                &ctx.client,
+                Some(&hub_cache),
+                &build::hub_roles(),
+            )
+            .await?,
+        );
+        written.extend(
+            apply_children(
+                CONTROLLER,
+                &ctx.metrics,
+                &ctx.client,
+                Some(&hub_cache),
+                &build::hub_children(&name, spec),
+            )
+            .await?,
+        );
+    }
+    let was_ready = conditions::is_true(&prev.conditions, types::READY);
+    if was_ready && cache_was_synced && !written.is_empty() {
+        publish(
+            ctx,
+            &ac,
+            EventType::Normal,
+            "DriftRepaired",
+            "Reconcile",
+            format!("Restored {}", written.join(", ")),
+        )
+        .await;
+        info!(objects = ?written, "drift repaired");
+    }
+
     let isolated = if refused.is_empty() {
         Desired::new(
             ISOLATED,
@@ -824,7 +849,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         &[placed, isolated, quota_fits, ready, backup],
     );
     Ok(Outcome {
-        status,
+        status: Some(status),
         requeue: Duration::from_secs(600),
     })
 }
@@ -1074,6 +1099,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
         Err(e) => return Err(e),
     }
     ctx.placements.lock().await.remove(&name);
+    ctx.status_memo.forget(&memo_key(&ac));
     for env in &ac.spec.cloud.environments {
         for res in ["cpu", "memory", "storage", "pods"] {
             for kind in ["hard", "used"] {
@@ -1142,7 +1168,13 @@ async fn reconcile(ac: Arc<AgencyCloud>, ctx: Arc<Context>) -> Result<Action> {
         match event {
             Finalizer::Apply(ac) => {
                 let outcome = apply(ac.clone(), &ctx).await?;
-                write_status(&ctx, &ac, outcome.status).await?;
+                let Some(status) = outcome.status else {
+                    return Ok(Action::requeue(outcome.requeue));
+                };
+                if let Some(wait) = usage_wait(&ctx, &ac, &status) {
+                    return Ok(Action::requeue(wait.min(outcome.requeue)));
+                }
+                write_status(&ctx, &ac, status).await?;
                 Ok(Action::requeue(outcome.requeue))
             }
             Finalizer::Cleanup(ac) => cleanup(ac, &ctx).await,
@@ -1253,4 +1285,42 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(used_cpu: &str, backup_msg: &str, ready: &str) -> AgencyCloudStatus {
+        let now = Time(Timestamp::UNIX_EPOCH);
+        AgencyCloudStatus {
+            conditions: conditions::merge(
+                &[],
+                &[
+                    Desired::new(types::READY, ready == "True", "Provisioned", "1 environment(s) ready."),
+                    Desired::new(BACKUP_COMPLIANT, false, "SystemsWithoutBackup", backup_msg.to_string()),
+                ],
+                Some(1),
+                &now,
+            ),
+            observed_generation: Some(1),
+            placement: None,
+            environments: vec![EnvironmentStatus {
+                name: "prod".into(),
+                namespace: "mof-prod".into(),
+                hard: [("requests.cpu".to_string(), "4".to_string())].into(),
+                used: [("requests.cpu".to_string(), used_cpu.to_string())].into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn usage_and_backup_wording_are_minor_everything_else_is_not() {
+        let old = status("0", "not covered: a", "True");
+        assert!(only_usage_changed(&old, &status("500m", "not covered: a, b", "True")));
+        assert!(!only_usage_changed(&old, &status("500m", "not covered: a", "False")));
+        let mut limits = status("0", "not covered: a", "True");
+        limits.environments[0].hard.insert("requests.cpu".into(), "8".into());
+        assert!(!only_usage_changed(&old, &limits));
+    }
 }

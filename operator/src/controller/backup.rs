@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -207,12 +207,23 @@ async fn plan(ctx: &Context, bp: &BackupPolicy, t: &Target, ns: &str) -> std::re
         .find(|d| d.name_any() == t.cluster)
         .map(|d| d.spec.region.clone())
         .unwrap_or_default();
-    let locations = Api::<BackupLocation>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| vec![format!("cannot list BackupLocations: {e}; retrying")])?;
+    // From the watch's store once it has listed; until then (just started) from the API.
+    let cached = ctx
+        .locations
+        .get()
+        .filter(|s| s.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok()))
+        .map(|s| s.state().iter().map(|l| (**l).clone()).collect::<Vec<_>>());
+    let mut sorted = match cached {
+        Some(l) => l,
+        None => {
+            Api::<BackupLocation>::all(ctx.client.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| vec![format!("cannot list BackupLocations: {e}; retrying")])?
+                .items
+        }
+    };
     let mut by_region: BTreeMap<String, BackupLocation> = BTreeMap::new();
-    let mut sorted = locations.items;
     sorted.sort_by_key(|l| l.name_any());
     for l in sorted {
         by_region.entry(l.spec.region.clone()).or_insert(l);
@@ -296,6 +307,9 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     let stamp = Time(now());
     let t = match target(ctx, &ns).await {
         Ok(t) => t,
+        Err(("NoAgency", _)) if super::hosted::settling(ctx, &ns, bp.metadata.creation_timestamp.as_ref()) => {
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
         Err((reason, msg)) => {
             let status = BackupPolicyStatus {
                 conditions: conditions::merge(
@@ -1055,8 +1069,12 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     super::signal_when_synced(store.clone(), synced);
     let systems =
         crate::lenient::objects::<HostedSystem>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
-    let locations =
-        crate::lenient::objects::<BackupLocation>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
+    let (location_store, locations) = crate::lenient::reflector::<BackupLocation>(
+        ctx.client.clone(),
+        watcher::Config::default(),
+        ctx.lenient.clone(),
+    );
+    let _ = ctx.locations.set(location_store);
     let by_ns = store.clone();
     let all = store.clone();
     let waiting = store.clone();

@@ -52,6 +52,28 @@ pub(crate) fn agency_of(ctx: &Context, namespace: &str) -> Option<Arc<AgencyClou
     })
 }
 
+/// Whether an object in `namespace`, created at `created`, should wait quietly for its
+/// agency instead of reporting "no agency": the namespace is an environment of an AgencyCloud
+/// (by spec) whose provisioning has not reached this controller's cache yet, and the object
+/// is less than [`SETTLE`] old. Objects created the moment their namespace appears would
+/// otherwise each write a status that is outdated a second later.
+pub(crate) fn settling(ctx: &Context, namespace: &str, created: Option<&Time>) -> bool {
+    let young = created.is_some_and(|t| Timestamp::now().duration_since(t.0).unsigned_abs() < SETTLE);
+    young
+        && ctx.agencies.get().is_some_and(|s| {
+            s.state().iter().any(|a| {
+                a.spec
+                    .cloud
+                    .environments
+                    .iter()
+                    .any(|e| crate::core::agency::namespace_name(&a.name_any(), &e.name) == namespace)
+            })
+        })
+}
+
+/// See [`settling`].
+pub(crate) const SETTLE: Duration = Duration::from_secs(30);
+
 pub(crate) struct Target {
     pub(crate) client: Client,
     pub(crate) cache: Arc<MemberCache>,
@@ -130,20 +152,27 @@ pub(crate) async fn target(ctx: &Context, namespace: &str) -> std::result::Resul
     })
 }
 
+/// How long a rollout may take before the pods of a component short of replicas are listed
+/// to say why (Degraded with the scheduler's message).
+const POD_CHECK_AFTER: Duration = Duration::from_secs(10);
+
 fn pp() -> PatchParams {
     PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()
 }
 
 async fn write_status(ctx: &Context, hs: &HostedSystem, status: HostedSystemStatus) -> Result<()> {
-    if hs.status.as_ref() == Some(&status) {
+    let ns = hs.namespace().unwrap_or_default();
+    let key = format!("HostedSystem/{ns}/{}", hs.name_any());
+    let rv = hs.resource_version();
+    if hs.status.as_ref() == Some(&status) || ctx.status_memo.written(&key, rv.as_deref(), &status) {
         return Ok(());
     }
-    let ns = hs.namespace().unwrap_or_default();
     tracing::debug!(changed = ?super::changed_fields(hs.status.as_ref(), &status), "writing status");
     let body = json!({"apiVersion": HostedSystem::api_version(&()), "kind": HostedSystem::kind(&()), "status": status});
     Api::<HostedSystem>::namespaced(ctx.client.clone(), &ns)
         .patch_status(&hs.name_any(), &pp(), &Patch::Apply(&body))
         .await?;
+    ctx.status_memo.record(&key, rv.as_deref(), &status);
     Ok(())
 }
 
@@ -251,6 +280,9 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     let spec = &resolved.spec;
     let t = match target(ctx, &ns).await {
         Ok(t) => t,
+        Err(("NoAgency", _)) if settling(ctx, &ns, hs.metadata.creation_timestamp.as_ref()) => {
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
         Err((reason, msg)) => {
             let status = status_with(
                 &hs,
@@ -348,6 +380,14 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     .await?;
 
     // Status from the member cache.
+    // Pods are not cached: they are listed (to explain why a component is short of replicas)
+    // only once a rollout has taken a while; most are scheduled within seconds.
+    let rollout_slow = hs
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, PROGRESSING))
+        .filter(|c| c.status == conditions::TRUE)
+        .is_some_and(|c| Timestamp::now().duration_since(c.last_transition_time.0).unsigned_abs() >= POD_CHECK_AFTER);
     let mut comps = Vec::new();
     let mut progressing = Vec::new();
     let mut degraded = Vec::new();
@@ -370,11 +410,11 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         if ready < c.replicas || updated < c.replicas || observed != generation {
             progressing.push(format!("{}: {ready}/{} ready", c.name, c.replicas));
         }
-        if ready < c.replicas {
-            // Pods are not cached; look at them only while the component is short of replicas.
-            if let Some(why) = unschedulable(&t.client, &ns, &name, &c.name).await {
-                degraded.push(format!("{}: pods cannot be scheduled: {why}", c.name));
-            }
+        if ready < c.replicas
+            && rollout_slow
+            && let Some(why) = unschedulable(&t.client, &ns, &name, &c.name).await
+        {
+            degraded.push(format!("{}: pods cannot be scheduled: {why}", c.name));
         }
         if let Some(conds) = st.get("conditions").and_then(|v| v.as_array()) {
             for cond in conds {
@@ -644,6 +684,7 @@ async fn withdraw_exposure(ctx: &Context, t: &Target, ns: &str, system: &str) ->
 
 async fn cleanup(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     let ns = hs.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    ctx.status_memo.forget(&format!("HostedSystem/{ns}/{}", hs.name_any()));
     let t = match target(ctx, &ns).await {
         Ok(t) => t,
         // No agency or cluster any more: nothing of ours to remove there.

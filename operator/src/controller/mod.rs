@@ -97,6 +97,8 @@ pub struct Context {
     pub clusters: Store<DataCenterCluster>,
     /// All HostedSystems (the HostedSystem controller's store), set when it starts.
     pub systems: std::sync::OnceLock<Store<crate::api::HostedSystem>>,
+    /// BackupLocations (the backup controller's store of them, set when it starts).
+    pub locations: std::sync::OnceLock<Store<crate::api::backup::BackupLocation>>,
     /// BackupPolicy cache (set when the backup controller starts).
     pub policies: std::sync::OnceLock<Store<crate::api::BackupPolicy>>,
     /// All AgencyClouds (the AgencyCloud controller's store), set when it starts.
@@ -109,6 +111,60 @@ pub struct Context {
     pub placements: tokio::sync::Mutex<HashMap<String, (String, Milli, Milli)>>,
     /// Per member cluster: whether it serves Gateway API HTTPRoutes, and when that was checked.
     pub gateway_api: std::sync::Mutex<HashMap<String, (std::time::Instant, bool)>>,
+    /// The status last written per object (see [`StatusMemo`]).
+    pub status_memo: StatusMemo,
+}
+
+/// What the operator last wrote to each object's status: the resourceVersion of the object it
+/// was computed from, a hash of the status, and when. The controllers' stores lag behind
+/// their own writes (more so under load), so a reconcile that runs before the store has
+/// seen a write would compute the same status from the same old object and write it again;
+/// the memo recognises that case (same resourceVersion, same status) and skips the write.
+/// Anything else — the object moved on, the status differs — is written as before.
+#[derive(Default)]
+pub struct StatusMemo(Mutex<HashMap<String, (String, u64, std::time::Instant)>>);
+
+impl StatusMemo {
+    fn hash<T: serde::Serialize>(status: &T) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(status).unwrap_or_default().hash(&mut h);
+        h.finish()
+    }
+
+    /// Whether `status` was already written for `key` from the object at `rv`.
+    pub fn written<T: serde::Serialize>(&self, key: &str, rv: Option<&str>, status: &T) -> bool {
+        let Some(rv) = rv else { return false };
+        self.0
+            .lock()
+            .is_ok_and(|m| m.get(key).is_some_and(|(r, h, _)| r == rv && *h == Self::hash(status)))
+    }
+
+    /// Records a successful write of `status` for `key`, computed from the object at `rv`.
+    pub fn record<T: serde::Serialize>(&self, key: &str, rv: Option<&str>, status: &T) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(
+                key.to_string(),
+                (
+                    rv.unwrap_or_default().to_string(),
+                    Self::hash(status),
+                    std::time::Instant::now(),
+                ),
+            );
+        }
+    }
+
+    /// How long ago the last write for `key` was.
+    pub fn since(&self, key: &str) -> Option<std::time::Duration> {
+        self.0.lock().ok()?.get(key).map(|(_, _, at)| at.elapsed())
+    }
+
+    /// Forgets `key` (the object is gone).
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(key);
+        }
+    }
 }
 
 /// Longest Event note the API server accepts is 1024 bytes; notes are cut to this (plus `…`).
@@ -166,8 +222,10 @@ impl Context {
             agencies: std::sync::OnceLock::new(),
             systems: std::sync::OnceLock::new(),
             policies: std::sync::OnceLock::new(),
+            locations: std::sync::OnceLock::new(),
             placements: tokio::sync::Mutex::default(),
             gateway_api: std::sync::Mutex::default(),
+            status_memo: StatusMemo::default(),
             approval_policy_installed: std::sync::atomic::AtomicBool::new(false),
         })
     }
