@@ -300,6 +300,10 @@ async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus
 /// `govcloud_agency_quota` gauges are always current.
 pub const USAGE_REFRESH: Duration = Duration::from_secs(30);
 
+/// How long a new cloud waits quietly for its registry policy to take effect before the
+/// wait is reported in its status (`Isolated=False`, `RegistryPolicyPending`).
+const PENDING_QUIET: Duration = Duration::from_secs(15);
+
 /// Whether `new` differs from `old` only in quota usage and in the message of BackupCompliant.
 fn only_usage_changed(old: &AgencyCloudStatus, new: &AgencyCloudStatus) -> bool {
     let strip = |s: &AgencyCloudStatus| {
@@ -715,6 +719,18 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         _ => Ok(true),
     };
     if probe != Ok(true) {
+        // The API server activates a new policy within a second or two: that wait is not
+        // worth a status write (the status says Provisioning since the placement). Only a
+        // wait longer than PENDING_QUIET (or a refused probe) is reported.
+        let placed_since = conditions::find(&prev.conditions, PLACED)
+            .filter(|c| c.status == conditions::TRUE)
+            .map(|c| Timestamp::now().duration_since(c.last_transition_time.0).unsigned_abs());
+        if probe == Ok(false) && placed_since.is_some_and(|d| d < PENDING_QUIET) {
+            return Ok(Outcome {
+                status: None,
+                requeue: Duration::from_secs(2),
+            });
+        }
         let (reason, message) = match probe {
             Err(m) => ("Forbidden", m),
             Ok(_) => (
