@@ -296,8 +296,9 @@ async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus
 /// Quota usage in `status.environments[].used` (and the wording of BackupCompliant) is
 /// refreshed at most this often per agency: usage moves with every pod started, and writing
 /// each step costs the API server more than the status is worth. Everything else (a
-/// condition changing status or reason, placement, limits) is written at once; the
-/// `govcloud_agency_quota` gauges are always current.
+/// condition changing status or reason, placement, limits) is written at once. The
+/// `govcloud_agency_quota` gauges are set from the member cache and always current; cluster
+/// totals (`govcloud_cluster_resource`) and UtilizationReports follow the status.
 pub const USAGE_REFRESH: Duration = Duration::from_secs(30);
 
 /// How long a new cloud waits quietly for its registry policy to take effect before the
