@@ -729,7 +729,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         if probe == Ok(false) && placed_since.is_some_and(|d| d < PENDING_QUIET) {
             return Ok(Outcome {
                 status: None,
-                requeue: Duration::from_secs(2),
+                requeue: Duration::from_secs(1),
             });
         }
         let (reason, message) = match probe {
