@@ -293,44 +293,9 @@ async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus
     Ok(())
 }
 
-/// Quota usage in `status.environments[].used` (and the wording of BackupCompliant) is
-/// refreshed at most this often per agency: usage moves with every pod started, and writing
-/// each step costs the API server more than the status is worth. Everything else (a
-/// condition changing status or reason, placement, limits) is written at once. The
-/// `govcloud_agency_quota` gauges are set from the member cache and always current; cluster
-/// totals (`govcloud_cluster_resource`) and UtilizationReports follow the status.
-pub const USAGE_REFRESH: Duration = Duration::from_secs(30);
-
 /// How long a new cloud waits quietly for its registry policy to take effect before the
 /// wait is reported in its status (`Isolated=False`, `RegistryPolicyPending`).
 const PENDING_QUIET: Duration = Duration::from_secs(15);
-
-/// Whether `new` differs from `old` only in quota usage and in the message of BackupCompliant.
-fn only_usage_changed(old: &AgencyCloudStatus, new: &AgencyCloudStatus) -> bool {
-    let strip = |s: &AgencyCloudStatus| {
-        let mut s = s.clone();
-        for e in &mut s.environments {
-            e.used.clear();
-        }
-        for c in &mut s.conditions {
-            if c.type_ == BACKUP_COMPLIANT {
-                c.message.clear();
-            }
-        }
-        s
-    };
-    strip(old) == strip(new)
-}
-
-/// How long to hold back a usage-only status change (`None`: write now).
-fn usage_wait(ctx: &Context, ac: &AgencyCloud, status: &AgencyCloudStatus) -> Option<Duration> {
-    let old = ac.status.as_ref()?;
-    if old == status || !only_usage_changed(old, status) {
-        return None;
-    }
-    let since = ctx.status_memo.since(&memo_key(ac))?;
-    USAGE_REFRESH.checked_sub(since).filter(|w| !w.is_zero())
-}
 
 struct Outcome {
     /// The status to write (`None`: written already, or nothing to write yet).
@@ -1188,9 +1153,6 @@ async fn reconcile(ac: Arc<AgencyCloud>, ctx: Arc<Context>) -> Result<Action> {
                 let Some(status) = outcome.status else {
                     return Ok(Action::requeue(outcome.requeue));
                 };
-                if let Some(wait) = usage_wait(&ctx, &ac, &status) {
-                    return Ok(Action::requeue(wait.min(outcome.requeue)));
-                }
                 write_status(&ctx, &ac, status).await?;
                 Ok(Action::requeue(outcome.requeue))
             }
@@ -1302,42 +1264,4 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn status(used_cpu: &str, backup_msg: &str, ready: &str) -> AgencyCloudStatus {
-        let now = Time(Timestamp::UNIX_EPOCH);
-        AgencyCloudStatus {
-            conditions: conditions::merge(
-                &[],
-                &[
-                    Desired::new(types::READY, ready == "True", "Provisioned", "1 environment(s) ready."),
-                    Desired::new(BACKUP_COMPLIANT, false, "SystemsWithoutBackup", backup_msg.to_string()),
-                ],
-                Some(1),
-                &now,
-            ),
-            observed_generation: Some(1),
-            placement: None,
-            environments: vec![EnvironmentStatus {
-                name: "prod".into(),
-                namespace: "mof-prod".into(),
-                hard: [("requests.cpu".to_string(), "4".to_string())].into(),
-                used: [("requests.cpu".to_string(), used_cpu.to_string())].into(),
-            }],
-        }
-    }
-
-    #[test]
-    fn usage_and_backup_wording_are_minor_everything_else_is_not() {
-        let old = status("0", "not covered: a", "True");
-        assert!(only_usage_changed(&old, &status("500m", "not covered: a, b", "True")));
-        assert!(!only_usage_changed(&old, &status("500m", "not covered: a", "False")));
-        let mut limits = status("0", "not covered: a", "True");
-        limits.environments[0].hard.insert("requests.cpu".into(), "8".into());
-        assert!(!only_usage_changed(&old, &limits));
-    }
 }

@@ -154,11 +154,6 @@ impl StatusMemo {
         }
     }
 
-    /// How long ago the last write for `key` was.
-    pub fn since(&self, key: &str) -> Option<std::time::Duration> {
-        self.0.lock().ok()?.get(key).map(|(_, _, at)| at.elapsed())
-    }
-
     /// Forgets `key` (the object is gone).
     pub fn forget(&self, key: &str) {
         if let Ok(mut m) = self.0.lock() {
