@@ -624,7 +624,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         Ok::<_, Error>(written)
     }
     .await;
-    let written = match result {
+    let mut written = match result {
         Ok(w) => w,
         Err(Error::Kube(e)) if !matches!(e, kube::Error::Api(_)) => {
             let msg = format!(
@@ -690,7 +690,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         // wait longer than PENDING_QUIET (or a refused probe) is reported.
         let placed_since = conditions::find(&prev.conditions, PLACED)
             .filter(|c| c.status == conditions::TRUE)
-            .map(|c| Timestamp::now().duration_since(c.last_transition_time.0).unsigned_abs());
+            .map(|c| conditions::age(&c.last_transition_time));
         if probe == Ok(false) && placed_since.is_some_and(|d| d < PENDING_QUIET) {
             return Ok(Outcome {
                 status: None,
@@ -725,7 +725,6 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             requeue: Duration::from_secs(1),
         });
     }
-    let mut written = written;
     if dcc.spec.kubeconfig_secret.is_some() {
         // The hub holds the agency's own namespaces (for HostedSystems, BackupPolicies) too,
         // created once the guardrails are in force: what the agency creates there finds a
@@ -734,26 +733,9 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             .caches
             .ensure_kinds("", crate::member::HUB_VERSION, &ctx.client, &build::HUB_KINDS);
         hub_cache.wait_synced(Duration::from_secs(10)).await;
-        written.extend(
-            apply_children(
-                CONTROLLER,
-                &ctx.metrics,
-                &ctx.client,
-                Some(&hub_cache),
-                &build::hub_roles(),
-            )
-            .await?,
-        );
-        written.extend(
-            apply_children(
-                CONTROLLER,
-                &ctx.metrics,
-                &ctx.client,
-                Some(&hub_cache),
-                &build::hub_children(&name, spec),
-            )
-            .await?,
-        );
+        let mut hub = build::hub_roles();
+        hub.extend(build::hub_children(&name, spec));
+        written.extend(apply_children(CONTROLLER, &ctx.metrics, &ctx.client, Some(&hub_cache), &hub).await?);
     }
     let was_ready = conditions::is_true(&prev.conditions, types::READY);
     if was_ready && cache_was_synced && !written.is_empty() {

@@ -58,7 +58,7 @@ pub(crate) fn agency_of(ctx: &Context, namespace: &str) -> Option<Arc<AgencyClou
 /// is less than [`SETTLE`] old. Objects created the moment their namespace appears would
 /// otherwise each write a status that is outdated a second later.
 pub(crate) fn settling(ctx: &Context, namespace: &str, created: Option<&Time>) -> bool {
-    let young = created.is_some_and(|t| Timestamp::now().duration_since(t.0).unsigned_abs() < SETTLE);
+    let young = created.is_some_and(|t| conditions::age(t) < SETTLE);
     young
         && ctx.agencies.get().is_some_and(|s| {
             s.state().iter().any(|a| {
@@ -387,7 +387,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         .as_ref()
         .and_then(|s| conditions::find(&s.conditions, PROGRESSING))
         .filter(|c| c.status == conditions::TRUE)
-        .is_some_and(|c| Timestamp::now().duration_since(c.last_transition_time.0).unsigned_abs() >= POD_CHECK_AFTER);
+        .is_some_and(|c| conditions::age(&c.last_transition_time) >= POD_CHECK_AFTER);
     let mut comps = Vec::new();
     let mut progressing = Vec::new();
     let mut degraded = Vec::new();

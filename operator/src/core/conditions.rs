@@ -79,6 +79,11 @@ pub fn merge(previous: &[Condition], desired: &[Desired<'_>], generation: Option
     out
 }
 
+/// How long ago `t` was (as an absolute duration).
+pub fn age(t: &Time) -> std::time::Duration {
+    k8s_openapi::jiff::Timestamp::now().duration_since(t.0).unsigned_abs()
+}
+
 /// Finds a condition by type.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
