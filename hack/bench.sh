@@ -18,6 +18,8 @@
 #   BENCH_OPERATOR_LOG              the operator's RUST_LOG (default warn; govcloud=debug shows each write's reason)
 #   BENCH_KEEP_FLEET=1              baseline first, nothing deleted (national scale: deleting 6,000
 #                                   namespaces twice takes most of an hour); stop the testbed afterwards
+#   BENCH_KEEP_CLUSTERS=1           as BENCH_KEEP_FLEET, and the clusters stay registered (start an
+#                                   operator against the fleet by hand, e.g. to profile a restart)
 #   TESTBED_STATE                   testbed state dir (default ~/.cache/govcloud/testbed)
 #
 # The testbed: if none runs, three clusters are started with enough KWOK node capacity for
@@ -65,6 +67,7 @@ KUBECTL="$K8S_BIN/kubectl"
 # Pods per cluster: one per system (round-robin over the clusters), the operator's own
 # chart pod and room for other users of the testbed.
 keep="${BENCH_KEEP_FLEET:-0}"
+[ "${BENCH_KEEP_CLUSTERS:-0}" = 1 ] && keep=1
 copies=1
 [ "$keep" = 1 ] && copies=2   # the baseline's pods stay next to the operator's
 pods_needed=$(( copies * ((systems + clusters - 1) / clusters) + 50 ))
@@ -126,6 +129,7 @@ args=(--agencies "$agencies" --systems "$systems" --backup-share "$backup_share"
   --steady-secs "$steady" --new-agencies "$new_agencies" --concurrency "$concurrency")
 [ -z "$out" ] || args+=(--out "$out")
 [ "$keep" = 1 ] && args+=(--keep-fleet)
+[ "${BENCH_KEEP_CLUSTERS:-0}" = 1 ] && args+=(--keep-clusters)
 args+=("${extra[@]}")
 log "running: bench ${args[*]}"
 logfile="$TESTBED_STATE/bench-$(date +%Y%m%d-%H%M%S).log"

@@ -65,6 +65,10 @@ struct Args {
     /// its objects. For the national scale, where deleting 6,000 namespaces twice would take
     /// most of an hour; stop the testbed afterwards.
     keep_fleet: bool,
+    /// With `keep_fleet`: also leave the DataCenterClusters, their kubeconfig Secrets and the
+    /// operator's kubeconfig, so that an operator can be started against the fleet by hand
+    /// afterwards (profiling a restart).
+    keep_clusters: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -81,6 +85,7 @@ fn parse_args() -> Result<Args> {
         timeout_secs: 1800,
         baseline: true,
         keep_fleet: false,
+        keep_clusters: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -92,10 +97,15 @@ fn parse_args() -> Result<Args> {
             a.keep_fleet = true;
             continue;
         }
+        if flag == "--keep-clusters" {
+            a.keep_fleet = true;
+            a.keep_clusters = true;
+            continue;
+        }
         if flag == "-h" || flag == "--help" {
             println!(
                 "bench --agencies N --systems M [--backup-share F] [--clusters 3] [--out FILE] [--steady-secs S] \
-                 [--new-agencies K] [--concurrency C] [--parallelism P] [--timeout-secs T] [--no-baseline] [--keep-fleet]"
+                 [--new-agencies K] [--concurrency C] [--parallelism P] [--timeout-secs T] [--no-baseline] [--keep-fleet] [--keep-clusters]"
             );
             std::process::exit(0);
         }
@@ -199,6 +209,54 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     let stime: u64 = f.get(12)?.parse().ok()?;
     let hz: u64 = command_output("getconf", &["CLK_TCK"]).parse().unwrap_or(100);
     Some(Duration::from_millis((utime + stime) * 1000 / hz.max(1)))
+}
+
+/// CPU time used so far by each kind of testbed process (kube-apiserver, etcd, kwok, …),
+/// summed over the clusters, from the testbed's PID files; the bench process itself as
+/// "bench".
+fn testbed_cpu(clusters: usize) -> BTreeMap<String, Duration> {
+    let mut out: BTreeMap<String, Duration> = BTreeMap::new();
+    for n in 1..=clusters {
+        let dir = testbed_state().join(format!("dc{n}")).join("pids");
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Some(comp) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+                continue;
+            };
+            let pid = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok());
+            if let Some(cpu) = pid.and_then(cpu_time) {
+                *out.entry(comp).or_default() += cpu;
+            }
+        }
+    }
+    if let Some(cpu) = cpu_time(std::process::id()) {
+        out.insert("bench".into(), cpu);
+    }
+    out
+}
+
+/// CPU used per process kind between two `testbed_cpu` snapshots, largest first, as text.
+fn cpu_between(
+    from: &BTreeMap<String, Duration>,
+    to: &BTreeMap<String, Duration>,
+    extra: &[(&str, Duration)],
+) -> String {
+    let mut v: Vec<(String, Duration)> = to
+        .iter()
+        .map(|(k, t)| (k.clone(), t.saturating_sub(from.get(k).copied().unwrap_or_default())))
+        .chain(extra.iter().map(|(k, d)| (k.to_string(), *d)))
+        .collect();
+    let total: Duration = v.iter().map(|(_, d)| *d).sum();
+    v.sort_by_key(|b| std::cmp::Reverse(b.1));
+    let parts: Vec<String> = v
+        .iter()
+        .filter(|(_, d)| !d.is_zero())
+        .map(|(k, d)| format!("{k} {:.0}", d.as_secs_f64()))
+        .collect();
+    format!("{:.0} s ({})", total.as_secs_f64(), parts.join(", "))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -661,6 +719,9 @@ struct Results {
     baseline_objects: usize,
     baseline_hub: AuditCount,
     baseline_members: AuditCount,
+    /// CPU seconds of every process of the testbed while converging / during the baseline.
+    converge_cpu_all: String,
+    baseline_cpu_all: String,
     notes: Vec<String>,
 }
 
@@ -771,6 +832,16 @@ impl Results {
                 "≤ 150 MiB".into(),
             ),
             ("operator CPU time until all Ready".into(), secs(self.cpu), "—".into()),
+            (
+                "CPU of all processes until all Ready (operator, testbed, bench)".into(),
+                self.converge_cpu_all.clone(),
+                "—".into(),
+            ),
+            (
+                "CPU of all processes during the baseline (testbed, bench)".into(),
+                self.baseline_cpu_all.clone(),
+                "—".into(),
+            ),
             (
                 "child server-side applies until all Ready (operator metric)".into(),
                 format!("{}", self.child_applies),
@@ -1384,6 +1455,7 @@ impl Bench {
             "baseline: applying {n_children} children directly ({parallel} agencies and {parallel} systems at once)"
         ));
         let from = audit_mark(a.clusters);
+        let tb0 = testbed_cpu(a.clusters);
         let deadline = self.deadline();
         let start = Instant::now();
         let apply_all = |jobs: Vec<(Client, Vec<Child>)>| {
@@ -1433,6 +1505,8 @@ impl Bench {
             },
         )
         .await?;
+        self.r.baseline_cpu_all = cpu_between(&tb0, &testbed_cpu(a.clusters), &[]);
+        log(format!("baseline: CPU {}", self.r.baseline_cpu_all));
         tokio::time::sleep(Duration::from_secs(1)).await;
         let to = audit_mark(a.clusters);
         let (h, m) = audit_window(&from, &to, OPERATOR_USER, &self.member_user());
@@ -1505,6 +1579,14 @@ impl Bench {
         if let Some(op) = self.operator.take() {
             log(format!("stopping operator pid {}", op.pid()));
             op.stop();
+        }
+        if self.a.keep_clusters {
+            log(format!(
+                "--keep-clusters: the fleet's clusters stay registered; an operator can be started against it with \
+                 `target/release/govcloud-operator run --kubeconfig {} --namespace {OPERATOR_NAMESPACE} --listen 127.0.0.1:0`",
+                self.operator_kubeconfig.display()
+            ));
+            return;
         }
         let _ = Api::<DataCenterCluster>::all(hub.clone())
             .delete_collection(&dp, &lp)
@@ -1591,7 +1673,12 @@ async fn measure(b: &mut Bench) -> Result<()> {
         "",
     );
     let from = audit_mark(b.a.clusters);
+    let tb0 = testbed_cpu(b.a.clusters);
     b.create_fleet().await?;
+    let tb1 = testbed_cpu(b.a.clusters);
+    let op_cpu = cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
+    b.r.converge_cpu_all = cpu_between(&tb0, &tb1, &[("operator", op_cpu)]);
+    log(format!("converge: CPU {}", b.r.converge_cpu_all));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let to = audit_mark(b.a.clusters);
     let (h, m) = audit_window(&from, &to, OPERATOR_USER, &b.member_user());
