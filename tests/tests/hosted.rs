@@ -191,10 +191,13 @@ async fn two_component_system_lifecycle_keeps_its_volume() -> Result<()> {
         other => bail!("backward migration step accepted: {other:?}"),
     }
 
-    // Migration progress per agency is a metric: one system, now Syncing.
-    let (_, metrics) = operator_get("/metrics").await?;
+    // Migration progress per agency is a metric (refreshed every 10 s): one system, now Syncing.
     let line = format!("govcloud_agency_hosted_systems{{agency=\"{agency_name}\",migration_phase=\"Syncing\"}} 1");
-    ensure!(metrics.contains(&line), "missing {line}");
+    wait_for(&format!("metric {line}"), Duration::from_secs(30), || async {
+        let (_, metrics) = operator_get("/metrics").await?;
+        Ok(metrics.contains(&line).then_some(()))
+    })
+    .await?;
 
     // Remove the web component: its Deployment, Service, PDB and policy are pruned.
     let mut only_db = portal(1, &class);

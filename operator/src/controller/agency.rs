@@ -293,9 +293,74 @@ async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus
     Ok(())
 }
 
+/// Usage-only status changes within this time of the previous status write are written
+/// together (see `reconcile`).
+const USAGE_COALESCE: Duration = Duration::from_secs(3);
+
+/// Whether `new` differs from `old` only in the quota usage of its environments.
+fn usage_only(old: Option<&AgencyCloudStatus>, new: &AgencyCloudStatus) -> bool {
+    let Some(old) = old else { return false };
+    if old == new || old.environments.len() != new.environments.len() {
+        return false;
+    }
+    let mut same = new.clone();
+    for (e, o) in same.environments.iter_mut().zip(&old.environments) {
+        if e.name != o.name {
+            return false;
+        }
+        e.used = o.used.clone();
+    }
+    &same == old
+}
+
 /// How long a new cloud waits quietly for its registry policy to take effect before the
 /// wait is reported in its status (`Isolated=False`, `RegistryPolicyPending`).
 const PENDING_QUIET: Duration = Duration::from_secs(15);
+/// The first registry probe waits this long after the policy binding was applied (the API
+/// server loads a new binding asynchronously, within a second or so when it is not busy;
+/// probing in the same breath is a request wasted).
+const PROBE_FIRST: Duration = Duration::from_millis(500);
+/// A pending registry policy is probed at most this often per agency, however many
+/// reconciles the agency's new objects trigger meanwhile.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// When each agency's registry policy may be probed next (agencies whose policy is pending).
+#[derive(Default)]
+pub struct RegistryProbes(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl RegistryProbes {
+    /// `None` if `agency`'s policy may be probed now, else how long to wait.
+    /// `binding_applied`: the binding was (re)applied just now, so the wait starts again.
+    pub fn not_before(&self, agency: &str, binding_applied: bool) -> Option<Duration> {
+        let now = std::time::Instant::now();
+        let mut m = self.0.lock().ok()?;
+        if binding_applied {
+            m.insert(agency.to_string(), now + PROBE_FIRST);
+            return Some(PROBE_FIRST);
+        }
+        m.get(agency)
+            .and_then(|due| due.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Records a probe: an active policy needs no more; a pending one waits [`PROBE_EVERY`].
+    pub fn probed(&self, agency: &str, active: bool) {
+        if let Ok(mut m) = self.0.lock() {
+            if active {
+                m.remove(agency);
+            } else {
+                m.insert(agency.to_string(), std::time::Instant::now() + PROBE_EVERY);
+            }
+        }
+    }
+
+    /// Forgets `agency` (deleted).
+    pub fn forget(&self, agency: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(agency);
+        }
+    }
+}
 
 struct Outcome {
     /// The status to write (`None`: written already, or nothing to write yet).
@@ -324,6 +389,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     let name = ac.name_any();
     let spec = &ac.spec.cloud;
     let prev = ac.status.clone().unwrap_or_default();
+    ctx.caches_filled().await;
 
     // Validate what the schema cannot.
     let mut invalid = Vec::new();
@@ -331,9 +397,9 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         invalid.push(format!("spec.agency.creditCode: {e}"));
     }
     if let Some(other) = ctx.agencies.get().and_then(|s| {
-        s.state()
-            .into_iter()
-            .find(|o| o.name_any() != name && o.spec.cloud.agency.credit_code == spec.agency.credit_code)
+        s.state().into_iter().find(|o| {
+            o.spec.cloud.agency.credit_code == spec.agency.credit_code && o.metadata.name.as_ref() != Some(&name)
+        })
     }) {
         invalid.push(format!(
             "spec.agency.creditCode: already used by AgencyCloud {}",
@@ -680,8 +746,22 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     let rules = crate::core::levels::rules(spec.security_level);
     let was_isolated = conditions::is_true(&prev.conditions, ISOLATED);
     let probe_ns = spec.environments.first().map(|e| build::namespace_name(&name, &e.name));
+    let binding_applied = written
+        .iter()
+        .any(|w| w.starts_with("ValidatingAdmissionPolicyBinding/"));
+    let mut retry = PROBE_EVERY;
     let probe = match (&probe_ns, was_isolated) {
-        (Some(ns), false) => registry_policy_active(&client, ns).await,
+        (Some(ns), false) => match ctx.registry_probes.not_before(&name, binding_applied) {
+            Some(wait) => {
+                retry = wait;
+                Ok(false)
+            }
+            None => {
+                let r = registry_policy_active(&client, ns).await;
+                ctx.registry_probes.probed(&name, r == Ok(true));
+                r
+            }
+        },
         _ => Ok(true),
     };
     if probe != Ok(true) {
@@ -694,7 +774,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         if probe == Ok(false) && placed_since.is_some_and(|d| d < PENDING_QUIET) {
             return Ok(Outcome {
                 status: None,
-                requeue: Duration::from_secs(1),
+                requeue: retry,
             });
         }
         let (reason, message) = match probe {
@@ -722,7 +802,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         );
         return Ok(Outcome {
             status: Some(status),
-            requeue: Duration::from_secs(1),
+            requeue: retry,
         });
     }
     if dcc.spec.kubeconfig_secret.is_some() {
@@ -837,12 +917,13 @@ fn backup_compliance(ctx: &Context, level: u8, namespaces: &[String]) -> Desired
         .state()
         .into_iter()
         .filter(|s| s.metadata.deletion_timestamp.is_none())
-        .filter(|s| s.namespace().is_some_and(|n| namespaces.contains(&n)))
+        // (Borrowed namespaces: this runs over every system for each agency reconcile.)
+        .filter(|s| s.metadata.namespace.as_ref().is_some_and(|n| namespaces.contains(n)))
         .filter(|s| {
             let labels = s.metadata.labels.clone().unwrap_or_default();
             !policies.iter().any(|p| {
                 p.metadata.deletion_timestamp.is_none()
-                    && p.namespace() == s.namespace()
+                    && p.metadata.namespace == s.metadata.namespace
                     && p.spec
                         .selector
                         .as_ref()
@@ -1064,6 +1145,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
     }
     ctx.placements.lock().await.remove(&name);
     ctx.status_memo.forget(&memo_key(&ac));
+    ctx.registry_probes.forget(&ac.name_any());
     for env in &ac.spec.cloud.environments {
         for res in ["cpu", "memory", "storage", "pods"] {
             for kind in ["hard", "used"] {
@@ -1135,6 +1217,15 @@ async fn reconcile(ac: Arc<AgencyCloud>, ctx: Arc<Context>) -> Result<Action> {
                 let Some(status) = outcome.status else {
                     return Ok(Action::requeue(outcome.requeue));
                 };
+                // Quota usage moves with every pod the agency starts: changes that come in
+                // quick succession are written together, at most one usage-only write per
+                // USAGE_COALESCE (anything else is written at once).
+                if usage_only(ac.status.as_ref(), &status)
+                    && let Some(since) = ctx.status_memo.since_last_write(&memo_key(&ac))
+                    && since < USAGE_COALESCE
+                {
+                    return Ok(Action::requeue(USAGE_COALESCE - since));
+                }
                 write_status(&ctx, &ac, status).await?;
                 Ok(Action::requeue(outcome.requeue))
             }
@@ -1246,4 +1337,58 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PROBE_EVERY, PROBE_FIRST, RegistryProbes, usage_only};
+    use crate::api::agency::{AgencyCloudStatus, EnvironmentStatus};
+
+    #[test]
+    fn usage_only_changes_are_told_apart() {
+        let env = |used: &str, hard: &str| EnvironmentStatus {
+            name: "dev".into(),
+            namespace: "a-dev".into(),
+            hard: [("requests.cpu".to_string(), hard.to_string())].into(),
+            used: [("requests.cpu".to_string(), used.to_string())].into(),
+        };
+        let st = |e: EnvironmentStatus| AgencyCloudStatus {
+            environments: vec![e],
+            ..Default::default()
+        };
+        let old = st(env("0", "2"));
+        assert!(usage_only(Some(&old), &st(env("50m", "2"))));
+        assert!(!usage_only(Some(&old), &old.clone()), "no change at all");
+        assert!(!usage_only(Some(&old), &st(env("50m", "4"))), "the quota changed too");
+        assert!(!usage_only(None, &old), "the first status");
+        let mut other = st(env("50m", "2"));
+        other.observed_generation = Some(2);
+        assert!(!usage_only(Some(&old), &other), "another field changed too");
+        assert!(
+            !usage_only(Some(&old), &AgencyCloudStatus::default()),
+            "an environment went away"
+        );
+    }
+
+    #[test]
+    fn registry_probes_wait_after_the_binding_and_between_tries() {
+        let p = RegistryProbes::default();
+        // Unknown agency: probe now.
+        assert_eq!(p.not_before("a", false), None);
+        // The binding was just applied: wait PROBE_FIRST, also in the next reconciles.
+        assert_eq!(p.not_before("a", true), Some(PROBE_FIRST));
+        assert!(
+            p.not_before("a", false)
+                .is_some_and(|d| d <= PROBE_FIRST && d > PROBE_FIRST / 2)
+        );
+        // Another agency is not held back.
+        assert_eq!(p.not_before("b", false), None);
+        // A pending probe waits PROBE_EVERY; an active one frees the agency.
+        p.probed("b", false);
+        assert!(p.not_before("b", false).is_some_and(|d| d <= PROBE_EVERY));
+        p.probed("b", true);
+        assert_eq!(p.not_before("b", false), None);
+        p.forget("a");
+        assert_eq!(p.not_before("a", false), None);
+    }
 }

@@ -62,11 +62,12 @@ pub(crate) fn settling(ctx: &Context, namespace: &str, created: Option<&Time>) -
     young
         && ctx.agencies.get().is_some_and(|s| {
             s.state().iter().any(|a| {
-                a.spec
-                    .cloud
-                    .environments
-                    .iter()
-                    .any(|e| crate::core::agency::namespace_name(&a.name_any(), &e.name) == namespace)
+                // `namespace_name(agency, env)` is `agency-env`: compare without building it.
+                a.metadata
+                    .name
+                    .as_deref()
+                    .and_then(|n| namespace.strip_prefix(n)?.strip_prefix('-'))
+                    .is_some_and(|env| a.spec.cloud.environments.iter().any(|e| e.name == env))
             })
         })
 }
@@ -82,28 +83,8 @@ pub(crate) struct Target {
     pub(crate) agency: Arc<AgencyCloud>,
 }
 
-/// Waits (up to 10 s) until the AgencyCloud and DataCenterCluster caches have their first
-/// list: right after a start, an empty cache would report agencies as missing and rewrite
-/// every status twice.
-async fn caches_filled(ctx: &Context) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let ready = |s: Option<bool>| s.unwrap_or(false);
-        let agencies = ready(
-            ctx.agencies
-                .get()
-                .map(|s| futures::FutureExt::now_or_never(s.wait_until_ready()).is_some_and(|r| r.is_ok())),
-        );
-        let clusters = futures::FutureExt::now_or_never(ctx.clusters.wait_until_ready()).is_some_and(|r| r.is_ok());
-        if (agencies && clusters) || tokio::time::Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 pub(crate) async fn target(ctx: &Context, namespace: &str) -> std::result::Result<Target, (&'static str, String)> {
-    caches_filled(ctx).await;
+    ctx.caches_filled().await;
     let agency = agency_of(ctx, namespace).ok_or((
         "NoAgency",
         format!("Namespace {namespace} is not an environment of any provisioned AgencyCloud; create HostedSystems and BackupPolicies in one of your agency's namespaces."),
@@ -155,6 +136,9 @@ pub(crate) async fn target(ctx: &Context, namespace: &str) -> std::result::Resul
 /// How long a rollout may take before the pods of a component short of replicas are listed
 /// to say why (Degraded with the scheduler's message).
 const POD_CHECK_AFTER: Duration = Duration::from_secs(10);
+
+/// How long a new system's first status may wait for its rollout to finish (see `apply`).
+const FIRST_STATUS_QUIET: Duration = Duration::from_secs(5);
 
 fn pp() -> PatchParams {
     PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()
@@ -480,9 +464,23 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
             )
         },
     ];
+    // A new system's first status waits up to FIRST_STATUS_QUIET for its rollout: most
+    // components run within seconds, and the first status then says Available at once
+    // instead of Progressing followed a moment later by Available. The rollout's progress
+    // on the member triggers the next reconcile; the requeue bounds the wait.
+    if hs.status.is_none() && !available && degraded.is_empty() {
+        let age = hs
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(conditions::age)
+            .unwrap_or(FIRST_STATUS_QUIET);
+        if age < FIRST_STATUS_QUIET {
+            return Ok(Action::requeue(FIRST_STATUS_QUIET - age + Duration::from_millis(100)));
+        }
+    }
     let status = status_with(&hs, Some(t.cluster.clone()), comps, &conds, Some(&resolved));
     write_status(ctx, &hs, status).await?;
-    record_migration_metrics(ctx, &agency);
     Ok(Action::requeue(if available {
         Duration::from_secs(600)
     } else {
@@ -511,53 +509,6 @@ async fn unschedulable(client: &Client, ns: &str, system: &str, component: &str)
             .find(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
             .map(|c| c.message.clone().unwrap_or_else(|| "unschedulable".into()))
     })
-}
-
-/// Sets `govcloud_agency_hosted_systems{agency, migration_phase}` from the system cache.
-fn record_migration_metrics(ctx: &Context, agency: &str) {
-    let Some(systems) = ctx.systems.get() else { return };
-    let namespaces: Vec<String> = agency_cloud_namespaces(ctx, agency);
-    let mut counts: std::collections::BTreeMap<&'static str, i64> = [
-        "none",
-        "Planned",
-        "Syncing",
-        "CutoverReady",
-        "CutOver",
-        "Decommissioned",
-        "RolledBack",
-    ]
-    .into_iter()
-    .map(|p| (p, 0))
-    .collect();
-    for s in systems.state() {
-        if s.metadata.deletion_timestamp.is_some() || !s.namespace().is_some_and(|n| namespaces.contains(&n)) {
-            continue;
-        }
-        let phase = match s.spec.migration.as_ref().map(|m| m.phase) {
-            None => "none",
-            Some(p) => match p {
-                crate::api::hosted::MigrationPhase::Planned => "Planned",
-                crate::api::hosted::MigrationPhase::Syncing => "Syncing",
-                crate::api::hosted::MigrationPhase::CutoverReady => "CutoverReady",
-                crate::api::hosted::MigrationPhase::CutOver => "CutOver",
-                crate::api::hosted::MigrationPhase::Decommissioned => "Decommissioned",
-                crate::api::hosted::MigrationPhase::RolledBack => "RolledBack",
-            },
-        };
-        *counts.entry(phase).or_default() += 1;
-    }
-    for (phase, n) in counts {
-        ctx.metrics.agency_systems.with_label_values(&[agency, phase]).set(n);
-    }
-}
-
-fn agency_cloud_namespaces(ctx: &Context, agency: &str) -> Vec<String> {
-    ctx.agencies
-        .get()
-        .and_then(|s| s.get(&ObjectRef::new(agency)))
-        .and_then(|a| a.status.clone())
-        .map(|s| s.environments.into_iter().map(|e| e.namespace).collect())
-        .unwrap_or_default()
 }
 
 /// Deletes objects of the system that are no longer desired (removed components).

@@ -113,22 +113,41 @@ pub struct Context {
     pub gateway_api: std::sync::Mutex<HashMap<String, (std::time::Instant, bool)>>,
     /// The status last written per object (see [`StatusMemo`]).
     pub status_memo: StatusMemo,
+    /// Set once every hub store the controllers read across kinds has its first list.
+    pub filled: std::sync::atomic::AtomicBool,
+    /// When each new cloud's registry policy may be probed next.
+    pub registry_probes: agency::RegistryProbes,
 }
 
 /// What the operator last wrote to each object's status: the resourceVersion of the object it
 /// was computed from, a hash of the status, and when. The controllers' stores lag behind
 /// their own writes (more so under load), so a reconcile that runs before the store has
 /// seen a write would compute the same status from the same old object and write it again;
-/// the memo recognises that case (same resourceVersion, same status) and skips the write.
+/// the memo recognises that case (same resourceVersion, same status but for the conditions'
+/// transition times) and skips the write.
 /// Anything else — the object moved on, the status differs — is written as before.
 #[derive(Default)]
 pub struct StatusMemo(Mutex<HashMap<String, (String, u64, std::time::Instant)>>);
 
 impl StatusMemo {
+    /// Hash of the status without its condition transition times: two reconciles computing a
+    /// status from the same old object set "now" a second apart, which is the same status.
     fn hash<T: serde::Serialize>(status: &T) -> u64 {
+        fn strip(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    m.remove("lastTransitionTime");
+                    m.values_mut().for_each(strip);
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
         use std::hash::{Hash, Hasher};
+        let mut v = serde_json::to_value(status).unwrap_or_default();
+        strip(&mut v);
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        serde_json::to_string(status).unwrap_or_default().hash(&mut h);
+        v.to_string().hash(&mut h);
         h.finish()
     }
 
@@ -154,6 +173,11 @@ impl StatusMemo {
         }
     }
 
+    /// How long ago the last status write for `key` was made by this process.
+    pub fn since_last_write(&self, key: &str) -> Option<std::time::Duration> {
+        self.0.lock().ok()?.get(key).map(|(_, _, at)| at.elapsed())
+    }
+
     /// Forgets `key` (the object is gone).
     pub fn forget(&self, key: &str) {
         if let Ok(mut m) = self.0.lock() {
@@ -166,6 +190,37 @@ impl StatusMemo {
 pub const EVENT_NOTE_MAX: usize = 1000;
 
 impl Context {
+    /// Waits (up to 10 s) until the hub stores that a reconcile reads besides its own object —
+    /// DataCenterClusters, AgencyClouds, HostedSystems, BackupPolicies — have their first
+    /// list (or 10 s have passed). Right after a start an empty store would be taken for the truth: a cluster
+    /// "not registered", an agency "missing", backups "complete" — each a status written
+    /// and then written back. Free once they are filled.
+    pub async fn caches_filled(&self) {
+        use std::sync::atomic::Ordering;
+        if self.filled.load(Ordering::Relaxed) {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let ready = |s: Option<bool>| s.unwrap_or(false);
+            let now = |f: Option<std::result::Result<(), kube::runtime::reflector::store::WriterDropped>>| {
+                f.is_some_and(|r| r.is_ok())
+            };
+            use futures::FutureExt;
+            let all = now(self.clusters.wait_until_ready().now_or_never())
+                && ready(self.agencies.get().map(|s| now(s.wait_until_ready().now_or_never())))
+                && ready(self.systems.get().map(|s| now(s.wait_until_ready().now_or_never())))
+                && ready(self.policies.get().map(|s| now(s.wait_until_ready().now_or_never())));
+            // After the deadline, go on without them for good: a store that cannot list
+            // (its watch refused) must not cost every later reconcile 10 s.
+            if all || tokio::time::Instant::now() >= deadline {
+                self.filled.store(true, Ordering::Relaxed);
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Publishes an Event about `object`, its note cut to what the API server accepts; a
     /// failure to publish is logged, never returned (events are advisory).
     pub async fn publish(
@@ -221,6 +276,8 @@ impl Context {
             placements: tokio::sync::Mutex::default(),
             gateway_api: std::sync::Mutex::default(),
             status_memo: StatusMemo::default(),
+            filled: std::sync::atomic::AtomicBool::new(false),
+            registry_probes: agency::RegistryProbes::default(),
             approval_policy_installed: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -313,4 +370,27 @@ where
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatusMemo;
+    use serde_json::json;
+
+    #[test]
+    fn the_memo_knows_a_status_written_from_the_same_object() {
+        let memo = StatusMemo::default();
+        let at = |t: &str, ok: &str| json!({"conditions": [{"type": "Ready", "status": ok, "lastTransitionTime": t}]});
+        assert!(!memo.written("k", Some("1"), &at("2026-11-29T10:00:00Z", "True")));
+        memo.record("k", Some("1"), &at("2026-11-29T10:00:00Z", "True"));
+        // Same object, computed again a second later: already written.
+        assert!(memo.written("k", Some("1"), &at("2026-11-29T10:00:01Z", "True")));
+        // A different status, or the object moved on: not written.
+        assert!(!memo.written("k", Some("1"), &at("2026-11-29T10:00:01Z", "False")));
+        assert!(!memo.written("k", Some("2"), &at("2026-11-29T10:00:00Z", "True")));
+        assert!(!memo.written("other", Some("1"), &at("2026-11-29T10:00:00Z", "True")));
+        assert!(!memo.written("k", None, &at("2026-11-29T10:00:00Z", "True")));
+        memo.forget("k");
+        assert!(!memo.written("k", Some("1"), &at("2026-11-29T10:00:00Z", "True")));
+    }
 }
