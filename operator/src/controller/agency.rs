@@ -316,12 +316,6 @@ fn usage_only(old: Option<&AgencyCloudStatus>, new: &AgencyCloudStatus) -> bool 
 /// How long a new cloud waits quietly for its registry policy to take effect before the
 /// wait is reported in its status (`Isolated=False`, `RegistryPolicyPending`).
 const PENDING_QUIET: Duration = Duration::from_secs(15);
-/// The first registry probe waits this long after the policy binding was applied (the API
-/// server loads a new binding asynchronously, within a second or so when it is not busy;
-/// probing in the same breath is a request wasted).
-const PROBE_FIRST: Duration = Duration::from_millis(500);
-/// A pending registry policy is probed at most this often per agency, however many
-/// reconciles the agency's new objects trigger meanwhile.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// When each agency's registry policy may be probed next (agencies whose policy is pending).
@@ -330,14 +324,9 @@ pub struct RegistryProbes(std::sync::Mutex<std::collections::HashMap<String, std
 
 impl RegistryProbes {
     /// `None` if `agency`'s policy may be probed now, else how long to wait.
-    /// `binding_applied`: the binding was (re)applied just now, so the wait starts again.
-    pub fn not_before(&self, agency: &str, binding_applied: bool) -> Option<Duration> {
+    pub fn not_before(&self, agency: &str) -> Option<Duration> {
         let now = std::time::Instant::now();
-        let mut m = self.0.lock().ok()?;
-        if binding_applied {
-            m.insert(agency.to_string(), now + PROBE_FIRST);
-            return Some(PROBE_FIRST);
-        }
+        let m = self.0.lock().ok()?;
         m.get(agency)
             .and_then(|due| due.checked_duration_since(now))
             .filter(|d| !d.is_zero())
@@ -746,12 +735,9 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     let rules = crate::core::levels::rules(spec.security_level);
     let was_isolated = conditions::is_true(&prev.conditions, ISOLATED);
     let probe_ns = spec.environments.first().map(|e| build::namespace_name(&name, &e.name));
-    let binding_applied = written
-        .iter()
-        .any(|w| w.starts_with("ValidatingAdmissionPolicyBinding/"));
     let mut retry = PROBE_EVERY;
     let probe = match (&probe_ns, was_isolated) {
-        (Some(ns), false) => match ctx.registry_probes.not_before(&name, binding_applied) {
+        (Some(ns), false) => match ctx.registry_probes.not_before(&name) {
             Some(wait) => {
                 retry = wait;
                 Ok(false)
@@ -1341,7 +1327,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
 
 #[cfg(test)]
 mod tests {
-    use super::{PROBE_EVERY, PROBE_FIRST, RegistryProbes, usage_only};
+    use super::{PROBE_EVERY, RegistryProbes, usage_only};
     use crate::api::agency::{AgencyCloudStatus, EnvironmentStatus};
 
     #[test]
@@ -1371,24 +1357,23 @@ mod tests {
     }
 
     #[test]
-    fn registry_probes_wait_after_the_binding_and_between_tries() {
+    fn registry_probes_wait_between_tries() {
         let p = RegistryProbes::default();
         // Unknown agency: probe now.
-        assert_eq!(p.not_before("a", false), None);
-        // The binding was just applied: wait PROBE_FIRST, also in the next reconciles.
-        assert_eq!(p.not_before("a", true), Some(PROBE_FIRST));
+        assert_eq!(p.not_before("a"), None);
+        // A pending probe waits PROBE_EVERY, also in the next reconciles; others are not
+        // held back; an active one frees the agency.
+        p.probed("a", false);
         assert!(
-            p.not_before("a", false)
-                .is_some_and(|d| d <= PROBE_FIRST && d > PROBE_FIRST / 2)
+            p.not_before("a")
+                .is_some_and(|d| d <= PROBE_EVERY && d > PROBE_EVERY / 2)
         );
-        // Another agency is not held back.
-        assert_eq!(p.not_before("b", false), None);
-        // A pending probe waits PROBE_EVERY; an active one frees the agency.
+        assert_eq!(p.not_before("b"), None);
         p.probed("b", false);
-        assert!(p.not_before("b", false).is_some_and(|d| d <= PROBE_EVERY));
         p.probed("b", true);
-        assert_eq!(p.not_before("b", false), None);
+        assert_eq!(p.not_before("b"), None);
+        p.probed("a", false);
         p.forget("a");
-        assert_eq!(p.not_before("a", false), None);
+        assert_eq!(p.not_before("a"), None);
     }
 }

@@ -654,37 +654,82 @@ struct FleetState {
     policies_ready: usize,
 }
 
-async fn fleet_state(hub: &Client, run: &str) -> Result<FleetState> {
-    let lp = run_selector(run);
-    let acs = Api::<AgencyCloud>::all(hub.clone()).list(&lp).await?;
-    let hss = Api::<HostedSystem>::all(hub.clone()).list(&lp).await?;
-    let bps = Api::<BackupPolicy>::all(hub.clone()).list(&lp).await?;
-    Ok(FleetState {
-        agencies_ready: acs
-            .items
-            .iter()
-            .filter(|a| a.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Ready")))
-            .count(),
-        systems_ready: hss
-            .items
-            .iter()
-            .filter(|h| h.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Available")))
-            .count(),
-        policies_settled: bps
-            .items
-            .iter()
-            .filter(|b| {
-                b.status.as_ref().is_some_and(|s| {
-                    s.observed_generation == b.metadata.generation && s.conditions.iter().any(|c| c.type_ == "Ready")
+/// Watches of the run's AgencyClouds, HostedSystems and BackupPolicies (one list each, then
+/// events — re-listing thousands of objects every few seconds would load the hub being
+/// measured and give coarse times); the tasks stop when this is dropped.
+struct FleetWatch {
+    agencies: kube::runtime::reflector::Store<AgencyCloud>,
+    systems: kube::runtime::reflector::Store<HostedSystem>,
+    policies: kube::runtime::reflector::Store<BackupPolicy>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for FleetWatch {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn watch_kind<K>(hub: &Client, run: &str) -> (kube::runtime::reflector::Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+    let (reader, writer) = reflector::store();
+    let cfg = watcher::Config::default().labels(&format!("{RUN_LABEL}={run}"));
+    let stream = reflector(writer, watcher(Api::<K>::all(hub.clone()), cfg).default_backoff());
+    let task = tokio::spawn(stream.for_each(|_| futures::future::ready(())));
+    (reader, task)
+}
+
+impl FleetWatch {
+    fn start(hub: &Client, run: &str) -> Self {
+        let (agencies, t1) = watch_kind(hub, run);
+        let (systems, t2) = watch_kind(hub, run);
+        let (policies, t3) = watch_kind(hub, run);
+        FleetWatch {
+            agencies,
+            systems,
+            policies,
+            tasks: vec![t1, t2, t3],
+        }
+    }
+
+    async fn state(&self) -> Result<FleetState> {
+        self.agencies.wait_until_ready().await?;
+        self.systems.wait_until_ready().await?;
+        self.policies.wait_until_ready().await?;
+        let bps = self.policies.state();
+        Ok(FleetState {
+            agencies_ready: self
+                .agencies
+                .state()
+                .iter()
+                .filter(|a| a.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Ready")))
+                .count(),
+            systems_ready: self
+                .systems
+                .state()
+                .iter()
+                .filter(|h| h.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Available")))
+                .count(),
+            policies_settled: bps
+                .iter()
+                .filter(|b| {
+                    b.status.as_ref().is_some_and(|s| {
+                        s.observed_generation == b.metadata.generation
+                            && s.conditions.iter().any(|c| c.type_ == "Ready")
+                    })
                 })
-            })
-            .count(),
-        policies_ready: bps
-            .items
-            .iter()
-            .filter(|b| b.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Ready")))
-            .count(),
-    })
+                .count(),
+            policies_ready: bps
+                .iter()
+                .filter(|b| b.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Ready")))
+                .count(),
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1144,13 +1189,15 @@ impl Bench {
             let ((), created) = tokio::join!(releaser, creator);
             created
         };
-        // Listing the whole fleet is itself load on the hub: poll less often as it grows.
-        let poll = Duration::from_millis((a.agencies as u64 + a.systems as u64).clamp(1000, 5000));
+        // Progress from watches (see FleetWatch), looked at every 250 ms.
+        let poll = Duration::from_millis(250);
+        let fleet = FleetWatch::start(&hub, &run);
         let waiting = async {
             let mut last = FleetState::default();
             let mut agencies_at = None;
+            let mut logged = Instant::now();
             loop {
-                match fleet_state(&hub, &run).await {
+                match fleet.state().await {
                     Ok(s) => {
                         if agencies_at.is_none() && s.agencies_ready >= a.agencies {
                             agencies_at = Some(start.elapsed());
@@ -1161,7 +1208,10 @@ impl Bench {
                         {
                             return Ok((start.elapsed(), agencies_at, s));
                         }
-                        if s.agencies_ready != last.agencies_ready || s.systems_ready != last.systems_ready {
+                        if (s.agencies_ready != last.agencies_ready || s.systems_ready != last.systems_ready)
+                            && logged.elapsed() >= Duration::from_secs(2)
+                        {
+                            logged = Instant::now();
                             log(format!(
                                 "{:>6.1} s: agencies Ready {}/{}, systems Available {}/{}, policies settled {}/{}",
                                 start.elapsed().as_secs_f64(),
