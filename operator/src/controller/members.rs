@@ -84,14 +84,16 @@ impl Cached {
     }
 
     /// Compacts a live object.
-    fn new(kind: Kind, o: DynamicObject) -> Cached {
+    fn new(kind: Kind, mut o: DynamicObject) -> Cached {
         let labels = o.metadata.labels.as_ref();
         let label = |k: &str| labels.and_then(|l| l.get(k)).map(|v| Box::from(v.as_str()));
         let (agency, system) = (label(AGENCY_LABEL), label(SYSTEM_LABEL));
         // The union of what the operator's field managers applied (status subresources aside).
+        // The field sets are taken out of the object first: they are often as large as the
+        // rest of it, and no field set names them.
         let mut fields = serde_json::Map::new();
-        let entries = o.metadata.managed_fields.as_deref().unwrap_or_default();
-        for e in entries {
+        let entries = o.metadata.managed_fields.take().unwrap_or_default();
+        for e in &entries {
             let ours = e.manager.as_deref().is_some_and(|m| m.starts_with(MANAGER_PREFIX))
                 && e.operation.as_deref() == Some("Apply")
                 && e.subresource.as_deref().is_none_or(str::is_empty);
@@ -102,11 +104,7 @@ impl Cached {
         let mut full = serde_json::to_value(&o).unwrap_or_default();
         let mut out = if entries.is_empty() {
             // No field sets at all (not served, or stripped on the way): keep the object.
-            let mut v = full.clone();
-            if let Some(m) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-                m.remove("managedFields");
-            }
-            v
+            full.clone()
         } else {
             owned::project(&full, &fields).unwrap_or_default()
         };
