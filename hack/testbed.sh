@@ -26,6 +26,8 @@
 #                          3 kube-controller-manager (https), 4 kube-scheduler (https),
 #                          5 kwok server/metrics (http)
 #   TESTBED_TIMEOUT      seconds to wait for each readiness step (default 120)
+#   TESTBED_PROFILING=1  serve /debug/pprof on the API servers (off by default, as the CIS benchmark
+#                        asks; for CPU profiles of the API servers under the benchmark)
 #
 # Everything listens on 127.0.0.1 only. Processes are tracked by PID files in
 # $TESTBED_STATE/dcN/pids and are only ever stopped by those PIDs.
@@ -482,7 +484,7 @@ AUDIT
       --allow-privileged=true \
       --audit-policy-file="$etc/audit-policy.yaml" --audit-log-path="$dir/logs/audit.log" \
       --audit-log-maxsize=500 --audit-log-maxbackup=2 \
-      --profiling=false
+      --profiling="$([ "${TESTBED_PROFILING:-0}" = 1 ] && echo true || echo false)"
   fi
   wait_for "$name" kube-apiserver "https://127.0.0.1:$P_API/readyz" api_ready "$name"
   log "$name: kube-apiserver ready on https://127.0.0.1:$P_API ($(since "$t0"))"
