@@ -316,6 +316,9 @@ fn usage_only(old: Option<&AgencyCloudStatus>, new: &AgencyCloudStatus) -> bool 
 /// How long a new cloud waits quietly for its registry policy to take effect before the
 /// wait is reported in its status (`Isolated=False`, `RegistryPolicyPending`).
 const PENDING_QUIET: Duration = Duration::from_secs(15);
+/// A pending registry policy is probed at most this often per agency, however many
+/// reconciles the agency's new objects trigger meanwhile (the API server loads a new
+/// binding asynchronously, within a second or so when it is not busy).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// When each agency's registry policy may be probed next (agencies whose policy is pending).
