@@ -360,6 +360,15 @@ async fn scheduled_reports_are_kept_to_the_configured_number() -> Result<()> {
     let hub = client(1).await?;
     let reports: Api<UtilizationReport> = Api::all(hub.clone());
     // Yesterday's report is created by the schedule; two older "daily" reports make three.
+    // The test takes up to five minutes: near midnight in Beijing the current report would
+    // change under it (a fresh-clone run at 16:01 UTC failed so), so it waits for the new day.
+    let label = |t: jiff::Timestamp| due("daily", t).map(|d| d.0);
+    let soon = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(330))
+        .map_err(|e| anyhow!("{e}"))?;
+    while label(jiff::Timestamp::now()) != label(soon) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
     let (current, _, _) = due("daily", jiff::Timestamp::now()).ok_or_else(|| anyhow!("no daily period"))?;
     // The operator re-creates the current report when it is missing.
     let _ = reports.delete(&current, &DeleteParams::default()).await;
