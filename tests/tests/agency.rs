@@ -11,6 +11,7 @@ use anyhow::{Result, anyhow, bail, ensure};
 use govcloud::api::{AgencyCloud, DataCenterCluster};
 use govcloud_tests::proxy::Proxy;
 use govcloud_tests::*;
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -475,6 +476,50 @@ async fn drift_is_repaired_and_steady_state_is_quiet() -> Result<()> {
             == Some("2".into()))
         .then_some(()))
     })
+    .await?;
+
+    // A per-agency registry policy left by an earlier version is pruned; the registries are
+    // the namespace's annotation, read by the cluster's one shared policy: a registry added
+    // to the AgencyCloud is admitted once the operator has written it there.
+    let vaps: Api<ValidatingAdmissionPolicy> = Api::all(member.clone());
+    let legacy = format!("govcloud-registries-{a}");
+    vaps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": legacy, "labels": {"app.kubernetes.io/managed-by": "govcloud-operator", "govcloud.io/agency": a}},
+            "spec": {"failurePolicy": "Fail", "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]},
+                "validations": [{"expression": "true"}]}
+        }))?,
+    )
+    .await?;
+    let deploys: Api<Deployment> = Api::namespaced(member.clone(), &ns);
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let new_image = web_deployment("newreg", "harbor.newreg.gov.cn/app/web:1")?;
+    match deploys.create(&dry, &new_image).await {
+        Err(kube::Error::Api(s)) => ensure!(
+            s.message.contains("'govcloud-registries'") && s.message.contains("is not from an allowed registry"),
+            "{s:?}"
+        ),
+        other => bail!("an image outside the agency's registries: {other:?}"),
+    }
+    api.patch(
+        &a,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"allowedRegistries": ["registry.gov.cn", "harbor.newreg.gov.cn/app"]}})),
+    )
+    .await?;
+    wait_for("the added registry admitted", Duration::from_secs(30), || async {
+        Ok(deploys.create(&dry, &new_image).await.ok().map(|_| ()))
+    })
+    .await?;
+    wait_for(
+        "the legacy per-agency policy pruned",
+        Duration::from_secs(30),
+        || async { Ok(vaps.get_opt(&legacy).await?.is_none().then_some(())) },
+    )
     .await?;
     delete_ac(&hub, &a).await;
     gone(&member, &ns).await?;

@@ -1735,8 +1735,7 @@ fn builders_never_panic() {
                 })
                 .collect();
             let _ = agency::egress_allowed(i.level, NetworkZone::Internal, &rules);
-            let regs: Vec<&str> = i.cloud.allowed_registries.iter().map(|r| r.0.as_str()).collect();
-            let _ = agency::registry_policy(&regs);
+            let _ = agency::registry_annotation(&i.cloud);
             let _ = hosted::children(&i.name, i.level, &i.name, "ns", &i.system);
             let _ = (
                 hosted::url(&i.system),

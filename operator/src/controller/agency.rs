@@ -970,10 +970,8 @@ async fn registry_policy_active(client: &Client, namespace: &str) -> std::result
             "The operator's identity on this cluster may not create pods, which the registry policy check needs (a server-side dry run; nothing is created): {}. Grant it (the chart's member role has it).",
             s.message
         )),
-        Err(kube::Error::Api(s)) => {
-            Ok(s.message.contains(build::REGISTRY_POLICY_PREFIX)
-                && s.message.contains("is not from an allowed registry"))
-        }
+        Err(kube::Error::Api(s)) => Ok(s.message.contains(&format!("'{}'", build::REGISTRY_POLICY))
+            && s.message.contains("is not from an allowed registry")),
         _ => Ok(false),
     }
 }
@@ -1172,7 +1170,8 @@ async fn delete_children(
         Err(e) => Err(Error::Kube(e)),
     };
     let dp = DeleteParams::default();
-    let param = format!("govcloud-registries-{name}");
+    // The per-agency registry policy of earlier versions (now one shared policy per cluster).
+    let param = format!("{}{name}", build::LEGACY_REGISTRY_POLICY_PREFIX);
     ignore_missing(
         api(client, Kind::PolicyBinding, None)
             .delete(&param, &dp)

@@ -32,8 +32,15 @@ pub const VIEWER_ROLE: &str = "govcloud-agency-viewer";
 pub const HUB_OWNER_ROLE: &str = "govcloud-agency-hub-owner";
 /// Viewer role on the hub.
 pub const HUB_VIEWER_ROLE: &str = "govcloud-agency-hub-viewer";
-/// Prefix of each agency's registry admission policy (and its binding): `govcloud-registries-<agency>`.
-pub const REGISTRY_POLICY_PREFIX: &str = "govcloud-registries-";
+/// The registry admission policy (and its binding), one per member cluster, shared by every
+/// agency there: each agency namespace names its registries in [`REGISTRY_ANNOTATION`].
+pub const REGISTRY_POLICY: &str = "govcloud-registries";
+/// Annotation of an agency namespace: its allowed registries, comma-separated, written by the
+/// operator from `spec.allowedRegistries` (agencies cannot change namespaces).
+pub const REGISTRY_ANNOTATION: &str = "govcloud.io/allowed-registries";
+/// Prefix of the per-agency registry policies (and bindings) of earlier versions,
+/// `govcloud-registries-<agency>`: pruned.
+pub const LEGACY_REGISTRY_POLICY_PREFIX: &str = "govcloud-registries-";
 /// Namespace of the operator's own objects on members (registry parameters).
 pub const SYSTEM_NAMESPACE: &str = "govcloud-system";
 
@@ -380,18 +387,25 @@ pub fn shared_children() -> Vec<Child> {
             &labels,
             json!({"rules": viewer_rules}),
         ),
+        Child::new(Kind::Policy, None, REGISTRY_POLICY, &labels, registry_policy()),
+        Child::new(
+            Kind::PolicyBinding,
+            None,
+            REGISTRY_POLICY,
+            &labels,
+            registry_policy_binding(),
+        ),
     ]
 }
 
-/// The registry admission policy of one agency: the allowed registries are written into the
-/// CEL expression itself (no parameter object, so nothing can be out of sync with it).
-pub fn registry_policy(registries: &[&str]) -> Value {
-    // Registry prefixes are limited by the CRD pattern to [a-z0-9.:/_-], so quoting is safe.
-    let list = registries
-        .iter()
-        .map(|r| format!("'{r}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// The registry admission policy shared by every agency on a cluster. The allowed registries
+/// are not in the policy: each request reads them from its namespace's
+/// [`REGISTRY_ANNOTATION`] (`namespaceObject`), so one policy and one binding serve any number
+/// of agencies. (A policy per agency made every request on the cluster pay for matching all
+/// of them; no parameter objects either: nothing to load after the binding, nothing an agency
+/// could edit in its own namespaces.) A namespace without the annotation admits no image.
+pub fn registry_policy() -> Value {
+    let annotations = "namespaceObject.metadata.annotations";
     json!({"spec": {
         "failurePolicy": "Fail",
         "matchConstraints": {"resourceRules": [
@@ -402,15 +416,33 @@ pub fn registry_policy(registries: &[&str]) -> Value {
         "variables": [
             {"name": "spec", "expression": "object.kind == 'Pod' ? object.spec : (object.kind == 'CronJob' ? object.spec.jobTemplate.spec.template.spec : object.spec.template.spec)"},
             {"name": "images", "expression": "(has(variables.spec.containers) ? variables.spec.containers.map(c, c.image) : []) + (has(variables.spec.initContainers) ? variables.spec.initContainers.map(c, c.image) : []) + (has(variables.spec.ephemeralContainers) ? variables.spec.ephemeralContainers.map(c, c.image) : [])"},
-            {"name": "registries", "expression": format!("[{list}]")},
+            {"name": "registries", "expression": format!("has({annotations}) && '{REGISTRY_ANNOTATION}' in {annotations} ? {annotations}['{REGISTRY_ANNOTATION}'].split(',').filter(r, r != '') : []")},
             {"name": "refused", "expression": "variables.images.filter(i, !variables.registries.exists(r, i.startsWith(r + '/')))"}
         ],
         "validations": [{
             "expression": "size(variables.refused) == 0",
-            "messageExpression": "'image ' + variables.refused.join(', ') + ' is not from an allowed registry of this agency (' + variables.registries.join(', ') + '); push it to one of those registries or ask the platform team to add the registry to spec.allowedRegistries'",
+            "messageExpression": format!("size(variables.registries) == 0 ? 'namespace ' + namespaceObject.metadata.name + ' names no allowed registries (annotation {REGISTRY_ANNOTATION}, written by govcloud-operator from the AgencyCloud spec.allowedRegistries): no image is admitted until the operator has written it; check the AgencyCloud status' : 'image ' + variables.refused.join(', ') + ' is not from an allowed registry of this agency (' + variables.registries.join(', ') + '); push it to one of those registries or ask the platform team to add the registry to spec.allowedRegistries'"),
             "reason": "Forbidden"
         }]
     }})
+}
+
+/// The binding of [`registry_policy`]: every namespace labelled for an agency.
+pub fn registry_policy_binding() -> Value {
+    json!({"spec": {
+        "policyName": REGISTRY_POLICY,
+        "validationActions": ["Deny"],
+        "matchResources": {"namespaceSelector": {"matchExpressions": [{"key": AGENCY_LABEL, "operator": "Exists"}]}}
+    }})
+}
+
+/// The value of [`REGISTRY_ANNOTATION`]: the registries without trailing slashes, comma-separated.
+pub fn registry_annotation(spec: &CloudSpec) -> String {
+    spec.allowed_registries
+        .iter()
+        .map(|r| r.0.trim_end_matches('/'))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Everything an agency needs on its placed cluster, and the refused egress rules.
@@ -418,6 +450,7 @@ pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<Refused
     let rules = levels::rules(spec.security_level);
     let mut out = Vec::new();
     let (egress, refused) = egress_allowed(spec.security_level, spec.zone, &spec.egress);
+    let registries = registry_annotation(spec);
     for env in &spec.environments {
         let ns = namespace_name(name, &env.name);
         let mut labels = base_labels(name);
@@ -438,7 +471,7 @@ pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<Refused
             None,
             &ns,
             &ns_labels,
-            json!({"metadata": {"annotations": {"govcloud.io/display-name": spec.agency.display_name}}}),
+            json!({"metadata": {"annotations": {"govcloud.io/display-name": spec.agency.display_name, REGISTRY_ANNOTATION: registries}}}),
         ));
 
         let q = &env.quota;
@@ -549,32 +582,6 @@ pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<Refused
         }
     }
 
-    // Registry guardrail: one policy (registries inlined) and one binding per agency.
-    let labels = base_labels(name);
-    let policy_name = format!("govcloud-registries-{name}");
-    let registries: Vec<&str> = spec
-        .allowed_registries
-        .iter()
-        .map(|r| r.0.trim_end_matches('/'))
-        .collect();
-    out.push(Child::new(
-        Kind::Policy,
-        None,
-        &policy_name,
-        &labels,
-        registry_policy(&registries),
-    ));
-    out.push(Child::new(
-        Kind::PolicyBinding,
-        None,
-        &policy_name,
-        &labels,
-        json!({"spec": {
-            "policyName": policy_name,
-            "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {AGENCY_LABEL: name}}}
-        }}),
-    ));
     (out, refused)
 }
 
@@ -780,15 +787,27 @@ allowedRegistries: [registry.gov.cn, harbor.dc.gov.cn/mof/]
             HUB_OWNER_ROLE
         );
         assert!(!hub_roles()[0].body.to_string().contains("deployments"));
-        let p = find(&c, Kind::Policy, None, "govcloud-registries-mof");
+        // The registries are an annotation of each agency namespace; the policy and its
+        // binding are shared by every agency of the cluster.
+        let ns = find(&c, Kind::Namespace, None, "mof-prod");
         assert_eq!(
-            p.body["spec"]["variables"][2]["expression"],
-            "['registry.gov.cn', 'harbor.dc.gov.cn/mof']"
+            ns.body["metadata"]["annotations"][REGISTRY_ANNOTATION],
+            "registry.gov.cn,harbor.dc.gov.cn/mof"
         );
-        let b = find(&c, Kind::PolicyBinding, None, "govcloud-registries-mof");
+        assert!(!c.iter().any(|c| matches!(c.kind, Kind::Policy | Kind::PolicyBinding)));
+        let shared = shared_children();
+        let p = find(&shared, Kind::Policy, None, REGISTRY_POLICY);
+        assert!(!p.body.to_string().contains("mof"));
+        let b = find(&shared, Kind::PolicyBinding, None, REGISTRY_POLICY);
+        assert_eq!(b.body["spec"]["policyName"], REGISTRY_POLICY);
         assert_eq!(
-            b.body["spec"]["matchResources"]["namespaceSelector"]["matchLabels"][AGENCY_LABEL],
-            "mof"
+            b.body["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0],
+            json!({"key": AGENCY_LABEL, "operator": "Exists"})
+        );
+        assert!(
+            shared
+                .iter()
+                .all(|c| c.body["metadata"]["labels"].get(AGENCY_LABEL).is_none())
         );
         // Every child is labelled for pruning.
         assert!(c.iter().all(|c| c.body["metadata"]["labels"][AGENCY_LABEL] == "mof"));

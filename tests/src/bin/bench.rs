@@ -1467,7 +1467,12 @@ impl Bench {
             c
         };
         let mut agency_jobs: Vec<(Client, Vec<Child>)> = Vec::new();
-        let mut n_children = 0;
+        // What the operator applies once per cluster (the agency roles, the registry policy
+        // and its binding): first, as the operator does before any agency's children. Not
+        // relabelled: these are the same objects the operator's phase finds and keeps.
+        let shared: Vec<Child> = children::shared_children();
+        let mut n_children = shared.len() * targets.len();
+        let shared_jobs: Vec<(Client, Vec<Child>)> = targets.iter().map(|t| (t.clone(), shared.clone())).collect();
         for i in 0..a.agencies {
             let name = agency_name(&run, 'z', i);
             let dc = cluster_of(i, a.clusters);
@@ -1519,8 +1524,9 @@ impl Bench {
                 .buffer_unordered(parallel)
                 .collect::<Vec<_>>()
         };
+        let rc = apply_all(shared_jobs).await;
         let (ra, rs) = tokio::join!(apply_all(agency_jobs), apply_all(system_jobs));
-        for r in ra.into_iter().chain(rs) {
+        for r in rc.into_iter().chain(ra).chain(rs) {
             r?;
         }
         let applied = start.elapsed();
