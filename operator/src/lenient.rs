@@ -23,6 +23,20 @@ use kube::{Client, Resource};
 use serde::de::{Deserialize, DeserializeOwned, Deserializer};
 use tracing::warn;
 
+/// The backoff of every watch of the operator: 0.5 s, doubling (with jitter) to at most
+/// 5 s, reset by any event. kube's default grows to 30 s: after an API server restart the
+/// watches that had failed while it was down waited up to that long, and across a few
+/// retries (a stale resourceVersion, then a re-list) new objects went unseen for ~100 s.
+pub fn watch_backoff() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(500))
+        .with_max_delay(std::time::Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
+}
+
 /// An object as the API server returned it: parsed, or its metadata and why it did not parse.
 #[derive(Clone, Debug)]
 // Both variants hold a whole object's worth of data; boxing would only add an allocation.
@@ -256,7 +270,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     events::<K>(client, config, reporter)
-        .default_backoff()
+        .backoff(watch_backoff())
         .applied_objects()
 }
 
@@ -273,7 +287,7 @@ where
     let writer: Writer<K> = Writer::new(());
     let reader = writer.as_reader();
     let stream =
-        reflector::reflector(writer, events::<K>(client, config, reporter).default_backoff()).applied_objects();
+        reflector::reflector(writer, events::<K>(client, config, reporter).backoff(watch_backoff())).applied_objects();
     (reader, stream)
 }
 

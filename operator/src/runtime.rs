@@ -134,7 +134,7 @@ pub async fn run(
             Default::default(),
             ctx.lenient.clone(),
         )
-        .default_backoff(),
+        .backoff(crate::lenient::watch_backoff()),
     )
     .for_each(|_| futures::future::ready(()));
     let reflector = tokio::spawn(reflector);
