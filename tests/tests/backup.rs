@@ -251,6 +251,18 @@ async fn scheduled_backup_drill_and_restore_round_trip() -> Result<()> {
     })
     .await?;
     ensure!(deploys.get_opt("portal-web").await?.is_some());
+    let restored_by = systems
+        .get("portal")
+        .await?
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .remove("govcloud.io/restored-by");
+    ensure!(
+        restored_by.as_deref() == Some(r.restore.as_str()),
+        "the recreated system names its restore: {restored_by:?}, want {}",
+        r.restore
+    );
 
     // Zero writes at steady state: once the status has settled (the recreated system is
     // seen by the policy), forced reconciles with nothing new change nothing.

@@ -950,11 +950,22 @@ async fn progress_recovery(ctx: &Context, t: &Target, r: &mut RestoreRecord, ns:
                         continue;
                     }
                 };
-                if hs.namespace().as_deref() != Some(ns) || hub.get_opt(&hs.name_any()).await?.is_some() {
+                if hs.namespace().as_deref() != Some(ns) {
+                    continue;
+                }
+                if let Some(live) = hub.get_opt(&hs.name_any()).await? {
+                    // Recreated by this recovery in an earlier pass, whose status write the
+                    // policy's store had not caught up with when the new system triggered
+                    // this one: still one of the systems this recovery recreated.
+                    if live.annotations().get(core::RESTORED_BY_ANNOTATION) == Some(&r.restore) {
+                        recreated.push(hs.name_any());
+                    }
                     continue;
                 }
                 hs.metadata.resource_version = None;
                 hs.metadata.uid = None;
+                hs.annotations_mut()
+                    .insert(core::RESTORED_BY_ANNOTATION.into(), r.restore.clone());
                 ctx.metrics.child_applied(CONTROLLER);
                 hub.create(&PostParams::default(), &hs).await?;
                 recreated.push(hs.name_any());

@@ -20,6 +20,10 @@ pub const SCHEDULE_NAME_LABEL: &str = "velero.io/schedule-name";
 pub const BACKUP_NAME_LABEL: &str = "velero.io/backup-name";
 /// Backups live until the operator prunes them by retention (Velero's own TTL is ten years).
 pub const VELERO_TTL: &str = "87600h0m0s";
+/// Annotation of a HostedSystem recreated on the hub by a recovery: the Velero Restore that
+/// brought its record back (also what makes a repeated pass over the same restore report
+/// the same systems).
+pub const RESTORED_BY_ANNOTATION: &str = "govcloud.io/restored-by";
 
 /// Parses an RPO like `24h` or `30m` into seconds.
 pub fn parse_rpo(s: &str) -> Option<i64> {
