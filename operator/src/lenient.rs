@@ -95,11 +95,27 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
     }
 }
 
+/// The annotation `kubectl apply` (client-side) leaves: the whole object again, as JSON.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Parses one object, keeping its metadata when the rest does not fit `K`.
-/// `managedFields` are dropped: the operator never reads them from its caches.
+/// `managedFields` and kubectl's last-applied copy are dropped: the operator never reads
+/// them, and together they are often larger than the object (objects applied with
+/// `kubectl apply` would take twice the memory in the stores). No object read here is
+/// ever written back whole, so nothing is lost on the API server.
 pub fn parse<K: DeserializeOwned>(mut value: serde_json::Value) -> Lenient<K> {
     if let Some(meta) = value.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
         meta.remove("managedFields");
+        let now_empty = meta
+            .get_mut("annotations")
+            .and_then(serde_json::Value::as_object_mut)
+            .is_some_and(|a| {
+                a.remove(LAST_APPLIED);
+                a.is_empty()
+            });
+        if now_empty {
+            meta.remove("annotations");
+        }
     }
     match K::deserialize(&value) {
         Ok(k) => Lenient::Parsed(k),
@@ -311,6 +327,28 @@ mod tests {
             }
             Lenient::Parsed(_) => panic!("an AgencyCloud without a valid spec must not parse"),
         }
+    }
+
+    #[test]
+    fn kubectls_copy_and_field_sets_are_not_kept() {
+        let applied = json!({
+            "apiVersion": "govcloud.io/v1alpha1", "kind": "AgencyCloud",
+            "metadata": {"name": "mof", "annotations": {LAST_APPLIED: "{\"big\": true}", "keep": "me"},
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+            "spec": {"securityLevel": "high"}
+        });
+        let Lenient::Unparseable { meta, .. } = parse::<AgencyCloud>(applied) else {
+            panic!("not a valid AgencyCloud");
+        };
+        assert!(meta.managed_fields.is_none());
+        let annotations = meta.annotations.unwrap_or_default();
+        assert_eq!(annotations.len(), 1, "{annotations:?}");
+        assert_eq!(annotations.get("keep").map(String::as_str), Some("me"));
+        let only: Lenient<kube::api::DynamicObject> = parse(json!({
+            "apiVersion": "v1", "kind": "X", "metadata": {"name": "x", "annotations": {LAST_APPLIED: "{}"}}
+        }));
+        let Lenient::Parsed(o) = only else { panic!("a DynamicObject always parses") };
+        assert!(o.metadata.annotations.is_none());
     }
 
     #[test]
