@@ -284,15 +284,20 @@ fn record(b: &Backup, region: &str, completed: Option<Timestamp>) -> BackupRecor
 }
 
 async fn write_status(ctx: &Context, bp: &BackupPolicy, status: BackupPolicyStatus) -> Result<()> {
-    if bp.status.as_ref() == Some(&status) {
+    let ns = bp.namespace().unwrap_or_default();
+    // A reconcile that ran before the store caught up with the previous write computes the
+    // same status from the same old object: not written twice.
+    let key = format!("BackupPolicy/{ns}/{}", bp.name_any());
+    let rv = bp.resource_version();
+    if bp.status.as_ref() == Some(&status) || ctx.status_memo.written(&key, rv.as_deref(), &status) {
         return Ok(());
     }
-    let ns = bp.namespace().unwrap_or_default();
     tracing::debug!(changed = ?super::changed_fields(bp.status.as_ref(), &status), "writing status");
     let body = json!({"apiVersion": BackupPolicy::api_version(&()), "kind": BackupPolicy::kind(&()), "status": status});
     Api::<BackupPolicy>::namespaced(ctx.client.clone(), &ns)
         .patch_status(&bp.name_any(), &pp(), &Patch::Apply(&body))
         .await?;
+    ctx.status_memo.record(&key, rv.as_deref(), &status);
     Ok(())
 }
 
@@ -1001,6 +1006,7 @@ async fn progress_recovery(ctx: &Context, t: &Target, r: &mut RestoreRecord, ns:
 
 async fn cleanup(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     let ns = bp.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    ctx.status_memo.forget(&format!("BackupPolicy/{ns}/{}", bp.name_any()));
     let (client, agency) = match target(ctx, &ns).await {
         Ok(t) => (t.client, t.agency.name_any()),
         // The agency is gone already: stop the schedules on the cluster the status names.
