@@ -347,7 +347,9 @@ mod tests {
         let only: Lenient<kube::api::DynamicObject> = parse(json!({
             "apiVersion": "v1", "kind": "X", "metadata": {"name": "x", "annotations": {LAST_APPLIED: "{}"}}
         }));
-        let Lenient::Parsed(o) = only else { panic!("a DynamicObject always parses") };
+        let Lenient::Parsed(o) = only else {
+            panic!("a DynamicObject always parses")
+        };
         assert!(o.metadata.annotations.is_none());
     }
 
