@@ -285,9 +285,33 @@ pub fn objects<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    events::<K>(client, config, reporter)
-        .backoff(watch_backoff())
-        .applied_objects()
+    without_errors::<K>(
+        events::<K>(client, config, reporter)
+            .backoff(watch_backoff())
+            .applied_objects(),
+    )
+}
+
+/// Drops the watch errors from a trigger stream (after the backoff they drive), logging them.
+///
+/// kube's controller splits its trigger stream into objects and errors behind one peekable
+/// stream; an error peeked by the objects' side is left for the errors' side without waking
+/// it, and the controller could then stop polling its triggers until some other wake-up (a
+/// requeue) came by. After a hub API server restart every hub watch yields `410 Gone`, and the
+/// agency and hosted-system controllers saw nothing new for 60–120 s. The watcher itself
+/// recovers from every error it yields (re-watch, or re-list), so the controller needs none.
+pub fn without_errors<K: 'static + Send>(
+    stream: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    stream.filter_map(|r| {
+        futures::future::ready(match r {
+            Ok(o) => Some(Ok(o)),
+            Err(e) => {
+                tracing::debug!(kind = std::any::type_name::<K>(), error = %e, "watch error (the watcher retries)");
+                None
+            }
+        })
+    })
 }
 
 /// A reflector (store and the stream that fills it, to be polled) of `K`, unparseable
@@ -302,8 +326,9 @@ where
 {
     let writer: Writer<K> = Writer::new(());
     let reader = writer.as_reader();
-    let stream =
-        reflector::reflector(writer, events::<K>(client, config, reporter).backoff(watch_backoff())).applied_objects();
+    let stream = without_errors::<K>(
+        reflector::reflector(writer, events::<K>(client, config, reporter).backoff(watch_backoff())).applied_objects(),
+    );
     (reader, stream)
 }
 

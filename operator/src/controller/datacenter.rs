@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Node, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -226,15 +227,22 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     super::signal_when_synced(store.clone(), synced);
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
-        .watches(secrets, watcher::Config::default(), move |secret: Secret| {
-            let name = secret.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|d| d.spec.kubeconfig_secret.as_ref().is_some_and(|r| r.name == name))
-                .map(|d| ObjectRef::from_obj(&*d))
-                .collect::<Vec<_>>()
-        })
+        .watches_stream(
+            crate::lenient::without_errors(
+                watcher::watcher(secrets, watcher::Config::default())
+                    .backoff(crate::lenient::watch_backoff())
+                    .touched_objects(),
+            ),
+            move |secret: Secret| {
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|d| d.spec.kubeconfig_secret.as_ref().is_some_and(|r| r.name == name))
+                    .map(|d| ObjectRef::from_obj(&*d))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
