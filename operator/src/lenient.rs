@@ -24,9 +24,9 @@ use serde::de::{Deserialize, DeserializeOwned, Deserializer};
 use tracing::warn;
 
 /// The backoff of every watch of the operator: 0.5 s, doubling (with jitter) to at most
-/// 5 s, reset by any event. kube's default grows to 30 s: after an API server restart the
-/// watches that had failed while it was down waited up to that long, and across a few
-/// retries (a stale resourceVersion, then a re-list) new objects went unseen for ~100 s.
+/// 5 s, reset by any event. kube's default grows to 30 s, which a watch reaches after about
+/// a minute of failures (an API server down that long) and then waits out once it is back.
+/// (The long blindness after a hub API server restart was not this: see `without_errors`.)
 pub fn watch_backoff() -> watcher::ExponentialBackoff {
     backon::ExponentialBuilder::default()
         .with_min_delay(std::time::Duration::from_millis(500))
