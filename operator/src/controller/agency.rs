@@ -258,15 +258,11 @@ pub(crate) async fn publish(
 }
 
 /// Key of an AgencyCloud in [`super::StatusMemo`].
-fn memo_key(ac: &AgencyCloud) -> String {
-    format!("AgencyCloud/{}", ac.name_any())
-}
-
 async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus) -> Result<()> {
     if ac.status.as_ref() == Some(&status)
         || ctx
             .status_memo
-            .written(&memo_key(ac), ac.resource_version().as_deref(), &status)
+            .written(&super::StatusMemo::key(ac), ac.resource_version().as_deref(), &status)
     {
         return Ok(());
     }
@@ -289,7 +285,7 @@ async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus
     api.patch_status(&ac.name_any(), &field_manager(), &Patch::Apply(&body))
         .await?;
     ctx.status_memo
-        .record(&memo_key(ac), ac.resource_version().as_deref(), &status);
+        .record(&super::StatusMemo::key(ac), ac.resource_version().as_deref(), &status);
     Ok(())
 }
 
@@ -1131,7 +1127,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
         Err(e) => return Err(e),
     }
     ctx.placements.lock().await.remove(&name);
-    ctx.status_memo.forget(&memo_key(&ac));
+    ctx.status_memo.forget(&super::StatusMemo::key(&*ac));
     ctx.registry_probes.forget(&ac.name_any());
     for env in &ac.spec.cloud.environments {
         for res in ["cpu", "memory", "storage", "pods"] {
@@ -1209,7 +1205,7 @@ async fn reconcile(ac: Arc<AgencyCloud>, ctx: Arc<Context>) -> Result<Action> {
                 // quick succession are written together, at most one usage-only write per
                 // USAGE_COALESCE (anything else is written at once).
                 if usage_only(ac.status.as_ref(), &status)
-                    && let Some(since) = ctx.status_memo.since_last_write(&memo_key(&ac))
+                    && let Some(since) = ctx.status_memo.since_last_write(&super::StatusMemo::key(&*ac))
                     && since < USAGE_COALESCE
                 {
                     return Ok(Action::requeue(USAGE_COALESCE - since));

@@ -287,7 +287,7 @@ async fn write_status(ctx: &Context, bp: &BackupPolicy, status: BackupPolicyStat
     let ns = bp.namespace().unwrap_or_default();
     // A reconcile that ran before the store caught up with the previous write computes the
     // same status from the same old object: not written twice.
-    let key = format!("BackupPolicy/{ns}/{}", bp.name_any());
+    let key = super::StatusMemo::key(bp);
     let rv = bp.resource_version();
     if bp.status.as_ref() == Some(&status) || ctx.status_memo.written(&key, rv.as_deref(), &status) {
         return Ok(());
@@ -1006,7 +1006,7 @@ async fn progress_recovery(ctx: &Context, t: &Target, r: &mut RestoreRecord, ns:
 
 async fn cleanup(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     let ns = bp.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    ctx.status_memo.forget(&format!("BackupPolicy/{ns}/{}", bp.name_any()));
+    ctx.status_memo.forget(&super::StatusMemo::key(&*bp));
     let (client, agency) = match target(ctx, &ns).await {
         Ok(t) => (t.client, t.agency.name_any()),
         // The agency is gone already: stop the schedules on the cluster the status names.

@@ -146,7 +146,7 @@ fn pp() -> PatchParams {
 
 async fn write_status(ctx: &Context, hs: &HostedSystem, status: HostedSystemStatus) -> Result<()> {
     let ns = hs.namespace().unwrap_or_default();
-    let key = format!("HostedSystem/{ns}/{}", hs.name_any());
+    let key = super::StatusMemo::key(hs);
     let rv = hs.resource_version();
     if hs.status.as_ref() == Some(&status) || ctx.status_memo.written(&key, rv.as_deref(), &status) {
         return Ok(());
@@ -635,7 +635,7 @@ async fn withdraw_exposure(ctx: &Context, t: &Target, ns: &str, system: &str) ->
 
 async fn cleanup(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     let ns = hs.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    ctx.status_memo.forget(&format!("HostedSystem/{ns}/{}", hs.name_any()));
+    ctx.status_memo.forget(&super::StatusMemo::key(&*hs));
     let t = match target(ctx, &ns).await {
         Ok(t) => t,
         // No agency or cluster any more: nothing of ours to remove there.

@@ -130,6 +130,16 @@ pub struct Context {
 pub struct StatusMemo(Mutex<HashMap<String, (String, u64, std::time::Instant)>>);
 
 impl StatusMemo {
+    /// The memo key of an object: `<Kind>/<namespace>/<name>`, or `<Kind>/<name>` for a
+    /// cluster-scoped one.
+    pub fn key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
+        let name = o.meta().name.as_deref().unwrap_or_default();
+        match o.meta().namespace.as_deref() {
+            Some(ns) => format!("{}/{ns}/{name}", K::kind(&())),
+            None => format!("{}/{name}", K::kind(&())),
+        }
+    }
+
     /// Hash of the status without its condition transition times: two reconciles computing a
     /// status from the same old object set "now" a second apart, which is the same status.
     fn hash<T: serde::Serialize>(status: &T) -> u64 {
@@ -376,6 +386,15 @@ where
 mod tests {
     use super::StatusMemo;
     use serde_json::json;
+
+    #[test]
+    fn memo_keys_name_kind_namespace_and_name() {
+        let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
+        cm.metadata.name = Some("a".into());
+        assert_eq!(StatusMemo::key(&cm), "ConfigMap/a");
+        cm.metadata.namespace = Some("ns".into());
+        assert_eq!(StatusMemo::key(&cm), "ConfigMap/ns/a");
+    }
 
     #[test]
     fn the_memo_knows_a_status_written_from_the_same_object() {
