@@ -517,19 +517,23 @@ pub async fn operator_get(path: &str) -> Result<(u16, String)> {
 }
 
 /// A unique, valid unified social credit code (check character computed per GB 32100-2015).
+///
+/// Consecutive numbers from a base drawn once per process (from its pid and start time): no
+/// two calls of one process collide, and two processes collide only if their bases fall
+/// within as many codes of each other as they make. (A base that moved with the clock on
+/// every call, as before, let a benchmark's 200 agencies share a code now and then.)
 pub fn unique_credit_code() -> String {
-    static COUNTER: Mutex<u64> = Mutex::new(0);
-    let n = COUNTER.lock().map(|mut c| {
-        *c += 1;
-        *c
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| {
+        (std::process::id() as u64).wrapping_mul(1_000_003).wrapping_add(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        )
     });
-    let seed = (std::process::id() as u64) * 1_000_003
-        + std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0)
-            % 1_000_000
-        + n.unwrap_or(0) * 7919;
+    let seed = base.wrapping_add(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let digits = format!("{:09}", seed % 1_000_000_000);
     let prefix = format!("11100000{digits}");
     match govcloud::core::credit_code::check_char(&prefix) {
