@@ -37,6 +37,59 @@ pub fn watch_backoff() -> watcher::ExponentialBackoff {
         .into()
 }
 
+/// Watch events of `api`. The initial state is streamed (`sendInitialEvents`, the
+/// API server's WatchList feature, on by default since Kubernetes 1.34): one object per
+/// event from the API server's watch cache, where a paged list would hold pages of up to 500
+/// whole objects — their response bodies and parsed JSON — in memory at once, per watch
+/// (about 10 MiB less at 200 agencies, measured in docs/performance.md). An API server that
+/// refuses streamed lists (400/422 before the first sync: the feature is off or unknown) is
+/// listed in pages instead, for the life of this watch.
+pub fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let streamed = watcher::watcher(api.clone(), config.clone().streaming_lists()).boxed();
+    futures::stream::unfold(
+        (streamed, Some((api, config))),
+        |(mut stream, mut fallback)| async move {
+            loop {
+                let item = stream.next().await?;
+                match &item {
+                    Ok(Event::InitDone) => fallback = None,
+                    Err(e) if fallback.is_some() && streaming_refused(e) => {
+                        if let Some((api, config)) = fallback.take() {
+                            tracing::info!(
+                                url = %api.resource_url(), error = %e,
+                                "the API server does not stream initial lists; listing in pages"
+                            );
+                            stream = watcher::watcher(api, config).boxed();
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                return Some((item, (stream, fallback)));
+            }
+        },
+    )
+}
+
+/// Whether a watch error is the API server refusing `sendInitialEvents` (Bad Request or
+/// Unprocessable Entity), as opposed to a failure the watcher retries.
+fn streaming_refused(e: &watcher::Error) -> bool {
+    let refused = |code: u16| code == 400 || code == 422;
+    match e {
+        watcher::Error::WatchStartFailed(kube::Error::Api(s)) | watcher::Error::WatchFailed(kube::Error::Api(s)) => {
+            refused(s.code)
+        }
+        watcher::Error::WatchError(s) => refused(s.code),
+        _ => false,
+    }
+}
+
 /// An object as the API server returned it: parsed, or its metadata and why it did not parse.
 #[derive(Clone, Debug)]
 // Both variants hold a whole object's worth of data; boxing would only add an allocation.
@@ -243,7 +296,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let api: Api<Lenient<K>> = Api::all(client);
-    watcher::watcher(api, config).filter_map(move |event| {
+    watch(api, config).filter_map(move |event| {
         let kind = K::kind(&()).to_string();
         let keep = |l: Lenient<K>, reporter: &Reporter| -> Option<K> {
             match l {
@@ -337,6 +390,26 @@ mod tests {
     use super::*;
     use crate::api::AgencyCloud;
     use serde_json::json;
+
+    #[test]
+    fn only_a_refusal_of_streamed_lists_falls_back_to_paged_lists() {
+        let status = |code: u16| kube::core::Status {
+            code,
+            ..Default::default()
+        };
+        let api = |code: u16| kube::Error::Api(Box::new(status(code)));
+        for code in [400, 422] {
+            assert!(streaming_refused(&watcher::Error::WatchStartFailed(api(code))));
+            assert!(streaming_refused(&watcher::Error::WatchFailed(api(code))));
+            assert!(streaming_refused(&watcher::Error::WatchError(Box::new(status(code)))));
+        }
+        // Gone, forbidden, unavailable: the watcher retries them as before.
+        for code in [403, 410, 500, 503] {
+            assert!(!streaming_refused(&watcher::Error::WatchStartFailed(api(code))));
+            assert!(!streaming_refused(&watcher::Error::WatchError(Box::new(status(code)))));
+        }
+        assert!(!streaming_refused(&watcher::Error::NoResourceVersion));
+    }
 
     #[test]
     fn a_bad_object_keeps_its_metadata_and_says_why() {

@@ -229,7 +229,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .watches_stream(
             crate::lenient::without_errors(
-                watcher::watcher(secrets, watcher::Config::default())
+                crate::lenient::watch(secrets, watcher::Config::default())
                     .backoff(crate::lenient::watch_backoff())
                     .touched_objects(),
             ),

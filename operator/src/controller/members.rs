@@ -358,7 +358,7 @@ fn start(version: &str, client: &Client, trigger: Triggers, kinds: &[Kind]) -> M
     for &kind in kinds {
         let store = Arc::new(RwLock::new(KindCache::default()));
         let wc = watcher::Config::default().labels(&selector);
-        let stream = watcher(api(client, kind, None), wc).backoff(crate::lenient::watch_backoff());
+        let stream = crate::lenient::watch(api(client, kind, None), wc).backoff(crate::lenient::watch_backoff());
         let mut trigger = trigger.clone();
         let namespaces = if kind == Kind::Namespace {
             None
