@@ -33,7 +33,7 @@ pub struct Metrics {
     /// fit the current schema); they are left alone and reported with a Warning event.
     pub unparseable: IntGaugeVec,
     /// `govcloud_member_cache_objects{cluster,kind}` and `govcloud_member_cache_bytes{cluster,kind}`:
-    /// what the operator holds of each cluster's objects (compact JSON bytes).
+    /// what the operator holds of each cluster's objects (bytes of owned-field hashes or JSON, and status JSON).
     pub cache_objects: IntGaugeVec,
     /// See `cache_objects`.
     pub cache_bytes: IntGaugeVec,
@@ -303,7 +303,7 @@ impl Metrics {
         let cache_bytes = int_gauge_vec(
             &registry,
             "govcloud_member_cache_bytes",
-            "Bytes of compact JSON the operator keeps of each member cluster's objects (only the fields it owns), by kind.",
+            "Bytes the operator keeps of each member cluster's objects (a hash or the JSON of the fields it owns, and the status it reads), by kind.",
             &["cluster", "kind"],
         );
         Metrics {

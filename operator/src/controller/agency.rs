@@ -28,9 +28,9 @@ use crate::api::agency::{AgencyCloud, AgencyCloudStatus, DeletionPolicy, Environ
 use crate::api::datacenter::DataCenterCluster;
 use crate::core::agency::{self as build, Child, Kind};
 use crate::core::conditions::{self, Desired, types};
+use crate::core::credit_code;
 use crate::core::placement::{self, Candidate, Request};
 use crate::core::quantity::Milli;
-use crate::core::{credit_code, subset};
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
 
@@ -156,17 +156,20 @@ pub(crate) async fn apply_children(
     let synced = cache.is_some_and(|c| c.is_synced());
     let mut written = Vec::new();
     for child in children {
-        if synced
-            && let Some(live) = cache.and_then(|c| c.get(child.kind, child.namespace.as_deref(), &child.name))
-            && subset::contains(&live.value(), &without_type(&child.body))
+        let desired = without_type(&child.body);
+        if synced && cache.is_some_and(|c| c.up_to_date(child.kind, child.namespace.as_deref(), &child.name, &desired))
         {
             continue;
         }
         tracing::debug!(kind = ?child.kind, name = %child.name, synced, "applying child that differs from the cache");
         metrics.child_applied(controller);
         let api = api(client, child.kind, child.namespace.as_deref());
-        api.patch(&child.name, &field_manager(), &Patch::Apply(&child.body))
+        let returned = api
+            .patch(&child.name, &field_manager(), &Patch::Apply(&child.body))
             .await?;
+        if let Some(c) = cache {
+            c.applied(child.kind, &desired, returned);
+        }
         written.push(format!("{}/{}", child.kind.gvk().2, child.name));
     }
     Ok(written)
