@@ -25,8 +25,11 @@ pub struct Metrics {
     pub agency_systems: IntGaugeVec,
     /// Server-side applies of child objects, per controller.
     applies: IntCounterVec,
-    /// Quota of an agency environment, hard and used; labels agency, environment, resource, kind.
-    pub agency_quota: prometheus::GaugeVec,
+    /// The AgencyCloud store (set when the AgencyCloud controller starts):
+    /// `govcloud_agency_quota{agency,environment,resource,kind}` is written from the agencies'
+    /// status at each scrape, not kept as gauges — eight series per environment are
+    /// 48,000 at the national scale, which as gauge children took megabytes of label sets.
+    pub agencies: std::sync::Arc<std::sync::OnceLock<kube::runtime::reflector::Store<crate::api::AgencyCloud>>>,
     /// `govcloud_leader`: 1 while this replica runs the controllers.
     pub leader: prometheus::IntGauge,
     /// `govcloud_unparseable_objects{kind}`: objects the operator cannot read (they do not
@@ -150,20 +153,6 @@ impl Metrics {
                 labels,
             ),
             "memory",
-        );
-        let agency_quota = must(
-            prometheus::GaugeVec::new(
-                Opts::new(
-                    "govcloud_agency_quota",
-                    "Quota of an agency environment: kind=hard is the limit, kind=used the current requests (cpu in cores, memory and storage in bytes, pods as a count).",
-                ),
-                &["agency", "environment", "resource", "kind"],
-            ),
-            "agency_quota",
-        );
-        must(
-            registry.register(Box::new(agency_quota.clone())),
-            "register agency quota",
         );
         let agency_systems = must(
             IntGaugeVec::new(
@@ -329,7 +318,7 @@ impl Metrics {
             cluster_reachable,
             cluster_allocatable_cpu,
             cluster_allocatable_memory,
-            agency_quota,
+            agencies: Default::default(),
             agency_systems,
             applies,
         }
@@ -371,9 +360,63 @@ impl Metrics {
             }
         }
         let families = self.registry.gather();
-        prometheus::TextEncoder::new()
+        let mut out = prometheus::TextEncoder::new()
             .encode_to_string(&families)
-            .unwrap_or_else(|e| format!("# error encoding metrics: {e}\n"))
+            .unwrap_or_else(|e| format!("# error encoding metrics: {e}\n"));
+        if let Some(store) = self.agencies.get() {
+            let agencies = store.state();
+            agency_quota_text(agencies.iter().map(|a| &**a), &mut out);
+        }
+        out
+    }
+}
+
+/// The resources of `govcloud_agency_quota` and their ResourceQuota keys.
+const QUOTA_RESOURCES: [(&str, &str); 4] = [
+    ("cpu", "requests.cpu"),
+    ("memory", "requests.memory"),
+    ("storage", "requests.storage"),
+    ("pods", "pods"),
+];
+
+/// Appends `govcloud_agency_quota` (text exposition format) for the environments in the
+/// agencies' status: hard and used per resource, cpu in cores, memory and storage in bytes,
+/// pods as a count; 0 for a resource the quota does not name.
+fn agency_quota_text<'a>(agencies: impl Iterator<Item = &'a crate::api::AgencyCloud>, out: &mut String) {
+    use kube::ResourceExt as _;
+    use std::fmt::Write as _;
+    /// Label values escaped as the exposition format asks (`\`, `"`, newline).
+    fn esc(v: &str) -> std::borrow::Cow<'_, str> {
+        if v.contains(['\\', '"', '\n']) {
+            v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").into()
+        } else {
+            v.into()
+        }
+    }
+    out.push_str(
+        "# HELP govcloud_agency_quota Quota of an agency environment: kind=hard is the limit, kind=used the current requests (cpu in cores, memory and storage in bytes, pods as a count).\n\
+         # TYPE govcloud_agency_quota gauge\n",
+    );
+    for ac in agencies {
+        let Some(status) = &ac.status else { continue };
+        let name = ac.name_any();
+        for env in &status.environments {
+            for (res, key) in QUOTA_RESOURCES {
+                for (kind, map) in [("hard", &env.hard), ("used", &env.used)] {
+                    let v = map
+                        .get(key)
+                        .and_then(|q| crate::core::quantity::Milli::parse(q).ok())
+                        .map(|m| m.0 as f64 / 1000.0)
+                        .unwrap_or(0.0);
+                    let _ = writeln!(
+                        out,
+                        "govcloud_agency_quota{{agency=\"{}\",environment=\"{}\",resource=\"{res}\",kind=\"{kind}\"}} {v}",
+                        esc(&name),
+                        esc(&env.name)
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -386,5 +429,51 @@ pub struct ReconcileTimer {
 impl Drop for ReconcileTimer {
     fn drop(&mut self) {
         self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::AgencyCloud;
+    use crate::api::agency::{AgencyCloudStatus, EnvironmentStatus};
+
+    #[test]
+    fn agency_quotas_are_written_from_the_status() {
+        let mut ac: AgencyCloud = serde_yaml::from_str(include_str!("../../examples/agencies/mof-internal-l3.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let map = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ac.status = Some(AgencyCloudStatus {
+            environments: vec![EnvironmentStatus {
+                name: "prod".into(),
+                namespace: "mof-prod".into(),
+                hard: map(&[("requests.cpu", "4"), ("requests.memory", "8Gi"), ("pods", "50")]),
+                used: map(&[("requests.cpu", "1500m")]),
+            }],
+            ..Default::default()
+        });
+        let mut unplaced = ac.clone();
+        unplaced.status = None;
+        let mut out = String::new();
+        super::agency_quota_text([&ac, &unplaced].into_iter(), &mut out);
+        let name = kube::ResourceExt::name_any(&ac);
+        let line = |res: &str, kind: &str, v: &str| {
+            format!(
+                "govcloud_agency_quota{{agency=\"{name}\",environment=\"prod\",resource=\"{res}\",kind=\"{kind}\"}} {v}"
+            )
+        };
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("# HELP govcloud_agency_quota "));
+        assert_eq!(lines[1], "# TYPE govcloud_agency_quota gauge");
+        assert_eq!(lines.len(), 2 + 8, "{out}");
+        for want in [
+            line("cpu", "hard", "4"),
+            line("cpu", "used", "1.5"),
+            line("memory", "hard", "8589934592"),
+            line("storage", "hard", "0"),
+            line("pods", "hard", "50"),
+            line("pods", "used", "0"),
+        ] {
+            assert!(lines.contains(&want.as_str()), "{want} in\n{out}");
+        }
     }
 }

@@ -706,27 +706,6 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     for env in &spec.environments {
         let ns = build::namespace_name(&name, &env.name);
         let (hard, used) = quota_maps(&cache, &ns);
-        for (res, key) in [
-            ("cpu", "requests.cpu"),
-            ("memory", "requests.memory"),
-            ("storage", "requests.storage"),
-            ("pods", "pods"),
-        ] {
-            let v = |m: &BTreeMap<String, String>| {
-                m.get(key)
-                    .and_then(|q| Milli::parse(q).ok())
-                    .map(|m| m.0 as f64 / 1000.0)
-                    .unwrap_or(0.0)
-            };
-            ctx.metrics
-                .agency_quota
-                .with_label_values(&[&name, &env.name, res, "hard"])
-                .set(v(&hard));
-            ctx.metrics
-                .agency_quota
-                .with_label_values(&[&name, &env.name, res, "used"])
-                .set(v(&used));
-        }
         envs.push(EnvironmentStatus {
             name: env.name.clone(),
             namespace: ns,
@@ -1132,16 +1111,6 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
     ctx.placements.lock().await.remove(&name);
     ctx.status_memo.forget(&super::StatusMemo::key(&*ac));
     ctx.registry_probes.forget(&ac.name_any());
-    for env in &ac.spec.cloud.environments {
-        for res in ["cpu", "memory", "storage", "pods"] {
-            for kind in ["hard", "used"] {
-                let _ = ctx
-                    .metrics
-                    .agency_quota
-                    .remove_label_values(&[&name, &env.name, res, kind]);
-            }
-        }
-    }
     publish(
         ctx,
         &ac,
@@ -1239,6 +1208,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     let controller = Controller::for_stream(stream, reader);
     let store = controller.store();
     let _ = ctx.agencies.set(store.clone());
+    let _ = ctx.metrics.agencies.set(store.clone());
     let clusters = ctx.clusters.clone();
     tokio::spawn(async move {
         loop {
