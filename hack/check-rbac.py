@@ -13,6 +13,8 @@ the ClusterRole and Role that `helm template` renders for that ServiceAccount:
     audit annotations say RBAC allowed it (an admission refusal);
   * a server-side apply (a patch with fieldManager) uses `patch` and `create`: it
     creates the object when it is missing, and the API server then checks `create`;
+  * a watch with `sendInitialEvents=true` (a streamed list) uses `list` too: the operator
+    lists that way, and in pages where an API server does not stream lists;
   * `escalate` on clusterroles is justified by writes of those ClusterRoles, `bind` by
     writes of RoleBindings or ClusterRoleBindings (the API server checks these verbs
     while authorizing such writes; they never appear as requests of their own).
@@ -64,6 +66,10 @@ def load_events(path, offset, username):
             if verb == "patch" and "fieldManager=" in e.get("requestURI", ""):
                 verb = "apply"
             events.append((ref.get("apiGroup", ""), resource, verb, ref.get("namespace", ""), ref.get("name", ""), code))
+            # A watch with sendInitialEvents is a streamed list: the operator's watches list
+            # that way, and in pages (`list`) where an API server refuses it.
+            if verb == "watch" and "sendInitialEvents=true" in e.get("requestURI", ""):
+                events.append((ref.get("apiGroup", ""), resource, "list", ref.get("namespace", ""), ref.get("name", ""), code))
     return events
 
 

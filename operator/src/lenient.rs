@@ -368,7 +368,9 @@ pub fn without_errors<K: 'static + Send>(
 }
 
 /// A reflector (store and the stream that fills it, to be polled) of `K`, unparseable
-/// objects left out.
+/// objects left out. The stream is the controller's trigger stream: every applied object,
+/// and after each (re-)list every listed object — those once the store holds the list (see
+/// [`after_listing`]).
 pub fn reflector<K>(
     client: Client,
     config: watcher::Config,
@@ -379,10 +381,53 @@ where
 {
     let writer: Writer<K> = Writer::new(());
     let reader = writer.as_reader();
-    let stream = without_errors::<K>(
-        reflector::reflector(writer, events::<K>(client, config, reporter).backoff(watch_backoff())).applied_objects(),
-    );
+    let events = reflector::reflector(writer, events::<K>(client, config, reporter).backoff(watch_backoff()));
+    let stream = without_errors::<K>(after_listing(events, reader.clone()));
     (reader, stream)
+}
+
+/// The objects of a reflector's events, the listed ones only once the list is complete.
+///
+/// kube's reflector store takes a (re-)list in whole when it ends (`InitDone`), while its
+/// `applied_objects` passes each listed object on at once. A controller looks each trigger
+/// up in the store, and drops one it does not find: an object created while a watch was
+/// down (the hub's API server restarted) and seen first in the re-list was never
+/// reconciled if the controller got to it before the list ended — likely with streamed
+/// lists, where the list arrives object by object, possible with paged ones between pages.
+/// Here the listed objects are passed on after `InitDone`, read back from the store one by
+/// one (a list is not held twice).
+fn after_listing<K>(
+    events: impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+    store: Store<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    use kube::runtime::reflector::ObjectRef;
+    events
+        .scan(Vec::<ObjectRef<K>>::new(), move |listed, event| {
+            let out: futures::stream::BoxStream<'static, Result<K, watcher::Error>> = match event {
+                Ok(Event::Init) => {
+                    listed.clear();
+                    futures::stream::empty().boxed()
+                }
+                Ok(Event::InitApply(o)) => {
+                    listed.push(ObjectRef::from_obj(&o));
+                    futures::stream::empty().boxed()
+                }
+                Ok(Event::InitDone) => {
+                    let store = store.clone();
+                    futures::stream::iter(std::mem::take(listed))
+                        .filter_map(move |r| futures::future::ready(store.get(&r).map(|o| Ok((*o).clone()))))
+                        .boxed()
+                }
+                Ok(Event::Apply(o)) => futures::stream::once(futures::future::ready(Ok(o))).boxed(),
+                Ok(Event::Delete(_)) => futures::stream::empty().boxed(),
+                Err(e) => futures::stream::once(futures::future::ready(Err(e))).boxed(),
+            };
+            futures::future::ready(Some(out))
+        })
+        .flatten()
 }
 
 #[cfg(test)]
@@ -390,6 +435,49 @@ mod tests {
     use super::*;
     use crate::api::AgencyCloud;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn listed_objects_are_passed_on_once_the_store_holds_the_list() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        use kube::runtime::reflector::ObjectRef;
+        let cm = |n: &str| {
+            let mut c = ConfigMap::default();
+            c.metadata.name = Some(n.into());
+            c.metadata.namespace = Some("ns".into());
+            c
+        };
+        let events = vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(cm("a"))),
+            Ok(Event::InitApply(cm("b"))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(cm("c"))),
+            Ok(Event::Delete(cm("a"))),
+            // A re-list, with an object created while the watch was down.
+            Ok(Event::Init),
+            Ok(Event::InitApply(cm("b"))),
+            Ok(Event::InitApply(cm("new"))),
+            Ok(Event::InitDone),
+        ];
+        let writer: Writer<ConfigMap> = Writer::new(());
+        let store = writer.as_reader();
+        let stream = after_listing(
+            reflector::reflector(writer, futures::stream::iter(events)),
+            store.clone(),
+        );
+        let mut stream = std::pin::pin!(stream);
+        let mut seen = Vec::new();
+        while let Some(Ok(o)) = stream.next().await {
+            // Each trigger is in the store when the controller looks it up.
+            assert!(
+                store.get(&ObjectRef::from_obj(&o)).is_some(),
+                "{:?} not in the store",
+                o.metadata.name
+            );
+            seen.push(o.metadata.name.unwrap_or_default());
+        }
+        assert_eq!(seen, ["a", "b", "c", "b", "new"]);
+    }
 
     #[test]
     fn only_a_refusal_of_streamed_lists_falls_back_to_paged_lists() {
