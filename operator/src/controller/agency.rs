@@ -76,7 +76,7 @@ pub fn placement_candidates(
         let Some(p) = a.status.as_ref().and_then(|s| s.placement.as_ref()) else {
             continue;
         };
-        let (cpu, mem) = build::total_quota(&a.spec.cloud);
+        let (cpu, mem) = ctx.quota_totals.of(a);
         let e = placed.entry(p.cluster.clone()).or_default();
         e.0 += cpu;
         e.1 += mem;
@@ -1111,6 +1111,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
     ctx.placements.lock().await.remove(&name);
     ctx.status_memo.forget(&super::StatusMemo::key(&*ac));
     ctx.registry_probes.forget(&ac.name_any());
+    ctx.quota_totals.forget(&ac);
     publish(
         ctx,
         &ac,
