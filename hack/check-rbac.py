@@ -68,7 +68,7 @@ def load_events(path, offset, username):
             events.append((ref.get("apiGroup", ""), resource, verb, ref.get("namespace", ""), ref.get("name", ""), code))
             # A watch with sendInitialEvents is a streamed list: the operator's watches list
             # that way, and in pages (`list`) where an API server refuses it.
-            if verb == "watch" and "sendInitialEvents=true" in e.get("requestURI", ""):
+            if verb == "watch" and code != 403 and "sendInitialEvents=true" in e.get("requestURI", ""):
                 events.append((ref.get("apiGroup", ""), resource, "list", ref.get("namespace", ""), ref.get("name", ""), code))
     return events
 

@@ -42,8 +42,8 @@ pub fn watch_backoff() -> watcher::ExponentialBackoff {
 /// event from the API server's watch cache, where a paged list would hold pages of up to 500
 /// whole objects — their response bodies and parsed JSON — in memory at once, per watch
 /// (about 10 MiB less at 200 agencies, measured in docs/performance.md). An API server that
-/// refuses streamed lists (400/422 before the first sync: the feature is off or unknown) is
-/// listed in pages instead, for the life of this watch.
+/// refuses streamed lists (400/422: the feature is off or unknown), at the first list or a
+/// later re-list, is listed in pages instead, for the life of this watch.
 pub fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -58,7 +58,8 @@ where
             loop {
                 let item = stream.next().await?;
                 match &item {
-                    Ok(Event::InitDone) => fallback = None,
+                    // Armed for the life of the watch: a re-list (after 410 Gone) streams again,
+                    // and an API server rolled back or replaced by an older one refuses it.
                     Err(e) if fallback.is_some() && streaming_refused(e) => {
                         if let Some((api, config)) = fallback.take() {
                             tracing::info!(

@@ -89,9 +89,10 @@ fn names_item(key: &str, index: usize, item: &Value) -> bool {
 }
 
 /// A hash of `value` as the operator's comparison with the desired state sees it: object
-/// keys in sorted order; `null`, `{}` and `[]` the same as an absent field (the API server
-/// drops empty lists and maps the operator applies); `metadata.name`, `metadata.namespace`
-/// and `metadata.generation` left out (identity, not owned content). Equal for a desired
+/// keys in sorted order; `null` and `[]` the same as an absent field (the API server drops
+/// the empty lists the operator applies); `{}` is a value (a NetworkPolicy peer
+/// `{"podSelector": {}}` is not `{"namespaceSelector": {}}`); `metadata.name`,
+/// `metadata.namespace` and `metadata.generation` left out (identity, not owned content). Equal for a desired
 /// body and the owned projection of the object it was applied as, so a member cache can
 /// keep eight bytes per object instead of the projection's JSON.
 pub fn content_hash(value: &Value) -> u64 {
@@ -105,7 +106,6 @@ pub fn content_hash(value: &Value) -> u64 {
 fn is_void(v: &Value) -> bool {
     match v {
         Value::Null => true,
-        Value::Object(m) => m.values().all(is_void),
         Value::Array(a) => a.is_empty(),
         _ => false,
     }
@@ -246,12 +246,16 @@ mod tests {
     #[test]
     fn the_content_hash_sees_what_the_comparison_sees() {
         let desired = json!({"metadata": {"name": "q", "namespace": "ns", "labels": {"a": "1"}},
-                             "spec": {"hard": {"cpu": "4"}, "scopes": [], "podSelector": {}}});
+                             "spec": {"hard": {"cpu": "4"}, "scopes": [], "x": null, "podSelector": {}}});
         // As projected from the live object: other key order, identity and generation
-        // added, empty lists and maps dropped by the API server.
-        let live = json!({"spec": {"hard": {"cpu": "4"}},
+        // added, empty lists and nulls dropped by the API server.
+        let live = json!({"spec": {"podSelector": {}, "hard": {"cpu": "4"}},
                           "metadata": {"generation": 3, "labels": {"a": "1"}, "name": "q", "namespace": "ns"}});
         assert_eq!(content_hash(&desired), content_hash(&live));
+        // An empty selector is a value: which one it is, and whether it is there, counts.
+        let peer = |p: serde_json::Value| content_hash(&json!({"spec": {"ingress": [{"from": [p]}]}}));
+        assert_ne!(peer(json!({"podSelector": {}})), peer(json!({"namespaceSelector": {}})));
+        assert_ne!(peer(json!({"podSelector": {}})), peer(json!({})));
         // Any owned difference counts.
         for changed in [
             json!({"metadata": {"labels": {"a": "2"}}, "spec": {"hard": {"cpu": "4"}}}),
