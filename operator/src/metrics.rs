@@ -17,6 +17,9 @@ pub struct Metrics {
     duration: HistogramVec,
     /// 1 when a member cluster answers, else 0; labels cluster, region, zone.
     pub cluster_reachable: IntGaugeVec,
+    /// `govcloud_cluster_probe_timestamp_seconds{cluster,region,zone}`: when the cluster was
+    /// last probed (reachable or not). The DataCenterCluster status is written only on a change.
+    pub cluster_probe_timestamp: prometheus::GaugeVec,
     /// Allocatable CPU of a cluster in millicores; labels cluster, region, zone.
     pub cluster_allocatable_cpu: IntGaugeVec,
     /// Allocatable memory of a cluster in bytes; labels cluster, region, zone.
@@ -133,6 +136,20 @@ impl Metrics {
                 labels,
             ),
             "reachable",
+        );
+        let cluster_probe_timestamp = must(
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "govcloud_cluster_probe_timestamp_seconds",
+                    "When the operator last probed the member cluster (Unix seconds), reachable or not; alert when it falls behind the probe interval.",
+                ),
+                labels,
+            ),
+            "probe timestamp",
+        );
+        must(
+            registry.register(Box::new(cluster_probe_timestamp.clone())),
+            "register probe timestamp",
         );
         let cluster_allocatable_cpu = must(
             IntGaugeVec::new(
@@ -316,6 +333,7 @@ impl Metrics {
             errors,
             duration,
             cluster_reachable,
+            cluster_probe_timestamp,
             cluster_allocatable_cpu,
             cluster_allocatable_memory,
             agencies: Default::default(),

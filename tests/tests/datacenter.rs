@@ -315,6 +315,21 @@ async fn steady_state_makes_no_writes() -> Result<()> {
         }
     })
     .await?;
+    // The time of this cluster's latest probe, from the operator's metrics.
+    let probed = || async {
+        let (_, metrics) = operator_get("/metrics").await?;
+        let label = format!("cluster=\"{name}\"");
+        let value = metrics
+            .lines()
+            .filter(|l| l.starts_with("govcloud_cluster_probe_timestamp_seconds{") && l.contains(&label))
+            .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        anyhow::Ok(value)
+    };
+    let before = probed().await?;
+    assert!(
+        before.is_some(),
+        "no govcloud_cluster_probe_timestamp_seconds for {name}"
+    );
     // Three probe intervals (3 s each in tests) with the cluster unchanged: no writes.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let later = api.get(&name).await?;
@@ -322,9 +337,13 @@ async fn steady_state_makes_no_writes() -> Result<()> {
         later.metadata.resource_version, settled.metadata.resource_version,
         "a reconcile of an unchanged cluster wrote to it"
     );
-    // And the operator did reconcile during that time (probes ran).
-    let (_, metrics) = operator_get("/metrics").await?;
-    assert!(metrics.contains("govcloud_controller_reconciles_total{controller=\"datacentercluster\"}"));
+    // And the operator did probe this cluster during that time (the probe time advanced
+    // although the status was not written: no heartbeat writes).
+    let after = probed().await?;
+    assert!(
+        after > before,
+        "the probe time of {name} did not advance ({before:?} → {after:?}): probes did not run"
+    );
     let _ = api
         .patch(&name, &PatchParams::default(), &Patch::Merge(json!({})))
         .await;

@@ -181,9 +181,9 @@ pub struct DataCenterClusterStatus {
     /// Sum of node allocatable resources (capacity minus system reservations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocatable: Option<ResourceTotals>,
-    /// When the operator last checked the cluster and found its state unchanged or changed.
-    /// Refreshed at least every few minutes while nothing changes (a heartbeat), and at once
-    /// when something does.
+    /// When a probe last found the cluster's state changed (this status is written only on a
+    /// change, so a steady fleet costs no writes). The time of the latest probe, changed or
+    /// not, is the metric govcloud_cluster_probe_timestamp_seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe_time: Option<Time>,
 }

@@ -78,25 +78,16 @@ fn desired_status(
     status
 }
 
-/// True when `new` differs from `old` in anything but the probe time, or the heartbeat is due.
-fn needs_write(
-    old: Option<&DataCenterClusterStatus>,
-    new: &DataCenterClusterStatus,
-    now: Timestamp,
-    heartbeat: Duration,
-) -> bool {
+/// True when `new` differs from `old` in anything but the probe time. There is no periodic
+/// heartbeat: a steady fleet costs no writes (the time of the latest probe is the metric
+/// `govcloud_cluster_probe_timestamp_seconds`, like a node's Lease instead of its status).
+fn needs_write(old: Option<&DataCenterClusterStatus>, new: &DataCenterClusterStatus) -> bool {
     let Some(old) = old else { return true };
     let mut a = old.clone();
     let mut b = new.clone();
     a.last_probe_time = None;
     b.last_probe_time = None;
-    if a != b {
-        return true;
-    }
-    match &old.last_probe_time {
-        None => true,
-        Some(t) => now.duration_since(t.0).as_secs_f64() >= heartbeat.as_secs_f64(),
-    }
+    a != b
 }
 
 #[instrument(skip_all, fields(cluster = %dcc.name_any()))]
@@ -118,6 +109,10 @@ async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Act
         .cluster_reachable
         .with_label_values(&labels)
         .set(i64::from(outcome.is_ok()));
+    ctx.metrics
+        .cluster_probe_timestamp
+        .with_label_values(&labels)
+        .set(now.as_millisecond() as f64 / 1000.0);
     if let Ok(p) = &outcome {
         let clamp = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
         ctx.metrics
@@ -148,7 +143,7 @@ async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Act
         }
     }
 
-    if needs_write(dcc.status.as_ref(), &status, now, ctx.settings.status_heartbeat) {
+    if needs_write(dcc.status.as_ref(), &status) {
         status.last_probe_time = Some(Time(now));
         let api: Api<DataCenterCluster> = Api::all(ctx.client.clone());
         let body = json!({
@@ -277,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_status_is_not_rewritten_until_heartbeat() {
+    fn unchanged_status_is_not_rewritten() {
         let ok = || {
             Ok(Probe {
                 version: "v1.34.4".into(),
@@ -290,11 +285,13 @@ mod tests {
         };
         let mut first = desired_status(&Default::default(), Some(1), &ok(), &t(10));
         first.last_probe_time = Some(t(10));
-        let mut second = desired_status(&first, Some(1), &ok(), &t(40));
+        let mut second = desired_status(&first, Some(1), &ok(), &t(4000));
         second.last_probe_time = first.last_probe_time.clone();
-        let hb = Duration::from_secs(300);
-        assert!(!needs_write(Some(&first), &second, t(40).0, hb));
-        assert!(needs_write(Some(&first), &second, t(400).0, hb));
-        assert!(needs_write(None, &second, t(40).0, hb));
+        // Unchanged, however long ago the last write was: no heartbeat.
+        assert!(!needs_write(Some(&first), &second));
+        assert!(needs_write(None, &second));
+        let err: Result<Probe, MemberError> = Err(MemberError::Timeout(Duration::from_secs(5)));
+        let third = desired_status(&first, Some(1), &err, &t(4000));
+        assert!(needs_write(Some(&first), &third));
     }
 }

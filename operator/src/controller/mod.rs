@@ -38,8 +38,6 @@ pub struct Settings {
     pub probe_interval: Duration,
     /// Longest delay between probes of an unreachable member cluster.
     pub max_probe_backoff: Duration,
-    /// A status that has not changed is still rewritten after this long (heartbeat of lastProbeTime).
-    pub status_heartbeat: Duration,
     /// Timeout of one member API call.
     pub member_timeout: Duration,
     /// Reconciles run at once, per controller.
@@ -60,7 +58,6 @@ impl Default for Settings {
             namespace: "govcloud-system".into(),
             probe_interval: Duration::from_secs(30),
             max_probe_backoff: Duration::from_secs(30),
-            status_heartbeat: Duration::from_secs(300),
             member_timeout: Duration::from_secs(5),
             concurrency: 8,
             instance: None,
