@@ -104,30 +104,35 @@ pub fn placement_candidates(
         .state()
         .iter()
         .map(|d| {
-            let st = d.status.clone().unwrap_or_default();
-            let alloc = st.allocatable.unwrap_or_default();
-            let q = |v: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
-                v.and_then(|q| Milli::parse(&q.0).ok()).unwrap_or_default()
-            };
-            let (pc, pm, pa) = placed.get(&d.name_any()).cloned().unwrap_or_default();
-            Candidate {
-                name: d.name_any(),
-                region: d.spec.region.clone(),
-                zone: d.spec.zone,
-                max_level: d.spec.max_security_level,
-                schedulable: d.spec.schedulable,
-                ready: conditions::is_true(&st.conditions, types::READY),
-                labels: d.labels().clone(),
-                allocatable_cpu: q(alloc.cpu),
-                allocatable_memory: q(alloc.memory),
-                overcommit_cpu: d.spec.overcommit.cpu,
-                overcommit_memory: d.spec.overcommit.memory,
-                placed_cpu: pc,
-                placed_memory: pm,
-                agencies: pa,
-            }
+            let (pc, pm, pa) = placed.remove(&d.name_any()).unwrap_or_default();
+            candidate(d, pc, pm, pa)
         })
         .collect()
+}
+
+/// A cluster as a placement candidate, with what is placed on it already.
+fn candidate(d: &DataCenterCluster, placed_cpu: Milli, placed_memory: Milli, agencies: Vec<(String, u8)>) -> Candidate {
+    let st = d.status.clone().unwrap_or_default();
+    let alloc = st.allocatable.unwrap_or_default();
+    let q = |v: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
+        v.and_then(|q| Milli::parse(&q.0).ok()).unwrap_or_default()
+    };
+    Candidate {
+        name: d.name_any(),
+        region: d.spec.region.clone(),
+        zone: d.spec.zone,
+        max_level: d.spec.max_security_level,
+        schedulable: d.spec.schedulable,
+        ready: conditions::is_true(&st.conditions, types::READY),
+        labels: d.labels().clone(),
+        allocatable_cpu: q(alloc.cpu),
+        allocatable_memory: q(alloc.memory),
+        overcommit_cpu: d.spec.overcommit.cpu,
+        overcommit_memory: d.spec.overcommit.memory,
+        placed_cpu,
+        placed_memory,
+        agencies,
+    }
 }
 
 fn request_for(name: &str, ac: &AgencyCloud) -> Request {
@@ -433,10 +438,19 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             if let Ok(mut reservations) = ctx.placements.try_lock() {
                 reservations.remove(&name);
             }
-            let cands = placement_candidates(ctx, &name, &Default::default());
-            if let Some(c) = cands.iter().find(|c| c.name == p.cluster)
-                && let Err(r) = placement::recheck(&req, c)
-            {
+            // Only the placed cluster's sum is needed (not every cluster's candidate list,
+            // whose per-agency allocations made this quadratic in the fleet).
+            let agencies = ctx.agencies.get().map(|s| s.state()).unwrap_or_default();
+            let recheck = ctx
+                .clusters
+                .state()
+                .iter()
+                .find(|d| d.name_any() == p.cluster)
+                .map(|d| {
+                    let (cpu, mem) = ctx.quota_totals.placed_on(&agencies, &p.cluster, &name);
+                    placement::recheck(&req, &candidate(d, cpu, mem, vec![]))
+                });
+            if let Some(Err(r)) = recheck {
                 quota_fits = Desired::new(
                     QUOTA_FITS,
                     false,

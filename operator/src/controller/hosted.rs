@@ -51,17 +51,24 @@ pub(crate) fn agency_of(ctx: &Context, namespace: &str) -> Option<Arc<AgencyClou
             .as_ref()
             .is_some_and(|s| s.environments.iter().any(|e| e.namespace == namespace))
     };
-    // An environment's namespace is `<agency>-<environment>`: look the agency up by each
-    // prefix before a `-` (a scan of every agency for every hosted system's reconcile was
-    // most of the operator's CPU in a resync of 5,000 systems).
-    namespace
-        .match_indices('-')
-        .find_map(|(i, _)| {
-            store
-                .get(&kube::runtime::reflector::ObjectRef::new(&namespace[..i]))
-                .filter(|a| owns(a))
-        })
-        .or_else(|| store.state().into_iter().find(|a| owns(a)))
+    by_namespace(store, namespace, |a, _| owns(a)).or_else(|| store.state().into_iter().find(|a| owns(a)))
+}
+
+/// The agency named by a prefix of `namespace` before a `-` for which `pick(agency, rest)`
+/// holds (`rest` is what follows the `-`). An environment's namespace is
+/// `<agency>-<environment>`, so a few lookups by name replace a scan of every agency (a
+/// scan per hosted system's reconcile was most of the operator's CPU in a resync of 5,000
+/// systems).
+fn by_namespace(
+    store: &kube::runtime::reflector::Store<AgencyCloud>,
+    namespace: &str,
+    pick: impl Fn(&AgencyCloud, &str) -> bool,
+) -> Option<Arc<AgencyCloud>> {
+    namespace.match_indices('-').find_map(|(i, _)| {
+        store
+            .get(&kube::runtime::reflector::ObjectRef::new(&namespace[..i]))
+            .filter(|a| pick(a, &namespace[i + 1..]))
+    })
 }
 
 /// Whether an object in `namespace`, created at `created`, should wait quietly for its
@@ -73,14 +80,10 @@ pub(crate) fn settling(ctx: &Context, namespace: &str, created: Option<&Time>) -
     let young = created.is_some_and(|t| conditions::age(t) < SETTLE);
     young
         && ctx.agencies.get().is_some_and(|s| {
-            s.state().iter().any(|a| {
-                // `namespace_name(agency, env)` is `agency-env`: compare without building it.
-                a.metadata
-                    .name
-                    .as_deref()
-                    .and_then(|n| namespace.strip_prefix(n)?.strip_prefix('-'))
-                    .is_some_and(|env| a.spec.cloud.environments.iter().any(|e| e.name == env))
+            by_namespace(s, namespace, |a, env| {
+                a.spec.cloud.environments.iter().any(|e| e.name == env)
             })
+            .is_some()
         })
 }
 

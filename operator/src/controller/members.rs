@@ -350,15 +350,21 @@ impl MemberCache {
             .is_ok_and(|m| m.get(&key) == Some(&(owned::content_hash(desired), now)))
     }
 
-    /// Records what an apply of `desired` returned (see `normalised`).
+    /// Records what an apply of `desired` returned (see `normalised`). Only hashed kinds are
+    /// remembered: `up_to_date` compares the others as a subset, which accepts what the
+    /// server adds.
     pub fn applied(&self, kind: Kind, desired: &serde_json::Value, returned: DynamicObject) {
+        if !hashed(kind) {
+            return;
+        }
         let live = Cached::new(kind, returned);
         let key = (kind, (live.namespace.clone(), live.name.clone()));
+        let wanted = owned::content_hash(desired);
         let Ok(mut m) = self.normalised.lock() else { return };
         match live.owned {
-            Owned::Hash(now) if !live.matches(desired) => {
+            Owned::Hash(now) if now != wanted => {
                 debug!(?kind, name = %live.name, "applied object differs from its body as the API server returns it");
-                m.insert(key, (owned::content_hash(desired), now));
+                m.insert(key, (wanted, now));
             }
             _ => {
                 m.remove(&key);

@@ -144,6 +144,39 @@ impl QuotaTotals {
         (cpu, mem)
     }
 
+    /// Sum of the total quotas of the agencies in `agencies` placed on `cluster`, `except`
+    /// one (by name): what a placed agency's quota is rechecked against at each of its
+    /// reconciles. One lock and no allocation per agency — this runs over every agency for
+    /// every agency reconcile.
+    pub fn placed_on(&self, agencies: &[Arc<AgencyCloud>], cluster: &str, except: &str) -> (Milli, Milli) {
+        let Ok(mut m) = self.0.lock() else {
+            return (Milli::ZERO, Milli::ZERO);
+        };
+        let mut sum = (Milli::ZERO, Milli::ZERO);
+        for a in agencies {
+            if a.metadata.name.as_deref() == Some(except)
+                || a.status
+                    .as_ref()
+                    .and_then(|s| s.placement.as_ref())
+                    .is_none_or(|p| p.cluster != cluster)
+            {
+                continue;
+            }
+            let (uid, generation) = (a.metadata.uid.as_deref().unwrap_or_default(), a.metadata.generation);
+            let (cpu, mem) = match m.get(uid) {
+                Some((g, cpu, mem)) if *g == generation => (*cpu, *mem),
+                _ => {
+                    let (cpu, mem) = crate::core::agency::total_quota(&a.spec.cloud);
+                    m.insert(uid.to_string(), (generation, cpu, mem));
+                    (cpu, mem)
+                }
+            };
+            sum.0 += cpu;
+            sum.1 += mem;
+        }
+        sum
+    }
+
     /// Forgets a deleted agency.
     pub fn forget(&self, ac: &AgencyCloud) {
         if let Ok(mut m) = self.0.lock() {
@@ -418,8 +451,51 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::StatusMemo;
+    use super::{QuotaTotals, StatusMemo};
+    use crate::api::AgencyCloud;
+    use crate::core::quantity::Milli;
     use serde_json::json;
+    use std::sync::Arc;
+
+    fn agency(name: &str, generation: i64, cpu: &str, cluster: Option<&str>) -> Arc<AgencyCloud> {
+        let ac = json!({
+            "apiVersion": "govcloud.io/v1alpha1", "kind": "AgencyCloud",
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": generation},
+            "spec": {
+                "agency": {"displayName": "x", "shortName": name, "creditCode": "11100000MB0123456X",
+                    "adminLevel": "central", "contact": {"name": "x", "phone": "010-68551234"}},
+                "securityLevel": 2, "zone": "internal",
+                "environments": [{"name": "prod", "quota": {"cpu": cpu, "memory": "1Gi"}}],
+                "owners": [{"kind": "Group", "name": "ops"}],
+                "allowedRegistries": ["registry.gov.cn"]
+            },
+            "status": cluster.map(|c| json!({"placement": {"cluster": c, "region": "r", "zone": "internal"}}))
+        });
+        match serde_json::from_value(ac) {
+            Ok(a) => Arc::new(a),
+            Err(e) => panic!("fixture: {e}"),
+        }
+    }
+
+    #[test]
+    fn placed_quota_sums_one_cluster_without_the_agency_itself() {
+        let totals = QuotaTotals::default();
+        let fleet = vec![
+            agency("a", 1, "2", Some("dc1")),
+            agency("b", 1, "3", Some("dc1")),
+            agency("c", 1, "5", Some("dc2")),
+            agency("d", 1, "7", None),
+        ];
+        let cores = |n: i128| Milli(n * 1000);
+        assert_eq!(totals.placed_on(&fleet, "dc1", "x").0, cores(5));
+        assert_eq!(totals.placed_on(&fleet, "dc1", "a").0, cores(3), "a itself left out");
+        assert_eq!(totals.placed_on(&fleet, "dc2", "a").0, cores(5));
+        assert_eq!(totals.placed_on(&fleet, "dc3", "a").0, cores(0));
+        assert_eq!(totals.placed_on(&fleet, "dc1", "x").1, Milli(2 * (1 << 30) * 1000));
+        // Totals are kept by uid and generation: a new generation is summed anew.
+        let grown = vec![agency("a", 2, "4", Some("dc1")), fleet[1].clone()];
+        assert_eq!(totals.placed_on(&grown, "dc1", "x").0, cores(7));
+    }
 
     #[test]
     fn memo_keys_name_kind_namespace_and_name() {
