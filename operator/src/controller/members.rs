@@ -159,7 +159,14 @@ impl Cached {
                 owned::merge_fields(&mut fields, f);
             }
         }
-        let mut full = serde_json::to_value(&o).unwrap_or_default();
+        // The object as JSON: its data moved (not copied), with the metadata (without field
+        // sets) beside it; apiVersion and kind are in no field set.
+        let mut full = match std::mem::take(&mut o.data) {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        full.insert("metadata".into(), serde_json::to_value(&o.metadata).unwrap_or_default());
+        let mut full = serde_json::Value::Object(full);
         let status = if kind.status_is_read() {
             full.get_mut("status").map(serde_json::Value::take).map(|mut st| {
                 if matches!(kind, Kind::Deployment | Kind::StatefulSet) {
