@@ -342,6 +342,38 @@ impl Metrics {
         }
     }
 
+    /// Removes the per-cluster gauges (`govcloud_cluster_reachable`, `…_probe_timestamp_seconds`,
+    /// `…_allocatable_*`) of clusters not in `current` (`(cluster, region, zone)`): a
+    /// deregistered cluster, or one now in another region or zone, leaves no stale series
+    /// (which would keep an alert on it firing until the operator restarts).
+    pub fn forget_clusters_except(&self, current: &std::collections::HashSet<(String, String, String)>) {
+        fn retain<T: prometheus::core::MetricVecBuilder>(
+            vec: &prometheus::core::MetricVec<T>,
+            current: &std::collections::HashSet<(String, String, String)>,
+        ) {
+            use prometheus::core::Collector;
+            for family in vec.collect() {
+                for m in family.get_metric() {
+                    let label = |n: &str| {
+                        m.get_label()
+                            .iter()
+                            .find(|l| l.name() == n)
+                            .map(|l| l.value().to_string())
+                            .unwrap_or_default()
+                    };
+                    let key = (label("cluster"), label("region"), label("zone"));
+                    if !current.contains(&key) {
+                        let _ = vec.remove_label_values(&[&key.0, &key.1, &key.2]);
+                    }
+                }
+            }
+        }
+        retain(&self.cluster_reachable, current);
+        retain(&self.cluster_probe_timestamp, current);
+        retain(&self.cluster_allocatable_cpu, current);
+        retain(&self.cluster_allocatable_memory, current);
+    }
+
     /// Counts one server-side apply of a child object.
     pub fn child_applied(&self, controller: &'static str) {
         self.applies.with_label_values(&[controller]).inc();
@@ -454,6 +486,30 @@ impl Drop for ReconcileTimer {
 mod tests {
     use crate::api::AgencyCloud;
     use crate::api::agency::{AgencyCloudStatus, EnvironmentStatus};
+
+    #[test]
+    fn gauges_of_clusters_gone_are_removed() {
+        let m = super::Metrics::default();
+        for (c, zone) in [("dc1", "internal"), ("dc2", "external")] {
+            m.cluster_reachable.with_label_values(&[c, "beijing", zone]).set(1);
+            m.cluster_probe_timestamp
+                .with_label_values(&[c, "beijing", zone])
+                .set(1.0);
+        }
+        // dc2 deregistered, dc1 moved to another zone.
+        let current = [("dc1".to_string(), "beijing".to_string(), "external".to_string())].into();
+        m.cluster_reachable
+            .with_label_values(&["dc1", "beijing", "external"])
+            .set(1);
+        m.forget_clusters_except(&current);
+        let text = m.render();
+        assert!(
+            text.contains(r#"govcloud_cluster_reachable{cluster="dc1",region="beijing",zone="external"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"zone="internal""#), "{text}");
+        assert!(!text.contains(r#"cluster="dc2""#), "{text}");
+    }
 
     #[test]
     fn agency_quotas_are_written_from_the_status() {

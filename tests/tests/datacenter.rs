@@ -300,7 +300,7 @@ async fn steady_state_makes_no_writes() -> Result<()> {
     let name = unique("quiet");
     create_dcc(&hub, &name, None).await?;
     let first = wait_condition(&hub, &name, "Ready", "True").await?;
-    // Let the operator settle (the first write may be followed by one carrying lastProbeTime).
+    // Let the operator settle (the first probes may still change the status).
     let api: Api<DataCenterCluster> = Api::all(hub.clone());
     let settled = wait_for("status to stop changing", READY_TIMEOUT, || {
         let api = api.clone();

@@ -443,12 +443,10 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             let agencies = ctx.agencies.get().map(|s| s.state()).unwrap_or_default();
             let recheck = ctx
                 .clusters
-                .state()
-                .iter()
-                .find(|d| d.name_any() == p.cluster)
+                .get(&kube::runtime::reflector::ObjectRef::new(&p.cluster))
                 .map(|d| {
                     let (cpu, mem) = ctx.quota_totals.placed_on(&agencies, &p.cluster, &name);
-                    placement::recheck(&req, &candidate(d, cpu, mem, vec![]))
+                    placement::recheck(&req, &candidate(&d, cpu, mem, vec![]))
                 });
             if let Some(Err(r)) = recheck {
                 quota_fits = Desired::new(

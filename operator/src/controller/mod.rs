@@ -149,9 +149,8 @@ impl QuotaTotals {
     /// reconciles. One lock and no allocation per agency — this runs over every agency for
     /// every agency reconcile.
     pub fn placed_on(&self, agencies: &[Arc<AgencyCloud>], cluster: &str, except: &str) -> (Milli, Milli) {
-        let Ok(mut m) = self.0.lock() else {
-            return (Milli::ZERO, Milli::ZERO);
-        };
+        // A poisoned lock still holds valid totals (nothing here panics midway).
+        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut sum = (Milli::ZERO, Milli::ZERO);
         for a in agencies {
             if a.metadata.name.as_deref() == Some(except)

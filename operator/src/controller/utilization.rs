@@ -17,6 +17,12 @@ pub fn refresh_metrics(ctx: &Context) {
     let agencies = agencies.state();
     let systems = systems.state();
     let clusters: Vec<_> = ctx.clusters.state().iter().map(|d| (**d).clone()).collect();
+    ctx.metrics.forget_clusters_except(
+        &clusters
+            .iter()
+            .map(|d| (d.name_any(), d.spec.region.clone(), d.spec.zone.as_str().to_string()))
+            .collect(),
+    );
     let rows = util::agency_rows(&agencies, &systems, None, 0.0);
     ctx.metrics.cluster_resource.reset();
     for c in util::cluster_rows(&clusters, &rows) {
