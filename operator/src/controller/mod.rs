@@ -130,18 +130,11 @@ type QuotaTotal = (Option<i64>, Milli, Milli);
 impl QuotaTotals {
     /// The total quota of `ac` (`core::agency::total_quota` of its spec).
     pub fn of(&self, ac: &AgencyCloud) -> (Milli, Milli) {
-        let (uid, generation) = (ac.metadata.uid.as_deref().unwrap_or_default(), ac.metadata.generation);
-        if let Ok(m) = self.0.lock()
-            && let Some((g, cpu, mem)) = m.get(uid)
-            && *g == generation
-        {
-            return (*cpu, *mem);
-        }
-        let (cpu, mem) = crate::core::agency::total_quota(&ac.spec.cloud);
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(uid.to_string(), (generation, cpu, mem));
-        }
-        (cpu, mem)
+        // A poisoned lock still holds valid totals (nothing here panics midway).
+        total(
+            &mut self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            ac,
+        )
     }
 
     /// Sum of the total quotas of the agencies in `agencies` placed on `cluster`, `except`
@@ -161,15 +154,7 @@ impl QuotaTotals {
             {
                 continue;
             }
-            let (uid, generation) = (a.metadata.uid.as_deref().unwrap_or_default(), a.metadata.generation);
-            let (cpu, mem) = match m.get(uid) {
-                Some((g, cpu, mem)) if *g == generation => (*cpu, *mem),
-                _ => {
-                    let (cpu, mem) = crate::core::agency::total_quota(&a.spec.cloud);
-                    m.insert(uid.to_string(), (generation, cpu, mem));
-                    (cpu, mem)
-                }
-            };
+            let (cpu, mem) = total(&mut m, a);
             sum.0 += cpu;
             sum.1 += mem;
         }
@@ -180,6 +165,20 @@ impl QuotaTotals {
     pub fn forget(&self, ac: &AgencyCloud) {
         if let Ok(mut m) = self.0.lock() {
             m.remove(ac.metadata.uid.as_deref().unwrap_or_default());
+        }
+    }
+}
+
+/// The total quota of `ac` from `m` (by uid, for its generation), computed and kept there
+/// when missing or outdated.
+fn total(m: &mut HashMap<String, QuotaTotal>, ac: &AgencyCloud) -> (Milli, Milli) {
+    let (uid, generation) = (ac.metadata.uid.as_deref().unwrap_or_default(), ac.metadata.generation);
+    match m.get(uid) {
+        Some((g, cpu, mem)) if *g == generation => (*cpu, *mem),
+        _ => {
+            let (cpu, mem) = crate::core::agency::total_quota(&ac.spec.cloud);
+            m.insert(uid.to_string(), (generation, cpu, mem));
+            (cpu, mem)
         }
     }
 }
