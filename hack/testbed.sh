@@ -26,6 +26,8 @@
 #                          3 kube-controller-manager (https), 4 kube-scheduler (https),
 #                          5 kwok server/metrics (http)
 #   TESTBED_TIMEOUT      seconds to wait for each readiness step (default 120)
+#   TESTBED_MUTATING_POLICIES=0  leave MutatingAdmissionPolicy off (beta and off by default in
+#                        Kubernetes 1.34, GA from 1.36; on by default here)
 #   TESTBED_PROFILING=1  serve /debug/pprof on the API servers (off by default, as the CIS benchmark
 #                        asks; for CPU profiles of the API servers under the benchmark)
 #
@@ -469,6 +471,13 @@ AUDIT
   wait_for "$name" etcd "etcd /health on 127.0.0.1:$P_ETCD" etcd_healthy
   log "$name: etcd up on 127.0.0.1:$P_ETCD ($(since "$t0"))"
 
+  # MutatingAdmissionPolicy is beta (off by default) in Kubernetes 1.34 and GA from 1.36;
+  # on here as on a current cluster (TESTBED_MUTATING_POLICIES=0: off, as on a default 1.34).
+  local mutating_policy_flags=()
+  if [ "${TESTBED_MUTATING_POLICIES:-1}" = 1 ]; then
+    mutating_policy_flags=(--feature-gates=MutatingAdmissionPolicy=true
+      --runtime-config=admissionregistration.k8s.io/v1beta1=true)
+  fi
   if ! component_alive "$name" kube-apiserver; then
     start_component "$name" kube-apiserver "$P_API" "$K8S_BIN/kube-apiserver" \
       --etcd-servers="http://127.0.0.1:$P_ETCD" \
@@ -484,6 +493,7 @@ AUDIT
       --allow-privileged=true \
       --audit-policy-file="$etc/audit-policy.yaml" --audit-log-path="$dir/logs/audit.log" \
       --audit-log-maxsize=500 --audit-log-maxbackup=2 \
+      "${mutating_policy_flags[@]}" \
       --profiling="$([ "${TESTBED_PROFILING:-0}" = 1 ] && echo true || echo false)"
   fi
   wait_for "$name" kube-apiserver "https://127.0.0.1:$P_API/readyz" api_ready "$name"

@@ -8,7 +8,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::controller::{self, Context, Settings};
 use crate::metrics::Metrics;
@@ -145,6 +145,19 @@ pub async fn run(
         Err(e) => error!(
             error = %e,
             "cannot install the tenancy approval policy on the hub; approved TenancyRequests are not provisioned until it is installed"
+        ),
+    }
+    match controller::tenancy::install_finalizer_policy(&ctx.client).await {
+        Ok(Some(version)) => info!(
+            policy = crate::core::hub::FINALIZER_POLICY,
+            version, "new AgencyClouds, HostedSystems and BackupPolicies get their finalizer at admission"
+        ),
+        Ok(None) => info!(
+            "the hub serves no MutatingAdmissionPolicy API (Kubernetes 1.34-1.35 without the MutatingAdmissionPolicy feature): the controllers add finalizers themselves, one more write per object"
+        ),
+        Err(e) => warn!(
+            error = %e,
+            "cannot install the finalizer admission policy on the hub; the controllers add finalizers themselves, one more write per object"
         ),
     }
     let dcc = controller::datacenter::run(ctx.clone(), health.pending_cache(), stopped());

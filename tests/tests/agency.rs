@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(90);
@@ -742,5 +742,89 @@ async fn an_agency_on_the_hub_itself_is_isolated_and_ready() -> Result<()> {
         "no quota in {ns} on the hub"
     );
     delete_ac(&hub, &a).await;
+    Ok(())
+}
+
+/// New AgencyClouds, HostedSystems and BackupPolicies carry their cleanup finalizer from
+/// the moment they exist: the operator's MutatingAdmissionPolicy `govcloud-finalizers`
+/// adds it at creation (the testbed serves the API; without it the controllers add it).
+/// Checked with dry-run creates, whose answer is the object as admission left it.
+#[tokio::test]
+async fn new_objects_get_their_finalizer_at_admission() -> Result<()> {
+    use govcloud::api::{BackupPolicy, HostedSystem};
+    operator()?;
+    let hub = client(1).await?;
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let name = unique_short("fin");
+    let ac: AgencyCloud =
+        serde_json::from_value(agency_cloud(&name, 2, "external", &[("prod", "1", "1Gi")], "unused"))?;
+    let acs: Api<AgencyCloud> = Api::all(hub.clone());
+    let mut served = false;
+    for v in ["v1", "v1beta1"] {
+        if let Ok(l) = hub
+            .list_api_group_resources(&format!("admissionregistration.k8s.io/{v}"))
+            .await
+        {
+            served |= l.resources.iter().any(|r| r.name == "mutatingadmissionpolicies");
+        }
+    }
+    if !served {
+        // A hub without the API (TESTBED_MUTATING_POLICIES=0): the controller adds it.
+        acs.create(&PostParams::default(), &ac).await?;
+        let added = wait_for("the controller's finalizer", T, || {
+            let acs = acs.clone();
+            let name = name.clone();
+            async move {
+                let a = acs.get(&name).await?;
+                Ok((a.finalizers() == ["govcloud.io/agency-cleanup"]).then_some(()))
+            }
+        })
+        .await;
+        delete_ac(&hub, &name).await;
+        return added;
+    }
+    // The policy is installed when the operator starts; the API server loads it within seconds.
+    let created = wait_for("the finalizer policy in force", T, || {
+        let acs = acs.clone();
+        let ac = ac.clone();
+        let dry = dry.clone();
+        async move {
+            let c = acs.create(&dry, &ac).await?;
+            Ok(c.finalizers()
+                .iter()
+                .any(|f| f == "govcloud.io/agency-cleanup")
+                .then_some(c))
+        }
+    })
+    .await?;
+    assert_eq!(created.finalizers(), ["govcloud.io/agency-cleanup"]);
+    // A finalizer of someone else's stays, ours is added once.
+    let mut other = ac.clone();
+    other.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    let c = acs.create(&dry, &other).await?;
+    assert_eq!(c.finalizers(), ["example.com/keep", "govcloud.io/agency-cleanup"]);
+    other.metadata.finalizers = Some(vec!["govcloud.io/agency-cleanup".into()]);
+    let c = acs.create(&dry, &other).await?;
+    assert_eq!(c.finalizers(), ["govcloud.io/agency-cleanup"]);
+
+    let hs: HostedSystem = serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem", "metadata": {"name": name},
+        "spec": {"securityLevel": 2, "dataClassification": "general",
+                 "components": [{"name": "web", "image": "registry.gov.cn/x/web:1", "replicas": 1,
+                                 "resources": {"cpu": "50m", "memory": "64Mi"}}]}}))?;
+    let c = Api::<HostedSystem>::namespaced(hub.clone(), "default")
+        .create(&dry, &hs)
+        .await?;
+    assert_eq!(c.finalizers(), ["govcloud.io/system-cleanup"]);
+    let bp: BackupPolicy = serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": name},
+        "spec": {"schedule": "0 2 * * *", "selector": {"matchLabels": {"app": name}}}}))?;
+    let c = Api::<BackupPolicy>::namespaced(hub.clone(), "default")
+        .create(&dry, &bp)
+        .await?;
+    assert_eq!(c.finalizers(), ["govcloud.io/backup-cleanup"]);
     Ok(())
 }

@@ -337,7 +337,6 @@ pub(crate) async fn policy_present(client: &kube::Client, name: &str) -> bool {
 
 /// Applies the hub admission policy and roles (idempotent, at startup).
 pub async fn install_hub_objects(client: &kube::Client) -> Result<()> {
-    use kube::api::{ApiResource, DynamicObject};
     for (kind, name, body) in hub::hub_objects() {
         let (group, plural) = match kind {
             "ClusterRole" => ("rbac.authorization.k8s.io", "clusterroles"),
@@ -345,33 +344,87 @@ pub async fn install_hub_objects(client: &kube::Client) -> Result<()> {
             "ValidatingAdmissionPolicy" => ("admissionregistration.k8s.io", "validatingadmissionpolicies"),
             _ => ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"),
         };
-        let ar = ApiResource {
-            group: group.into(),
-            version: "v1".into(),
-            api_version: format!("{group}/v1"),
-            kind: kind.into(),
-            plural: plural.into(),
-        };
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        // Unchanged since the last start: no write (a restart of an unchanged operator is quiet).
-        let mut expected = body.clone();
-        if let Some(m) = expected.as_object_mut() {
-            m.remove("apiVersion");
-            m.remove("kind");
-        }
-        if let Ok(Some(live)) = api.get_opt(name).await
-            && let Ok(live) = serde_json::to_value(&live)
-            && crate::core::subset::contains(&live, &expected)
-        {
-            continue;
-        }
-        api.patch(
-            name,
-            &PatchParams::apply("govcloud-operator/hub").force(),
-            &Patch::Apply(&body),
-        )
-        .await?;
+        apply_hub_object(client, group, "v1", kind, plural, name, &body).await?;
     }
+    Ok(())
+}
+
+/// The version of `admissionregistration.k8s.io` that serves MutatingAdmissionPolicies on
+/// the hub (v1 from Kubernetes 1.36; v1beta1 in 1.34–1.35 where the feature is switched
+/// on), or `None`.
+async fn mutating_policy_version(client: &kube::Client) -> Option<&'static str> {
+    for version in ["v1", "v1beta1"] {
+        if let Ok(list) = client
+            .list_api_group_resources(&format!("admissionregistration.k8s.io/{version}"))
+            .await
+            && list.resources.iter().any(|r| r.name == "mutatingadmissionpolicies")
+        {
+            return Some(version);
+        }
+    }
+    None
+}
+
+/// Installs [`hub::finalizer_policy`] where the hub serves MutatingAdmissionPolicies
+/// (idempotent, at startup). Returns the API version used, `None` where the hub has no
+/// such API (the controllers then add every finalizer themselves).
+pub async fn install_finalizer_policy(client: &kube::Client) -> Result<Option<&'static str>> {
+    let Some(version) = mutating_policy_version(client).await else {
+        return Ok(None);
+    };
+    let group = "admissionregistration.k8s.io";
+    let finalizers = [
+        ("agencyclouds", super::agency::FINALIZER),
+        ("hostedsystems", super::hosted::FINALIZER),
+        ("backuppolicies", super::backup::FINALIZER),
+    ];
+    for (kind, name, body) in hub::finalizer_policy(&format!("{group}/{version}"), &finalizers) {
+        let plural = match kind {
+            "MutatingAdmissionPolicy" => "mutatingadmissionpolicies",
+            _ => "mutatingadmissionpolicybindings",
+        };
+        apply_hub_object(client, group, version, kind, plural, name, &body).await?;
+    }
+    Ok(Some(version))
+}
+
+/// Applies one hub object server-side unless the live object already holds it.
+async fn apply_hub_object(
+    client: &kube::Client,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    name: &str,
+    body: &serde_json::Value,
+) -> Result<()> {
+    use kube::api::{ApiResource, DynamicObject};
+    let ar = ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    // Unchanged since the last start: no write (a restart of an unchanged operator is quiet).
+    let mut expected = body.clone();
+    if let Some(m) = expected.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    if let Ok(Some(live)) = api.get_opt(name).await
+        && let Ok(live) = serde_json::to_value(&live)
+        && crate::core::subset::contains(&live, &expected)
+    {
+        return Ok(());
+    }
+    api.patch(
+        name,
+        &PatchParams::apply("govcloud-operator/hub").force(),
+        &Patch::Apply(body),
+    )
+    .await?;
     Ok(())
 }
 

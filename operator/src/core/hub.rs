@@ -154,3 +154,91 @@ pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
         ("ClusterRole", REQUESTER_ROLE, requester),
     ]
 }
+
+/// Name of the mutating admission policy (and binding) that gives new AgencyClouds,
+/// HostedSystems and BackupPolicies their cleanup finalizer as they are created.
+pub const FINALIZER_POLICY: &str = "govcloud-finalizers";
+
+/// The MutatingAdmissionPolicy and its binding (`api_version`: the version of
+/// `admissionregistration.k8s.io` that serves them) adding, at creation, the finalizer of
+/// each `(resource, finalizer)` pair — what Kubernetes does for its own protected objects
+/// (PersistentVolumeClaims get `kubernetes.io/pvc-protection` in admission). An object
+/// never exists without its finalizer, and the operator saves one write (and one
+/// reconcile) per object; where the policy is missing or fails (failurePolicy Ignore) the
+/// controllers add the finalizer themselves, as before.
+pub fn finalizer_policy(api_version: &str, finalizers: &[(&str, &str)]) -> Vec<(&'static str, &'static str, Value)> {
+    let labels = json!({"app.kubernetes.io/managed-by": "govcloud-operator"});
+    let resources: Vec<&str> = finalizers.iter().map(|(r, _)| *r).collect();
+    // A CEL map literal; JSON string quoting is valid CEL for these ASCII names.
+    let by_resource = finalizers
+        .iter()
+        .map(|(r, f)| format!("{}: {}", Value::from(*r), Value::from(*f)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let policy = json!({
+        "apiVersion": api_version, "kind": "MutatingAdmissionPolicy",
+        "metadata": {"name": FINALIZER_POLICY, "labels": labels},
+        "spec": {
+            "failurePolicy": "Ignore",
+            "reinvocationPolicy": "Never",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["govcloud.io"], "apiVersions": ["*"],
+                "operations": ["CREATE"], "resources": resources}]},
+            "variables": [
+                {"name": "finalizer", "expression": format!("{{{by_resource}}}[request.resource.resource]")}
+            ],
+            "mutations": [{
+                "patchType": "JSONPatch",
+                "jsonPatch": {"expression": concat!(
+                    "!has(object.metadata.finalizers) ",
+                    "? [JSONPatch{op: \"add\", path: \"/metadata/finalizers\", value: [variables.finalizer]}] ",
+                    ": variables.finalizer in object.metadata.finalizers ? [] ",
+                    ": [JSONPatch{op: \"add\", path: \"/metadata/finalizers/-\", value: variables.finalizer}]"
+                )}
+            }]
+        }
+    });
+    let binding = json!({
+        "apiVersion": api_version, "kind": "MutatingAdmissionPolicyBinding",
+        "metadata": {"name": FINALIZER_POLICY, "labels": labels},
+        "spec": {"policyName": FINALIZER_POLICY}
+    });
+    vec![
+        ("MutatingAdmissionPolicy", FINALIZER_POLICY, policy),
+        ("MutatingAdmissionPolicyBinding", FINALIZER_POLICY, binding),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finalizer_policy_maps_each_resource_to_its_finalizer() {
+        let objs = finalizer_policy(
+            "admissionregistration.k8s.io/v1beta1",
+            &[
+                ("agencyclouds", "govcloud.io/agency-cleanup"),
+                ("hostedsystems", "govcloud.io/system-cleanup"),
+            ],
+        );
+        assert_eq!(objs.len(), 2);
+        let policy = &objs[0].2;
+        assert_eq!(policy["apiVersion"], "admissionregistration.k8s.io/v1beta1");
+        assert_eq!(
+            policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"],
+            json!(["agencyclouds", "hostedsystems"])
+        );
+        assert_eq!(
+            policy["spec"]["variables"][0]["expression"],
+            r#"{"agencyclouds": "govcloud.io/agency-cleanup", "hostedsystems": "govcloud.io/system-cleanup"}[request.resource.resource]"#
+        );
+        // Creation only, and never blocking it: the controllers add a missing finalizer.
+        assert_eq!(
+            policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"],
+            json!(["CREATE"])
+        );
+        assert_eq!(policy["spec"]["failurePolicy"], "Ignore");
+        assert_eq!(objs[1].2["spec"]["policyName"], FINALIZER_POLICY);
+    }
+}

@@ -1924,6 +1924,30 @@ async fn main() -> Result<()> {
             ),
         ),
     ];
+    let mut mutating = None;
+    for v in ["v1", "v1beta1"] {
+        if mutating.is_none()
+            && let Ok(l) = b
+                .admin
+                .list_api_group_resources(&format!("admissionregistration.k8s.io/{v}"))
+                .await
+            && l.resources.iter().any(|r| r.name == "mutatingadmissionpolicies")
+        {
+            mutating = Some(v);
+        }
+    }
+    b.r.settings.push((
+        "finalizers".into(),
+        match mutating {
+            Some(v) => format!(
+                "added at creation by the operator's MutatingAdmissionPolicy govcloud-finalizers \
+                 (admissionregistration.k8s.io/{v}, served by the testbed's API servers)"
+            ),
+            None => {
+                "added by the controllers, one write per object (the hub serves no MutatingAdmissionPolicy API)".into()
+            }
+        },
+    ));
     for (k, v) in &b.r.settings {
         log(format!("setting: {k}: {v}"));
     }
