@@ -20,10 +20,14 @@
 #                                   namespaces twice takes most of an hour); stop the testbed afterwards
 #   BENCH_KEEP_CLUSTERS=1           as BENCH_KEEP_FLEET, and the clusters stay registered (start an
 #                                   operator against the fleet by hand, e.g. to profile a restart)
+#   BENCH_FRESH_CLUSTERS=1          baseline first, then the testbed is stopped and started again, empty,
+#                                   for the operator's phase (each phase on clusters holding nothing
+#                                   else; needs a testbed this script may restart); nothing deleted
 #   TESTBED_STATE                   testbed state dir (default ~/.cache/govcloud/testbed)
 #
 # The testbed: if none runs, three clusters are started with enough KWOK node capacity for
-# the fleet's pods. A running testbed is used as it is (never stopped or restarted); the
+# the fleet's pods. A running testbed is used as it is (never stopped or restarted, but with
+# BENCH_FRESH_CLUSTERS=1); the
 # script warns when its node capacity is short. Everything the benchmark creates is
 # labelled govcloud.io/bench=true and removed at the end.
 set -euo pipefail
@@ -44,7 +48,7 @@ while [ $# -gt 0 ]; do
     --small) small=1 ;;
     --out) out="${2:?--out needs a file}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -70,6 +74,7 @@ keep="${BENCH_KEEP_FLEET:-0}"
 [ "${BENCH_KEEP_CLUSTERS:-0}" = 1 ] && keep=1
 copies=1
 [ "$keep" = 1 ] && copies=2   # the baseline's pods stay next to the operator's
+[ "${BENCH_FRESH_CLUSTERS:-0}" = 1 ] && copies=1   # each phase on empty clusters
 pods_needed=$(( copies * ((systems + clusters - 1) / clusters) + 50 ))
 node_pods="${TESTBED_NODE_PODS:-250}"
 nodes="${TESTBED_NODES:-$(( (pods_needed + node_pods - 1) / node_pods ))}"
@@ -130,6 +135,7 @@ args=(--agencies "$agencies" --systems "$systems" --backup-share "$backup_share"
 [ -z "$out" ] || args+=(--out "$out")
 [ "$keep" = 1 ] && args+=(--keep-fleet)
 [ "${BENCH_KEEP_CLUSTERS:-0}" = 1 ] && args+=(--keep-clusters)
+[ "${BENCH_FRESH_CLUSTERS:-0}" = 1 ] && args+=(--fresh-clusters)
 args+=("${extra[@]}")
 log "running: bench ${args[*]}"
 logfile="$TESTBED_STATE/bench-$(date +%Y%m%d-%H%M%S).log"

@@ -69,6 +69,9 @@ struct Args {
     /// operator's kubeconfig, so that an operator can be started against the fleet by hand
     /// afterwards (profiling a restart).
     keep_clusters: bool,
+    /// With `keep_fleet`: stop the testbed after the baseline and start it again, empty,
+    /// for the operator's phase — each phase on clusters holding nothing else.
+    fresh_clusters: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -86,6 +89,7 @@ fn parse_args() -> Result<Args> {
         baseline: true,
         keep_fleet: false,
         keep_clusters: false,
+        fresh_clusters: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -97,6 +101,11 @@ fn parse_args() -> Result<Args> {
             a.keep_fleet = true;
             continue;
         }
+        if flag == "--fresh-clusters" {
+            a.keep_fleet = true;
+            a.fresh_clusters = true;
+            continue;
+        }
         if flag == "--keep-clusters" {
             a.keep_fleet = true;
             a.keep_clusters = true;
@@ -105,7 +114,7 @@ fn parse_args() -> Result<Args> {
         if flag == "-h" || flag == "--help" {
             println!(
                 "bench --agencies N --systems M [--backup-share F] [--clusters 3] [--out FILE] [--steady-secs S] \
-                 [--new-agencies K] [--concurrency C] [--parallelism P] [--timeout-secs T] [--no-baseline] [--keep-fleet] [--keep-clusters]"
+                 [--new-agencies K] [--concurrency C] [--parallelism P] [--timeout-secs T] [--no-baseline] [--keep-fleet] [--keep-clusters] [--fresh-clusters]"
             );
             std::process::exit(0);
         }
@@ -1086,6 +1095,55 @@ impl Bench {
         Ok(())
     }
 
+    /// Stops the testbed and starts it again with empty clusters (`--fresh-clusters`), then
+    /// installs the chart and sets this run up again on them.
+    async fn fresh_testbed(&mut self) -> Result<()> {
+        let t0 = Instant::now();
+        log("--fresh-clusters: stopping the testbed and starting it again with empty clusters");
+        let clusters = self.a.clusters.to_string();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let testbed = repo_root().join("hack/testbed.sh");
+            for cmd in ["down", "up"] {
+                let st = std::process::Command::new("bash")
+                    .arg(&testbed)
+                    .arg(cmd)
+                    .env("TESTBED_CLUSTERS", &clusters)
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .with_context(|| format!("running hack/testbed.sh {cmd}"))?;
+                anyhow::ensure!(st.success(), "hack/testbed.sh {cmd} failed: {st}");
+            }
+            let st = std::process::Command::new("bash")
+                .arg(repo_root().join("hack/chart.sh"))
+                .args(["install", "--set", "rbac.hubIsMember=true"])
+                .env("KUBECONFIG", kubeconfig_path(1))
+                .stdout(std::process::Stdio::null())
+                .status()
+                .context("running hack/chart.sh install")?;
+            anyhow::ensure!(st.success(), "hack/chart.sh install failed: {st}");
+            Ok(())
+        })
+        .await??;
+        self.admin = client(1).await?;
+        self.members_admin.clear();
+        for n in 2..=self.a.clusters {
+            self.members_admin.push(client(n).await?);
+        }
+        let token = service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await?;
+        std::fs::write(
+            &self.operator_kubeconfig,
+            serde_yaml::to_string(&token_kubeconfig(&token)?)?,
+        )?;
+        self.member_kubeconfigs.clear();
+        self.member_ns_existed.clear();
+        // setup() notes what it finds (Velero missing, …): noted once already, for the baseline.
+        let notes = self.r.notes.len();
+        self.setup().await?;
+        self.r.notes.truncate(notes);
+        log(format!("fresh testbed ready in {}", secs(t0.elapsed())));
+        Ok(())
+    }
+
     async fn wait_clusters(&self) -> Result<()> {
         let dccs: Api<DataCenterCluster> = Api::all(self.admin.clone());
         let lp = run_selector(&self.run);
@@ -1714,8 +1772,12 @@ async fn measure(b: &mut Bench) -> Result<()> {
     b.setup().await?;
     if b.a.keep_fleet && b.a.baseline {
         // The baseline first, on clusters holding nothing of this run; its objects stay (the
-        // operator then works on fuller clusters: this order does not flatter it).
+        // operator then works on fuller clusters: this order does not flatter it) unless the
+        // testbed is started afresh for the operator's phase.
         b.baseline().await?;
+        if b.a.fresh_clusters {
+            b.fresh_testbed().await?;
+        }
     }
     let op = start_operator(&b.a, &b.run, &b.operator_kubeconfig, 1).await?;
     let pid = op.pid();
@@ -1763,6 +1825,18 @@ async fn measure(b: &mut Bench) -> Result<()> {
     b.new_agencies().await?;
     b.report().await?;
     b.resync().await?;
+    if b.a.fresh_clusters {
+        b.r.notes.push(
+            "--fresh-clusters: the baseline ran first; then the testbed was stopped and started again with \
+             empty clusters (same nodes, same settings) for the operator's phase, so each phase ran on clusters \
+             holding nothing else; neither fleet was deleted (deletion not measured). Stop the testbed afterwards."
+                .into(),
+        );
+        if let Some(op) = b.operator.take() {
+            op.stop();
+        }
+        return Ok(());
+    }
     if b.a.keep_fleet {
         b.r.notes.push(
             "--keep-fleet: the baseline ran first, on clusters holding nothing of this run, and its objects \
