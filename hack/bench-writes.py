@@ -23,6 +23,7 @@ copy, its objects and the policy are removed at the end.
 
 import base64
 import copy
+import functools
 import http.client
 import json
 import os
@@ -93,11 +94,16 @@ def request(c, method, path, body=None, ctype="application/json", ok=(200, 201))
     return r.status
 
 
-def kubectl(*args, stdin=None):
-    kubectl_bin = subprocess.run(
+@functools.cache
+def kubectl_bin():
+    """The testbed's kubectl (hack/versions.sh), resolved once."""
+    return subprocess.run(
         ["bash", "-c", f"source {ROOT}/hack/versions.sh && echo $K8S_BIN/kubectl"],
         capture_output=True, text=True, check=True).stdout.strip()
-    return subprocess.run([kubectl_bin, "--kubeconfig", os.path.join(HUB, "kubeconfig"), *args],
+
+
+def kubectl(*args, stdin=None):
+    return subprocess.run([kubectl_bin(), "--kubeconfig", os.path.join(HUB, "kubeconfig"), *args],
                           input=stdin, capture_output=True, text=True)
 
 

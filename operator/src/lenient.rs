@@ -387,6 +387,133 @@ where
     (reader, stream)
 }
 
+/// How many object references a shared watch holds for its slowest subscriber before it
+/// waits (kube's controllers take their triggers at once, into an unbounded queue).
+const SHARED_BUFFER: usize = 1024;
+
+/// One watch of `K` shared by every controller that reads the kind (kube's shared
+/// reflector): its store, `subscribers` trigger streams and the future that drives the
+/// watch (spawn it; watch errors are retried by the watcher and logged at debug level).
+///
+/// Each controller used to watch the kinds it reads on its own: at a restart with 5,000
+/// HostedSystems and 2,000 AgencyClouds, the hub streamed every system three times and every
+/// agency three times, and the operator parsed each copy. A subscriber gets `Arc`s of the
+/// store's objects (nothing is copied per subscriber) — every applied object, and after each
+/// (re-)list every listed object once the store holds the whole list (as [`after_listing`]).
+/// `index`, if given, is updated from the same events just before the store.
+///
+/// Every stream returned must be polled or dropped: one that is neither holds the others
+/// back once [`SHARED_BUFFER`] references wait for it.
+pub fn shared<K>(
+    client: Client,
+    config: watcher::Config,
+    reporter: Reporter,
+    subscribers: usize,
+    index: Option<NsIndex>,
+) -> (
+    Store<K>,
+    Vec<reflector::ReflectHandle<K>>,
+    impl Future<Output = ()> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let writer: Writer<K> = Writer::new_shared(SHARED_BUFFER, ());
+    let reader = writer.as_reader();
+    let handles = (0..subscribers).filter_map(|_| writer.subscribe()).collect();
+    let events = events::<K>(client, config, reporter)
+        .backoff(watch_backoff())
+        .inspect(move |e| {
+            if let (Some(index), Ok(e)) = (&index, e) {
+                index.observe(e);
+            }
+        });
+    let driver = reflector::reflector(writer, events).for_each(|e| {
+        if let Err(e) = e {
+            tracing::debug!(kind = std::any::type_name::<K>(), error = %e, "watch error (the watcher retries)");
+        }
+        futures::future::ready(())
+    });
+    (reader, handles, driver)
+}
+
+/// The names of a store's objects per namespace, kept from the same watch events as the
+/// store ([`shared`]): what lives in a namespace without scanning every object (a scan of
+/// 5,000 HostedSystems for each of 2,000 agencies and again for each of their events made a
+/// restart quadratic).
+#[derive(Clone, Default)]
+pub struct NsIndex(Arc<std::sync::RwLock<NsMaps>>);
+
+#[derive(Default)]
+struct NsMaps {
+    live: std::collections::HashMap<String, std::collections::BTreeSet<String>>,
+    /// The (re-)list being received; replaces `live` when complete, as the store does.
+    listing: Option<std::collections::HashMap<String, std::collections::BTreeSet<String>>>,
+}
+
+impl NsIndex {
+    /// Applies one watch event.
+    pub fn observe<K: Resource>(&self, event: &Event<K>) {
+        type Map = std::collections::HashMap<String, std::collections::BTreeSet<String>>;
+        fn key<K: Resource>(o: &K) -> Option<(String, String)> {
+            Some((o.meta().namespace.clone()?, o.meta().name.clone()?))
+        }
+        fn insert<K: Resource>(m: &mut Map, o: &K) {
+            if let Some((ns, name)) = key(o) {
+                m.entry(ns).or_default().insert(name);
+            }
+        }
+        // A poisoned lock still holds a valid index (nothing here panics midway).
+        let mut m = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            Event::Init => m.listing = Some(Map::new()),
+            Event::InitApply(o) => {
+                if let Some(l) = m.listing.as_mut() {
+                    insert(l, o);
+                }
+            }
+            Event::InitDone => {
+                if let Some(l) = m.listing.take() {
+                    m.live = l;
+                }
+            }
+            Event::Apply(o) => insert(&mut m.live, o),
+            Event::Delete(o) => {
+                if let Some((ns, name)) = key(o)
+                    && let Some(names) = m.live.get_mut(&ns)
+                {
+                    names.remove(&name);
+                    if names.is_empty() {
+                        m.live.remove(&ns);
+                    }
+                }
+            }
+        }
+    }
+
+    /// References to the objects in `namespace`, sorted by name.
+    pub fn refs<K: Resource<DynamicType = ()>>(&self, namespace: &str) -> Vec<reflector::ObjectRef<K>> {
+        let m = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.live
+            .get(namespace)
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| reflector::ObjectRef::new(n).within(namespace))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The objects of `store` in `namespace` (those the store holds), sorted by name.
+    pub fn objects<K>(&self, store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone,
+    {
+        self.refs::<K>(namespace).iter().filter_map(|r| store.get(r)).collect()
+    }
+}
+
 /// The objects of a reflector's events, the listed ones only once the list is complete.
 ///
 /// kube's reflector store takes a (re-)list in whole when it ends (`InitDone`), while its
@@ -436,6 +563,50 @@ mod tests {
     use super::*;
     use crate::api::AgencyCloud;
     use serde_json::json;
+
+    #[test]
+    fn the_namespace_index_follows_the_watch_events_and_takes_a_relist_whole() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let cm = |ns: &str, n: &str| {
+            let mut c = ConfigMap::default();
+            c.metadata.name = Some(n.into());
+            c.metadata.namespace = Some(ns.into());
+            c
+        };
+        let names =
+            |ix: &NsIndex, ns: &str| -> Vec<String> { ix.refs::<ConfigMap>(ns).into_iter().map(|r| r.name).collect() };
+        let ix = NsIndex::default();
+        ix.observe(&Event::<ConfigMap>::Init);
+        ix.observe(&Event::InitApply(cm("a", "x")));
+        ix.observe(&Event::InitApply(cm("a", "w")));
+        // Not visible until the list is complete (as the store).
+        assert!(names(&ix, "a").is_empty());
+        ix.observe(&Event::<ConfigMap>::InitDone);
+        assert_eq!(names(&ix, "a"), ["w", "x"]);
+        ix.observe(&Event::Apply(cm("b", "y")));
+        ix.observe(&Event::Apply(cm("b", "y")));
+        ix.observe(&Event::Delete(cm("a", "x")));
+        assert_eq!(names(&ix, "a"), ["w"]);
+        assert_eq!(names(&ix, "b"), ["y"]);
+        // A re-list replaces everything: what was deleted meanwhile is gone.
+        ix.observe(&Event::<ConfigMap>::Init);
+        ix.observe(&Event::InitApply(cm("b", "z")));
+        assert_eq!(names(&ix, "a"), ["w"]);
+        ix.observe(&Event::<ConfigMap>::InitDone);
+        assert!(names(&ix, "a").is_empty());
+        assert_eq!(names(&ix, "b"), ["z"]);
+        // Objects of a store by namespace: only those the store holds.
+        let mut writer: Writer<ConfigMap> = Writer::new(());
+        writer.apply_watcher_event(&Event::Apply(cm("b", "z")));
+        let store = writer.as_reader();
+        ix.observe(&Event::Apply(cm("b", "not-in-store")));
+        let objs: Vec<String> = ix
+            .objects(&store, "b")
+            .iter()
+            .map(|o| kube::ResourceExt::name_any(&**o))
+            .collect();
+        assert_eq!(objs, ["z"]);
+    }
 
     #[tokio::test]
     async fn listed_objects_are_passed_on_once_the_store_holds_the_list() {

@@ -33,6 +33,9 @@ pub enum StartError {
     /// The HTTP endpoint failed.
     #[error("HTTP endpoint failed: {0}")]
     Http(#[source] std::io::Error),
+    /// The hub's shared watches could not be set up (a bug; reported, never panics).
+    #[error("cannot set up the shared watches of the hub's custom resources")]
+    SharedWatches,
     /// Another replica took the leader lease: this one stopped its controllers.
     #[error("lost the leader lease; stopped (the replica restarts as a candidate)")]
     LeadershipLost,
@@ -160,11 +163,42 @@ pub async fn run(
             "cannot install the finalizer admission policy on the hub; the controllers add finalizers themselves, one more write per object"
         ),
     }
+    // One watch per kind of AgencyClouds, HostedSystems and BackupPolicies, shared by the
+    // controllers that read it.
+    let Some((streams, watches)) = controller::HubStreams::start(&ctx) else {
+        reflector.abort();
+        return Err(StartError::SharedWatches);
+    };
+    let controller::HubStreams {
+        agency: agency_own,
+        agency_systems,
+        agency_policies,
+        hosted: hosted_own,
+        hosted_agencies,
+        backup: backup_own,
+        backup_systems,
+        backup_agencies,
+    } = streams;
     let dcc = controller::datacenter::run(ctx.clone(), health.pending_cache(), stopped());
-    let agency = controller::agency::run(ctx.clone(), health.pending_cache(), stopped());
+    let agency = controller::agency::run(
+        ctx.clone(),
+        health.pending_cache(),
+        stopped(),
+        (agency_own, agency_systems, agency_policies),
+    );
     let tenancy = controller::tenancy::run(ctx.clone(), health.pending_cache(), stopped());
-    let hosted = controller::hosted::run(ctx.clone(), health.pending_cache(), stopped());
-    let backup = controller::backup::run(ctx.clone(), health.pending_cache(), stopped());
+    let hosted = controller::hosted::run(
+        ctx.clone(),
+        health.pending_cache(),
+        stopped(),
+        (hosted_own, hosted_agencies),
+    );
+    let backup = controller::backup::run(
+        ctx.clone(),
+        health.pending_cache(),
+        stopped(),
+        (backup_own, backup_systems, backup_agencies),
+    );
     let reports = controller::report::run(ctx.clone(), health.pending_cache(), stopped());
     let scheduled_reports = tokio::spawn(controller::report::run_schedule(
         ctx.clone(),
@@ -178,6 +212,9 @@ pub async fn run(
     info!("controllers started");
     futures::join!(dcc, agency, tenancy, hosted, backup, reports);
     reflector.abort();
+    for w in watches {
+        w.abort();
+    }
     gauges.abort();
     scheduled_reports.abort();
     info!("controllers stopped");

@@ -762,16 +762,10 @@ async fn new_objects_get_their_finalizer_at_admission() -> Result<()> {
     let ac: AgencyCloud =
         serde_json::from_value(agency_cloud(&name, 2, "external", &[("prod", "1", "1Gi")], "unused"))?;
     let acs: Api<AgencyCloud> = Api::all(hub.clone());
-    let mut served = false;
-    for v in ["v1", "v1beta1"] {
-        if let Ok(l) = hub
-            .list_api_group_resources(&format!("admissionregistration.k8s.io/{v}"))
-            .await
-        {
-            served |= l.resources.iter().any(|r| r.name == "mutatingadmissionpolicies");
-        }
-    }
-    if !served {
+    if govcloud::controller::tenancy::mutating_policy_version(&hub)
+        .await
+        .is_none()
+    {
         // A hub without the API (TESTBED_MUTATING_POLICIES=0): the controller adds it.
         acs.create(&PostParams::default(), &ac).await?;
         let added = wait_for("the controller's finalizer", T, || {

@@ -16,7 +16,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -393,7 +393,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         invalid.push(format!("spec.agency.creditCode: {e}"));
     }
     if let Some(other) = ctx.agencies.get().and_then(|s| {
-        s.state().into_iter().find(|o| {
+        s.find(|o| {
             o.spec.cloud.agency.credit_code == spec.agency.credit_code && o.metadata.name.as_ref() != Some(&name)
         })
     }) {
@@ -891,26 +891,28 @@ fn backup_compliance(ctx: &Context, level: u8, namespaces: &[String]) -> Desired
     let (Some(systems), Some(policies)) = (ctx.systems.get(), ctx.policies.get()) else {
         return Desired::unknown(BACKUP_COMPLIANT, "Starting", "Backup coverage is not known yet.");
     };
-    let policies = policies.state();
-    let mut uncovered: Vec<String> = systems
-        .state()
-        .into_iter()
-        .filter(|s| s.metadata.deletion_timestamp.is_none())
-        // (Borrowed namespaces: this runs over every system for each agency reconcile.)
-        .filter(|s| s.metadata.namespace.as_ref().is_some_and(|n| namespaces.contains(n)))
-        .filter(|s| {
-            let labels = s.metadata.labels.clone().unwrap_or_default();
-            !policies.iter().any(|p| {
+    // By namespace (the indexes kept with the stores): this runs at every agency reconcile.
+    let mut uncovered: Vec<String> = Vec::new();
+    for ns in namespaces {
+        let covering = ctx.policies_by_ns.objects(policies, ns);
+        for s in ctx.systems_by_ns.objects(systems, ns) {
+            if s.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let empty = std::collections::BTreeMap::new();
+            let labels = s.metadata.labels.as_ref().unwrap_or(&empty);
+            let covered = covering.iter().any(|p| {
                 p.metadata.deletion_timestamp.is_none()
-                    && p.metadata.namespace == s.metadata.namespace
                     && p.spec
                         .selector
                         .as_ref()
-                        .is_none_or(|sel| crate::core::backup::selects(sel, &labels))
-            })
-        })
-        .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
-        .collect();
+                        .is_none_or(|sel| crate::core::backup::selects(sel, labels))
+            });
+            if !covered {
+                uncovered.push(format!("{ns}/{}", s.name_any()));
+            }
+        }
+    }
     uncovered.sort();
     if uncovered.is_empty() {
         Desired::new(
@@ -1214,14 +1216,21 @@ fn error_policy(_ac: Arc<AgencyCloud>, error: &Error, ctx: Arc<Context>) -> Acti
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (reader, stream) =
-        crate::lenient::reflector::<AgencyCloud>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
-    let controller = Controller::for_stream(stream, reader);
+/// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches
+/// (its own AgencyClouds; HostedSystems and BackupPolicies for backup compliance).
+pub async fn run(
+    ctx: Arc<Context>,
+    synced: PendingCache,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    (own, systems, policies): (
+        ReflectHandle<AgencyCloud>,
+        ReflectHandle<crate::api::HostedSystem>,
+        ReflectHandle<crate::api::BackupPolicy>,
+    ),
+) {
+    let reader = own.reader();
+    let controller = Controller::for_shared_stream(own, reader);
     let store = controller.store();
-    let _ = ctx.agencies.set(store.clone());
-    let _ = ctx.metrics.agencies.set(store.clone());
     let clusters = ctx.clusters.clone();
     tokio::spawn(async move {
         loop {
@@ -1252,40 +1261,16 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     );
     let agencies_for_dcc = ctx.agencies.get().cloned();
     // Hosted systems and backup policies change the agency's backup compliance.
-    let agency_of_ns = |agencies: Option<kube::runtime::reflector::Store<AgencyCloud>>| {
+    let agency_of_ns = |ctx: Arc<Context>| {
         move |ns: Option<String>| -> Option<ObjectRef<AgencyCloud>> {
-            let ns = ns?;
-            agencies
-                .as_ref()?
-                .state()
-                .into_iter()
-                .find(|a| {
-                    a.status
-                        .as_ref()
-                        .is_some_and(|s| s.environments.iter().any(|e| e.namespace == ns))
-                })
-                .map(|a| ObjectRef::from_obj(&*a))
+            super::hosted::agency_of(&ctx, &ns?).map(|a| ObjectRef::from_obj(&*a))
         }
     };
-    let by_system = agency_of_ns(ctx.agencies.get().cloned());
-    let by_policy = agency_of_ns(ctx.agencies.get().cloned());
+    let by_system = agency_of_ns(ctx.clone());
+    let by_policy = agency_of_ns(ctx.clone());
     let controller = controller
-        .watches_stream(
-            crate::lenient::objects::<crate::api::HostedSystem>(
-                ctx.client.clone(),
-                watcher::Config::default(),
-                ctx.lenient.clone(),
-            ),
-            move |hs| by_system(hs.namespace()),
-        )
-        .watches_stream(
-            crate::lenient::objects::<crate::api::BackupPolicy>(
-                ctx.client.clone(),
-                watcher::Config::default(),
-                ctx.lenient.clone(),
-            ),
-            move |bp| by_policy(bp.namespace()),
-        );
+        .watches_shared_stream(systems, move |hs| by_system(hs.namespace()))
+        .watches_shared_stream(policies, move |bp| by_policy(bp.namespace()));
     controller
         .watches_stream(dccs, move |dcc: DataCenterCluster| {
             let name = dcc.name_any();

@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -233,10 +233,10 @@ async fn plan(ctx: &Context, bp: &BackupPolicy, t: &Target, ns: &str) -> std::re
     let mut systems: Vec<String> = ctx
         .systems
         .get()
-        .map(|s| s.state())
+        .map(|s| ctx.systems_by_ns.objects(s, ns))
         .unwrap_or_default()
         .into_iter()
-        .filter(|s| s.namespace().as_deref() == Some(ns) && s.metadata.deletion_timestamp.is_none())
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
         .filter(|s| {
             bp.spec
                 .selector
@@ -1076,41 +1076,39 @@ fn error_policy(_bp: Arc<BackupPolicy>, error: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(Duration::from_secs(10))
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (reader, stream) =
-        crate::lenient::reflector::<BackupPolicy>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
-    let controller = Controller::for_stream(stream, reader);
+/// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches (its
+/// own BackupPolicies; HostedSystems for what a policy covers; AgencyClouds for policies
+/// waiting for their agency).
+pub async fn run(
+    ctx: Arc<Context>,
+    synced: PendingCache,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    (own, systems, agencies): (
+        ReflectHandle<BackupPolicy>,
+        ReflectHandle<HostedSystem>,
+        ReflectHandle<crate::api::AgencyCloud>,
+    ),
+) {
+    let reader = own.reader();
+    let controller = Controller::for_shared_stream(own, reader);
     let store = controller.store();
-    let _ = ctx.policies.set(store.clone());
     super::signal_when_synced(store.clone(), synced);
-    let systems =
-        crate::lenient::objects::<HostedSystem>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
     let (location_store, locations) = crate::lenient::reflector::<BackupLocation>(
         ctx.client.clone(),
         watcher::Config::default(),
         ctx.lenient.clone(),
     );
     let _ = ctx.locations.set(location_store);
-    let by_ns = store.clone();
+    let by_ns = ctx.policies_by_ns.clone();
     let all = store.clone();
-    let waiting = store.clone();
-    let agencies = crate::lenient::objects::<crate::api::AgencyCloud>(
-        ctx.client.clone(),
-        watcher::Config::default(),
-        ctx.lenient.clone(),
-    );
+    let waiting = ctx.policies_by_ns.clone();
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         // A system appearing or changing labels may change what a policy covers.
-        .watches_stream(systems, move |hs: HostedSystem| {
-            let ns = hs.namespace();
-            by_ns
-                .state()
-                .into_iter()
-                .filter(|p| p.namespace() == ns)
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
+        .watches_shared_stream(systems, move |hs| {
+            hs.namespace()
+                .map(|ns| by_ns.refs::<BackupPolicy>(&ns))
+                .unwrap_or_default()
         })
         .watches_stream(locations, move |_| {
             all.state()
@@ -1119,7 +1117,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
                 .collect::<Vec<_>>()
         })
         // Policies created before their agency was provisioned go as soon as it is.
-        .watches_stream(agencies, move |ac| super::in_agency_namespaces(&waiting, &ac))
+        .watches_shared_stream(agencies, move |ac| super::in_agency_namespaces(&waiting, &ac))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

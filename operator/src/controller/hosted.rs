@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -693,22 +693,24 @@ fn error_policy(_hs: Arc<HostedSystem>, error: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (reader, stream) =
-        crate::lenient::reflector::<HostedSystem>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
-    let controller = Controller::for_stream(stream, reader);
+/// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches (its
+/// own HostedSystems; AgencyClouds for systems waiting for their agency).
+pub async fn run(
+    ctx: Arc<Context>,
+    synced: PendingCache,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    (own, agencies): (ReflectHandle<HostedSystem>, ReflectHandle<AgencyCloud>),
+) {
+    let reader = own.reader();
+    let controller = Controller::for_shared_stream(own, reader);
     let store = controller.store();
-    let _ = ctx.systems.set(store.clone());
     super::signal_when_synced(store.clone(), synced);
     let events = ctx.system_events.lock().ok().and_then(|mut g| g.take());
     // A changed catalogue template rolls out to the systems that follow it.
     let templates =
         crate::lenient::objects::<ServiceTemplate>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
     let users = store.clone();
-    let waiting = store.clone();
-    let agencies =
-        crate::lenient::objects::<AgencyCloud>(ctx.client.clone(), watcher::Config::default(), ctx.lenient.clone());
+    let waiting = ctx.systems_by_ns.clone();
     let mut controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .watches_stream(templates, move |t: ServiceTemplate| {
@@ -721,9 +723,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
                 .collect::<Vec<_>>()
         })
         // Systems created before their agency was provisioned go as soon as it is.
-        .watches_stream(agencies, move |ac: AgencyCloud| {
-            super::in_agency_namespaces(&waiting, &ac)
-        });
+        .watches_shared_stream(agencies, move |ac| super::in_agency_namespaces(&waiting, &ac));
     if let Some(rx) = events {
         controller = controller.reconcile_on(rx.filter_map(|key| async move {
             key.split_once('/')

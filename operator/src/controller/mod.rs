@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ReflectHandle, Store};
 
 use crate::api::{AgencyCloud, DataCenterCluster};
 use crate::core::quantity::Milli;
@@ -100,6 +100,10 @@ pub struct Context {
     pub policies: std::sync::OnceLock<Store<crate::api::BackupPolicy>>,
     /// All AgencyClouds (the AgencyCloud controller's store), set when it starts.
     pub agencies: std::sync::OnceLock<Store<AgencyCloud>>,
+    /// HostedSystem names per namespace (kept with `systems`).
+    pub systems_by_ns: crate::lenient::NsIndex,
+    /// BackupPolicy names per namespace (kept with `policies`).
+    pub policies_by_ns: crate::lenient::NsIndex,
     /// Whether the hub's tenancy approval admission policy was installed (decisions are
     /// acted on only when the API server enforces who may make them).
     pub approval_policy_installed: std::sync::atomic::AtomicBool,
@@ -116,6 +120,68 @@ pub struct Context {
     pub registry_probes: agency::RegistryProbes,
     /// Each agency's total CPU and memory quota (see [`QuotaTotals`]).
     pub quota_totals: QuotaTotals,
+}
+
+/// The trigger streams of the hub's shared watches of AgencyClouds, HostedSystems and
+/// BackupPolicies (see [`crate::lenient::shared`]), one per controller that reads each kind.
+pub struct HubStreams {
+    /// AgencyClouds, for the AgencyCloud controller (its own objects).
+    pub agency: ReflectHandle<AgencyCloud>,
+    /// HostedSystems, for the AgencyCloud controller (backup compliance).
+    pub agency_systems: ReflectHandle<crate::api::HostedSystem>,
+    /// BackupPolicies, for the AgencyCloud controller (backup compliance).
+    pub agency_policies: ReflectHandle<crate::api::BackupPolicy>,
+    /// HostedSystems, for the HostedSystem controller (its own objects).
+    pub hosted: ReflectHandle<crate::api::HostedSystem>,
+    /// AgencyClouds, for the HostedSystem controller (systems waiting for their agency).
+    pub hosted_agencies: ReflectHandle<AgencyCloud>,
+    /// BackupPolicies, for the BackupPolicy controller (its own objects).
+    pub backup: ReflectHandle<crate::api::BackupPolicy>,
+    /// HostedSystems, for the BackupPolicy controller (what a policy covers).
+    pub backup_systems: ReflectHandle<crate::api::HostedSystem>,
+    /// AgencyClouds, for the BackupPolicy controller (policies waiting for their agency).
+    pub backup_agencies: ReflectHandle<AgencyCloud>,
+}
+
+impl HubStreams {
+    /// Starts the three shared watches, sets the stores (and namespace indexes) in `ctx`,
+    /// and returns the streams with the tasks that drive the watches (abort them at shutdown).
+    pub fn start(ctx: &Context) -> Option<(HubStreams, Vec<tokio::task::JoinHandle<()>>)> {
+        use crate::lenient::shared;
+        let config = kube::runtime::watcher::Config::default;
+        let (agencies, mut a, a_drive) =
+            shared::<AgencyCloud>(ctx.client.clone(), config(), ctx.lenient.clone(), 3, None);
+        let (systems, mut h, h_drive) = shared::<crate::api::HostedSystem>(
+            ctx.client.clone(),
+            config(),
+            ctx.lenient.clone(),
+            3,
+            Some(ctx.systems_by_ns.clone()),
+        );
+        let (policies, mut p, p_drive) = shared::<crate::api::BackupPolicy>(
+            ctx.client.clone(),
+            config(),
+            ctx.lenient.clone(),
+            2,
+            Some(ctx.policies_by_ns.clone()),
+        );
+        let _ = ctx.agencies.set(agencies.clone());
+        let _ = ctx.metrics.agencies.set(agencies);
+        let _ = ctx.systems.set(systems);
+        let _ = ctx.policies.set(policies);
+        let streams = HubStreams {
+            agency: a.pop()?,
+            hosted_agencies: a.pop()?,
+            backup_agencies: a.pop()?,
+            hosted: h.pop()?,
+            agency_systems: h.pop()?,
+            backup_systems: h.pop()?,
+            backup: p.pop()?,
+            agency_policies: p.pop()?,
+        };
+        let tasks = vec![tokio::spawn(a_drive), tokio::spawn(h_drive), tokio::spawn(p_drive)];
+        Some((streams, tasks))
+    }
 }
 
 /// Each AgencyCloud's total CPU and memory quota, by uid and generation: placement sums
@@ -346,6 +412,8 @@ impl Context {
             agencies: std::sync::OnceLock::new(),
             systems: std::sync::OnceLock::new(),
             policies: std::sync::OnceLock::new(),
+            systems_by_ns: crate::lenient::NsIndex::default(),
+            policies_by_ns: crate::lenient::NsIndex::default(),
             locations: std::sync::OnceLock::new(),
             placements: tokio::sync::Mutex::default(),
             gateway_api: std::sync::Mutex::default(),
@@ -409,21 +477,19 @@ pub fn provisioned_namespaces(ac: &AgencyCloud) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Objects of `store` in the namespaces `ac` has provisioned: what waits for an agency to be
-/// placed and provisioned is reconciled as soon as it is, not at its next retry.
-pub fn in_agency_namespaces<K>(store: &Store<K>, ac: &AgencyCloud) -> Vec<kube::runtime::reflector::ObjectRef<K>>
+/// The objects in `index` (a kind's names per namespace) in the namespaces `ac` has
+/// provisioned: what waits for an agency to be placed and provisioned is reconciled as soon
+/// as it is, not at its next retry.
+pub fn in_agency_namespaces<K>(
+    index: &crate::lenient::NsIndex,
+    ac: &AgencyCloud,
+) -> Vec<kube::runtime::reflector::ObjectRef<K>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    let namespaces = provisioned_namespaces(ac);
-    if namespaces.is_empty() {
-        return vec![];
-    }
-    store
-        .state()
-        .into_iter()
-        .filter(|o| o.meta().namespace.as_ref().is_some_and(|n| namespaces.contains(n)))
-        .map(|o| kube::runtime::reflector::ObjectRef::from_obj(&*o))
+    provisioned_namespaces(ac)
+        .iter()
+        .flat_map(|ns| index.refs::<K>(ns))
         .collect()
 }
 

@@ -338,21 +338,41 @@ pub(crate) async fn policy_present(client: &kube::Client, name: &str) -> bool {
 /// Applies the hub admission policy and roles (idempotent, at startup).
 pub async fn install_hub_objects(client: &kube::Client) -> Result<()> {
     for (kind, name, body) in hub::hub_objects() {
-        let (group, plural) = match kind {
-            "ClusterRole" => ("rbac.authorization.k8s.io", "clusterroles"),
-            "ClusterRoleBinding" => ("rbac.authorization.k8s.io", "clusterrolebindings"),
-            "ValidatingAdmissionPolicy" => ("admissionregistration.k8s.io", "validatingadmissionpolicies"),
-            _ => ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"),
-        };
-        apply_hub_object(client, group, "v1", kind, plural, name, &body).await?;
+        apply_hub_object(client, "v1", kind, name, &body).await?;
     }
     Ok(())
 }
 
+/// The kinds of hub object the operator installs at startup: kind → (API group, plural).
+const HUB_KINDS: [(&str, &str, &str); 6] = [
+    ("ClusterRole", "rbac.authorization.k8s.io", "clusterroles"),
+    ("ClusterRoleBinding", "rbac.authorization.k8s.io", "clusterrolebindings"),
+    (
+        "ValidatingAdmissionPolicy",
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+    ),
+    (
+        "ValidatingAdmissionPolicyBinding",
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+    ),
+    (
+        "MutatingAdmissionPolicy",
+        "admissionregistration.k8s.io",
+        "mutatingadmissionpolicies",
+    ),
+    (
+        "MutatingAdmissionPolicyBinding",
+        "admissionregistration.k8s.io",
+        "mutatingadmissionpolicybindings",
+    ),
+];
+
 /// The version of `admissionregistration.k8s.io` that serves MutatingAdmissionPolicies on
 /// the hub (v1 from Kubernetes 1.36; v1beta1 in 1.34–1.35 where the feature is switched
-/// on), or `None`.
-async fn mutating_policy_version(client: &kube::Client) -> Option<&'static str> {
+/// on), or `None`. Also used by the benchmark and the tests to tell which path is in force.
+pub async fn mutating_policy_version(client: &kube::Client) -> Option<&'static str> {
     for version in ["v1", "v1beta1"] {
         if let Ok(list) = client
             .list_api_group_resources(&format!("admissionregistration.k8s.io/{version}"))
@@ -372,33 +392,38 @@ pub async fn install_finalizer_policy(client: &kube::Client) -> Result<Option<&'
     let Some(version) = mutating_policy_version(client).await else {
         return Ok(None);
     };
-    let group = "admissionregistration.k8s.io";
     let finalizers = [
         ("agencyclouds", super::agency::FINALIZER),
         ("hostedsystems", super::hosted::FINALIZER),
         ("backuppolicies", super::backup::FINALIZER),
     ];
-    for (kind, name, body) in hub::finalizer_policy(&format!("{group}/{version}"), &finalizers) {
-        let plural = match kind {
-            "MutatingAdmissionPolicy" => "mutatingadmissionpolicies",
-            _ => "mutatingadmissionpolicybindings",
-        };
-        apply_hub_object(client, group, version, kind, plural, name, &body).await?;
+    let api_version = format!("admissionregistration.k8s.io/{version}");
+    for (kind, name, body) in hub::finalizer_policy(&api_version, &finalizers) {
+        apply_hub_object(client, version, kind, name, &body).await?;
     }
     Ok(Some(version))
+}
+
+/// The API group and plural of a kind in [`HUB_KINDS`].
+fn hub_kind(kind: &str) -> Option<(&'static str, &'static str)> {
+    HUB_KINDS.iter().find(|(k, _, _)| *k == kind).map(|&(_, g, p)| (g, p))
 }
 
 /// Applies one hub object server-side unless the live object already holds it.
 async fn apply_hub_object(
     client: &kube::Client,
-    group: &str,
     version: &str,
     kind: &str,
-    plural: &str,
     name: &str,
     body: &serde_json::Value,
 ) -> Result<()> {
     use kube::api::{ApiResource, DynamicObject};
+    // A kind missing from the table is a bug caught by the unit test below; never a panic.
+    let Some((group, plural)) = hub_kind(kind) else {
+        return Err(crate::error::Error::MissingField(
+            "HUB_KINDS entry of a hub object's kind",
+        ));
+    };
     let ar = ApiResource {
         group: group.into(),
         version: version.into(),
@@ -470,4 +495,29 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hub_object_kind_has_its_group_and_plural() {
+        let policy = hub::finalizer_policy("admissionregistration.k8s.io/v1", &[("agencyclouds", "x")]);
+        for (kind, name, body) in hub::hub_objects().into_iter().chain(policy) {
+            let Some((group, plural)) = hub_kind(kind) else {
+                panic!("{kind} {name} is missing from HUB_KINDS");
+            };
+            let api_version = body["apiVersion"].as_str().unwrap_or_default();
+            assert!(
+                api_version.starts_with(&format!("{group}/")),
+                "{kind}: {api_version} vs {group}"
+            );
+            assert!(
+                plural.ends_with('s') && plural == plural.to_lowercase(),
+                "{kind}: {plural}"
+            );
+        }
+        assert_eq!(hub_kind("Pod"), None);
+    }
 }
