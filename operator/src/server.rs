@@ -67,11 +67,28 @@ pub async fn serve(
 
 async fn metrics_handler(
     State(state): State<AppState>,
+    uri: axum::http::Uri,
 ) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render_only(&requested_names(uri.query())),
     )
+}
+
+/// The metric families named by `name[]` (or `name`) in a query string: `/metrics` renders
+/// only those. Names are `[a-zA-Z_:][a-zA-Z0-9_:]*`, so nothing needs decoding but the
+/// brackets.
+fn requested_names(query: Option<&str>) -> Vec<String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            matches!(key, "name[]" | "name%5B%5D" | "name%5b%5d" | "name")
+                .then(|| value.to_string())
+                .filter(|v| !v.is_empty())
+        })
+        .collect()
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
@@ -82,5 +99,31 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: waiting for CRDs and caches\n",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metric_names_are_read_from_the_query() {
+        let names = super::requested_names(Some(
+            "name[]=govcloud_controller_reconciles_total&name%5B%5D=govcloud_leader&other=1&name[]=",
+        ));
+        assert_eq!(names, ["govcloud_controller_reconciles_total", "govcloud_leader"]);
+        assert!(super::requested_names(None).is_empty());
+        let m = crate::metrics::Metrics::new();
+        m.leader.set(1);
+        let _timer = m.reconcile_started("agencycloud");
+        let only = m.render_only(&names);
+        assert!(only.contains("govcloud_leader 1"), "{only}");
+        assert!(
+            only.contains("govcloud_controller_reconciles_total{controller=\"agencycloud\"} 1"),
+            "{only}"
+        );
+        assert!(
+            !only.contains("govcloud_controller_reconcile_duration_seconds"),
+            "{only}"
+        );
+        assert!(m.render().contains("govcloud_controller_reconcile_duration_seconds"));
     }
 }

@@ -167,6 +167,7 @@ impl HubStreams {
         );
         let _ = ctx.agencies.set(agencies.clone());
         let _ = ctx.metrics.agencies.set(agencies);
+        let _ = ctx.metrics.systems.set(systems.clone());
         let _ = ctx.systems.set(systems);
         let _ = ctx.policies.set(policies);
         let streams = HubStreams {

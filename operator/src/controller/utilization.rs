@@ -8,8 +8,8 @@ use kube::ResourceExt;
 use super::Context;
 use crate::core::utilization as util;
 
-/// Recomputes `govcloud_cluster_resource`, `govcloud_agency_systems` and
-/// `govcloud_agency_hosted_systems` from the caches (one pass over the systems).
+/// Recomputes `govcloud_cluster_resource` from the caches (`govcloud_agency_systems` and
+/// `govcloud_agency_hosted_systems` are written at each scrape: `metrics::agency_systems_text`).
 pub fn refresh_metrics(ctx: &Context) {
     let (Some(agencies), Some(systems)) = (ctx.agencies.get(), ctx.systems.get()) else {
         return;
@@ -40,54 +40,11 @@ pub fn refresh_metrics(ctx: &Context) {
             }
         }
     }
-    ctx.metrics.agency_systems_state.reset();
-    ctx.metrics.agency_systems.reset();
-    // Systems per namespace once, not once per agency environment (thousands of each):
-    // (total, ready) and, for systems not being deleted, the count per migration phase.
-    let mut by_ns: std::collections::HashMap<&str, (i64, i64)> = std::collections::HashMap::new();
-    let mut phases: std::collections::HashMap<&str, [i64; MIGRATION_PHASES.len()]> = std::collections::HashMap::new();
-    for s in &systems {
-        let Some(ns) = s.metadata.namespace.as_deref() else {
-            continue;
-        };
-        let ok = s.status.as_ref().is_some_and(|st| {
-            st.conditions
-                .iter()
-                .any(|c| c.type_ == "Available" && c.status == "True")
-        });
-        let e = by_ns.entry(ns).or_default();
-        e.0 += 1;
-        e.1 += i64::from(ok);
-        if s.metadata.deletion_timestamp.is_none() {
-            phases.entry(ns).or_default()[migration_phase(s)] += 1;
-        }
-    }
-    for a in &agencies {
-        let name = a.name_any();
-        let mut agency_phases = [0i64; MIGRATION_PHASES.len()];
-        for env in a.status.iter().flat_map(|s| s.environments.iter()) {
-            let (total, ready) = by_ns.get(env.namespace.as_str()).copied().unwrap_or_default();
-            let m = &ctx.metrics.agency_systems_state;
-            m.with_label_values(&[&name, &env.name, "total"]).set(total);
-            m.with_label_values(&[&name, &env.name, "ready"]).set(ready);
-            if let Some(p) = phases.get(env.namespace.as_str()) {
-                for (sum, n) in agency_phases.iter_mut().zip(p) {
-                    *sum += n;
-                }
-            }
-        }
-        for (phase, n) in MIGRATION_PHASES.iter().zip(agency_phases) {
-            ctx.metrics
-                .agency_systems
-                .with_label_values(&[name.as_str(), phase])
-                .set(n);
-        }
-    }
 }
 
 /// The label values of `govcloud_agency_hosted_systems`: `none` (no migration) and every
 /// `spec.migration.phase`.
-const MIGRATION_PHASES: [&str; 7] = [
+pub(crate) const MIGRATION_PHASES: [&str; 7] = [
     "none",
     "Planned",
     "Syncing",
@@ -98,7 +55,7 @@ const MIGRATION_PHASES: [&str; 7] = [
 ];
 
 /// Index in [`MIGRATION_PHASES`] of a system's migration phase.
-fn migration_phase(s: &crate::api::HostedSystem) -> usize {
+pub(crate) fn migration_phase(s: &crate::api::HostedSystem) -> usize {
     use crate::api::hosted::MigrationPhase as P;
     match s.spec.migration.as_ref().map(|m| m.phase) {
         None => 0,
