@@ -385,7 +385,12 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or_default();
-        for family in prometheus::core::Collector::collect(&self.backup_last_success) {
+        let ages = if want("govcloud_backup_recovery_point_age_seconds") {
+            prometheus::core::Collector::collect(&self.backup_last_success)
+        } else {
+            Vec::new()
+        };
+        for family in ages {
             for m in family.get_metric() {
                 let labels: Vec<&str> = m.get_label().iter().map(|l| l.value()).collect();
                 if labels.len() == 3 {
@@ -410,6 +415,10 @@ impl Metrics {
         families.retain(|f| want(f.name()));
         encode(&families, &mut out);
         for c in self.per_object.iter() {
+            // Not collected at all when not asked for (collecting builds every series).
+            if !c.desc().iter().any(|d| want(&d.fq_name)) {
+                continue;
+            }
             let mut families = c.collect();
             // As the registry's gather: a vector without series is left out.
             families.retain(|f| !f.get_metric().is_empty() && want(f.name()));
@@ -422,30 +431,7 @@ impl Metrics {
             }
             let (states, phases) = (want("govcloud_agency_systems"), want("govcloud_agency_hosted_systems"));
             if let (Some(systems), true) = (self.systems.get(), states || phases) {
-                let mut text = String::new();
-                agency_systems_text(&agencies, &systems.state(), &mut text);
-                if states && phases {
-                    out.push_str(&text);
-                } else {
-                    // One of the two families: its lines (HELP and TYPE included).
-                    let family = if states {
-                        "govcloud_agency_systems"
-                    } else {
-                        "govcloud_agency_hosted_systems"
-                    };
-                    for line in text.lines() {
-                        let name = line
-                            .trim_start_matches("# HELP ")
-                            .trim_start_matches("# TYPE ")
-                            .split(['{', ' '])
-                            .next()
-                            .unwrap_or_default();
-                        if name == family {
-                            out.push_str(line);
-                            out.push('\n');
-                        }
-                    }
-                }
+                agency_systems_families(&agencies, &systems.state(), (states, phases), &mut out);
             }
         }
         self.last_len.store(out.len(), std::sync::atomic::Ordering::Relaxed);
@@ -514,6 +500,17 @@ pub fn agency_systems_text(
     systems: &[std::sync::Arc<crate::api::HostedSystem>],
     out: &mut String,
 ) {
+    agency_systems_families(agencies, systems, (true, true), out);
+}
+
+/// [`agency_systems_text`] of the families asked for: (`govcloud_agency_systems`,
+/// `govcloud_agency_hosted_systems`).
+fn agency_systems_families(
+    agencies: &[std::sync::Arc<crate::api::AgencyCloud>],
+    systems: &[std::sync::Arc<crate::api::HostedSystem>],
+    (states, with_phases): (bool, bool),
+    out: &mut String,
+) {
     use crate::controller::utilization::{MIGRATION_PHASES, migration_phase};
     use kube::ResourceExt as _;
     use std::collections::HashMap;
@@ -537,23 +534,28 @@ pub fn agency_systems_text(
             phases.entry(ns).or_default()[migration_phase(s)] += 1;
         }
     }
-    out.push_str(
+    if states {
+        out.push_str(
         "# HELP govcloud_agency_systems Hosted systems per agency environment: state=total and state=ready (Available).\n\
          # TYPE govcloud_agency_systems gauge\n",
     );
-    for a in agencies {
-        let name = a.name_any();
-        for env in a.status.iter().flat_map(|s| s.environments.iter()) {
-            let (total, ready) = by_ns.get(env.namespace.as_str()).copied().unwrap_or_default();
-            for (state, n) in [("total", total), ("ready", ready)] {
-                let _ = writeln!(
-                    out,
-                    "govcloud_agency_systems{{agency=\"{}\",environment=\"{}\",state=\"{state}\"}} {n}",
-                    esc(&name),
-                    esc(&env.name)
-                );
+        for a in agencies {
+            let name = a.name_any();
+            for env in a.status.iter().flat_map(|s| s.environments.iter()) {
+                let (total, ready) = by_ns.get(env.namespace.as_str()).copied().unwrap_or_default();
+                for (state, n) in [("total", total), ("ready", ready)] {
+                    let _ = writeln!(
+                        out,
+                        "govcloud_agency_systems{{agency=\"{}\",environment=\"{}\",state=\"{state}\"}} {n}",
+                        esc(&name),
+                        esc(&env.name)
+                    );
+                }
             }
         }
+    }
+    if !with_phases {
+        return;
     }
     out.push_str(
         "# HELP govcloud_agency_hosted_systems Hosted systems per agency by migration phase (none = not migrating): planned vs migrated.\n\
