@@ -169,36 +169,11 @@ pub async fn run(
         reflector.abort();
         return Err(StartError::SharedWatches);
     };
-    let controller::HubStreams {
-        agency: agency_own,
-        agency_systems,
-        agency_policies,
-        hosted: hosted_own,
-        hosted_agencies,
-        backup: backup_own,
-        backup_systems,
-        backup_agencies,
-    } = streams;
     let dcc = controller::datacenter::run(ctx.clone(), health.pending_cache(), stopped());
-    let agency = controller::agency::run(
-        ctx.clone(),
-        health.pending_cache(),
-        stopped(),
-        (agency_own, agency_systems, agency_policies),
-    );
+    let agency = controller::agency::run(ctx.clone(), health.pending_cache(), stopped(), streams.agency);
     let tenancy = controller::tenancy::run(ctx.clone(), health.pending_cache(), stopped());
-    let hosted = controller::hosted::run(
-        ctx.clone(),
-        health.pending_cache(),
-        stopped(),
-        (hosted_own, hosted_agencies),
-    );
-    let backup = controller::backup::run(
-        ctx.clone(),
-        health.pending_cache(),
-        stopped(),
-        (backup_own, backup_systems, backup_agencies),
-    );
+    let hosted = controller::hosted::run(ctx.clone(), health.pending_cache(), stopped(), streams.hosted);
+    let backup = controller::backup::run(ctx.clone(), health.pending_cache(), stopped(), streams.backup);
     let reports = controller::report::run(ctx.clone(), health.pending_cache(), stopped());
     let scheduled_reports = tokio::spawn(controller::report::run_schedule(
         ctx.clone(),

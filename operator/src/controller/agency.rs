@@ -1216,17 +1216,22 @@ fn error_policy(_ac: Arc<AgencyCloud>, error: &Error, ctx: Arc<Context>) -> Acti
     }
 }
 
-/// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches
-/// (its own AgencyClouds; HostedSystems and BackupPolicies for backup compliance).
+/// The hub's shared watches that trigger the AgencyCloud controller.
+pub struct Streams {
+    /// Its own AgencyClouds.
+    pub own: ReflectHandle<AgencyCloud>,
+    /// HostedSystems (backup compliance).
+    pub systems: ReflectHandle<crate::api::HostedSystem>,
+    /// BackupPolicies (backup compliance).
+    pub policies: ReflectHandle<crate::api::BackupPolicy>,
+}
+
+/// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches.
 pub async fn run(
     ctx: Arc<Context>,
     synced: PendingCache,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    (own, systems, policies): (
-        ReflectHandle<AgencyCloud>,
-        ReflectHandle<crate::api::HostedSystem>,
-        ReflectHandle<crate::api::BackupPolicy>,
-    ),
+    Streams { own, systems, policies }: Streams,
 ) {
     let reader = own.reader();
     let controller = Controller::for_shared_stream(own, reader);

@@ -1076,18 +1076,22 @@ fn error_policy(_bp: Arc<BackupPolicy>, error: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(Duration::from_secs(10))
 }
 
-/// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches (its
-/// own BackupPolicies; HostedSystems for what a policy covers; AgencyClouds for policies
-/// waiting for their agency).
+/// The hub's shared watches that trigger the BackupPolicy controller.
+pub struct Streams {
+    /// Its own BackupPolicies.
+    pub own: ReflectHandle<BackupPolicy>,
+    /// HostedSystems (what a policy covers).
+    pub systems: ReflectHandle<HostedSystem>,
+    /// AgencyClouds (policies waiting for their agency).
+    pub agencies: ReflectHandle<crate::api::AgencyCloud>,
+}
+
+/// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches.
 pub async fn run(
     ctx: Arc<Context>,
     synced: PendingCache,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    (own, systems, agencies): (
-        ReflectHandle<BackupPolicy>,
-        ReflectHandle<HostedSystem>,
-        ReflectHandle<crate::api::AgencyCloud>,
-    ),
+    Streams { own, systems, agencies }: Streams,
 ) {
     let reader = own.reader();
     let controller = Controller::for_shared_stream(own, reader);

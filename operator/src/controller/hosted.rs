@@ -693,13 +693,20 @@ fn error_policy(_hs: Arc<HostedSystem>, error: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches (its
-/// own HostedSystems; AgencyClouds for systems waiting for their agency).
+/// The hub's shared watches that trigger the HostedSystem controller.
+pub struct Streams {
+    /// Its own HostedSystems.
+    pub own: ReflectHandle<HostedSystem>,
+    /// AgencyClouds (systems waiting for their agency).
+    pub agencies: ReflectHandle<AgencyCloud>,
+}
+
+/// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches.
 pub async fn run(
     ctx: Arc<Context>,
     synced: PendingCache,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    (own, agencies): (ReflectHandle<HostedSystem>, ReflectHandle<AgencyCloud>),
+    Streams { own, agencies }: Streams,
 ) {
     let reader = own.reader();
     let controller = Controller::for_shared_stream(own, reader);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ReflectHandle, Store};
+use kube::runtime::reflector::Store;
 
 use crate::api::{AgencyCloud, DataCenterCluster};
 use crate::core::quantity::Milli;
@@ -125,22 +125,12 @@ pub struct Context {
 /// The trigger streams of the hub's shared watches of AgencyClouds, HostedSystems and
 /// BackupPolicies (see [`crate::lenient::shared`]), one per controller that reads each kind.
 pub struct HubStreams {
-    /// AgencyClouds, for the AgencyCloud controller (its own objects).
-    pub agency: ReflectHandle<AgencyCloud>,
-    /// HostedSystems, for the AgencyCloud controller (backup compliance).
-    pub agency_systems: ReflectHandle<crate::api::HostedSystem>,
-    /// BackupPolicies, for the AgencyCloud controller (backup compliance).
-    pub agency_policies: ReflectHandle<crate::api::BackupPolicy>,
-    /// HostedSystems, for the HostedSystem controller (its own objects).
-    pub hosted: ReflectHandle<crate::api::HostedSystem>,
-    /// AgencyClouds, for the HostedSystem controller (systems waiting for their agency).
-    pub hosted_agencies: ReflectHandle<AgencyCloud>,
-    /// BackupPolicies, for the BackupPolicy controller (its own objects).
-    pub backup: ReflectHandle<crate::api::BackupPolicy>,
-    /// HostedSystems, for the BackupPolicy controller (what a policy covers).
-    pub backup_systems: ReflectHandle<crate::api::HostedSystem>,
-    /// AgencyClouds, for the BackupPolicy controller (policies waiting for their agency).
-    pub backup_agencies: ReflectHandle<AgencyCloud>,
+    /// For the AgencyCloud controller.
+    pub agency: agency::Streams,
+    /// For the HostedSystem controller.
+    pub hosted: hosted::Streams,
+    /// For the BackupPolicy controller.
+    pub backup: backup::Streams,
 }
 
 impl HubStreams {
@@ -171,14 +161,20 @@ impl HubStreams {
         let _ = ctx.systems.set(systems);
         let _ = ctx.policies.set(policies);
         let streams = HubStreams {
-            agency: a.pop()?,
-            hosted_agencies: a.pop()?,
-            backup_agencies: a.pop()?,
-            hosted: h.pop()?,
-            agency_systems: h.pop()?,
-            backup_systems: h.pop()?,
-            backup: p.pop()?,
-            agency_policies: p.pop()?,
+            agency: agency::Streams {
+                own: a.pop()?,
+                systems: h.pop()?,
+                policies: p.pop()?,
+            },
+            hosted: hosted::Streams {
+                own: h.pop()?,
+                agencies: a.pop()?,
+            },
+            backup: backup::Streams {
+                own: p.pop()?,
+                systems: h.pop()?,
+                agencies: a.pop()?,
+            },
         };
         let tasks = vec![tokio::spawn(a_drive), tokio::spawn(h_drive), tokio::spawn(p_drive)];
         Some((streams, tasks))
