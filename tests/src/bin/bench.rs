@@ -1886,7 +1886,7 @@ async fn measure(b: &mut Bench) -> Result<()> {
     Ok(())
 }
 
-fn write_doc(a: &Args, b: &Bench, path: &Path) -> Result<()> {
+fn write_doc(a: &Args, b: &Bench, machine: &[(String, String)], path: &Path) -> Result<()> {
     let mut s = String::new();
     s.push_str("# Performance\n\n");
     s.push_str(&format!(
@@ -1899,7 +1899,7 @@ fn write_doc(a: &Args, b: &Bench, path: &Path) -> Result<()> {
         a.clusters
     ));
     s.push_str("## Machine and versions\n\n| | |\n|---|---|\n");
-    for (k, v) in machine() {
+    for (k, v) in machine {
         s.push_str(&format!("| {k} | {v} |\n"));
     }
     s.push_str("\n## Settings\n\n| | |\n|---|---|\n");
@@ -1921,6 +1921,9 @@ fn write_doc(a: &Args, b: &Bench, path: &Path) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = parse_args()?;
+    // The commit (and whether the tree had local changes) when the driver starts, just after
+    // `hack/bench.sh` built the binaries: edits made while a long run goes on are not in them.
+    let machine = machine();
     init_crypto();
     ensure_testbed()?;
     for n in 1..=a.clusters {
@@ -2061,7 +2064,7 @@ async fn main() -> Result<()> {
         } else {
             repo_root().join(path)
         };
-        write_doc(&a, &b, &path)?;
+        write_doc(&a, &b, &machine, &path)?;
         log(format!("wrote {}", path.display()));
     }
     outcome
