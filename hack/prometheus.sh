@@ -27,10 +27,10 @@
 #     (absolute path; checked with promtool before every start or reload). No
 #     Alertmanager: alerts show in /alerts and /api/v1/alerts.
 #   - State: $PROMETHEUS_STATE (default $TESTBED_STATE/prometheus) holds the generated
-#     prometheus.yml, the TSDB (data/), the PID file and the log. Run
-#     "hack/prometheus.sh down" before "hack/testbed.sh down" (that one deletes
-#     $TESTBED_STATE but stops only its own processes). If $TESTBED_STATE does not
-#     exist yet, it is created with the testbed's marker so that a later
+#     prometheus.yml, the TSDB (data/), the PID file and the log. "hack/testbed.sh
+#     down" runs "hack/prometheus.sh down" first when this state is in its default
+#     place; with PROMETHEUS_STATE elsewhere, run it yourself. If $TESTBED_STATE does
+#     not exist yet, it is created with the testbed's marker so that a later
 #     "hack/testbed.sh up" accepts it.
 #   - Lifecycle API (--web.enable-lifecycle) is on: POST /-/reload re-reads config and rules.
 #   - Debian's build has the classic web UI (/graph, /alerts, /targets) and reads its

@@ -644,6 +644,16 @@ cmd_down() {
   if [ ! -d "$TESTBED_STATE" ]; then log "nothing to stop ($TESTBED_STATE does not exist)"; return 0; fi
   [ -f "$TESTBED_STATE/$MARKER" ] || die "$TESTBED_STATE is not a testbed state dir (no $MARKER); not touching it"
   local name
+  # Velero (servers, object stores) and Prometheus started by hack/velero.sh and
+  # hack/prometheus.sh keep their PID files in the testbed's state dir, which is
+  # removed below: stop them first (by PID), or they would run on with no way to
+  # find them.
+  if [ -f "$TESTBED_STATE/velero/.govcloud-velero" ]; then
+    VELERO_STATE="$TESTBED_STATE/velero" bash "$here/velero.sh" down
+  fi
+  if [ -f "$TESTBED_STATE/prometheus/.govcloud-prometheus" ]; then
+    PROMETHEUS_STATE="$TESTBED_STATE/prometheus" bash "$here/prometheus.sh" down
+  fi
   for name in $(existing_clusters); do
     # Clients first, etcd last, so the API server shuts down cleanly.
     stop_cluster_components "$name" kwok kube-scheduler kube-controller-manager kube-apiserver

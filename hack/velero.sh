@@ -62,8 +62,9 @@
 #     pod-volume backups, CSI snapshots and the data mover do not work; create
 #     Backups with snapshotVolumes: false (and defaultVolumesToFsBackup: false).
 #   - State (PID files, logs, object data) lives in $TESTBED_STATE/velero.
-#     Run "hack/velero.sh down" before "hack/testbed.sh down" (that one deletes
-#     $TESTBED_STATE but stops only its own processes).
+#     "hack/testbed.sh down" runs "hack/velero.sh down" first when this state
+#     is in its default place ($TESTBED_STATE/velero); with VELERO_STATE
+#     elsewhere, run "hack/velero.sh down" yourself.
 #
 # Environment:
 #   TESTBED_STATE              testbed state dir (default ${GOVCLOUD_CACHE:-~/.cache/govcloud}/testbed)
