@@ -431,7 +431,7 @@ impl Metrics {
             }
             let (states, phases) = (want("govcloud_agency_systems"), want("govcloud_agency_hosted_systems"));
             if let (Some(systems), true) = (self.systems.get(), states || phases) {
-                agency_systems_families(&agencies, &systems.state(), (states, phases), &mut out);
+                agency_systems_text(&agencies, &systems.state(), (states, phases), &mut out);
             }
         }
         self.last_len.store(out.len(), std::sync::atomic::Ordering::Relaxed);
@@ -489,29 +489,44 @@ fn esc(v: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Appends `govcloud_agency_systems{agency,environment,state}` (state=total and state=ready,
-/// i.e. Available) and `govcloud_agency_hosted_systems{agency,migration_phase}` (systems not
-/// being deleted, by migration phase; `none` = not migrating) for the environments in the
-/// agencies' status — one pass over the systems. As gauges, refreshed every 10 s, their
-/// 26,000 series at the national scale held their label sets twice over and were rebuilt
-/// at each refresh.
-pub fn agency_systems_text(
-    agencies: &[std::sync::Arc<crate::api::AgencyCloud>],
-    systems: &[std::sync::Arc<crate::api::HostedSystem>],
-    out: &mut String,
-) {
-    agency_systems_families(agencies, systems, (true, true), out);
+/// The label values of `govcloud_agency_hosted_systems`: `none` (no migration) and every
+/// `spec.migration.phase`.
+const MIGRATION_PHASES: [&str; 7] = [
+    "none",
+    "Planned",
+    "Syncing",
+    "CutoverReady",
+    "CutOver",
+    "Decommissioned",
+    "RolledBack",
+];
+
+/// Index in [`MIGRATION_PHASES`] of a system's migration phase.
+fn migration_phase(s: &crate::api::HostedSystem) -> usize {
+    use crate::api::hosted::MigrationPhase as P;
+    match s.spec.migration.as_ref().map(|m| m.phase) {
+        None => 0,
+        Some(P::Planned) => 1,
+        Some(P::Syncing) => 2,
+        Some(P::CutoverReady) => 3,
+        Some(P::CutOver) => 4,
+        Some(P::Decommissioned) => 5,
+        Some(P::RolledBack) => 6,
+    }
 }
 
-/// [`agency_systems_text`] of the families asked for: (`govcloud_agency_systems`,
-/// `govcloud_agency_hosted_systems`).
-fn agency_systems_families(
+/// Appends `govcloud_agency_systems{agency,environment,state}` (state=total and state=ready,
+/// i.e. Available) and `govcloud_agency_hosted_systems{agency,migration_phase}` (systems not
+/// being deleted, by migration phase; `none` = not migrating) — those of the two asked for
+/// in `(states, with_phases)` — for the environments in the agencies' status, in one pass
+/// over the systems. As gauges, refreshed every 10 s, their 26,000 series at the national
+/// scale held their label sets twice over and were rebuilt at each refresh.
+pub fn agency_systems_text(
     agencies: &[std::sync::Arc<crate::api::AgencyCloud>],
     systems: &[std::sync::Arc<crate::api::HostedSystem>],
     (states, with_phases): (bool, bool),
     out: &mut String,
 ) {
-    use crate::controller::utilization::{MIGRATION_PHASES, migration_phase};
     use kube::ResourceExt as _;
     use std::collections::HashMap;
     use std::fmt::Write as _;
@@ -536,9 +551,9 @@ fn agency_systems_families(
     }
     if states {
         out.push_str(
-        "# HELP govcloud_agency_systems Hosted systems per agency environment: state=total and state=ready (Available).\n\
-         # TYPE govcloud_agency_systems gauge\n",
-    );
+            "# HELP govcloud_agency_systems Hosted systems per agency environment: state=total and state=ready (Available).\n\
+             # TYPE govcloud_agency_systems gauge\n",
+        );
         for a in agencies {
             let name = a.name_any();
             for env in a.status.iter().flat_map(|s| s.environments.iter()) {
@@ -661,7 +676,7 @@ mod tests {
             system("other-prod", true, false),
         ];
         let mut out = String::new();
-        super::agency_systems_text(&[Arc::new(ac.clone())], &systems, &mut out);
+        super::agency_systems_text(&[Arc::new(ac.clone())], &systems, (true, true), &mut out);
         let name = kube::ResourceExt::name_any(&ac);
         for want in [
             format!("govcloud_agency_systems{{agency=\"{name}\",environment=\"prod\",state=\"total\"}} 2"),

@@ -92,14 +92,16 @@ pub struct Context {
     pub system_events: Mutex<Option<mpsc::Receiver<String>>>,
     /// All DataCenterClusters (hub reflector).
     pub clusters: Store<DataCenterCluster>,
-    /// All HostedSystems (the HostedSystem controller's store), set when it starts.
-    pub systems: std::sync::OnceLock<Store<crate::api::HostedSystem>>,
+    /// All HostedSystems (the hub's shared watch), set by [`HubStreams::start`]; the same
+    /// cell as `metrics.systems`.
+    pub systems: Arc<std::sync::OnceLock<Store<crate::api::HostedSystem>>>,
     /// BackupLocations (the backup controller's store of them, set when it starts).
     pub locations: std::sync::OnceLock<Store<crate::api::backup::BackupLocation>>,
-    /// BackupPolicy cache (set when the backup controller starts).
+    /// All BackupPolicies (the hub's shared watch), set by [`HubStreams::start`].
     pub policies: std::sync::OnceLock<Store<crate::api::BackupPolicy>>,
-    /// All AgencyClouds (the AgencyCloud controller's store), set when it starts.
-    pub agencies: std::sync::OnceLock<Store<AgencyCloud>>,
+    /// All AgencyClouds (the hub's shared watch), set by [`HubStreams::start`]; the same cell
+    /// as `metrics.agencies`.
+    pub agencies: Arc<std::sync::OnceLock<Store<AgencyCloud>>>,
     /// HostedSystem names per namespace (kept with `systems`).
     pub systems_by_ns: crate::lenient::NsIndex,
     /// BackupPolicy names per namespace (kept with `policies`).
@@ -155,9 +157,7 @@ impl HubStreams {
             2,
             Some(ctx.policies_by_ns.clone()),
         );
-        let _ = ctx.agencies.set(agencies.clone());
-        let _ = ctx.metrics.agencies.set(agencies);
-        let _ = ctx.metrics.systems.set(systems.clone());
+        let _ = ctx.agencies.set(agencies);
         let _ = ctx.systems.set(systems);
         let _ = ctx.policies.set(policies);
         let streams = HubStreams {
@@ -391,6 +391,8 @@ impl Context {
         let members = MemberClients::new(client.clone(), settings.namespace.clone(), settings.member_timeout);
         let (tx, rx) = mpsc::channel(4096);
         let (system_tx, system_rx) = mpsc::channel(4096);
+        // The metrics render per-agency families from the same stores.
+        let (agencies, systems) = (metrics.agencies.clone(), metrics.systems.clone());
         Arc::new(Context {
             client,
             recorder,
@@ -406,8 +408,8 @@ impl Context {
             member_events: Mutex::new(Some(rx)),
             system_events: Mutex::new(Some(system_rx)),
             clusters,
-            agencies: std::sync::OnceLock::new(),
-            systems: std::sync::OnceLock::new(),
+            agencies,
+            systems,
             policies: std::sync::OnceLock::new(),
             systems_by_ns: crate::lenient::NsIndex::default(),
             policies_by_ns: crate::lenient::NsIndex::default(),

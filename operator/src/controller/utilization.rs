@@ -42,32 +42,6 @@ pub fn refresh_metrics(ctx: &Context) {
     }
 }
 
-/// The label values of `govcloud_agency_hosted_systems`: `none` (no migration) and every
-/// `spec.migration.phase`.
-pub(crate) const MIGRATION_PHASES: [&str; 7] = [
-    "none",
-    "Planned",
-    "Syncing",
-    "CutoverReady",
-    "CutOver",
-    "Decommissioned",
-    "RolledBack",
-];
-
-/// Index in [`MIGRATION_PHASES`] of a system's migration phase.
-pub(crate) fn migration_phase(s: &crate::api::HostedSystem) -> usize {
-    use crate::api::hosted::MigrationPhase as P;
-    match s.spec.migration.as_ref().map(|m| m.phase) {
-        None => 0,
-        Some(P::Planned) => 1,
-        Some(P::Syncing) => 2,
-        Some(P::CutoverReady) => 3,
-        Some(P::CutOver) => 4,
-        Some(P::Decommissioned) => 5,
-        Some(P::RolledBack) => 6,
-    }
-}
-
 /// ConfigMap (operator namespace) that points the operator at a Prometheus holding actual
 /// consumption: keys `prometheusURL` and optionally `cpuUsageQuery`.
 pub const USAGE_CONFIGMAP: &str = "govcloud-utilization";
