@@ -30,3 +30,8 @@ PROMTOOL_BIN="$PROMETHEUS_DIR/usr/bin/promtool"
 # hack/build-helm.sh into $HELM_BIN/helm.
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 HELM_BIN="$GOVCLOUD_CACHE/bin/helm-$HELM_VERSION"
+
+# Image registry (distribution, "registry:3") for images without the internet; built from the
+# Go module proxy by hack/registry.sh build into $REGISTRY_BIN/registry. Used by hack/images.sh.
+REGISTRY_VERSION="${REGISTRY_VERSION:-v3.1.2}"
+REGISTRY_BIN="$GOVCLOUD_CACHE/bin/registry-$REGISTRY_VERSION"
