@@ -2,7 +2,9 @@
 # Build the local control plane from the Go module proxy into a cache outside
 # the repository (never committed):
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (Kubernetes)
-#   etcd (3.6), kwok (fake nodes and pods).
+#   etcd (3.6), kwok (fake nodes and pods);
+#   kubelet, kube-proxy (Kubernetes) and kube-router (NetworkPolicy firewall) for the
+#   real nodes, unless --control-plane-only.
 # Cached by version: a second run finds the binaries and returns in seconds.
 #
 # Environment:
@@ -10,6 +12,7 @@
 #   K8S_VERSION         default v1.34.4
 #   ETCD_VERSION        default v3.6.16
 #   KWOK_VERSION        default v0.8.0
+#   KUBE_ROUTER_VERSION default v2.1.0
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,16 +44,12 @@ staging_modules() {
   awk '/^require \(/{r=1;next} /^\)/{r=0} r && $1 ~ /^k8s\.io\// && $2=="v0.0.0" {print $1} /^require k8s\.io\/.* v0\.0\.0/ {print $2}' "$1" | sort -u
 }
 
-build_kubernetes() {
-  local out="$K8S_BIN"
-  if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && \
-     [ -x "$out/kube-scheduler" ] && [ -x "$out/kubectl" ]; then
-    log "kubernetes $K8S_VERSION: cached in $out"
-    return 0
-  fi
-  local staging_ver="v0${K8S_VERSION#v1}"
+# The wrapper module that builds Kubernetes commands at $K8S_VERSION (created once).
+kubernetes_wrapper() {
   local wd="$GOVCLOUD_CACHE/src/kubernetes-$K8S_VERSION"
-  mkdir -p "$wd" "$out.tmp"
+  if [ -f "$wd/go.mod" ] && grep -q '^replace' "$wd/go.mod"; then echo "$wd"; return 0; fi
+  local staging_ver="v0${K8S_VERSION#v1}"
+  mkdir -p "$wd"
   log "kubernetes $K8S_VERSION: downloading module (cold: several minutes)"
   local modfile
   modfile="$(cd "$wd" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
@@ -67,22 +66,54 @@ build_kubernetes() {
     for m in $(staging_modules "$modfile"); do
       echo "replace $m => $m $staging_ver"
     done
-  } > "$wd/go.mod"
+  } > "$wd/go.mod.tmp"
+  mv "$wd/go.mod.tmp" "$wd/go.mod"
   log "kubernetes: wrapper module with $(grep -c '^replace' "$wd/go.mod") staging replaces"
+  (cd "$wd" && with_heartbeat "module graph" go mod download k8s.io/kubernetes) >&2
+  echo "$wd"
+}
+
+# build_kubernetes CMD... — builds the Kubernetes commands that are not cached yet
+# (each one separately, so adding a command later does not rebuild the others).
+build_kubernetes() {
+  local out="$K8S_BIN" cmd missing=()
+  for cmd in "$@"; do [ -x "$out/$cmd" ] || missing+=("$cmd"); done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "kubernetes $K8S_VERSION ($*): cached in $out"
+    return 0
+  fi
+  local wd; wd="$(kubernetes_wrapper)"
+  local minor; minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
   local ldflags="-s -w \
     -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
     -X k8s.io/component-base/version.gitMajor=1 \
-    -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) \
+    -X k8s.io/component-base/version.gitMinor=$minor \
     -X k8s.io/component-base/version.gitTreeState=clean \
     -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
     -X k8s.io/client-go/pkg/version.gitMajor=1 \
-    -X k8s.io/client-go/pkg/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
-  (cd "$wd" && with_heartbeat "module graph" go mod download k8s.io/kubernetes) >&2
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  mkdir -p "$out"
+  for cmd in "${missing[@]}"; do
     (cd "$wd" && with_heartbeat "$cmd" go build -mod=mod -trimpath -ldflags "$ldflags" \
-      -o "$out.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+      -o "$out/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
+    mv "$out/$cmd.tmp" "$out/$cmd"
   done
-  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+# kube-router's NetworkPolicy firewall (iptables + ipset) for the real nodes. Only
+# v2.1.0 is served by the Go module proxy here (newer versions answer 403 "This module
+# version is not available"); see docs/development.md.
+build_kube_router() {
+  local out="$KUBE_ROUTER_BIN"
+  if [ -x "$out/kube-router" ]; then log "kube-router $KUBE_ROUTER_VERSION: cached in $out"; return 0; fi
+  local wd="$GOVCLOUD_CACHE/src/kube-router-$KUBE_ROUTER_VERSION"
+  mkdir -p "$wd" "$out"
+  printf 'module govcloud.local/krbuild\n\ngo 1.24\n\nrequire github.com/cloudnativelabs/kube-router/v2 %s\n' \
+    "$KUBE_ROUTER_VERSION" >"$wd/go.mod"
+  (cd "$wd" && with_heartbeat "kube-router $KUBE_ROUTER_VERSION" go build -mod=mod -trimpath \
+    -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+    -o "$out/kube-router.tmp" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+  mv "$out/kube-router.tmp" "$out/kube-router"
 }
 
 build_etcd() {
@@ -128,7 +159,12 @@ main() {
   log "cache: $GOVCLOUD_CACHE (outside the repository)"
   build_etcd
   build_kwok
-  build_kubernetes
+  build_kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl
+  if [ "${1:-}" != --control-plane-only ]; then
+    # Real nodes (hack/realnode.sh): kubelet and kube-proxy from the same module, kube-router.
+    build_kubernetes kubelet kube-proxy
+    build_kube_router
+  fi
   log "control plane binaries ready in $((SECONDS - start))s"
 }
 

@@ -13,10 +13,18 @@
 #                                       and all state stay
 #   hack/testbed.sh start-cluster dcN   start them again (and anything else missing), wait for
 #                                       /readyz and Ready nodes
+#   hack/testbed.sh pin-namespace dcN NS  run every pod of namespace NS on dcN's real node
+#
+# Real nodes (hack/realnode.sh): clusters dc1..dc$TESTBED_REAL_NODES also get one real node
+# each (containerd + runc + CNI, kubelet, kube-proxy, kube-router's NetworkPolicy firewall)
+# in a network namespace of its own, tainted so that only pods that ask for it run there;
+# images come from the local registry (hack/registry.sh, hack/images.sh).
 #
 # Environment:
 #   TESTBED_CLUSTERS     number of clusters (default 2)
 #   TESTBED_NODES        KWOK nodes per cluster (default 3)
+#   TESTBED_REAL_NODES   clusters dc1..dcN get a real node (default 2: the hub and one member;
+#                        0: KWOK nodes only, no root needed)
 #   TESTBED_NODE_CPU     node capacity/allocatable cpu (default 32)
 #   TESTBED_NODE_MEMORY  node memory (default 128Gi)
 #   TESTBED_NODE_PODS    node pods (default 110)
@@ -38,6 +46,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/versions.sh
 source "$here/versions.sh"
+# shellcheck source=hack/realnode.sh
+source "$here/realnode.sh"
 
 TESTBED_CLUSTERS="${TESTBED_CLUSTERS:-2}"
 TESTBED_NODES="${TESTBED_NODES:-3}"
@@ -134,7 +144,7 @@ start_component() {
   local name="$1" comp="$2" port="$3"; shift 3
   local dir; dir="$(cluster_dir "$name")"
   local pf="$dir/pids/$comp.pid" logf="$dir/logs/$comp.log"
-  if port_in_use "$port"; then
+  if [ -n "$port" ] && port_in_use "$port"; then
     die "$name: cannot start $comp: 127.0.0.1:$port is already in use by a process this script did not start (set TESTBED_BASE_PORT or stop it)"
   fi
   rm -f "$pf"
@@ -243,11 +253,12 @@ gen_pki() {
   sign_cert "$pki" apiserver "/CN=kube-apiserver" "basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName = IP:127.0.0.1,DNS:localhost,IP:$(host_addr "$name"),IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   sign_cert "$pki" admin "/O=system:masters/CN=kubernetes-admin" "$client_ext"
   sign_cert "$pki" kube-controller-manager "/CN=system:kube-controller-manager" "$client_ext"
   sign_cert "$pki" kube-scheduler "/CN=system:kube-scheduler" "$client_ext"
   sign_cert "$pki" kwok "/O=system:masters/CN=kwok-controller" "$client_ext"
+  sign_cert "$pki" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client_ext"
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
   chmod 600 "$pki/sa.key"
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
@@ -443,6 +454,7 @@ ensure_cluster() {
 
   if [ -f "$dir/pki/.complete" ] && cluster_running "$name"; then
     log "$name: already running (reused) — https://127.0.0.1:$P_API"
+    if real_node_enabled "$name"; then ensure_real_node "$name"; fi
     return 0
   fi
   gen_pki "$name"
@@ -488,7 +500,10 @@ AUDIT
       --service-account-issuer=https://kubernetes.default.svc.cluster.local \
       --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
       --authorization-mode=Node,RBAC \
-      --enable-admission-plugins=NodeRestriction \
+      --enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction \
+      --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+      --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+      --kubelet-preferred-address-types=InternalIP,Hostname \
       --endpoint-reconciler-type=none \
       --allow-privileged=true \
       --audit-policy-file="$etc/audit-policy.yaml" --audit-log-path="$dir/logs/audit.log" \
@@ -542,6 +557,9 @@ AUDIT
   wait_for "$name" kube-controller-manager "namespace default and its service account" default_ns_ready "$name"
   wait_for "$name" kwok "$TESTBED_NODES nodes Ready and untainted" nodes_ready "$name"
   log "$name: $TESTBED_NODES nodes Ready (cpu=$TESTBED_NODE_CPU memory=$TESTBED_NODE_MEMORY pods=$TESTBED_NODE_PODS)"
+  if real_node_enabled "$name"; then
+    ensure_real_node "$name"
+  fi
   log "$name: ready in $(since "$t0") — KUBECONFIG=$dir/kubeconfig"
 }
 
@@ -555,6 +573,11 @@ ensure_binaries() {
     [ -x "$b" ] || missing=1
   done
   compgen -G "$KWOK_BIN/stages/*.yaml" >/dev/null || missing=1
+  if [ "${TESTBED_REAL_NODES:-2}" -gt 0 ]; then
+    for b in "$K8S_BIN/kubelet" "$K8S_BIN/kube-proxy" "$KUBE_ROUTER_BIN/kube-router"; do
+      [ -x "$b" ] || missing=1
+    done
+  fi
   if [ "$missing" = 1 ]; then
     log "control-plane binaries missing; running hack/build-testbed.sh"
     "$here/build-testbed.sh"
@@ -576,12 +599,17 @@ check_state_dir() {
 cmd_up() {
   [[ "$TESTBED_CLUSTERS" =~ ^[1-9][0-9]*$ ]] || die "TESTBED_CLUSTERS must be a positive integer"
   [[ "$TESTBED_NODES" =~ ^[0-9]+$ ]] || die "TESTBED_NODES must be a number"
+  [[ "${TESTBED_REAL_NODES:-2}" =~ ^[0-9]+$ ]] || die "TESTBED_REAL_NODES must be a number"
   local t0; t0="$(now_ms)"
   ensure_binaries
   check_state_dir
   mkdir -p "$TESTBED_STATE"
   touch "$TESTBED_STATE/$MARKER"
   log "state: $TESTBED_STATE"
+  if [ "${TESTBED_REAL_NODES:-2}" -gt 0 ]; then
+    # The real nodes pull registry.gov.cn/... from the local registry.
+    REGISTRY_STATE="$TESTBED_STATE/registry" bash "$here/registry.sh" up
+  fi
   local i pids=() failed=0
   for i in $(seq 1 "$TESTBED_CLUSTERS"); do
     ensure_cluster "dc$i" &
@@ -615,6 +643,7 @@ cmd_status() {
     printf '     ports: etcd=%s peer=%s apiserver=%s controller-manager=%s scheduler=%s kwok=%s\n' \
       "$P_ETCD" "$P_PEER" "$P_API" "$P_KCM" "$P_SCHED" "$P_KWOK"
     printf '     pids: %s\n' "${st# }"
+    real_node_status "$name"
   done
   [ "$any" = 1 ] || { log "no testbed in $TESTBED_STATE (run: hack/testbed.sh up)"; return 1; }
   [ "$all_ready" = 1 ]
@@ -651,9 +680,16 @@ cmd_down() {
   if [ -f "$TESTBED_STATE/velero/.govcloud-velero" ]; then
     VELERO_STATE="$TESTBED_STATE/velero" bash "$here/velero.sh" down
   fi
+  if [ -f "$TESTBED_STATE/registry/.govcloud-registry" ]; then
+    REGISTRY_STATE="$TESTBED_STATE/registry" bash "$here/registry.sh" down
+  fi
   if [ -f "$TESTBED_STATE/prometheus/.govcloud-prometheus" ]; then
     PROMETHEUS_STATE="$TESTBED_STATE/prometheus" bash "$here/prometheus.sh" down
   fi
+  for name in $(existing_clusters); do
+    stop_real_node "$name"
+  done
+  remove_host_drop_rule
   for name in $(existing_clusters); do
     # Clients first, etcd last, so the API server shuts down cleanly.
     stop_cluster_components "$name" kwok kube-scheduler kube-controller-manager kube-apiserver
@@ -694,6 +730,7 @@ case "${1:-}" in
   env) cmd_env;;
   stop-cluster) shift; cmd_stop_cluster "$@";;
   start-cluster) shift; cmd_start_cluster "$@";;
+  pin-namespace) shift; cmd_pin_namespace "$@";;
   -h|--help|help) usage;;
   *) usage >&2; exit 2;;
 esac

@@ -35,3 +35,9 @@ HELM_BIN="$GOVCLOUD_CACHE/bin/helm-$HELM_VERSION"
 # Go module proxy by hack/registry.sh build into $REGISTRY_BIN/registry. Used by hack/images.sh.
 REGISTRY_VERSION="${REGISTRY_VERSION:-v3.1.2}"
 REGISTRY_BIN="$GOVCLOUD_CACHE/bin/registry-$REGISTRY_VERSION"
+
+# Real nodes (hack/realnode.sh): kubelet and kube-proxy are built with the control plane
+# (hack/build-testbed.sh); kube-router's firewall enforces NetworkPolicies with iptables +
+# ipset. containerd, runc and the CNI plugins come from Debian's packages.
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
+KUBE_ROUTER_BIN="$GOVCLOUD_CACHE/bin/kube-router-$KUBE_ROUTER_VERSION"
