@@ -186,6 +186,7 @@ cmd_up() {
     rm -f "$PIDFILE"
     printf '\n===== %s starting registry %s =====\n' "$(date -Is)" "$REGISTRY_VERSION" >>"$LOGFILE"
     # The child writes its own PID, then execs the registry, so the PID is exact.
+    # shellcheck disable=SC2016
     OTEL_TRACES_EXPORTER=none OTEL_SDK_DISABLED=true \
       setsid -f bash -c 'cd "$1" && echo $$ >"$2.tmp" && mv "$2.tmp" "$2" && shift 2 && exec "$@"' \
       registry-sh "$REGISTRY_STATE" "$PIDFILE" "$REGISTRY_BIN/registry" serve "$CONFIG" \
