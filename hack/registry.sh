@@ -22,8 +22,8 @@
 #   - State: $REGISTRY_STATE (default $TESTBED_STATE/registry) holds config.yml, data/, the
 #     PID file and the log, marked with .govcloud-registry. If $TESTBED_STATE does not exist
 #     it is created with the testbed's marker, so that a later "hack/testbed.sh up" accepts it.
-#     Run "hack/registry.sh down" before "hack/testbed.sh down" (the testbed's down removes
-#     its state dir, images included).
+#     "hack/testbed.sh up" starts it (with the default REGISTRY_STATE) and "hack/testbed.sh
+#     down" stops it and removes its state, images included.
 #
 # Environment:
 #   GOVCLOUD_CACHE     cache root (default ~/.cache/govcloud)
