@@ -390,6 +390,9 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     let mut comps = Vec::new();
     let mut progressing = Vec::new();
     let mut degraded = Vec::new();
+    // Containers that do not run (crash loops, image pulls, OOM kills, failing readiness):
+    // the kubelet's reason, with what to do.
+    let mut failing = Vec::new();
     for c in &spec.components {
         let obj = build::object_name(&name, &c.name);
         let kind = match c.kind {
@@ -409,11 +412,16 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         if ready < c.replicas || updated < c.replicas || observed != generation {
             progressing.push(format!("{}: {ready}/{} ready", c.name, c.replicas));
         }
-        if ready < c.replicas
-            && rollout_slow
-            && let Some(why) = unschedulable(&t.client, &ns, &name, &c.name).await
-        {
-            degraded.push(format!("{}: pods cannot be scheduled: {why}", c.name));
+        if ready < c.replicas && rollout_slow {
+            match pod_problems(&t.client, &ns, &name, &c.name).await {
+                Some(PodProblem::Unschedulable(why)) => {
+                    degraded.push(format!("{}: pods cannot be scheduled: {why}", c.name));
+                }
+                Some(PodProblem::Containers(why)) => {
+                    failing.push(format!("{}: {why}", c.name));
+                }
+                None => {}
+            }
         }
         if let Some(conds) = st.get("conditions").and_then(|v| v.as_array()) {
             for cond in conds {
@@ -465,7 +473,11 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         } else {
             Desired::new(PROGRESSING, true, "RollingOut", progressing.join(", "))
         },
-        if degraded.is_empty() {
+        if !failing.is_empty() {
+            let mut all = failing.clone();
+            all.extend(degraded.iter().cloned());
+            Desired::new(DEGRADED, true, "ContainersFailing", all.join("; "))
+        } else if degraded.is_empty() {
             Desired::new(DEGRADED, false, "NoProblems", "No problems reported by the cluster.")
         } else {
             Desired::new(
@@ -483,7 +495,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     // components run within seconds, and the first status then says Available at once
     // instead of Progressing followed a moment later by Available. The rollout's progress
     // on the member triggers the next reconcile; the requeue bounds the wait.
-    if hs.status.is_none() && !available && degraded.is_empty() {
+    if hs.status.is_none() && !available && degraded.is_empty() && failing.is_empty() {
         let age = hs
             .metadata
             .creation_timestamp
@@ -503,27 +515,44 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     }))
 }
 
-/// Why a component's pods are not scheduled (the scheduler's message), if they are not.
-async fn unschedulable(client: &Client, ns: &str, system: &str, component: &str) -> Option<String> {
-    let lp = kube::api::ListParams::default()
-        .labels(&format!(
-            "{SYSTEM_LABEL}={system},{}={component}",
-            crate::core::agency::COMPONENT_LABEL
-        ))
-        .fields("status.phase=Pending");
+/// Why a component's pods do not run.
+enum PodProblem {
+    /// The scheduler's message.
+    Unschedulable(String),
+    /// The kubelet's reason for a container, with what to do.
+    Containers(String),
+}
+
+/// Why a component's pods are short (listed only once a rollout has taken a while): a
+/// container that fails (crash loop, image pull, OOM kill, failing readiness) first, then
+/// a pod the scheduler cannot place.
+async fn pod_problems(client: &Client, ns: &str, system: &str, component: &str) -> Option<PodProblem> {
+    let lp = kube::api::ListParams::default().labels(&format!(
+        "{SYSTEM_LABEL}={system},{}={component}",
+        crate::core::agency::COMPONENT_LABEL
+    ));
     let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
         .list(&lp)
         .await
         .ok()?;
-    pods.items.iter().find_map(|p| {
-        p.status
-            .as_ref()?
-            .conditions
-            .as_ref()?
-            .iter()
-            .find(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
-            .map(|c| c.message.clone().unwrap_or_else(|| "unschedulable".into()))
-    })
+    let now = jiff::Timestamp::now().as_second();
+    if let Some(why) = pods.items.iter().find_map(|p| build::pod_problem(p, now)) {
+        return Some(PodProblem::Containers(why));
+    }
+    pods.items
+        .iter()
+        .find_map(|p| {
+            p.status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| {
+                    c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+                })
+                .map(|c| c.message.clone().unwrap_or_else(|| "unschedulable".into()))
+        })
+        .map(PodProblem::Unschedulable)
 }
 
 /// Deletes objects of the system that are no longer desired (removed components).

@@ -357,6 +357,93 @@ fn network_policy(agency: &str, system: &str, namespace: &str, spec: &HostedSyst
     )
 }
 
+/// Waiting reasons of a container that mean it will not run without a change.
+const FAILING_WAITING: [&str; 7] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// How long a running container may stay unready before its failing readiness probe is
+/// reported as a problem.
+pub const UNREADY_GRACE_SECS: i64 = 60;
+
+/// What keeps one pod of a component from serving, in the kubelet's words, with what to
+/// do about it; `None` when nothing is wrong (yet). `now_secs` is the current Unix time.
+pub fn pod_problem(pod: &k8s_openapi::api::core::v1::Pod, now_secs: i64) -> Option<String> {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("?");
+    let status = pod.status.as_ref()?;
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for cs in statuses {
+        if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
+            && let Some(reason) = w.reason.as_deref().filter(|r| FAILING_WAITING.contains(r))
+        {
+            let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+            let hint = match reason {
+                "CrashLoopBackOff" => {
+                    let why = last
+                        .map(|t| {
+                            format!(
+                                ", last exit: {} (code {})",
+                                t.reason.as_deref().unwrap_or("Error"),
+                                t.exit_code
+                            )
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "container {} keeps exiting{why}; read its logs: kubectl logs -n {ns} {name} -c {} --previous",
+                        cs.name, cs.name
+                    )
+                }
+                "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" => format!(
+                    "image {} cannot be pulled: check that the name and tag exist in the registry",
+                    cs.image
+                ),
+                _ => format!(
+                    "container {} cannot be created: {}",
+                    cs.name,
+                    w.message.as_deref().unwrap_or("see the pod's events")
+                ),
+            };
+            return Some(format!("pod {name}: {reason}: {hint}"));
+        }
+        if let Some(t) = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref())
+            && t.reason.as_deref() == Some("OOMKilled")
+        {
+            return Some(format!(
+                "pod {name}: OOMKilled: container {} ran out of memory and was restarted {} time(s); raise the component's memory",
+                cs.name, cs.restart_count
+            ));
+        }
+        let running_since = cs
+            .state
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .and_then(|r| r.started_at.as_ref())
+            .map(|t| t.0.as_second());
+        if !cs.ready
+            && let Some(since) = running_since
+            && now_secs - since > UNREADY_GRACE_SECS
+        {
+            return Some(format!(
+                "pod {name}: ReadinessFailing: container {} has run for {} s without passing its readiness probe; check the component's health endpoint",
+                cs.name,
+                now_secs - since
+            ));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,5 +609,71 @@ flows:
                 .get("securityContext")
                 .is_none()
         );
+    }
+
+    fn pod(status: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(json!({"metadata": {"name": "web-1", "namespace": "a-prod"}, "status": status}))
+            .expect("test pod")
+    }
+
+    #[test]
+    fn pod_problem_names_crash_loops_with_the_last_exit_and_the_logs_command() {
+        let p = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "registry.gov.cn/x:1", "imageID": "",
+            "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}),
+        );
+        let m = pod_problem(&p, 0).expect("a problem");
+        assert!(m.contains("CrashLoopBackOff"), "{m}");
+        assert!(m.contains("code 1"), "{m}");
+        assert!(m.contains("kubectl logs -n a-prod web-1 -c web --previous"), "{m}");
+    }
+
+    #[test]
+    fn pod_problem_names_pull_failures_oom_kills_and_failing_readiness() {
+        let pull = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "registry.gov.cn/nope:1", "imageID": "",
+            "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}),
+        );
+        let m = pod_problem(&pull, 0).expect("a problem");
+        assert!(
+            m.contains("ImagePullBackOff") && m.contains("registry.gov.cn/nope:1"),
+            "{m}"
+        );
+        let oom = pod(
+            json!({"containerStatuses": [{"name": "db", "image": "i", "imageID": "", "ready": true,
+            "restartCount": 2, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}),
+        );
+        let m = pod_problem(&oom, 0).expect("a problem");
+        assert!(m.contains("OOMKilled") && m.contains("memory"), "{m}");
+        let started = 1_767_225_600; // 2026-01-01T00:00:00Z
+        let unready = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}),
+        );
+        assert_eq!(
+            pod_problem(&unready, started + UNREADY_GRACE_SECS),
+            None,
+            "within the grace period"
+        );
+        let m = pod_problem(&unready, started + UNREADY_GRACE_SECS + 1).expect("a problem");
+        assert!(m.contains("ReadinessFailing"), "{m}");
+    }
+
+    #[test]
+    fn pod_problem_is_none_for_healthy_and_starting_pods() {
+        let ok = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "i", "imageID": "", "ready": true,
+            "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}),
+        );
+        assert_eq!(pod_problem(&ok, 1_767_225_600 + 3600), None);
+        let creating = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
+        assert_eq!(pod_problem(&creating, 0), None);
+        assert_eq!(pod_problem(&pod(json!({})), 0), None);
     }
 }

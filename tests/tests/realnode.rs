@@ -1,0 +1,218 @@
+//! Hosted systems on the testbed's real node (kubelet + containerd, kube-proxy, kube-router's
+//! NetworkPolicy firewall): pods that run images pulled from the local registry, readiness
+//! from real probes, packets that the operator's NetworkPolicies let through or not, and a
+//! crashing image reported as Degraded with the kubelet's reason.
+//!
+//! The agencies' namespaces are pinned to dc2's real node (`hack/testbed.sh pin-namespace`),
+//! so their pods run there and not on the KWOK nodes.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use govcloud::api::{AgencyCloud, HostedSystem};
+use govcloud_tests::*;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(180);
+const APP: &str = "registry.gov.cn/govcloud/sample-app:1.0.0";
+const CRASH: &str = "registry.gov.cn/govcloud/crash:1";
+
+/// A ready agency cloud on dc2 whose `prod` namespace runs on dc2's real node.
+async fn real_agency(hub: &Client, level: u8) -> Result<(String, String)> {
+    let group = unique("grp");
+    create_test_cluster(hub, &group, "external", 3, 2, None).await?;
+    let a = unique_short("rn");
+    let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, level, "external", &[("prod", "2", "2Gi")], &group))?;
+    let api: Api<AgencyCloud> = Api::all(hub.clone());
+    api.create(&PostParams::default(), &ac).await?;
+    wait_for("agency Ready", T, || async {
+        let ac = api.get(&a).await?;
+        Ok(ac
+            .status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            .then_some(()))
+    })
+    .await?;
+    let ns = format!("{a}-prod");
+    testbed(&["pin-namespace", "dc2", &ns]).await?;
+    Ok((a, ns))
+}
+
+fn app(name: &str) -> Value {
+    json!({"name": name, "image": APP, "replicas": 1,
+           "ports": [{"name": "http", "port": 8080}], "health": {"path": "/healthz", "port": 8080},
+           "resources": {"cpu": "50m", "memory": "32Mi"}})
+}
+
+fn system(name: &str, level: u8, components: Vec<Value>, flows: Value) -> Result<HostedSystem> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem",
+        "metadata": {"name": name, "labels": {"govcloud.io/test": "true"}},
+        "spec": {"securityLevel": level, "dataClassification": "general",
+                 "components": components, "flows": flows}
+    }))?)
+}
+
+fn condition(hs: &HostedSystem, t: &str) -> Option<(String, String, String)> {
+    hs.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn wait_available(hub: &Client, ns: &str, name: &str) -> Result<()> {
+    let api: Api<HostedSystem> = Api::namespaced(hub.clone(), ns);
+    wait_for(&format!("{ns}/{name} Available"), T, || async {
+        let hs = api.get(name).await?;
+        Ok(condition(&hs, "Available")
+            .is_some_and(|(s, _, _)| s == "True")
+            .then_some(()))
+    })
+    .await
+}
+
+/// The running pod of a component on the real node, and its IP.
+async fn pod_of(member: &Client, ns: &str, system: &str, component: &str) -> Result<(String, String)> {
+    let pods: Api<Pod> = Api::namespaced(member.clone(), ns);
+    let lp = ListParams::default().labels(&format!(
+        "govcloud.io/system={system},govcloud.io/component={component}"
+    ));
+    let list = pods.list(&lp).await?;
+    for p in list.items {
+        let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+        if let (Some(name), Some(ip)) = (p.metadata.name.clone(), ip) {
+            ensure!(
+                node == "dc2-real",
+                "pod {ns}/{name} runs on {node}, not on the real node dc2-real"
+            );
+            return Ok((name, ip));
+        }
+    }
+    bail!("no running pod of {system}/{component} in {ns}")
+}
+
+/// Runs `govcloud-sample-app probe URL` inside `pod` (kubectl exec through the kubelet);
+/// true when the HTTP GET succeeded.
+async fn probe_from(ns: &str, pod: &str, url: &str) -> Result<bool> {
+    let kubectl = format!("{}/kubectl", hack_version("K8S_BIN")?);
+    let out = tokio::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path(2))
+        .args(["-n", ns, "exec", pod, "--", "/govcloud-sample-app", "probe", url])
+        .output()
+        .await
+        .context("running kubectl exec")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // An exec that never reached the container is a failure of the test, not a "blocked".
+    ensure!(
+        !stderr.contains("error dialing backend") && !stderr.contains("unable to upgrade connection"),
+        "kubectl exec into {ns}/{pod} failed: {stderr}"
+    );
+    Ok(out.status.success())
+}
+
+#[tokio::test]
+async fn real_pods_serve_http_and_network_policies_hold_packets() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let member = client(2).await?;
+    let (_a, ns_a) = real_agency(&hub, 2).await?;
+    let (_b, ns_b) = real_agency(&hub, 2).await?;
+
+    // Agency A: a web server and a client that declares its flow to it.
+    let sys_a = system(
+        "portal",
+        2,
+        vec![app("web"), app("client")],
+        json!([{"from": "client", "to": {"component": "web"}, "port": 8080}]),
+    )?;
+    Api::<HostedSystem>::namespaced(hub.clone(), &ns_a)
+        .create(&PostParams::default(), &sys_a)
+        .await?;
+    // Agency B: a client of its own, which declares nothing towards A (it cannot).
+    let sys_b = system("prober", 2, vec![app("client")], json!([]))?;
+    Api::<HostedSystem>::namespaced(hub.clone(), &ns_b)
+        .create(&PostParams::default(), &sys_b)
+        .await?;
+    wait_available(&hub, &ns_a, "portal").await?;
+    wait_available(&hub, &ns_b, "prober").await?;
+
+    let (_, web_ip) = pod_of(&member, &ns_a, "portal", "web").await?;
+    let (client_a, client_ip) = pod_of(&member, &ns_a, "portal", "client").await?;
+    let (client_b, _) = pod_of(&member, &ns_b, "prober", "client").await?;
+    let web = format!("http://{web_ip}:8080/healthz");
+
+    // Declared flow: A's client reaches A's web (the policies need a moment after Ready).
+    wait_for("A's client reaches A's web", Duration::from_secs(60), || async {
+        Ok(probe_from(&ns_a, &client_a, &web).await?.then_some(()))
+    })
+    .await?;
+    // Another agency's pod: refused, however often it tries.
+    for _ in 0..3 {
+        ensure!(
+            !probe_from(&ns_b, &client_b, &web).await?,
+            "agency B's pod reached agency A's web server at {web}"
+        );
+    }
+    // Undeclared flow inside A: web → client is not declared.
+    let (web_pod, _) = pod_of(&member, &ns_a, "portal", "web").await?;
+    ensure!(
+        !probe_from(&ns_a, &web_pod, &format!("http://{client_ip}:8080/healthz")).await?,
+        "A's web reached A's client although no flow web → client is declared"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn crashing_image_is_degraded_with_crash_loop_back_off() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let (_a, ns) = real_agency(&hub, 2).await?;
+    let mut crash = app("worker");
+    crash["image"] = json!(CRASH);
+    if let Some(o) = crash.as_object_mut() {
+        o.remove("health");
+    }
+    let sys = system("batch", 2, vec![crash], json!([]))?;
+    let api: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
+    api.create(&PostParams::default(), &sys).await?;
+    let start = std::time::Instant::now();
+    let (reason, message) = wait_for("Degraded naming CrashLoopBackOff", Duration::from_secs(90), || async {
+        let hs = api.get("batch").await?;
+        Ok(condition(&hs, "Degraded")
+            .filter(|(s, _, m)| s == "True" && m.contains("CrashLoopBackOff"))
+            .map(|(_, r, m)| (r, m)))
+    })
+    .await?;
+    let took = start.elapsed();
+    record_figure("crash_loop_degraded_seconds", took.as_secs_f64());
+    ensure!(
+        took <= Duration::from_secs(60),
+        "Degraded named CrashLoopBackOff only after {took:?} (target 60 s)"
+    );
+    ensure!(reason == "ContainersFailing", "reason {reason}: {message}");
+    ensure!(
+        message.contains("worker") && message.contains("logs"),
+        "the message names the component and says what to do: {message}"
+    );
+    Ok(())
+}
+
+/// Appends `name value` to target/reliability/realnode.txt (figures for the docs).
+fn record_figure(name: &str, value: f64) {
+    let dir = figures_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let line = format!("{name} {value:.1}\n");
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("realnode.txt"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+}
