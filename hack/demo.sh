@@ -156,7 +156,7 @@ YAML
 done
 k get backuplocations
 k --as liu.yang@mof.gov.cn --as-group mof-ops apply -f examples/backup/mof-daily.yaml
-for i in $(seq 1 60); do
+for _ in $(seq 1 60); do
   [ -n "$(k -n mof-prod get backuppolicy daily -o jsonpath='{.status.lastSuccessfulBackup.name}' 2>/dev/null)" ] \
     && [ "$(k -n mof-prod get backuppolicy daily -o jsonpath='{.status.conditions[?(@.type=="OffsiteCompliant")].status}')" = True ] && break
   sleep 3
@@ -175,7 +175,7 @@ metadata: {name: demo-today}
 spec:
   prices: {currency: CNY, cpuCoreMonth: 120, memoryGiBMonth: 15, storageGiBMonth: 0.3}
 YAML
-for i in $(seq 1 30); do
+for _ in $(seq 1 30); do
   [ "$(k get utilizationreport demo-today -o jsonpath='{.status.phase}')" = Completed ] && break; sleep 1
 done
 k get utilizationreport demo-today -o wide

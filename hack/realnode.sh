@@ -1,5 +1,6 @@
 # Real nodes of the testbed: sourced by hack/testbed.sh (uses its helpers and variables).
 # shellcheck shell=bash
+# shellcheck disable=SC2154  # client_ext, KC_CLUSTER helpers and ports come from hack/testbed.sh
 #
 # Cluster dcN (N <= TESTBED_REAL_NODES) gets one real node "dcN-real" beside its KWOK
 # nodes: containerd + runc + the CNI bridge/host-local/portmap plugins (Debian's packages),
@@ -40,6 +41,11 @@ node_addr() { echo "10.87.${1#dc}.2"; }
 pod_cidr() { echo "10.88.${1#dc}.0/24"; }
 pod_gateway() { echo "10.88.${1#dc}.1"; }
 cgroup_root() { echo "/govcloud-$(state_tag)-$1"; }
+
+# The host-side addresses of every possible real node (dc1..dc9): each cluster's API
+# server is reachable from every real node's pods (an operator in a pod on the hub's node
+# talks to the members), so each serving certificate names them all.
+real_node_sans() { local i out=""; for i in 1 2 3 4 5 6 7 8 9; do out+="IP:10.87.$i.1,"; done; echo "${out%,}"; }
 
 in_node() { nsenter --net="/run/netns/$(node_netns "$1")" -- "${@:2}"; }
 
@@ -103,7 +109,8 @@ setup_node_network() {
 
 write_node_config() {
   local name="$1" dir node pki; dir="$(cluster_dir "$name")"; node="$dir/node"; pki="$dir/pki"
-  local server="https://$(host_addr "$name"):$P_API"
+  local server
+  server="https://$(host_addr "$name"):$P_API"
   mkdir -p "$node"/{cni,certs.d/registry.gov.cn,containerd,kubelet,pod-logs,ipam}
   write_kubeconfig "$node/kubelet.kubeconfig" "$name" "$server" "$pki" kubelet kubelet
   write_kubeconfig "$node/kube-proxy.kubeconfig" "$name" "$server" "$pki" kube-proxy kube-proxy
@@ -248,10 +255,20 @@ ensure_real_node() {
   write_node_config "$name"
   make_cgroups "$name"
   local ns; ns="/run/netns/$(node_netns "$name")"
-  if ! component_alive "$name" node-apifwd; then
-    start_component "$name" node-apifwd "" bash -c 'exec -a "$0" socat "$@"' "$node/apifwd" \
-      "TCP-LISTEN:$P_API,bind=$(host_addr "$name"),reuseaddr,fork" "TCP:127.0.0.1:$P_API"
-  fi
+  # Every cluster's API server at this node's host address (own: node-apifwd; the
+  # others': node-apifwd-dcK), so that pods here (the operator's) reach the members too.
+  local k comp port
+  for k in $(seq 1 "$TESTBED_CLUSTERS"); do
+    port=$((TESTBED_BASE_PORT + 100 * (k - 1) + 2))
+    if [ -f "$(cluster_dir "dc$k")/cluster.env" ]; then
+      port="$(sed -n 's/^P_API=//p' "$(cluster_dir "dc$k")/cluster.env")"
+    fi
+    comp="node-apifwd"; [ "dc$k" = "$name" ] || comp="node-apifwd-dc$k"
+    if ! component_alive "$name" "$comp"; then
+      start_component "$name" "$comp" "" bash -c 'exec -a "$0" socat "$@"' "$node/$comp" \
+        "TCP-LISTEN:$port,bind=$(host_addr "$name"),reuseaddr,fork" "TCP:127.0.0.1:$port"
+    fi
+  done
   if ! component_alive "$name" node-regfwd; then
     start_component "$name" node-regfwd "" bash -c 'exec -a "$0" socat "$@"' "$node/regfwd" \
       "TCP-LISTEN:$REGISTRY_PORT,bind=$(host_addr "$name"),reuseaddr,fork" "TCP:127.0.0.1:$REGISTRY_PORT"
@@ -314,6 +331,12 @@ stop_real_node() {
   [ -d "$node" ] || return 0
   stop_cluster_components "$name" kube-router kube-proxy kubelet
   if component_alive "$name" containerd; then
+    # The pods' network namespaces (/run/netns/cni-*), removed once containerd is gone.
+    local c
+    for c in $(ctr -a "$node/containerd.sock" -n k8s.io containers ls -q 2>/dev/null); do
+      ctr -a "$node/containerd.sock" -n k8s.io containers info "$c" 2>/dev/null |
+        grep -o '"/var/run/netns/cni-[0-9a-f-]*"' || true
+    done | tr -d '"' | sort -u >"$node/pod-netns.list"
     local t
     for t in $(ctr -a "$node/containerd.sock" -n k8s.io tasks ls -q 2>/dev/null); do
       ctr -a "$node/containerd.sock" -n k8s.io tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
@@ -322,7 +345,9 @@ stop_real_node() {
   for pid in $(node_cgroup_pids "$name"); do kill -KILL "$pid" 2>/dev/null || true; done
   stop_cluster_components "$name" containerd
   for pid in $(node_shim_pids "$node/containerd.sock"); do kill -KILL "$pid" 2>/dev/null || true; done
-  stop_cluster_components "$name" node-apifwd node-regfwd
+  local fwd=() pf
+  for pf in "$dir"/pids/node-apifwd*.pid; do [ -e "$pf" ] && fwd+=("$(basename "$pf" .pid)"); done
+  stop_cluster_components "$name" "${fwd[@]}" node-regfwd
   # Mounts left by kubelet (volumes) and containerd (rootfs, shm), deepest first.
   local m
   awk -v p="$node/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
@@ -333,6 +358,12 @@ stop_real_node() {
     [ -d "$c${root#/}" ] || continue
     find "$c${root#/}" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
+  local p
+  if [ -f "$node/pod-netns.list" ]; then
+    while read -r p; do
+      [ -n "$p" ] && ip netns del "$(basename "$p")" 2>/dev/null || true
+    done <"$node/pod-netns.list"
+  fi
   local ns; ns="$(node_netns "$name")"
   [ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null || true
   ip link del "$(host_link "$name")" 2>/dev/null || true

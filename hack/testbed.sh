@@ -253,7 +253,7 @@ gen_pki() {
   sign_cert "$pki" apiserver "/CN=kube-apiserver" "basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost,IP:$(host_addr "$name"),IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName = IP:127.0.0.1,DNS:localhost,$(real_node_sans),IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   sign_cert "$pki" admin "/O=system:masters/CN=kubernetes-admin" "$client_ext"
   sign_cert "$pki" kube-controller-manager "/CN=system:kube-controller-manager" "$client_ext"
   sign_cert "$pki" kube-scheduler "/CN=system:kube-scheduler" "$client_ext"

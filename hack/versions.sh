@@ -1,4 +1,5 @@
 # Versions and cache locations of the local control plane. Sourced by hack/*.sh.
+# shellcheck disable=SC2034  # sourced: the variables are used by the scripts that source it
 # shellcheck shell=bash
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# The operator running from its own image, as users install it: the Helm chart with the
+# image that hack/images.sh builds and pushes to the local registry, both replicas on the
+# hub's real node (dc1-real). Checks, on the running testbed:
+#   1. both pods run the pushed image (by digest) on dc1-real and become Ready;
+#   2. the operator in its pod converges an agency placed on the member dc2, which it
+#      reaches through the real node's forward of dc2's API server (10.87.1.1:<port>);
+#   3. leader takeover with real pods: the Lease holder's pod is killed (deleted with no
+#      grace period), the other replica takes the Lease and converges a new agency;
+#      the takeover time is printed and must be <= E2E_TAKEOVER_TARGET seconds (15).
+# Afterwards the chart is put back as it was (pods on the KWOK nodes, the default image),
+# and the test objects are deleted.
+#
+#   hack/operator-image-e2e.sh
+#
+# Figures go to target/reliability/operator-image.json. Environment: TESTBED_STATE,
+# E2E_TAKEOVER_TARGET (15), E2E_TIMEOUT (seconds per wait, 180).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+here="$PWD/hack"
+# shellcheck source=hack/versions.sh
+source "$here/versions.sh"
+
+TESTBED_STATE="${TESTBED_STATE:-$GOVCLOUD_CACHE/testbed}"
+hub_kc="$TESTBED_STATE/dc1/kubeconfig"
+KUBECTL="$K8S_BIN/kubectl"
+ns=govcloud-system
+target="${E2E_TAKEOVER_TARGET:-15}"
+timeout="${E2E_TIMEOUT:-180}"
+run="e2e$(date +%s | tail -c 5)$RANDOM"
+
+log() { printf '[operator-image-e2e %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+fail() { printf '[operator-image-e2e] FAIL: %s\n' "$*" >&2; exit 1; }
+k() { "$KUBECTL" --kubeconfig "$hub_kc" --request-timeout=15s "$@"; }
+now_ms() { date +%s%3N; }
+
+[ -f "$hub_kc" ] || fail "no testbed (run hack/testbed.sh up)"
+k get node dc1-real >/dev/null 2>&1 || fail "the hub has no real node (TESTBED_REAL_NODES=0?)"
+
+# poll DESCRIPTION CMD... until CMD succeeds or the timeout passes.
+poll() {
+  local what="$1"; shift
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "timed out after ${timeout}s waiting for $what"
+    sleep 0.5
+  done
+}
+
+restore() {
+  local rc=$?
+  log "cleaning up: test objects, chart back to its suite settings"
+  k delete agencycloud -l "govcloud.io/e2e=$run" --wait=false >/dev/null 2>&1 || true
+  local deadline=$((SECONDS + 120))
+  while [ -n "$(k get agencycloud -l "govcloud.io/e2e=$run" -o name 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do
+    sleep 1
+  done
+  k delete datacentercluster -l "govcloud.io/e2e=$run" --wait=false >/dev/null 2>&1 || true
+  k -n "$ns" delete secret "$run-member" --ignore-not-found >/dev/null 2>&1 || true
+  bash "$here/chart.sh" install --set rbac.hubIsMember=true >/dev/null 2>&1 || log "could not restore the chart"
+  rm -f "${values:-}"
+  if [ "$rc" -ne 0 ]; then
+    k -n "$ns" get pods -o wide >&2 || true
+    k -n "$ns" logs -l app.kubernetes.io/name=govcloud-operator --tail=30 --prefix >&2 2>/dev/null || true
+  fi
+}
+trap restore EXIT
+
+log "images: building and pushing (hack/images.sh --push)"
+bash "$here/images.sh" --push >/dev/null
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
+digest="$(curl -fsSI -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+  "http://127.0.0.1:${REGISTRY_PORT:-15000}/v2/govcloud/govcloud-operator/manifests/$version" |
+  tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')"
+[ -n "$digest" ] || fail "registry.gov.cn/govcloud/govcloud-operator:$version is not in the local registry"
+log "operator image registry.gov.cn/govcloud/govcloud-operator:$version@$digest"
+
+values="$(mktemp)"
+cat >"$values" <<EOF
+image:
+  repository: registry.gov.cn/govcloud/govcloud-operator
+  digest: "$digest"
+nodeSelector:
+  govcloud.io/node-kind: real
+tolerations:
+- {key: govcloud.io/node-kind, operator: Equal, value: real, effect: NoSchedule}
+rbac:
+  hubIsMember: true
+networkPolicy:
+  # The chart's own NetworkPolicy is enforced on the real node: the operator may reach
+  # only these API server ports (the testbed's clusters listen on their own ports).
+  apiServerPorts: [443, 6443$(for f in "$TESTBED_STATE"/dc*/cluster.env; do printf ', %s' "$(sed -n 's/^P_API=//p' "$f")"; done)]
+EOF
+t0=$(now_ms)
+bash "$here/chart.sh" install -f "$values"
+log "chart installed, pods Ready in $(( ($(now_ms) - t0) / 1000 )) s"
+
+pods_on_real_node() {
+  local out
+  out="$(k -n "$ns" get pods -l app.kubernetes.io/name=govcloud-operator \
+    -o 'jsonpath={range .items[?(@.metadata.deletionTimestamp)]}x{end}{range .items[*]}{.spec.nodeName} {.status.containerStatuses[0].imageID} {.status.containerStatuses[0].ready}{"\n"}{end}')"
+  [ "$(grep -c "^dc1-real .*@$digest true$" <<<"$out")" -ge 2 ] && ! grep -q '^x' <<<"$out"
+}
+poll "two Ready operator pods on dc1-real running $digest" pods_on_real_node
+k -n "$ns" get pods -l app.kubernetes.io/name=govcloud-operator -o wide
+
+# The hub and dc2, registered for this run; dc2 through the real node's forward (the pod
+# cannot reach the host's 127.0.0.1).
+dc2_port="$(sed -n 's/^P_API=//p' "$TESTBED_STATE/dc2/cluster.env")"
+sed "s#server: https://127.0.0.1:$dc2_port#server: https://10.87.1.1:$dc2_port#" "$TESTBED_STATE/dc2/kubeconfig" >"$values.dc2"
+k -n "$ns" create secret generic "$run-member" --from-file=kubeconfig="$values.dc2" >/dev/null
+rm -f "$values.dc2"
+k apply -f - >/dev/null <<EOF
+apiVersion: govcloud.io/v1alpha1
+kind: DataCenterCluster
+metadata: {name: $run-member, labels: {govcloud.io/e2e: "$run"}}
+spec: {region: e2e, zone: external, maxSecurityLevel: 3, kubeconfigSecret: {name: $run-member}}
+EOF
+
+agency() {
+  local name="$1" code
+  code="$(python3 - <<'PY'
+import random
+chars = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+w = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]
+body = "11" + "110000" + "".join(random.choice(chars[:10]) for _ in range(9))
+body = body[:17]
+c = 31 - sum(chars.index(x) * w[i] for i, x in enumerate(body)) % 31
+print(body + chars[0 if c == 31 else c])
+PY
+)"
+  k apply -f - >/dev/null <<EOF
+apiVersion: govcloud.io/v1alpha1
+kind: AgencyCloud
+metadata: {name: $name, labels: {govcloud.io/e2e: "$run"}}
+spec:
+  agency: {displayName: 端到端测试 $name, shortName: $name, creditCode: "$code", adminLevel: municipal,
+           contact: {name: 测试, email: ops@example.gov.cn}}
+  securityLevel: 2
+  zone: external
+  environments: [{name: prod, quota: {cpu: "2", memory: 2Gi}}]
+  owners: [{kind: Group, name: $name-owners}]
+  allowedRegistries: [registry.gov.cn]
+  placement: {region: e2e}
+  deletionPolicy: Delete
+EOF
+}
+agency_ready() {
+  [ "$(k get agencycloud "$1" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+
+t0=$(now_ms)
+agency "$run-a"
+poll "AgencyCloud $run-a Ready (placed on dc2 by the operator in its pod)" agency_ready "$run-a"
+first_ms=$(( $(now_ms) - t0 ))
+"$KUBECTL" --kubeconfig "$TESTBED_STATE/dc2/kubeconfig" get namespace "$run-a-prod" >/dev/null ||
+  fail "namespace $run-a-prod is not on dc2"
+log "agency $run-a Ready on dc2 in $((first_ms / 1000)).$(( (first_ms % 1000) / 100 )) s"
+
+holder="$(k -n "$ns" get lease govcloud-operator -o 'jsonpath={.spec.holderIdentity}')"
+k -n "$ns" get pod "$holder" >/dev/null 2>&1 || fail "the Lease holder '$holder' is not an operator pod"
+log "leader: $holder; killing its pod"
+t0=$(now_ms)
+k -n "$ns" delete pod "$holder" --grace-period=0 --force >/dev/null 2>&1
+new_leader() {
+  local h
+  h="$(k -n "$ns" get lease govcloud-operator -o 'jsonpath={.spec.holderIdentity}')"
+  [ -n "$h" ] && [ "$h" != "$holder" ]
+}
+poll "another replica holding the Lease" new_leader
+takeover_ms=$(( $(now_ms) - t0 ))
+agency "$run-b"
+poll "AgencyCloud $run-b Ready after the takeover" agency_ready "$run-b"
+converge_ms=$(( $(now_ms) - t0 ))
+new="$(k -n "$ns" get lease govcloud-operator -o 'jsonpath={.spec.holderIdentity}')"
+log "leader takeover: $new holds the Lease $((takeover_ms / 1000)).$(( (takeover_ms % 1000) / 100 )) s after $holder was killed; a new agency Ready $((converge_ms / 1000)).$(( (converge_ms % 1000) / 100 )) s after the kill"
+
+mkdir -p target/reliability
+printf '{"takeover_seconds": %s, "takeover_converged_seconds": %s, "first_agency_seconds": %s, "target_seconds": %s}\n' \
+  "$(awk "BEGIN{print $takeover_ms/1000}")" "$(awk "BEGIN{print $converge_ms/1000}")" \
+  "$(awk "BEGIN{print $first_ms/1000}")" "$target" >target/reliability/operator-image.json
+[ "$takeover_ms" -le $((target * 1000)) ] || fail "leader takeover took $((takeover_ms / 1000)) s (target <= $target s)"
+log "PASS"
