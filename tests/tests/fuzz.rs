@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use govcloud_api::agency::{CloudSpec, EgressRule};
 use govcloud_api::backup::{BackupPolicySpec, DrillSpec, Retention};
-use govcloud_api::catalog::{ServiceTemplateSpec, TemplateRef};
+use govcloud_api::catalog::ServiceTemplateSpec;
 use govcloud_api::hosted::HostedSystemSpec;
+use govcloud_api::hosted::TemplateRef;
 use govcloud_api::report::{AgencyRow, ClusterRow, PriceCatalogue, Totals};
 use govcloud_api::{
     AgencyCloud, BackupLocation, BackupPolicy, DataCenterCluster, HostedSystem, NetworkZone, ServiceTemplate,

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::common::{NetworkZone, conditions_schema};
 use crate::credit_code;
 
+/// Finalizer of an AgencyCloud: the operator removes the agency's objects from its member cluster first.
+pub const FINALIZER: &str = "govcloud.io/agency-cleanup";
+
 /// CEL rule that recomputes the GB 32100-2015 check character, so the API server itself
 /// refuses a mistyped code.
 pub fn credit_code_rule() -> kube::core::Rule {

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::common::conditions_schema;
 
+/// Finalizer of a BackupPolicy: the operator removes its Velero Schedules first (backups are kept).
+pub const FINALIZER: &str = "govcloud.io/backup-cleanup";
+
 /// An S3-compatible object store in one region, registered by the platform. The operator
 /// registers it with Velero (a BackupStorageLocation `govcloud-<name>`, with its credentials)
 /// on every cluster that backs up there: the clusters of its region for primary copies, and

@@ -1,8 +1,6 @@
 //! `ServiceTemplate` (服务目录): a platform-defined common service — office/OA, information
 //! disclosure, citizen surveys, mail — that agencies instantiate as a HostedSystem.
 
-use std::collections::BTreeMap;
-
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -111,61 +109,4 @@ pub struct TemplateVersion {
     /// Default exposure; a system's own `spec.exposure` replaces it. `host` may use parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure: Option<Exposure>,
-}
-
-/// A HostedSystem's use of a catalogue template.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TemplateRef {
-    /// The ServiceTemplate's name.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-    /// A published version to stay on; without it the system follows the newest version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32))]
-    pub version: Option<String>,
-    /// Parameter values.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = 50))]
-    pub parameters: BTreeMap<String, String>,
-    /// Replica counts per template component, overriding the template's.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(schema_with = "replicas_schema")]
-    pub replicas: BTreeMap<String, i32>,
-}
-
-/// What a template expanded into, shown in the HostedSystem's status.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ExpandedTemplate {
-    /// The template.
-    pub name: String,
-    /// The version used.
-    pub version: String,
-    /// The components it contributed, with parameters substituted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "reported_list")]
-    pub components: Vec<Component>,
-    /// The flows it contributed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "reported_list")]
-    pub flows: Vec<Flow>,
-}
-
-/// Component name → replicas (0–100).
-fn replicas_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "maxProperties": 20,
-        "additionalProperties": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100}
-    })
-}
-
-/// A list reported in status: written only by the operator, so it carries no validation
-/// rules (they count against the CRD's CEL cost budget).
-fn reported_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-    })
 }

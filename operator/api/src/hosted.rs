@@ -6,8 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{ExpandedTemplate, TemplateRef};
 use super::common::conditions_schema;
+
+/// Finalizer of a HostedSystem: the operator removes the system's objects from the member cluster first.
+pub const FINALIZER: &str = "govcloud.io/system-cleanup";
 
 /// A system hosted for an agency: its components (Deployments or StatefulSets), the flows
 /// allowed between them, its exposure, security level, data classification and migration
@@ -460,4 +462,61 @@ pub struct HostedSystemStatus {
     /// When each migration phase was first seen.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub migration_transitions: BTreeMap<String, Time>,
+}
+
+/// A HostedSystem's use of a catalogue template.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateRef {
+    /// The ServiceTemplate's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// A published version to stay on; without it the system follows the newest version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub version: Option<String>,
+    /// Parameter values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 50))]
+    pub parameters: BTreeMap<String, String>,
+    /// Replica counts per template component, overriding the template's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "replicas_schema")]
+    pub replicas: BTreeMap<String, i32>,
+}
+
+/// What a template expanded into, shown in the HostedSystem's status.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpandedTemplate {
+    /// The template.
+    pub name: String,
+    /// The version used.
+    pub version: String,
+    /// The components it contributed, with parameters substituted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "reported_list")]
+    pub components: Vec<Component>,
+    /// The flows it contributed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "reported_list")]
+    pub flows: Vec<Flow>,
+}
+
+/// Component name → replicas (0–100).
+fn replicas_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 20,
+        "additionalProperties": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100}
+    })
+}
+
+/// A list reported in status: written only by the operator, so it carries no validation
+/// rules (they count against the CRD's CEL cost budget).
+fn reported_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+    })
 }

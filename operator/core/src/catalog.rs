@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use govcloud_api::catalog::{ExpandedTemplate, ServiceTemplateSpec, TemplateRef};
+use govcloud_api::catalog::ServiceTemplateSpec;
+use govcloud_api::hosted::{ExpandedTemplate, TemplateRef};
 use govcloud_api::hosted::{Exposure, ExposureMode, HostedSystemSpec};
 
 /// A template expanded for one system: what it contributes.

@@ -7,9 +7,9 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-use crate::FIELD_MANAGER;
 use crate::connect::{self, Global};
 use crate::errors::{self, Target};
+use crate::output::FIELD_MANAGER;
 
 /// Examples shown by `kubectl govcloud approve --help`.
 pub const APPROVE_EXAMPLES: &str = "\

@@ -1,16 +1,15 @@
 //! `kubectl-govcloud`: the kubectl plugin of govcloud-operator (`kubectl govcloud ...`).
 //!
 //! Agencies file tenancy requests, platform approvers approve or deny them, and everyone
-//! sees an agency's cloud at a glance and exports utilization reports. The API types and
-//! the report exporter come from the operator's library, so the plugin never drifts from it.
-
-// kube-derive `printcolumn(...)` attributes in the operator's types trip this lint.
-#![allow(clippy::duplicated_attributes)]
+//! sees an agency's cloud at a glance and exports utilization reports. The API types
+//! (`govcloud-api`) and the report exporter (`govcloud-core`) are the operator's own, so
+//! the plugin never drifts from it.
 
 mod connect;
 mod decide;
 mod errors;
 mod format;
+mod output;
 mod report;
 mod request;
 mod status;
@@ -20,10 +19,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use govcloud_api::tenancy::DecisionAction;
-use serde::Serialize;
-
-/// Field manager of the plugin's writes.
-pub const FIELD_MANAGER: &str = "kubectl-govcloud";
 
 const ABOUT: &str = "Work with the government data center's agency private clouds (govcloud.io).";
 
@@ -82,42 +77,6 @@ enum Command {
     /// Export a UtilizationReport as CSV, JSON or a self-contained HTML page.
     #[command(after_help = report::EXAMPLES)]
     Report(report::ReportArgs),
-}
-
-/// How an object is printed with `-o`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ObjectFormat {
-    /// YAML, as `kubectl get -o yaml`.
-    Yaml,
-    /// JSON.
-    Json,
-    /// `kind.group/name`.
-    Name,
-}
-
-/// Prints an object in `format`, without `managedFields` (like kubectl).
-pub fn print_object<K: kube::Resource + Serialize>(obj: &K, format: ObjectFormat) -> Result<()>
-where
-    K::DynamicType: Default,
-{
-    let mut value = serde_json::to_value(obj)?;
-    if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-        meta.remove("managedFields");
-    }
-    match format {
-        ObjectFormat::Yaml => print!("{}", serde_yaml::to_string(&value)?),
-        ObjectFormat::Json => println!("{}", serde_json::to_string_pretty(&value)?),
-        ObjectFormat::Name => {
-            let dt = K::DynamicType::default();
-            println!(
-                "{}.{}/{}",
-                K::kind(&dt).to_lowercase(),
-                K::group(&dt),
-                obj.meta().name.as_deref().unwrap_or_default()
-            );
-        }
-    }
-    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {

@@ -16,7 +16,7 @@ use kube::api::PostParams;
 
 use crate::connect::{self, Conn, Global};
 use crate::errors::{self, Target};
-use crate::{FIELD_MANAGER, ObjectFormat, print_object};
+use crate::output::{FIELD_MANAGER, ObjectFormat, print_object};
 
 /// Examples shown by `kubectl govcloud request --help`.
 pub const EXAMPLES: &str = "\

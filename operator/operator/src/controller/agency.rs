@@ -16,28 +16,31 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use super::Context;
+use super::apply::apply_children;
+use super::context::Context;
+use super::context::PROBE_EVERY;
+use super::lookup::{self, candidate, placement_candidates, request_for};
 use super::members::{MemberCache, api};
+use super::streams::AgencyStreams;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
-use govcloud_api::agency::{AgencyCloud, AgencyCloudStatus, DeletionPolicy, EnvironmentStatus, PlacementStatus};
+use govcloud_api::agency::{
+    AgencyCloud, AgencyCloudStatus, DeletionPolicy, EnvironmentStatus, FINALIZER, PlacementStatus,
+};
 use govcloud_api::datacenter::DataCenterCluster;
 use govcloud_core::agency::{self as build, Child, Kind};
 use govcloud_core::conditions::{self, Desired, types};
 use govcloud_core::credit_code;
-use govcloud_core::placement::{self, Candidate, Request};
-use govcloud_core::quantity::Milli;
+use govcloud_core::placement;
 
 /// Controller name.
 pub const CONTROLLER: &str = "agencycloud";
-/// Finalizer that cleans up the member cluster.
-pub const FINALIZER: &str = "govcloud.io/agency-cleanup";
 
 /// Condition types of AgencyCloud.
 pub mod condition_types {
@@ -56,139 +59,6 @@ use condition_types::*;
 
 fn field_manager() -> PatchParams {
     PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()
-}
-
-/// Builds placement candidates from the cluster store and the quotas already placed.
-pub fn placement_candidates(
-    ctx: &Context,
-    me: &str,
-    reservations: &std::collections::HashMap<String, (String, Milli, Milli)>,
-) -> Vec<Candidate> {
-    let agencies = ctx.agencies.get().map(|s| s.state()).unwrap_or_default();
-    // cluster → (cpu, memory, agencies with levels)
-    type Placed = (Milli, Milli, Vec<(String, u8)>);
-    let mut placed: BTreeMap<String, Placed> = BTreeMap::new();
-    for a in &agencies {
-        let name = a.name_any();
-        if name == me {
-            continue;
-        }
-        let Some(p) = a.status.as_ref().and_then(|s| s.placement.as_ref()) else {
-            continue;
-        };
-        let (cpu, mem) = ctx.quota_totals.of(a);
-        let e = placed.entry(p.cluster.clone()).or_default();
-        e.0 += cpu;
-        e.1 += mem;
-        e.2.push((name, a.spec.cloud.security_level));
-    }
-    for (agency, (cluster, cpu, mem)) in reservations {
-        if agency == me
-            || agencies
-                .iter()
-                .any(|a| a.name_any() == *agency && a.status.as_ref().is_some_and(|s| s.placement.is_some()))
-        {
-            continue;
-        }
-        let level = agencies
-            .iter()
-            .find(|a| a.name_any() == *agency)
-            .map(|a| a.spec.cloud.security_level)
-            .unwrap_or(1);
-        let e = placed.entry(cluster.clone()).or_default();
-        e.0 += *cpu;
-        e.1 += *mem;
-        e.2.push((agency.clone(), level));
-    }
-    ctx.clusters
-        .state()
-        .iter()
-        .map(|d| {
-            let (pc, pm, pa) = placed.remove(&d.name_any()).unwrap_or_default();
-            candidate(d, pc, pm, pa)
-        })
-        .collect()
-}
-
-/// A cluster as a placement candidate, with what is placed on it already.
-fn candidate(d: &DataCenterCluster, placed_cpu: Milli, placed_memory: Milli, agencies: Vec<(String, u8)>) -> Candidate {
-    let st = d.status.clone().unwrap_or_default();
-    let alloc = st.allocatable.unwrap_or_default();
-    let q = |v: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
-        v.and_then(|q| Milli::parse(&q.0).ok()).unwrap_or_default()
-    };
-    Candidate {
-        name: d.name_any(),
-        region: d.spec.region.clone(),
-        zone: d.spec.zone,
-        max_level: d.spec.max_security_level,
-        schedulable: d.spec.schedulable,
-        ready: conditions::is_true(&st.conditions, types::READY),
-        labels: d.labels().clone(),
-        allocatable_cpu: q(alloc.cpu),
-        allocatable_memory: q(alloc.memory),
-        overcommit_cpu: d.spec.overcommit.cpu,
-        overcommit_memory: d.spec.overcommit.memory,
-        placed_cpu,
-        placed_memory,
-        agencies,
-    }
-}
-
-fn request_for(name: &str, ac: &AgencyCloud) -> Request {
-    let (cpu, memory) = build::total_quota(&ac.spec.cloud);
-    let hints = &ac.spec.cloud.placement;
-    Request {
-        agency: name.to_string(),
-        level: ac.spec.cloud.security_level,
-        zone: ac.spec.cloud.zone,
-        cpu,
-        memory,
-        cluster: hints.cluster.clone(),
-        region: hints.region.clone(),
-        selector: hints.cluster_selector.clone(),
-    }
-}
-
-/// Applies children whose live copy differs; returns the names written.
-pub(crate) async fn apply_children(
-    controller: &'static str,
-    metrics: &crate::metrics::Metrics,
-    client: &Client,
-    cache: Option<&MemberCache>,
-    children: &[Child],
-) -> Result<Vec<String>> {
-    let synced = cache.is_some_and(|c| c.is_synced());
-    let mut written = Vec::new();
-    for child in children {
-        let desired = without_type(&child.body);
-        if synced && cache.is_some_and(|c| c.up_to_date(child.kind, child.namespace.as_deref(), &child.name, &desired))
-        {
-            continue;
-        }
-        tracing::debug!(kind = ?child.kind, name = %child.name, synced, "applying child that differs from the cache");
-        metrics.child_applied(controller);
-        let api = api(client, child.kind, child.namespace.as_deref());
-        let returned = api
-            .patch(&child.name, &field_manager(), &Patch::Apply(&child.body))
-            .await?;
-        if let Some(c) = cache {
-            c.applied(child.kind, &desired, returned);
-        }
-        written.push(format!("{}/{}", child.kind.gvk().2, child.name));
-    }
-    Ok(written)
-}
-
-/// The body without `apiVersion` and `kind`: objects from list responses in the caches
-/// carry no type information, so those two fields are left out of the comparison.
-fn without_type(body: &serde_json::Value) -> serde_json::Value {
-    let mut b = body.clone();
-    if let Some(m) = b.as_object_mut() {
-        m.remove("apiVersion");
-        m.remove("kind");
-    }
-    b
 }
 
 /// Deletes cached objects of the agency that are no longer desired (never namespaces).
@@ -265,16 +135,18 @@ pub(crate) async fn publish(
     ctx.publish(&ac.object_ref(&()), type_, reason, action, &note).await;
 }
 
-/// Key of an AgencyCloud in [`super::StatusMemo`].
+/// Key of an AgencyCloud in [`super::context::StatusMemo`].
 async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus) -> Result<()> {
     if ac.status.as_ref() == Some(&status)
-        || ctx
-            .status_memo
-            .written(&super::StatusMemo::key(ac), ac.resource_version().as_deref(), &status)
+        || ctx.status_memo.written(
+            &super::context::StatusMemo::key(ac),
+            ac.resource_version().as_deref(),
+            &status,
+        )
     {
         return Ok(());
     }
-    tracing::debug!(changed = ?super::changed_fields(ac.status.as_ref(), &status), "writing status");
+    tracing::debug!(changed = ?super::context::changed_fields(ac.status.as_ref(), &status), "writing status");
     let api: Api<AgencyCloud> = Api::all(ctx.client.clone());
     let mut body =
         json!({"apiVersion": AgencyCloud::api_version(&()), "kind": AgencyCloud::kind(&()), "status": status});
@@ -292,8 +164,11 @@ async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus
     }
     api.patch_status(&ac.name_any(), &field_manager(), &Patch::Apply(&body))
         .await?;
-    ctx.status_memo
-        .record(&super::StatusMemo::key(ac), ac.resource_version().as_deref(), &status);
+    ctx.status_memo.record(
+        &super::context::StatusMemo::key(ac),
+        ac.resource_version().as_deref(),
+        &status,
+    );
     Ok(())
 }
 
@@ -320,44 +195,6 @@ fn usage_only(old: Option<&AgencyCloudStatus>, new: &AgencyCloudStatus) -> bool 
 /// How long a new cloud waits quietly for its registry policy to take effect before the
 /// wait is reported in its status (`Isolated=False`, `RegistryPolicyPending`).
 const PENDING_QUIET: Duration = Duration::from_secs(15);
-/// A pending registry policy is probed at most this often per agency, however many
-/// reconciles the agency's new objects trigger meanwhile (the API server loads a new
-/// binding asynchronously, within a second or so when it is not busy).
-const PROBE_EVERY: Duration = Duration::from_secs(1);
-
-/// When each agency's registry policy may be probed next (agencies whose policy is pending).
-#[derive(Default)]
-pub struct RegistryProbes(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
-
-impl RegistryProbes {
-    /// `None` if `agency`'s policy may be probed now, else how long to wait.
-    pub fn not_before(&self, agency: &str) -> Option<Duration> {
-        let now = std::time::Instant::now();
-        let m = self.0.lock().ok()?;
-        m.get(agency)
-            .and_then(|due| due.checked_duration_since(now))
-            .filter(|d| !d.is_zero())
-    }
-
-    /// Records a probe: an active policy needs no more; a pending one waits [`PROBE_EVERY`].
-    pub fn probed(&self, agency: &str, active: bool) {
-        if let Ok(mut m) = self.0.lock() {
-            if active {
-                m.remove(agency);
-            } else {
-                m.insert(agency.to_string(), std::time::Instant::now() + PROBE_EVERY);
-            }
-        }
-    }
-
-    /// Forgets `agency` (deleted).
-    pub fn forget(&self, agency: &str) {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(agency);
-        }
-    }
-}
-
 struct Outcome {
     /// The status to write (`None`: written already, or nothing to write yet).
     status: Option<AgencyCloudStatus>,
@@ -1123,7 +960,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
         Err(e) => return Err(e),
     }
     ctx.placements.lock().await.remove(&name);
-    ctx.status_memo.forget(&super::StatusMemo::key(&*ac));
+    ctx.status_memo.forget(&super::context::StatusMemo::key(&*ac));
     ctx.registry_probes.forget(&ac.name_any());
     ctx.quota_totals.forget(&ac);
     publish(
@@ -1192,7 +1029,7 @@ async fn reconcile(ac: Arc<AgencyCloud>, ctx: Arc<Context>) -> Result<Action> {
                 // quick succession are written together, at most one usage-only write per
                 // USAGE_COALESCE (anything else is written at once).
                 if usage_only(ac.status.as_ref(), &status)
-                    && let Some(since) = ctx.status_memo.since_last_write(&super::StatusMemo::key(&*ac))
+                    && let Some(since) = ctx.status_memo.since_last_write(&super::context::StatusMemo::key(&*ac))
                     && since < USAGE_COALESCE
                 {
                     return Ok(Action::requeue(USAGE_COALESCE - since));
@@ -1216,22 +1053,12 @@ fn error_policy(_ac: Arc<AgencyCloud>, error: &Error, ctx: Arc<Context>) -> Acti
     }
 }
 
-/// The hub's shared watches that trigger the AgencyCloud controller.
-pub struct Streams {
-    /// Its own AgencyClouds.
-    pub own: ReflectHandle<AgencyCloud>,
-    /// HostedSystems (backup compliance).
-    pub systems: ReflectHandle<govcloud_api::HostedSystem>,
-    /// BackupPolicies (backup compliance).
-    pub policies: ReflectHandle<govcloud_api::BackupPolicy>,
-}
-
 /// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches.
 pub async fn run(
     ctx: Arc<Context>,
     synced: PendingCache,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    Streams { own, systems, policies }: Streams,
+    AgencyStreams { own, systems, policies }: AgencyStreams,
 ) {
     let reader = own.reader();
     let controller = Controller::for_shared_stream(own, reader);
@@ -1268,7 +1095,7 @@ pub async fn run(
     // Hosted systems and backup policies change the agency's backup compliance.
     let agency_of_ns = |ctx: Arc<Context>| {
         move |ns: Option<String>| -> Option<ObjectRef<AgencyCloud>> {
-            super::hosted::agency_of(&ctx, &ns?).map(|a| ObjectRef::from_obj(&*a))
+            lookup::agency_of(&ctx, &ns?).map(|a| ObjectRef::from_obj(&*a))
         }
     };
     let by_system = agency_of_ns(ctx.clone());
@@ -1301,7 +1128,7 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::{PROBE_EVERY, RegistryProbes, usage_only};
+    use super::usage_only;
     use govcloud_api::agency::{AgencyCloudStatus, EnvironmentStatus};
 
     #[test]
@@ -1328,26 +1155,5 @@ mod tests {
             !usage_only(Some(&old), &AgencyCloudStatus::default()),
             "an environment went away"
         );
-    }
-
-    #[test]
-    fn registry_probes_wait_between_tries() {
-        let p = RegistryProbes::default();
-        // Unknown agency: probe now.
-        assert_eq!(p.not_before("a"), None);
-        // A pending probe waits PROBE_EVERY, also in the next reconciles; others are not
-        // held back; an active one frees the agency.
-        p.probed("a", false);
-        assert!(
-            p.not_before("a")
-                .is_some_and(|d| d <= PROBE_EVERY && d > PROBE_EVERY / 2)
-        );
-        assert_eq!(p.not_before("b"), None);
-        p.probed("b", false);
-        p.probed("b", true);
-        assert_eq!(p.not_before("b"), None);
-        p.probed("a", false);
-        p.forget("a");
-        assert_eq!(p.not_before("a"), None);
     }
 }

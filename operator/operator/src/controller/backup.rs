@@ -14,17 +14,18 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, instrument, warn};
 
-use super::Context;
-use super::hosted::{Target, target};
+use super::context::Context;
+use super::lookup::{Target, target};
+use super::streams::BackupStreams;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
-use govcloud_api::backup::{BackupLocation, BackupPolicy, BackupPolicyStatus, BackupRecord, RestoreRecord};
+use govcloud_api::backup::{BackupLocation, BackupPolicy, BackupPolicyStatus, BackupRecord, FINALIZER, RestoreRecord};
 use govcloud_api::hosted::HostedSystem;
 use govcloud_core::backup::{self as core, Backup, Schedule};
 use govcloud_core::conditions::{self, Desired};
@@ -32,8 +33,6 @@ use govcloud_core::hosted::{SPEC_RECORD_KEY, SPEC_RECORD_LABEL};
 
 /// Controller name.
 pub const CONTROLLER: &str = "backuppolicy";
-/// Finalizer that removes the policy's Velero Schedules (backups are kept).
-pub const FINALIZER: &str = "govcloud.io/backup-cleanup";
 /// Annotation: a new value runs a restore drill now.
 pub const DRILL_ANNOTATION: &str = "govcloud.io/drill";
 /// Annotation: a new value restores the newest good backup into the namespace.
@@ -287,12 +286,12 @@ async fn write_status(ctx: &Context, bp: &BackupPolicy, status: BackupPolicyStat
     let ns = bp.namespace().unwrap_or_default();
     // A reconcile that ran before the store caught up with the previous write computes the
     // same status from the same old object: not written twice.
-    let key = super::StatusMemo::key(bp);
+    let key = super::context::StatusMemo::key(bp);
     let rv = bp.resource_version();
     if bp.status.as_ref() == Some(&status) || ctx.status_memo.written(&key, rv.as_deref(), &status) {
         return Ok(());
     }
-    tracing::debug!(changed = ?super::changed_fields(bp.status.as_ref(), &status), "writing status");
+    tracing::debug!(changed = ?super::context::changed_fields(bp.status.as_ref(), &status), "writing status");
     let body = json!({"apiVersion": BackupPolicy::api_version(&()), "kind": BackupPolicy::kind(&()), "status": status});
     Api::<BackupPolicy>::namespaced(ctx.client.clone(), &ns)
         .patch_status(&bp.name_any(), &pp(), &Patch::Apply(&body))
@@ -312,7 +311,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     let stamp = Time(now());
     let t = match target(ctx, &ns).await {
         Ok(t) => t,
-        Err(("NoAgency", _)) if super::hosted::settling(ctx, &ns, bp.metadata.creation_timestamp.as_ref()) => {
+        Err(("NoAgency", _)) if super::lookup::settling(ctx, &ns, bp.metadata.creation_timestamp.as_ref()) => {
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         Err((reason, msg)) => {
@@ -1006,7 +1005,7 @@ async fn progress_recovery(ctx: &Context, t: &Target, r: &mut RestoreRecord, ns:
 
 async fn cleanup(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     let ns = bp.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    ctx.status_memo.forget(&super::StatusMemo::key(&*bp));
+    ctx.status_memo.forget(&super::context::StatusMemo::key(&*bp));
     let (client, agency) = match target(ctx, &ns).await {
         Ok(t) => (t.client, t.agency.name_any()),
         // The agency is gone already: stop the schedules on the cluster the status names.
@@ -1076,27 +1075,17 @@ fn error_policy(_bp: Arc<BackupPolicy>, error: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(Duration::from_secs(10))
 }
 
-/// The hub's shared watches that trigger the BackupPolicy controller.
-pub struct Streams {
-    /// Its own BackupPolicies.
-    pub own: ReflectHandle<BackupPolicy>,
-    /// HostedSystems (what a policy covers).
-    pub systems: ReflectHandle<HostedSystem>,
-    /// AgencyClouds (policies waiting for their agency).
-    pub agencies: ReflectHandle<govcloud_api::AgencyCloud>,
-}
-
 /// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches.
 pub async fn run(
     ctx: Arc<Context>,
     synced: PendingCache,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    Streams { own, systems, agencies }: Streams,
+    BackupStreams { own, systems, agencies }: BackupStreams,
 ) {
     let reader = own.reader();
     let controller = Controller::for_shared_stream(own, reader);
     let store = controller.store();
-    super::signal_when_synced(store.clone(), synced);
+    super::context::signal_when_synced(store.clone(), synced);
     let (location_store, locations) = crate::lenient::reflector::<BackupLocation>(
         ctx.client.clone(),
         watcher::Config::default(),
@@ -1121,7 +1110,7 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         // Policies created before their agency was provisioned go as soon as it is.
-        .watches_shared_stream(agencies, move |ac| super::in_agency_namespaces(&waiting, &ac))
+        .watches_shared_stream(agencies, move |ac| super::context::in_agency_namespaces(&waiting, &ac))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

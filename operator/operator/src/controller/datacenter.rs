@@ -18,7 +18,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use super::Context;
+use super::context::Context;
 use crate::error::{Error, Result};
 use crate::member::MemberError;
 use crate::server::PendingCache;
@@ -219,7 +219,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     );
     let controller = Controller::for_stream(stream, store);
     let store = controller.store();
-    super::signal_when_synced(store.clone(), synced);
+    super::context::signal_when_synced(store.clone(), synced);
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
         .watches_stream(

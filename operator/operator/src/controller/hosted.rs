@@ -11,23 +11,24 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{instrument, warn};
 
-use super::Context;
-use super::agency::apply_children;
+use super::apply::apply_children;
+use super::context::Context;
+use super::lookup::{Target, settling, target};
 use super::members::{MemberCache, api};
+use super::streams::HostedStreams;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
 use govcloud_api::NetworkZone;
 use govcloud_api::ServiceTemplate;
-use govcloud_api::agency::AgencyCloud;
-use govcloud_api::catalog::ExpandedTemplate;
+use govcloud_api::hosted::ExpandedTemplate;
 use govcloud_api::hosted::{
-    ComponentKind, ComponentStatus, ExposureMode, HostedSystem, HostedSystemSpec, HostedSystemStatus,
+    ComponentKind, ComponentStatus, ExposureMode, FINALIZER, HostedSystem, HostedSystemSpec, HostedSystemStatus,
 };
 use govcloud_core::agency::{Kind, SYSTEM_LABEL};
 use govcloud_core::conditions::{self, Desired};
@@ -36,117 +37,10 @@ use govcloud_core::{catalog, hub};
 
 /// Controller name.
 pub const CONTROLLER: &str = "hostedsystem";
-/// Finalizer that removes the system's objects from the member cluster.
-pub const FINALIZER: &str = "govcloud.io/system-cleanup";
 
 const AVAILABLE: &str = "Available";
 const PROGRESSING: &str = "Progressing";
 const DEGRADED: &str = "Degraded";
-
-/// The agency whose environment namespace this is (from the AgencyCloud cache).
-pub(crate) fn agency_of(ctx: &Context, namespace: &str) -> Option<Arc<AgencyCloud>> {
-    let store = ctx.agencies.get()?;
-    let owns = |a: &AgencyCloud| {
-        a.status
-            .as_ref()
-            .is_some_and(|s| s.environments.iter().any(|e| e.namespace == namespace))
-    };
-    by_namespace(store, namespace, |a, _| owns(a)).or_else(|| store.state().into_iter().find(|a| owns(a)))
-}
-
-/// The agency named by a prefix of `namespace` before a `-` for which `pick(agency, rest)`
-/// holds (`rest` is what follows the `-`). An environment's namespace is
-/// `<agency>-<environment>`, so a few lookups by name replace a scan of every agency (a
-/// scan per hosted system's reconcile was most of the operator's CPU in a resync of 5,000
-/// systems).
-fn by_namespace(
-    store: &kube::runtime::reflector::Store<AgencyCloud>,
-    namespace: &str,
-    pick: impl Fn(&AgencyCloud, &str) -> bool,
-) -> Option<Arc<AgencyCloud>> {
-    namespace.match_indices('-').find_map(|(i, _)| {
-        store
-            .get(&kube::runtime::reflector::ObjectRef::new(&namespace[..i]))
-            .filter(|a| pick(a, &namespace[i + 1..]))
-    })
-}
-
-/// Whether an object in `namespace`, created at `created`, should wait quietly for its
-/// agency instead of reporting "no agency": the namespace is an environment of an AgencyCloud
-/// (by spec) whose provisioning has not reached this controller's cache yet, and the object
-/// is less than [`SETTLE`] old. Objects created the moment their namespace appears would
-/// otherwise each write a status that is outdated a second later.
-pub(crate) fn settling(ctx: &Context, namespace: &str, created: Option<&Time>) -> bool {
-    let young = created.is_some_and(|t| conditions::age(t) < SETTLE);
-    young
-        && ctx.agencies.get().is_some_and(|s| {
-            by_namespace(s, namespace, |a, env| {
-                a.spec.cloud.environments.iter().any(|e| e.name == env)
-            })
-            .is_some()
-        })
-}
-
-/// See [`settling`].
-pub(crate) const SETTLE: Duration = Duration::from_secs(30);
-
-pub(crate) struct Target {
-    pub(crate) client: Client,
-    pub(crate) cache: Arc<MemberCache>,
-    pub(crate) cluster: String,
-    pub(crate) zone: NetworkZone,
-    pub(crate) agency: Arc<AgencyCloud>,
-}
-
-pub(crate) async fn target(ctx: &Context, namespace: &str) -> std::result::Result<Target, (&'static str, String)> {
-    ctx.caches_filled().await;
-    let agency = agency_of(ctx, namespace).ok_or((
-        "NoAgency",
-        format!("Namespace {namespace} is not an environment of any provisioned AgencyCloud; create HostedSystems and BackupPolicies in one of your agency's namespaces."),
-    ))?;
-    let placement = agency
-        .status
-        .as_ref()
-        .and_then(|s| s.placement.clone())
-        .ok_or(("NotPlaced", "The agency cloud is not placed yet.".to_string()))?;
-    let dcc = ctx
-        .clusters
-        .state()
-        .into_iter()
-        .find(|d| d.name_any() == placement.cluster)
-        .ok_or((
-            "ClusterNotRegistered",
-            format!("Cluster {} is not registered.", placement.cluster),
-        ))?;
-    if dcc
-        .status
-        .as_ref()
-        .is_some_and(|s| conditions::find(&s.conditions, "Reachable").is_some_and(|c| c.status == conditions::FALSE))
-    {
-        return Err((
-            "ClusterUnreachable",
-            format!(
-                "Cluster {} is unreachable; nothing was changed or deleted, retrying.",
-                placement.cluster
-            ),
-        ));
-    }
-    let (client, version) = ctx.members.versioned_client_for(&dcc).await.map_err(|e| {
-        (
-            "ClusterUnreachable",
-            format!("Cannot connect to cluster {}: {e}", placement.cluster),
-        )
-    })?;
-    let cache = ctx.caches.ensure(&placement.cluster, &version, &client);
-    cache.wait_synced(Duration::from_secs(10)).await;
-    Ok(Target {
-        client,
-        cache,
-        cluster: placement.cluster,
-        zone: placement.zone,
-        agency,
-    })
-}
 
 /// How long a rollout may take before the pods of a component short of replicas are listed
 /// to say why (Degraded with the scheduler's message).
@@ -161,12 +55,12 @@ fn pp() -> PatchParams {
 
 async fn write_status(ctx: &Context, hs: &HostedSystem, status: HostedSystemStatus) -> Result<()> {
     let ns = hs.namespace().unwrap_or_default();
-    let key = super::StatusMemo::key(hs);
+    let key = super::context::StatusMemo::key(hs);
     let rv = hs.resource_version();
     if hs.status.as_ref() == Some(&status) || ctx.status_memo.written(&key, rv.as_deref(), &status) {
         return Ok(());
     }
-    tracing::debug!(changed = ?super::changed_fields(hs.status.as_ref(), &status), "writing status");
+    tracing::debug!(changed = ?super::context::changed_fields(hs.status.as_ref(), &status), "writing status");
     let body = json!({"apiVersion": HostedSystem::api_version(&()), "kind": HostedSystem::kind(&()), "status": status});
     Api::<HostedSystem>::namespaced(ctx.client.clone(), &ns)
         .patch_status(&hs.name_any(), &pp(), &Patch::Apply(&body))
@@ -320,7 +214,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
                     a.host,
                     e.host.as_deref().unwrap_or("(no host)")
                 )),
-                Some(_) if !super::tenancy::policy_present(&ctx.client, hub::EXPOSURE_POLICY).await => problems.push(format!(
+                Some(_) if !super::lookup::policy_present(&ctx.client, hub::EXPOSURE_POLICY).await => problems.push(format!(
                     "spec.internetExposureApproval: the admission policy {} is missing from the hub, so nothing proves who approved; the operator reinstalls it at start",
                     hub::EXPOSURE_POLICY
                 )),
@@ -650,7 +544,7 @@ async fn withdraw_exposure(ctx: &Context, t: &Target, ns: &str, system: &str) ->
 
 async fn cleanup(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     let ns = hs.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    ctx.status_memo.forget(&super::StatusMemo::key(&*hs));
+    ctx.status_memo.forget(&super::context::StatusMemo::key(&*hs));
     let t = match target(ctx, &ns).await {
         Ok(t) => t,
         // No agency or cluster any more: nothing of ours to remove there.
@@ -693,25 +587,17 @@ fn error_policy(_hs: Arc<HostedSystem>, error: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(Duration::from_secs(5))
 }
 
-/// The hub's shared watches that trigger the HostedSystem controller.
-pub struct Streams {
-    /// Its own HostedSystems.
-    pub own: ReflectHandle<HostedSystem>,
-    /// AgencyClouds (systems waiting for their agency).
-    pub agencies: ReflectHandle<AgencyCloud>,
-}
-
 /// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches.
 pub async fn run(
     ctx: Arc<Context>,
     synced: PendingCache,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    Streams { own, agencies }: Streams,
+    HostedStreams { own, agencies }: HostedStreams,
 ) {
     let reader = own.reader();
     let controller = Controller::for_shared_stream(own, reader);
     let store = controller.store();
-    super::signal_when_synced(store.clone(), synced);
+    super::context::signal_when_synced(store.clone(), synced);
     let events = ctx.system_events.lock().ok().and_then(|mut g| g.take());
     // A changed catalogue template rolls out to the systems that follow it.
     let templates =
@@ -730,7 +616,7 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         // Systems created before their agency was provisioned go as soon as it is.
-        .watches_shared_stream(agencies, move |ac| super::in_agency_namespaces(&waiting, &ac));
+        .watches_shared_stream(agencies, move |ac| super::context::in_agency_namespaces(&waiting, &ac));
     if let Some(rx) = events {
         controller = controller.reconcile_on(rx.filter_map(|key| async move {
             key.split_once('/')

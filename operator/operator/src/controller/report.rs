@@ -16,7 +16,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use super::Context;
+use super::context::Context;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
 use govcloud_api::report::{AgencyRow, PriceCatalogue};
@@ -312,7 +312,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
         ctx.lenient.clone(),
     );
     let controller = Controller::for_stream(stream, reader);
-    super::signal_when_synced(controller.store(), synced);
+    super::context::signal_when_synced(controller.store(), synced);
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -16,7 +16,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use super::Context;
+use super::context::Context;
+use super::lookup::policy_present;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
 use govcloud_api::agency::AgencyCloud;
@@ -132,7 +133,7 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
         let reservations = ctx.placements.lock().await.clone();
         let decision = placement::decide(
             &req,
-            &super::agency::placement_candidates(&ctx, &agency_name, &reservations),
+            &super::lookup::placement_candidates(&ctx, &agency_name, &reservations),
         );
         preview = Some(PlacementPreview {
             cluster: decision.chosen.clone(),
@@ -322,19 +323,6 @@ fn error_policy(_tr: Arc<TenancyRequest>, error: &Error, ctx: Arc<Context>) -> A
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Whether the approval policy and its binding exist on the hub right now (checked before
-/// acting on an approval: without them nothing proves who approved).
-pub(crate) async fn policy_present(client: &kube::Client, name: &str) -> bool {
-    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
-    let policy = Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .get_opt(name)
-        .await;
-    let binding = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .get_opt(name)
-        .await;
-    matches!((policy, binding), (Ok(Some(_)), Ok(Some(_))))
-}
-
 /// Applies the hub admission policy and roles (idempotent, at startup).
 pub async fn install_hub_objects(client: &kube::Client) -> Result<()> {
     for (kind, name, body) in hub::hub_objects() {
@@ -393,9 +381,9 @@ pub async fn install_finalizer_policy(client: &kube::Client) -> Result<Option<&'
         return Ok(None);
     };
     let finalizers = [
-        ("agencyclouds", super::agency::FINALIZER),
-        ("hostedsystems", super::hosted::FINALIZER),
-        ("backuppolicies", super::backup::FINALIZER),
+        ("agencyclouds", govcloud_api::agency::FINALIZER),
+        ("hostedsystems", govcloud_api::hosted::FINALIZER),
+        ("backuppolicies", govcloud_api::backup::FINALIZER),
     ];
     let api_version = format!("admissionregistration.k8s.io/{version}");
     for (kind, name, body) in hub::finalizer_policy(&api_version, &finalizers) {
@@ -462,7 +450,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     );
     let controller = Controller::for_stream(stream, reader);
     let store = controller.store();
-    super::signal_when_synced(store.clone(), synced);
+    super::context::signal_when_synced(store.clone(), synced);
     let acs = crate::lenient::objects::<AgencyCloud>(
         ctx.client.clone(),
         watcher::Config::default().labels(REQUEST_LABEL),

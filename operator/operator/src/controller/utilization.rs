@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 
-use super::Context;
+use super::context::Context;
 use govcloud_core::utilization as util;
 
 /// Recomputes `govcloud_cluster_resource` from the caches (`govcloud_agency_systems` and

@@ -1,0 +1,56 @@
+//! Server-side apply of desired children, skipping those the member cache shows are
+//! already as desired.
+
+use kube::Client;
+use kube::api::{Patch, PatchParams};
+
+use super::members::{MemberCache, api};
+use crate::error::Result;
+use govcloud_core::agency::Child;
+
+/// Field manager of every child: the AgencyCloud controller's, also for the children of
+/// hosted systems (the manager their fields have always been applied with).
+fn field_manager() -> PatchParams {
+    PatchParams::apply("govcloud-operator/agencycloud").force()
+}
+
+/// Applies children whose live copy differs; returns the names written.
+pub(crate) async fn apply_children(
+    controller: &'static str,
+    metrics: &crate::metrics::Metrics,
+    client: &Client,
+    cache: Option<&MemberCache>,
+    children: &[Child],
+) -> Result<Vec<String>> {
+    let synced = cache.is_some_and(|c| c.is_synced());
+    let mut written = Vec::new();
+    for child in children {
+        let desired = without_type(&child.body);
+        if synced && cache.is_some_and(|c| c.up_to_date(child.kind, child.namespace.as_deref(), &child.name, &desired))
+        {
+            continue;
+        }
+        tracing::debug!(kind = ?child.kind, name = %child.name, synced, "applying child that differs from the cache");
+        metrics.child_applied(controller);
+        let api = api(client, child.kind, child.namespace.as_deref());
+        let returned = api
+            .patch(&child.name, &field_manager(), &Patch::Apply(&child.body))
+            .await?;
+        if let Some(c) = cache {
+            c.applied(child.kind, &desired, returned);
+        }
+        written.push(format!("{}/{}", child.kind.gvk().2, child.name));
+    }
+    Ok(written)
+}
+
+/// The body without `apiVersion` and `kind`: objects from list responses in the caches
+/// carry no type information, so those two fields are left out of the comparison.
+fn without_type(body: &serde_json::Value) -> serde_json::Value {
+    let mut b = body.clone();
+    if let Some(m) = b.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    b
+}
