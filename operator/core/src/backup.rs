@@ -8,6 +8,7 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 use serde_json::{Value, json};
 
+use crate::levels;
 use govcloud_api::backup::{BackupPolicySpec, Retention};
 
 /// Namespace of Velero on every member cluster.
@@ -47,20 +48,25 @@ pub fn format_rpo(secs: i64) -> String {
     }
 }
 
-/// The longest RPO a level allows (DESIGN: ≤ 24 h at levels 2–3, ≤ 1 h at level 4); also
-/// the default.
+/// RPO where the level sets no limit (level 1): a daily backup.
+const UNLIMITED_LEVEL_RPO: i64 = 24 * 3600;
+
+/// The longest RPO a level allows ([`levels::LevelRules::max_rpo`]); also the default.
 pub fn max_rpo(level: u8) -> i64 {
-    if level >= 4 { 3600 } else { 24 * 3600 }
+    levels::rules(level)
+        .max_rpo
+        .map_or(UNLIMITED_LEVEL_RPO, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Whether a level requires an off-site copy.
+/// Whether a level requires an off-site copy ([`levels::LevelRules::offsite_required`]).
 pub fn offsite_required(level: u8) -> bool {
-    level >= 3
+    levels::rules(level).offsite_required
 }
 
-/// Whether a level requires every hosted system to be covered by a policy.
+/// Whether a level requires every hosted system to be covered by a policy
+/// ([`levels::LevelRules::backup_required`]).
 pub fn backup_required(level: u8) -> bool {
-    level >= 2
+    levels::rules(level).backup_required
 }
 
 /// A parsed schedule in its time zone.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::agency::{AGENCY_LABEL, COMPONENT_LABEL, Child, Kind, MANAGED_BY, SYSTEM_LABEL};
+use super::levels::{self, PodSecurity};
 use govcloud_api::hosted::{Component, ComponentKind, ExposureMode, HostedSystemSpec, VolumeRetention};
 
 /// IngressClass of the government-network entry (政务网入口), provided by the platform.
@@ -90,7 +91,7 @@ fn container(level: u8, c: &Component) -> Value {
     if let Some(s) = &c.storage {
         ctr["volumeMounts"] = json!([{"name": "data", "mountPath": s.mount_path}]);
     }
-    if level >= 3 {
+    if restricted(level) {
         ctr["securityContext"] = json!({
             "allowPrivilegeEscalation": false,
             "capabilities": {"drop": ["ALL"]},
@@ -102,9 +103,15 @@ fn container(level: u8, c: &Component) -> Value {
     ctr
 }
 
+/// Whether the level enforces the `restricted` Pod Security Standard, whose security
+/// context the containers then carry.
+fn restricted(level: u8) -> bool {
+    levels::rules(level).pod_security == PodSecurity::Restricted
+}
+
 fn pod_template(level: u8, agency: &str, system: &str, c: &Component) -> Value {
     let mut spec = json!({"containers": [container(level, c)], "automountServiceAccountToken": false});
-    if level >= 3 {
+    if restricted(level) {
         spec["securityContext"] = json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
     }
     json!({"metadata": {"labels": labels(agency, system, Some(&c.name))}, "spec": spec})

@@ -2,6 +2,8 @@
 //!
 //! One row per level; every controller asks this table instead of comparing levels
 //! inline, so the rules are in one place, documented (docs/platform-guide.md) and tested.
+//! The CRDs' CEL rules cannot ask it (the API server checks them); a test here fails when
+//! they say something else than the table.
 
 use std::time::Duration;
 
@@ -167,5 +169,42 @@ mod tests {
         }
         assert_eq!(rules(0).level, 1);
         assert_eq!(rules(9).level, 4);
+    }
+
+    /// The lowest level with `rule`, when every level above has it too (else None).
+    fn from_level(rule: impl Fn(&LevelRules) -> bool) -> Option<u8> {
+        let first = MATRIX.iter().position(&rule)?;
+        MATRIX[first..].iter().all(&rule).then_some(MATRIX[first].level)
+    }
+
+    #[test]
+    fn the_crds_cel_rules_say_what_the_table_says() {
+        let crds: Vec<_> = govcloud_api::all_crds().into_iter().map(|(_, c)| c).collect();
+        let text = serde_json::to_string(&crds).unwrap_or_default();
+        let internal = from_level(|r| r.internal_zone_only);
+        let no_egress = from_level(|r| r.internet_egress == InternetEgress::Never);
+        let no_exposure = from_level(|r| r.internet_exposure == InternetExposure::Never);
+        for (from, rule) in [
+            (internal, "self.securityLevel < {n} || self.zone == 'internal'"),
+            (
+                no_egress,
+                "self.securityLevel < {n} || !has(self.egress) || self.egress.all(e, !e.internetExit)",
+            ),
+            (
+                no_exposure,
+                "!has(self.exposure) || self.exposure.mode != 'Internet' || self.securityLevel < {n}",
+            ),
+            (
+                no_exposure,
+                "!has(self.internetExposureApproval) || self.securityLevel < {n}",
+            ),
+        ] {
+            let n = from.unwrap_or_else(|| panic!("the table no longer has a level from which on: {rule}"));
+            let rule = rule.replace("{n}", &n.to_string());
+            assert!(
+                text.contains(&rule),
+                "no CRD rule `{rule}`: update the rule to the table"
+            );
+        }
     }
 }

@@ -9,8 +9,8 @@ use govcloud_api::agency::{
     Subject, SubjectKind,
 };
 use govcloud_api::{TenancyRequest, TenancyRequestSpec};
-use govcloud_core::credit_code;
 use govcloud_core::quantity::Milli;
+use govcloud_core::{credit_code, levels};
 use kube::Api;
 use kube::api::PostParams;
 
@@ -272,8 +272,11 @@ pub fn build(args: &RequestArgs, namespace: &str, me: Option<&str>) -> Result<Te
             "--justification: write 10 to 4000 characters about the systems to be hosted and their users (got {chars})"
         ));
     }
-    if args.level == 4 && matches!(args.zone, Zone::External) {
-        problems.push("--zone: level 4 agencies must be on the internal zone (政务内网)".to_string());
+    if levels::rules(args.level).internal_zone_only && matches!(args.zone, Zone::External) {
+        problems.push(format!(
+            "--zone: level {} agencies must be on the internal zone (政务内网)",
+            args.level
+        ));
     }
     check_quantity("--cpu", &args.cpu, true, &mut problems);
     check_quantity("--memory", &args.memory, true, &mut problems);

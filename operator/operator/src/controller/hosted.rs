@@ -33,6 +33,7 @@ use govcloud_api::hosted::{
 use govcloud_core::agency::{Kind, SYSTEM_LABEL};
 use govcloud_core::conditions::{self, Desired};
 use govcloud_core::hosted as build;
+use govcloud_core::levels::{self, InternetExposure};
 use govcloud_core::{catalog, hub};
 
 /// Controller name.
@@ -205,7 +206,10 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     {
         if t.zone == NetworkZone::Internal {
             problems.push("spec.exposure.mode: Internet is not possible on the internal zone (政务内网), which has no internet exit".to_string());
-        } else if spec.security_level >= 3 || agency_level >= 3 {
+        } else if [spec.security_level, agency_level]
+            .into_iter()
+            .any(|l| levels::rules(l).internet_exposure != InternetExposure::Allowed)
+        {
             match &spec.internet_exposure_approval {
                 None => problems.push("spec.exposure.mode: Internet at level 3 needs a platform approval in spec.internetExposureApproval, recorded by a user allowed to create hostedsystems/approve-exposure (the govcloud-exposure-approver role); ask the platform team, or use GovernmentNetwork".to_string()),
                 Some(a) if Some(&a.host) != e.host.as_ref() => problems.push(format!(
