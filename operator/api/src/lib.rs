@@ -10,6 +10,7 @@ pub mod agency;
 pub mod backup;
 pub mod catalog;
 pub mod common;
+pub mod conditions;
 pub mod credit_code;
 pub mod datacenter;
 pub mod hosted;

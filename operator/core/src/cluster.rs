@@ -6,8 +6,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::conditions::{Desired, types};
+use super::conditions::Desired;
 use super::quantity::Milli;
+use govcloud_api::conditions as types;
 use govcloud_api::datacenter::ResourceTotals;
 
 /// Condition reasons of DataCenterCluster.

@@ -3,14 +3,6 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// Condition types shared by all govcloud resources.
-pub mod types {
-    /// The object is fully reconciled and serving its purpose.
-    pub const READY: &str = "Ready";
-    /// The member cluster's API server answers with valid credentials.
-    pub const REACHABLE: &str = "Reachable";
-}
-
 /// Status values.
 pub const TRUE: &str = "True";
 /// Status values.

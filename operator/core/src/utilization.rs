@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::quantity::Milli;
+use govcloud_api::conditions;
 use govcloud_api::report::{AgencyRow, ClusterRow, PriceCatalogue, Totals};
 use govcloud_api::{AgencyCloud, DataCenterCluster, HostedSystem};
 
@@ -61,7 +62,7 @@ pub fn agency_rows(
         let ready = s
             .status
             .as_ref()
-            .and_then(|st| is_true(&st.conditions, "Available"))
+            .and_then(|st| is_true(&st.conditions, conditions::hosted::AVAILABLE))
             .unwrap_or(false);
         let e = by_ns.entry(ns).or_default();
         e.0 += 1;
@@ -98,7 +99,7 @@ pub fn agency_rows(
                 cpu_efficiency: None,
                 systems: n,
                 systems_ready: ready,
-                backup_compliant: is_true(&st.conditions, "BackupCompliant"),
+                backup_compliant: is_true(&st.conditions, conditions::agency::BACKUP_COMPLIANT),
                 cost: prices.map(|p| cost(p, &quota, months)),
             }
         })
@@ -134,7 +135,7 @@ pub fn cluster_rows(clusters: &[DataCenterCluster], agencies: &[AgencyRow]) -> V
                 cluster: name.clone(),
                 region: d.spec.region.clone(),
                 zone: d.spec.zone.as_str().to_string(),
-                reachable: is_true(&st.conditions, "Reachable").unwrap_or(false),
+                reachable: is_true(&st.conditions, conditions::REACHABLE).unwrap_or(false),
                 capacity: totals(st.capacity.as_ref()),
                 allocatable: totals(st.allocatable.as_ref()),
                 ..Default::default()

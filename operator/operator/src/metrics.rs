@@ -540,7 +540,7 @@ pub fn agency_systems_text(
         let ok = s.status.as_ref().is_some_and(|st| {
             st.conditions
                 .iter()
-                .any(|c| c.type_ == "Available" && c.status == "True")
+                .any(|c| c.type_ == govcloud_api::conditions::hosted::AVAILABLE && c.status == "True")
         });
         let e = by_ns.entry(ns).or_default();
         e.0 += 1;

@@ -2,6 +2,7 @@
 
 use anyhow::{Result, bail};
 use govcloud_api::TenancyRequest;
+use govcloud_api::conditions::tenancy::{PLACEABLE, VALID};
 use govcloud_api::tenancy::DecisionAction;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -84,7 +85,7 @@ pub async fn run(g: &Global, name: &str, action: DecisionAction, reason: &str) -
         );
     }
     if action == DecisionAction::Approve {
-        for t in ["Valid", "Placeable"] {
+        for t in [VALID, PLACEABLE] {
             if let Some(c) = condition(&tr, t).filter(|c| c.status == "False") {
                 eprintln!(
                     "warning: the request is not {}: {} — the operator provisions it only once this is fixed",

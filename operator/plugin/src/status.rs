@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use govcloud_api::agency::PlacementStatus;
+use govcloud_api::conditions;
 use govcloud_api::{AgencyCloud, BackupPolicy, HostedSystem};
 use govcloud_core::agency::namespace_name;
 use govcloud_core::quantity::Milli;
@@ -191,7 +192,7 @@ pub struct Summary {
     pub notes: Vec<String>,
 }
 
-const COMPLIANCE: &[&str] = &["BackupCompliant"];
+const COMPLIANCE: &[&str] = &[conditions::agency::BACKUP_COMPLIANT];
 
 fn cond_status(conds: &[Condition], t: &str) -> String {
     conds
@@ -308,7 +309,7 @@ pub fn summarize(
                 environment: env.clone(),
                 namespace: hs.namespace().unwrap_or_default(),
                 ready: hst.ready_summary.clone().unwrap_or_else(|| "-".into()),
-                available: cond_status(&hst.conditions, "Available"),
+                available: cond_status(&hst.conditions, conditions::hosted::AVAILABLE),
                 url: hst.url.clone(),
             }
         })
@@ -325,9 +326,9 @@ pub fn summarize(
                 rpo: bst.rpo.clone(),
                 last_success: last.as_ref().map(|t| t.0.to_string()),
                 last_success_age_seconds: last.as_ref().map(|t| format::age_seconds(t, now)),
-                rpo_met: cond_status(&bst.conditions, "RPOMet"),
-                offsite: cond_status(&bst.conditions, "OffsiteCompliant"),
-                drill: cond_status(&bst.conditions, "DrillPassed"),
+                rpo_met: cond_status(&bst.conditions, conditions::backup::RPO_MET),
+                offsite: cond_status(&bst.conditions, conditions::backup::OFFSITE_COMPLIANT),
+                drill: cond_status(&bst.conditions, conditions::backup::DRILL_PASSED),
             }
         })
         .collect();
@@ -338,11 +339,11 @@ pub fn summarize(
         security_level: ac.spec.cloud.security_level,
         zone: ac.spec.cloud.zone.to_string(),
         placement: st.placement.clone(),
-        ready: cond_status(&st.conditions, "Ready"),
+        ready: cond_status(&st.conditions, conditions::READY),
         conditions: {
             // Ready first, then the rest as the operator reports them.
             let mut c: Vec<Cond> = st.conditions.iter().map(|c| Cond::from(c, now)).collect();
-            c.sort_by_key(|c| c.type_ != "Ready");
+            c.sort_by_key(|c| c.type_ != conditions::READY);
             c
         },
         quota,
@@ -405,7 +406,7 @@ pub fn render(s: &Summary) -> String {
             let why = s
                 .conditions
                 .iter()
-                .find(|c| c.type_ == "Placed")
+                .find(|c| c.type_ == conditions::agency::PLACED)
                 .map(|c| format!(": {}", c.message))
                 .unwrap_or_default();
             let _ = writeln!(out, "Placement:      not placed yet{why}");

@@ -33,29 +33,16 @@ use crate::server::PendingCache;
 use govcloud_api::agency::{
     AgencyCloud, AgencyCloudStatus, DeletionPolicy, EnvironmentStatus, FINALIZER, PlacementStatus,
 };
+use govcloud_api::conditions as types;
+use govcloud_api::conditions::agency::{BACKUP_COMPLIANT, DELETION_BLOCKED, ISOLATED, PLACED, QUOTA_FITS};
 use govcloud_api::datacenter::DataCenterCluster;
 use govcloud_core::agency::{self as build, Child, Kind};
-use govcloud_core::conditions::{self, Desired, types};
+use govcloud_core::conditions::{self, Desired};
 use govcloud_core::credit_code;
 use govcloud_core::placement;
 
 /// Controller name.
 pub const CONTROLLER: &str = "agencycloud";
-
-/// Condition types of AgencyCloud.
-pub mod condition_types {
-    /// Placed on a cluster.
-    pub const PLACED: &str = "Placed";
-    /// Isolation guardrails are in place.
-    pub const ISOLATED: &str = "Isolated";
-    /// The quota fits the placed cluster.
-    pub const QUOTA_FITS: &str = "QuotaFits";
-    /// Deletion is waiting.
-    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
-    /// Every hosted system is covered by a backup policy (where the level requires it).
-    pub const BACKUP_COMPLIANT: &str = "BackupCompliant";
-}
-use condition_types::*;
 
 fn field_manager() -> PatchParams {
     PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()

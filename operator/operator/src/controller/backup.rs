@@ -26,6 +26,8 @@ use super::streams::BackupStreams;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
 use govcloud_api::backup::{BackupLocation, BackupPolicy, BackupPolicyStatus, BackupRecord, FINALIZER, RestoreRecord};
+use govcloud_api::conditions::READY;
+use govcloud_api::conditions::backup::{DRILL_PASSED, OFFSITE_COMPLIANT, RPO_MET};
 use govcloud_api::hosted::HostedSystem;
 use govcloud_core::backup::{self as core, Backup, Schedule};
 use govcloud_core::conditions::{self, Desired};
@@ -40,10 +42,6 @@ pub const RESTORE_ANNOTATION: &str = "govcloud.io/restore";
 /// Annotation: restore this backup (one of the policy's) instead of the newest good one.
 pub const RESTORE_BACKUP_ANNOTATION: &str = "govcloud.io/restore-backup";
 
-const READY: &str = "Ready";
-const RPO_MET: &str = "RPOMet";
-const OFFSITE: &str = "OffsiteCompliant";
-const DRILL_PASSED: &str = "DrillPassed";
 /// How long restored workloads of a drill may take to run.
 const DRILL_DEADLINE: i64 = 180;
 
@@ -542,7 +540,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     };
     let offsite_cond = match (&bp.spec.offsite_region, core::offsite_required(plan.level)) {
         (None, true) => Desired::new(
-            OFFSITE,
+            OFFSITE_COMPLIANT,
             false,
             "OffsiteRequired",
             format!(
@@ -551,7 +549,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
             ),
         ),
         (None, false) => Desired::new(
-            OFFSITE,
+            OFFSITE_COMPLIANT,
             true,
             "NotRequired",
             format!("Level {} does not require an off-site copy.", plan.level),
@@ -560,7 +558,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
             let p = newest_good(Some(r)).map(|(b, _, c)| c.unwrap_or(b.time));
             if within(p) {
                 Desired::new(
-                    OFFSITE,
+                    OFFSITE_COMPLIANT,
                     true,
                     if p.is_some() {
                         "OffsiteCopyCurrent"
@@ -571,7 +569,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
                 )
             } else {
                 Desired::new(
-                    OFFSITE,
+                    OFFSITE_COMPLIANT,
                     false,
                     "OffsiteCopyStale",
                     format!(

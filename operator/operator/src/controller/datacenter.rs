@@ -22,9 +22,10 @@ use super::context::Context;
 use crate::error::{Error, Result};
 use crate::member::MemberError;
 use crate::server::PendingCache;
+use govcloud_api::conditions as types;
 use govcloud_api::datacenter::{DataCenterCluster, DataCenterClusterStatus};
 use govcloud_core::cluster::{self, NodeSummary};
-use govcloud_core::conditions::{self, types};
+use govcloud_core::conditions;
 
 /// Controller name (metrics label, field manager suffix).
 pub const CONTROLLER: &str = "datacentercluster";

@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::server::PendingCache;
 use govcloud_api::NetworkZone;
 use govcloud_api::ServiceTemplate;
+use govcloud_api::conditions::hosted::{AVAILABLE, DEGRADED, PROGRESSING};
 use govcloud_api::hosted::ExpandedTemplate;
 use govcloud_api::hosted::{
     ComponentKind, ComponentStatus, ExposureMode, FINALIZER, HostedSystem, HostedSystemSpec, HostedSystemStatus,
@@ -38,10 +39,6 @@ use govcloud_core::{catalog, hub};
 
 /// Controller name.
 pub const CONTROLLER: &str = "hostedsystem";
-
-const AVAILABLE: &str = "Available";
-const PROGRESSING: &str = "Progressing";
-const DEGRADED: &str = "Degraded";
 
 /// How long a rollout may take before the pods of a component short of replicas are listed
 /// to say why (Degraded with the scheduler's message).

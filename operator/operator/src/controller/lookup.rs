@@ -13,9 +13,10 @@ use super::context::Context;
 use super::members::MemberCache;
 use govcloud_api::NetworkZone;
 use govcloud_api::agency::AgencyCloud;
+use govcloud_api::conditions as types;
 use govcloud_api::datacenter::DataCenterCluster;
 use govcloud_core::agency as build;
-use govcloud_core::conditions::{self, types};
+use govcloud_core::conditions;
 use govcloud_core::placement::{Candidate, Request};
 use govcloud_core::quantity::Milli;
 
@@ -94,11 +95,9 @@ pub(crate) async fn target(ctx: &Context, namespace: &str) -> std::result::Resul
             "ClusterNotRegistered",
             format!("Cluster {} is not registered.", placement.cluster),
         ))?;
-    if dcc
-        .status
-        .as_ref()
-        .is_some_and(|s| conditions::find(&s.conditions, "Reachable").is_some_and(|c| c.status == conditions::FALSE))
-    {
+    if dcc.status.as_ref().is_some_and(|s| {
+        conditions::find(&s.conditions, types::REACHABLE).is_some_and(|c| c.status == conditions::FALSE)
+    }) {
         return Err((
             "ClusterUnreachable",
             format!(

@@ -21,6 +21,8 @@ use super::lookup::policy_present;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
 use govcloud_api::agency::AgencyCloud;
+use govcloud_api::conditions::READY;
+use govcloud_api::conditions::tenancy::{DECIDED, PLACEABLE, PROVISIONED, VALID};
 use govcloud_api::tenancy::{ClusterRejection, DecisionAction, PlacementPreview, TenancyRequest, TenancyRequestStatus};
 use govcloud_core::agency as build;
 use govcloud_core::conditions::{self, Desired};
@@ -31,19 +33,6 @@ use govcloud_core::{credit_code, hub};
 pub const CONTROLLER: &str = "tenancyrequest";
 /// Label on an AgencyCloud naming the request it came from: `<namespace>.<name>`.
 pub const REQUEST_LABEL: &str = "govcloud.io/tenancy-request";
-
-/// Condition types.
-pub mod condition_types {
-    /// Identity, code and uniqueness checks passed.
-    pub const VALID: &str = "Valid";
-    /// A cluster would take the cloud now.
-    pub const PLACEABLE: &str = "Placeable";
-    /// An approver decided.
-    pub const DECIDED: &str = "Decided";
-    /// The AgencyCloud exists.
-    pub const PROVISIONED: &str = "Provisioned";
-}
-use condition_types::*;
 
 fn pp() -> PatchParams {
     PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()
@@ -209,7 +198,7 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
                     let ready = existing
                         .as_ref()
                         .and_then(|a| a.status.as_ref())
-                        .map(|s| conditions::is_true(&s.conditions, "Ready"))
+                        .map(|s| conditions::is_true(&s.conditions, READY))
                         .unwrap_or(false);
                     Desired::new(
                         PROVISIONED,
