@@ -12,7 +12,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -20,13 +20,14 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use super::apply::apply_children;
 use super::context::Context;
 use super::context::PROBE_EVERY;
 use super::lookup::{self, candidate, placement_candidates, request_for};
 use super::members::{MemberCache, api};
+use super::status::{Reconciled, error_policy, write_status};
 use super::streams::AgencyStreams;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
@@ -43,10 +44,6 @@ use govcloud_core::placement;
 
 /// Controller name.
 pub const CONTROLLER: &str = "agencycloud";
-
-fn field_manager() -> PatchParams {
-    PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()
-}
 
 /// Deletes cached objects of the agency that are no longer desired (never namespaces).
 async fn prune(client: &Client, cache: &MemberCache, agency: &str, desired: &[Child]) -> Result<Vec<String>> {
@@ -122,41 +119,30 @@ pub(crate) async fn publish(
     ctx.publish(&ac.object_ref(&()), type_, reason, action, &note).await;
 }
 
-/// Key of an AgencyCloud in [`super::context::StatusMemo`].
-async fn write_status(ctx: &Context, ac: &AgencyCloud, status: AgencyCloudStatus) -> Result<()> {
-    if ac.status.as_ref() == Some(&status)
-        || ctx.status_memo.written(
-            &super::context::StatusMemo::key(ac),
-            ac.resource_version().as_deref(),
-            &status,
-        )
-    {
-        return Ok(());
+impl Reconciled for AgencyCloud {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    fn retry_after(error: &Error) -> Duration {
+        match error.metric_label() {
+            "deletion_blocked" => Duration::from_secs(15),
+            _ => Duration::from_secs(5),
+        }
     }
-    tracing::debug!(changed = ?super::context::changed_fields(ac.status.as_ref(), &status), "writing status");
-    let api: Api<AgencyCloud> = Api::all(ctx.client.clone());
-    let mut body =
-        json!({"apiVersion": AgencyCloud::api_version(&()), "kind": AgencyCloud::kind(&()), "status": status});
-    // The placement is decided from the cache. A cache that lags (a restarted operator's
-    // first list can come from the API server's watch cache) must not place a cloud a
-    // second time, nor drop a recorded placement (this apply owns `placement`: leaving it
-    // out removes it). Such writes carry the resourceVersion they were computed from, so
-    // the API server refuses them (409) when the object has moved on; the reconcile is
-    // retried on the fresh object. Found by the fault suite (tests/tests/faults.rs).
-    let unplaced = |s: Option<&AgencyCloudStatus>| s.and_then(|s| s.placement.as_ref()).is_none();
-    if (unplaced(ac.status.as_ref()) || unplaced(Some(&status)))
-        && let Some(rv) = ac.resource_version()
-    {
-        body["metadata"] = json!({"resourceVersion": rv});
+
+    fn api(client: Client, _: &Self) -> Api<Self> {
+        Api::all(client)
     }
-    api.patch_status(&ac.name_any(), &field_manager(), &Patch::Apply(&body))
-        .await?;
-    ctx.status_memo.record(
-        &super::context::StatusMemo::key(ac),
-        ac.resource_version().as_deref(),
-        &status,
-    );
-    Ok(())
+
+    /// The placement is decided from the cache. A cache that lags (a restarted operator's
+    /// first list can come from the API server's watch cache) must not place a cloud a
+    /// second time, nor drop a recorded placement (this apply owns `placement`: leaving it
+    /// out removes it). Such writes carry the resourceVersion they were computed from, so
+    /// the API server refuses them (409) when the object has moved on; the reconcile is
+    /// retried on the fresh object. Found by the fault suite (tests/tests/faults.rs).
+    fn guarded(&self, status: &AgencyCloudStatus) -> bool {
+        let unplaced = |s: Option<&AgencyCloudStatus>| s.and_then(|s| s.placement.as_ref()).is_none();
+        unplaced(self.status.as_ref()) || unplaced(Some(status))
+    }
 }
 
 /// Usage-only status changes within this time of the previous status write are written
@@ -361,7 +347,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
                     ),
                 ],
             );
-            if let Err(e) = write_status(ctx, &ac, status).await {
+            if let Err(e) = write_status::<AgencyCloud>(ctx, &ac, status).await {
                 // Not recorded (e.g. 409: the object moved on): decide again on the fresh object.
                 reservations.remove(&name);
                 return Err(e);
@@ -533,7 +519,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         Err(e) => {
             let msg = format!("Applying to cluster {} failed: {e}", placement.cluster);
             let status = unreachable("ApplyFailed", msg);
-            write_status(ctx, &ac, status).await?;
+            write_status::<AgencyCloud>(ctx, &ac, status).await?;
             return Err(e);
         }
     };
@@ -894,7 +880,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
             "Cluster {} is not reachable or not registered; its namespaces are left untouched and deletion retries.",
             placement.cluster
         );
-        write_status(ctx, &ac, blocked("ClusterUnreachable", msg.clone())).await?;
+        write_status::<AgencyCloud>(ctx, &ac, blocked("ClusterUnreachable", msg.clone())).await?;
         return Err(Error::DeletionBlocked(msg));
     };
     let namespaces: Vec<String> = ac
@@ -913,7 +899,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
                     "Cannot check cluster {} for workloads ({e}); nothing deleted, retrying.",
                     placement.cluster
                 );
-                write_status(ctx, &ac, blocked("ClusterUnreachable", msg.clone())).await?;
+                write_status::<AgencyCloud>(ctx, &ac, blocked("ClusterUnreachable", msg.clone())).await?;
                 return Err(Error::DeletionBlocked(msg));
             }
         };
@@ -926,7 +912,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
                 .status
                 .as_ref()
                 .is_some_and(|s| conditions::is_true(&s.conditions, DELETION_BLOCKED));
-            write_status(ctx, &ac, blocked("WorkloadsPresent", msg.clone())).await?;
+            write_status::<AgencyCloud>(ctx, &ac, blocked("WorkloadsPresent", msg.clone())).await?;
             if !already {
                 publish(ctx, &ac, EventType::Warning, "DeletionBlocked", "Delete", msg.clone()).await;
             }
@@ -941,7 +927,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
                 placement.cluster,
                 crate::member::describe(&e)
             );
-            write_status(ctx, &ac, blocked("ClusterUnreachable", msg.clone())).await?;
+            write_status::<AgencyCloud>(ctx, &ac, blocked("ClusterUnreachable", msg.clone())).await?;
             return Err(Error::DeletionBlocked(msg));
         }
         Err(e) => return Err(e),
@@ -1021,7 +1007,7 @@ async fn reconcile(ac: Arc<AgencyCloud>, ctx: Arc<Context>) -> Result<Action> {
                 {
                     return Ok(Action::requeue(USAGE_COALESCE - since));
                 }
-                write_status(&ctx, &ac, status).await?;
+                write_status::<AgencyCloud>(&ctx, &ac, status).await?;
                 Ok(Action::requeue(outcome.requeue))
             }
             Finalizer::Cleanup(ac) => cleanup(ac, &ctx).await,
@@ -1029,15 +1015,6 @@ async fn reconcile(ac: Arc<AgencyCloud>, ctx: Arc<Context>) -> Result<Action> {
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
-}
-
-fn error_policy(_ac: Arc<AgencyCloud>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
-    warn!(%error, "reconcile failed");
-    match error.metric_label() {
-        "deletion_blocked" => Action::requeue(Duration::from_secs(15)),
-        _ => Action::requeue(Duration::from_secs(5)),
-    }
 }
 
 /// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches.
@@ -1108,7 +1085,7 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy::<AgencyCloud>, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 }

@@ -2,17 +2,13 @@
 //! already as desired.
 
 use kube::Client;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 
 use super::members::{MemberCache, api};
+use super::status::field_manager;
 use crate::error::Result;
+use govcloud_api::AgencyCloud;
 use govcloud_core::agency::Child;
-
-/// Field manager of every child: the AgencyCloud controller's, also for the children of
-/// hosted systems (the manager their fields have always been applied with).
-fn field_manager() -> PatchParams {
-    PatchParams::apply("govcloud-operator/agencycloud").force()
-}
 
 /// Applies children whose live copy differs; returns the names written.
 pub(crate) async fn apply_children(
@@ -34,7 +30,13 @@ pub(crate) async fn apply_children(
         metrics.child_applied(controller);
         let api = api(client, child.kind, child.namespace.as_deref());
         let returned = api
-            .patch(&child.name, &field_manager(), &Patch::Apply(&child.body))
+            .patch(
+                &child.name,
+                // The AgencyCloud controller's, also for the children of hosted systems
+                // (the manager their fields have always been applied with).
+                &field_manager::<AgencyCloud>(),
+                &Patch::Apply(&child.body),
+            )
             .await?;
         if let Some(c) = cache {
             c.applied(child.kind, &desired, returned);

@@ -11,17 +11,18 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{info, instrument, warn};
 
 use super::context::Context;
 use super::lookup::{Target, target};
+use super::status::{Reconciled, error_policy, field_manager, write_status};
 use super::streams::BackupStreams;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
@@ -41,6 +42,18 @@ pub const DRILL_ANNOTATION: &str = "govcloud.io/drill";
 pub const RESTORE_ANNOTATION: &str = "govcloud.io/restore";
 /// Annotation: restore this backup (one of the policy's) instead of the newest good one.
 pub const RESTORE_BACKUP_ANNOTATION: &str = "govcloud.io/restore-backup";
+
+impl Reconciled for BackupPolicy {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    fn retry_after(_: &Error) -> Duration {
+        Duration::from_secs(10)
+    }
+
+    fn api(client: Client, obj: &Self) -> Api<Self> {
+        Api::namespaced(client, &obj.namespace().unwrap_or_default())
+    }
+}
 
 /// How long restored workloads of a drill may take to run.
 const DRILL_DEADLINE: i64 = 180;
@@ -66,10 +79,6 @@ fn object(body: Value) -> Result<DynamicObject> {
     })
 }
 
-fn pp() -> PatchParams {
-    PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()
-}
-
 fn now() -> Timestamp {
     Timestamp::now()
 }
@@ -82,7 +91,8 @@ async fn ensure(ctx: &Context, api: &Api<DynamicObject>, name: &str, body: &Valu
         .is_some_and(|l| govcloud_core::subset::contains(&l, body));
     if !same {
         ctx.metrics.child_applied(CONTROLLER);
-        api.patch(name, &pp(), &Patch::Apply(body)).await?;
+        api.patch(name, &field_manager::<BackupPolicy>(), &Patch::Apply(body))
+            .await?;
     }
     Ok(())
 }
@@ -280,24 +290,6 @@ fn record(b: &Backup, region: &str, completed: Option<Timestamp>) -> BackupRecor
     }
 }
 
-async fn write_status(ctx: &Context, bp: &BackupPolicy, status: BackupPolicyStatus) -> Result<()> {
-    let ns = bp.namespace().unwrap_or_default();
-    // A reconcile that ran before the store caught up with the previous write computes the
-    // same status from the same old object: not written twice.
-    let key = super::context::StatusMemo::key(bp);
-    let rv = bp.resource_version();
-    if bp.status.as_ref() == Some(&status) || ctx.status_memo.written(&key, rv.as_deref(), &status) {
-        return Ok(());
-    }
-    tracing::debug!(changed = ?super::context::changed_fields(bp.status.as_ref(), &status), "writing status");
-    let body = json!({"apiVersion": BackupPolicy::api_version(&()), "kind": BackupPolicy::kind(&()), "status": status});
-    Api::<BackupPolicy>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(&bp.name_any(), &pp(), &Patch::Apply(&body))
-        .await?;
-    ctx.status_memo.record(&key, rv.as_deref(), &status);
-    Ok(())
-}
-
 fn labels_for_metrics<'a>(agency: &'a str, ns: &'a str, name: &'a str) -> [&'a str; 3] {
     [agency, ns, name]
 }
@@ -323,7 +315,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
                 observed_generation: bp.metadata.generation,
                 ..prev.clone()
             };
-            write_status(ctx, &bp, status).await?;
+            write_status::<BackupPolicy>(ctx, &bp, status).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
@@ -351,7 +343,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
                 cluster: Some(t.cluster.clone()),
                 ..prev.clone()
             };
-            write_status(ctx, &bp, status).await?;
+            write_status::<BackupPolicy>(ctx, &bp, status).await?;
             return Ok(Action::requeue(Duration::from_secs(120)));
         }
     };
@@ -715,7 +707,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         last_drill: drill.clone(),
         last_restore: restore,
     };
-    write_status(ctx, &bp, status).await?;
+    write_status::<BackupPolicy>(ctx, &bp, status).await?;
 
     let l = labels_for_metrics(&agency, &ns, &name);
     if let Some(p) = point {
@@ -1067,12 +1059,6 @@ async fn reconcile(bp: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action> {
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-fn error_policy(_bp: Arc<BackupPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
-    warn!(%error, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
-}
-
 /// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches.
 pub async fn run(
     ctx: Arc<Context>,
@@ -1110,7 +1096,7 @@ pub async fn run(
         // Policies created before their agency was provisioned go as soon as it is.
         .watches_shared_stream(agencies, move |ac| super::context::in_agency_namespaces(&waiting, &ac))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy::<BackupPolicy>, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 }

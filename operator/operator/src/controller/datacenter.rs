@@ -8,7 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
@@ -19,6 +19,7 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use super::context::Context;
+use super::status::{Reconciled, error_policy, field_manager};
 use crate::error::{Error, Result};
 use crate::member::MemberError;
 use crate::server::PendingCache;
@@ -29,6 +30,14 @@ use govcloud_core::conditions;
 
 /// Controller name (metrics label, field manager suffix).
 pub const CONTROLLER: &str = "datacentercluster";
+
+impl Reconciled for DataCenterCluster {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    fn api(client: Client, _: &Self) -> Api<Self> {
+        Api::all(client)
+    }
+}
 
 /// Result of probing a member.
 struct Probe {
@@ -152,12 +161,8 @@ async fn reconcile(dcc: Arc<DataCenterCluster>, ctx: Arc<Context>) -> Result<Act
             "kind": DataCenterCluster::kind(&()),
             "status": status,
         });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force(),
-            &Patch::Apply(&body),
-        )
-        .await?;
+        api.patch_status(&name, &field_manager::<DataCenterCluster>(), &Patch::Apply(&body))
+            .await?;
     }
 
     let was_reachable = conditions::find(&previous.conditions, types::REACHABLE).map(|c| c.status.clone());
@@ -204,12 +209,6 @@ async fn publish(ctx: &Context, dcc: &DataCenterCluster, type_: EventType, reaso
     ctx.publish(&dcc.object_ref(&()), type_, reason, "Probe", &note).await;
 }
 
-fn error_policy(_dcc: Arc<DataCenterCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
-    warn!(%error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
-}
-
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
@@ -240,7 +239,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
             },
         )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy::<DataCenterCluster>, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 }

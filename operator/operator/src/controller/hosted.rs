@@ -8,19 +8,19 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::json;
-use tracing::{instrument, warn};
+use kube::{Api, Client, ResourceExt};
+use tracing::instrument;
 
 use super::apply::apply_children;
 use super::context::Context;
 use super::lookup::{Target, settling, target};
 use super::members::{MemberCache, api};
+use super::status::{Reconciled, error_policy, field_manager, write_status};
 use super::streams::HostedStreams;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
@@ -40,32 +40,20 @@ use govcloud_core::{catalog, hub};
 /// Controller name.
 pub const CONTROLLER: &str = "hostedsystem";
 
+impl Reconciled for HostedSystem {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    fn api(client: Client, obj: &Self) -> Api<Self> {
+        Api::namespaced(client, &obj.namespace().unwrap_or_default())
+    }
+}
+
 /// How long a rollout may take before the pods of a component short of replicas are listed
 /// to say why (Degraded with the scheduler's message).
 const POD_CHECK_AFTER: Duration = Duration::from_secs(10);
 
 /// How long a new system's first status may wait for its rollout to finish (see `apply`).
 const FIRST_STATUS_QUIET: Duration = Duration::from_secs(5);
-
-fn pp() -> PatchParams {
-    PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()
-}
-
-async fn write_status(ctx: &Context, hs: &HostedSystem, status: HostedSystemStatus) -> Result<()> {
-    let ns = hs.namespace().unwrap_or_default();
-    let key = super::context::StatusMemo::key(hs);
-    let rv = hs.resource_version();
-    if hs.status.as_ref() == Some(&status) || ctx.status_memo.written(&key, rv.as_deref(), &status) {
-        return Ok(());
-    }
-    tracing::debug!(changed = ?super::context::changed_fields(hs.status.as_ref(), &status), "writing status");
-    let body = json!({"apiVersion": HostedSystem::api_version(&()), "kind": HostedSystem::kind(&()), "status": status});
-    Api::<HostedSystem>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(&hs.name_any(), &pp(), &Patch::Apply(&body))
-        .await?;
-    ctx.status_memo.record(&key, rv.as_deref(), &status);
-    Ok(())
-}
 
 fn status_with(
     hs: &HostedSystem,
@@ -164,7 +152,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         Ok(r) => r,
         Err(problems) => {
             let cluster = hs.status.as_ref().and_then(|s| s.cluster.clone());
-            write_status(ctx, &hs, invalid(&hs, cluster, &problems)).await?;
+            write_status::<HostedSystem>(ctx, &hs, invalid(&hs, cluster, &problems)).await?;
             return Ok(Action::requeue(Duration::from_secs(300)));
         }
     };
@@ -186,7 +174,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
                 ],
                 Some(&resolved),
             );
-            write_status(ctx, &hs, status).await?;
+            write_status::<HostedSystem>(ctx, &hs, status).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
@@ -232,7 +220,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         {
             withdraw_exposure(ctx, &t, &ns, &name).await?;
         }
-        write_status(ctx, &hs, invalid(&hs, Some(t.cluster.clone()), &problems)).await?;
+        write_status::<HostedSystem>(ctx, &hs, invalid(&hs, Some(t.cluster.clone()), &problems)).await?;
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
 
@@ -258,7 +246,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
                 ],
                 Some(&resolved),
             );
-            write_status(ctx, &hs, status).await?;
+            write_status::<HostedSystem>(ctx, &hs, status).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
         Err(e) => return Err(e),
@@ -390,7 +378,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
         }
     }
     let status = status_with(&hs, Some(t.cluster.clone()), comps, &conds, Some(&resolved));
-    write_status(ctx, &hs, status).await?;
+    write_status::<HostedSystem>(ctx, &hs, status).await?;
     Ok(Action::requeue(if available {
         Duration::from_secs(600)
     } else {
@@ -511,7 +499,8 @@ async fn sync_route(
                 .is_some_and(|l| govcloud_core::subset::contains(&l, d));
             if !same {
                 ctx.metrics.child_applied(CONTROLLER);
-                api.patch(system, &pp(), &Patch::Apply(d)).await?;
+                api.patch(system, &field_manager::<HostedSystem>(), &Patch::Apply(d))
+                    .await?;
             }
         }
         (None, Some(l)) if l.labels().get(SYSTEM_LABEL).map(String::as_str) == Some(system) => {
@@ -582,12 +571,6 @@ async fn reconcile(hs: Arc<HostedSystem>, ctx: Arc<Context>) -> Result<Action> {
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-fn error_policy(_hs: Arc<HostedSystem>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
-    warn!(%error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
-}
-
 /// Runs the controller until `shutdown` resolves, triggered by the hub's shared watches.
 pub async fn run(
     ctx: Arc<Context>,
@@ -626,7 +609,7 @@ pub async fn run(
     }
     controller
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy::<HostedSystem>, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 }

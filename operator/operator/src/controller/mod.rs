@@ -10,6 +10,7 @@ pub mod hosted;
 pub mod lookup;
 pub mod members;
 pub mod report;
+pub mod status;
 pub mod streams;
 pub mod tenancy;
 pub mod utilization;

@@ -9,14 +9,15 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{Timestamp, ToSpan};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use super::context::Context;
+use super::status::{Reconciled, error_policy, field_manager};
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
 use govcloud_api::report::{AgencyRow, PriceCatalogue};
@@ -32,8 +33,17 @@ pub const PRICE_CONFIGMAP: &str = "govcloud-price-catalogue";
 /// Largest table part (bytes of JSON); ConfigMaps hold at most 1 MiB.
 const PART_BYTES: usize = 700_000;
 
-fn pp() -> PatchParams {
-    PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()
+impl Reconciled for UtilizationReport {
+    const CONTROLLER: &'static str = CONTROLLER;
+    const FAILED: &'static str = "report failed";
+
+    fn retry_after(_: &Error) -> Duration {
+        Duration::from_secs(10)
+    }
+
+    fn api(client: Client, _: &Self) -> Api<Self> {
+        Api::all(client)
+    }
 }
 
 /// Splits rows into parts of at most `limit` bytes of JSON each.
@@ -224,7 +234,8 @@ async fn reconcile(ur: Arc<UtilizationReport>, ctx: Arc<Context>) -> Result<Acti
             "data": {TABLE_KEY: serde_json::to_string(part).map_err(|source| Error::Serialize { what: "report table", source })?},
         });
         ctx.metrics.child_applied(CONTROLLER);
-        cms.patch(&cm_name, &pp(), &Patch::Apply(&body)).await?;
+        cms.patch(&cm_name, &field_manager::<UtilizationReport>(), &Patch::Apply(&body))
+            .await?;
         status.tables.push(TableRef {
             config_map: cm_name,
             rows: part.len() as u32,
@@ -232,16 +243,10 @@ async fn reconcile(ur: Arc<UtilizationReport>, ctx: Arc<Context>) -> Result<Acti
     }
     let body = json!({"apiVersion": UtilizationReport::api_version(&()), "kind": UtilizationReport::kind(&()), "status": status});
     Api::<UtilizationReport>::all(ctx.client.clone())
-        .patch_status(&name, &pp(), &Patch::Apply(&body))
+        .patch_status(&name, &field_manager::<UtilizationReport>(), &Patch::Apply(&body))
         .await?;
     info!(agencies = rows.len(), "utilization report generated");
     Ok(Action::await_change())
-}
-
-fn error_policy(_ur: Arc<UtilizationReport>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
-    warn!(%error, "report failed");
-    Action::requeue(Duration::from_secs(10))
 }
 
 /// The scheduled report due at `now` for `kind` (`daily` or `monthly`), in Beijing time:
@@ -315,7 +320,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
     super::context::signal_when_synced(controller.store(), synced);
     controller
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy::<UtilizationReport>, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 }

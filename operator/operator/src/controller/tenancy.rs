@@ -12,12 +12,13 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use super::context::Context;
 use super::lookup::policy_present;
+use super::status::{Reconciled, error_policy, field_manager, write_status};
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
 use govcloud_api::agency::AgencyCloud;
@@ -34,8 +35,12 @@ pub const CONTROLLER: &str = "tenancyrequest";
 /// Label on an AgencyCloud naming the request it came from: `<namespace>.<name>`.
 pub const REQUEST_LABEL: &str = "govcloud.io/tenancy-request";
 
-fn pp() -> PatchParams {
-    PatchParams::apply(&format!("govcloud-operator/{CONTROLLER}")).force()
+impl Reconciled for TenancyRequest {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    fn api(client: Client, obj: &Self) -> Api<Self> {
+        Api::namespaced(client, &obj.namespace().unwrap_or_default())
+    }
 }
 
 fn label_value(tr: &TenancyRequest) -> String {
@@ -71,8 +76,7 @@ fn validate(tr: &TenancyRequest, ctx: &Context) -> Vec<String> {
 #[instrument(skip_all, fields(request = %tr.name_any(), namespace = tr.namespace().unwrap_or_default()))]
 async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
-    let ns = tr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = tr.name_any();
+    tr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let prev = tr.status.clone().unwrap_or_default();
     let spec = &tr.spec.cloud;
     let agency_name = spec.agency.short_name.clone();
@@ -250,7 +254,7 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
                     }))
                     .map_err(|source| Error::Serialize { what: "AgencyCloud", source })?;
                     Api::<AgencyCloud>::all(ctx.client.clone())
-                        .patch(&agency_name, &pp(), &Patch::Apply(&ac))
+                        .patch(&agency_name, &field_manager::<TenancyRequest>(), &Patch::Apply(&ac))
                         .await?;
                     info!(agency = %agency_name, "approved request provisioned");
                     publish(
@@ -287,12 +291,7 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
         agency_cloud,
         decision_observed_time: decision_time,
     };
-    if tr.status.as_ref() != Some(&status) {
-        let body = json!({"apiVersion": TenancyRequest::api_version(&()), "kind": TenancyRequest::kind(&()), "status": status});
-        Api::<TenancyRequest>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(&name, &pp(), &Patch::Apply(&body))
-            .await?;
-    }
+    write_status::<TenancyRequest>(&ctx, &tr, status).await?;
     // Undecided requests refresh their placement preview now and then.
     Ok(Action::requeue(if tr.spec.decision.is_none() {
         Duration::from_secs(120)
@@ -304,12 +303,6 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
 async fn publish(ctx: &Context, tr: &TenancyRequest, type_: EventType, reason: &str, note: String) {
     ctx.publish(&tr.object_ref(&()), type_, reason, "Provision", &note)
         .await;
-}
-
-fn error_policy(_tr: Arc<TenancyRequest>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
-    warn!(%error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
 }
 
 /// Applies the hub admission policy and roles (idempotent, at startup).
@@ -469,7 +462,7 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy::<TenancyRequest>, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 }
