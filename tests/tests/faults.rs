@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use govcloud_api::labels::POLICY_LABEL;
 use govcloud_api::{AgencyCloud, BackupPolicy, DataCenterCluster, HostedSystem};
 use govcloud_tests::*;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -459,7 +460,7 @@ async fn audit(hub: &Client, fleet: &Fleet, canaries: &[(String, String)]) -> Re
         // Velero Schedules of the fleet's policies.
         if let Ok(list) = dynamic(&c, "velero.io", "v1", "Schedule", "schedules").list(&lp).await {
             for o in list.items {
-                let Some(v) = o.labels().get(govcloud_core::backup::POLICY_LABEL) else {
+                let Some(v) = o.labels().get(POLICY_LABEL) else {
                     continue;
                 };
                 if let Some((ns, name)) = fleet

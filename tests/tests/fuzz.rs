@@ -25,6 +25,7 @@ use govcloud_api::backup::{BackupPolicySpec, DrillSpec, Retention};
 use govcloud_api::catalog::ServiceTemplateSpec;
 use govcloud_api::hosted::HostedSystemSpec;
 use govcloud_api::hosted::TemplateRef;
+use govcloud_api::labels::POLICY_LABEL;
 use govcloud_api::report::{AgencyRow, ClusterRow, PriceCatalogue, Totals};
 use govcloud_api::{
     AgencyCloud, BackupLocation, BackupPolicy, DataCenterCluster, HostedSystem, NetworkZone, ServiceTemplate,
@@ -1076,9 +1077,7 @@ fn backup_policy_validation_and_retention_never_panic() {
             if let Some(b) = i.backups.iter().find(|b| b.running() && !keep.contains(&b.name)) {
                 return Err(format!("running backup {} was not retained", b.name));
             }
-            let label = v["metadata"]["labels"][backup::POLICY_LABEL]
-                .as_str()
-                .unwrap_or_default();
+            let label = v["metadata"]["labels"][POLICY_LABEL].as_str().unwrap_or_default();
             if label.len() > 63 {
                 return Err(format!("policy label value {label:?} is longer than 63 characters"));
             }

@@ -14,6 +14,7 @@ pub mod conditions;
 pub mod credit_code;
 pub mod datacenter;
 pub mod hosted;
+pub mod labels;
 pub mod report;
 pub mod tenancy;
 

@@ -12,17 +12,8 @@ use super::levels::{self, InternetEgress};
 use super::quantity::Milli;
 use govcloud_api::NetworkZone;
 use govcloud_api::agency::{CloudSpec, EgressRule, Protocol, Subject, SubjectKind};
+use govcloud_api::labels::{AGENCY_LABEL, ENVIRONMENT_LABEL, MANAGED_BY, SYSTEM_LABEL};
 
-/// `app.kubernetes.io/managed-by` value on everything the operator creates.
-pub const MANAGED_BY: &str = "govcloud-operator";
-/// Label key naming the owning agency.
-pub const AGENCY_LABEL: &str = "govcloud.io/agency";
-/// Label key naming the hosted system an object belongs to.
-pub const SYSTEM_LABEL: &str = "govcloud.io/system";
-/// Label key naming the component of a hosted system.
-pub const COMPONENT_LABEL: &str = "govcloud.io/component";
-/// Label key naming the environment.
-pub const ENVIRONMENT_LABEL: &str = "govcloud.io/environment";
 /// Owner ClusterRole installed on every member.
 pub const OWNER_ROLE: &str = "govcloud-agency-owner";
 /// Viewer ClusterRole installed on every member.

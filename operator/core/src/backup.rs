@@ -10,21 +10,16 @@ use serde_json::{Value, json};
 
 use crate::levels;
 use govcloud_api::backup::{BackupPolicySpec, Retention};
+use govcloud_api::labels::{MANAGED_BY, POLICY_LABEL, SYSTEM_LABEL};
 
 /// Namespace of Velero on every member cluster.
 pub const VELERO_NAMESPACE: &str = "velero";
-/// Label on the operator's Velero objects: the policy (see [`policy_label_value`]).
-pub const POLICY_LABEL: &str = "govcloud.io/backup-policy";
 /// Velero's label naming the Schedule a Backup came from.
 pub const SCHEDULE_NAME_LABEL: &str = "velero.io/schedule-name";
 /// Velero's label naming the Backup a DeleteBackupRequest is for.
 pub const BACKUP_NAME_LABEL: &str = "velero.io/backup-name";
 /// Backups live until the operator prunes them by retention (Velero's own TTL is ten years).
 pub const VELERO_TTL: &str = "87600h0m0s";
-/// Annotation of a HostedSystem recreated on the hub by a recovery: the Velero Restore that
-/// brought its record back (also what makes a repeated pass over the same restore report
-/// the same systems).
-pub const RESTORED_BY_ANNOTATION: &str = "govcloud.io/restored-by";
 
 /// Parses an RPO like `24h` or `30m` into seconds.
 pub fn parse_rpo(s: &str) -> Option<i64> {
@@ -335,13 +330,13 @@ pub fn velero_schedule(
     });
     if let Some(systems) = systems {
         template["labelSelector"] = json!({"matchExpressions": [
-            {"key": super::agency::SYSTEM_LABEL, "operator": "In", "values": systems}
+            {"key": SYSTEM_LABEL, "operator": "In", "values": systems}
         ]});
     }
     json!({
         "apiVersion": "velero.io/v1", "kind": "Schedule",
         "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": {
-            "app.kubernetes.io/managed-by": super::agency::MANAGED_BY,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
             POLICY_LABEL: policy_label_value(namespace, policy),
         }},
         "spec": {
@@ -370,7 +365,7 @@ pub fn velero_initial_backup(
     json!({
         "apiVersion": "velero.io/v1", "kind": "Backup",
         "metadata": {"name": format!("{schedule}-initial"), "namespace": VELERO_NAMESPACE, "labels": {
-            "app.kubernetes.io/managed-by": super::agency::MANAGED_BY,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
             POLICY_LABEL: policy_label_value(namespace, policy),
             SCHEDULE_NAME_LABEL: schedule,
         }},
@@ -423,7 +418,7 @@ pub fn velero_restore(name: &str, backup: &str, namespace: &str, target: Option<
     json!({
         "apiVersion": "velero.io/v1", "kind": "Restore",
         "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": {
-            "app.kubernetes.io/managed-by": super::agency::MANAGED_BY,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
             POLICY_LABEL: policy_label_value(namespace, policy),
         }},
         "spec": spec,
@@ -435,7 +430,7 @@ pub fn velero_location(name: &str, spec: &govcloud_api::backup::BackupLocationSp
     json!({
         "apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
         "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": {
-            "app.kubernetes.io/managed-by": super::agency::MANAGED_BY,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
             "govcloud.io/region": spec.region,
         }},
         "spec": {

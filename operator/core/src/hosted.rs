@@ -8,17 +8,17 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::agency::{AGENCY_LABEL, COMPONENT_LABEL, Child, Kind, MANAGED_BY, SYSTEM_LABEL};
+use super::agency::{Child, Kind};
 use super::levels::{self, PodSecurity};
 use govcloud_api::hosted::{Component, ComponentKind, ExposureMode, HostedSystemSpec, VolumeRetention};
+use govcloud_api::labels::{
+    AGENCY_LABEL, COMPONENT_LABEL, INGRESS_NAMESPACE_LABEL, MANAGED_BY, SPEC_RECORD_LABEL, SYSTEM_LABEL,
+};
 
 /// IngressClass of the government-network entry (政务网入口), provided by the platform.
 pub const GOVERNMENT_INGRESS_CLASS: &str = "govcloud-government";
 /// IngressClass of the unified internet exit (统一互联网出口), provided by the platform.
 pub const INTERNET_INGRESS_CLASS: &str = "govcloud-internet";
-/// Label of the namespaces where the platform's ingress controllers run; exposed components
-/// accept traffic from them.
-pub const INGRESS_NAMESPACE_LABEL: &str = "govcloud.io/ingress";
 
 /// The URL a system is reached at, if exposed with a host.
 pub fn url(spec: &HostedSystemSpec) -> Option<String> {
@@ -209,8 +209,6 @@ pub fn children(agency: &str, agency_level: u8, system: &str, namespace: &str, s
     out
 }
 
-/// Label of the ConfigMap recording a system's spec on its cluster.
-pub const SPEC_RECORD_LABEL: &str = "govcloud.io/system-spec";
 /// Key of the recorded HostedSystem in that ConfigMap.
 pub const SPEC_RECORD_KEY: &str = "hostedsystem.yaml";
 

@@ -37,6 +37,7 @@ use govcloud_api::agency::{
 use govcloud_api::conditions as types;
 use govcloud_api::conditions::agency::{BACKUP_COMPLIANT, DELETION_BLOCKED, ISOLATED, PLACED, QUOTA_FITS};
 use govcloud_api::datacenter::DataCenterCluster;
+use govcloud_api::labels::MANAGED_BY;
 use govcloud_core::agency::{self as build, Child, Kind};
 use govcloud_core::conditions::{self, Desired};
 use govcloud_core::credit_code;
@@ -784,7 +785,7 @@ fn build_system_namespace() -> Child {
         namespace: None,
         name: build::SYSTEM_NAMESPACE.into(),
         body: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": build::SYSTEM_NAMESPACE,
-            "labels": {"app.kubernetes.io/managed-by": build::MANAGED_BY}}}),
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}}}),
     }
 }
 

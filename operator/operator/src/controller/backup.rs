@@ -30,9 +30,10 @@ use govcloud_api::backup::{BackupLocation, BackupPolicy, BackupPolicyStatus, Bac
 use govcloud_api::conditions::READY;
 use govcloud_api::conditions::backup::{DRILL_PASSED, OFFSITE_COMPLIANT, RPO_MET};
 use govcloud_api::hosted::HostedSystem;
+use govcloud_api::labels::{MANAGED_BY, POLICY_LABEL, RESTORED_BY_ANNOTATION, SPEC_RECORD_LABEL, SYSTEM_LABEL};
 use govcloud_core::backup::{self as core, Backup, Schedule};
 use govcloud_core::conditions::{self, Desired};
-use govcloud_core::hosted::{SPEC_RECORD_KEY, SPEC_RECORD_LABEL};
+use govcloud_core::hosted::SPEC_RECORD_KEY;
 
 /// Controller name.
 pub const CONTROLLER: &str = "backuppolicy";
@@ -129,7 +130,7 @@ async fn ensure_location(ctx: &Context, t: &Target, loc: &BackupLocation) -> std
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": secret_name, "namespace": core::VELERO_NAMESPACE,
-                     "labels": {"app.kubernetes.io/managed-by": govcloud_core::agency::MANAGED_BY}},
+                     "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
         "data": {"cloud": cloud},
     });
     let secrets: Api<DynamicObject> = Api::namespaced_with(
@@ -473,7 +474,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
                 let body = json!({
                     "apiVersion": "velero.io/v1", "kind": "DeleteBackupRequest",
                     "metadata": {"name": format!("{}-prune", b.name), "namespace": core::VELERO_NAMESPACE,
-                                 "labels": {core::BACKUP_NAME_LABEL: b.name, core::POLICY_LABEL: core::policy_label_value(&ns, &name)}},
+                                 "labels": {core::BACKUP_NAME_LABEL: b.name, POLICY_LABEL: core::policy_label_value(&ns, &name)}},
                     "spec": {"backupName": b.name},
                 });
                 ctx.metrics.child_applied(CONTROLLER);
@@ -837,7 +838,7 @@ async fn progress_drill(ctx: &Context, t: &Target, d: &mut RestoreRecord, system
             let records = Api::<ConfigMap>::namespaced(t.client.clone(), &d.namespace)
                 .list(&ListParams::default().labels(&format!("{SPEC_RECORD_LABEL}=true")))
                 .await?;
-            let system_of = |l: &BTreeMap<String, String>| l.get(govcloud_core::agency::SYSTEM_LABEL).cloned();
+            let system_of = |l: &BTreeMap<String, String>| l.get(SYSTEM_LABEL).cloned();
             let mut missing = Vec::new();
             for s in systems {
                 let back = deployments
@@ -951,7 +952,7 @@ async fn progress_recovery(ctx: &Context, t: &Target, r: &mut RestoreRecord, ns:
                     // Recreated by this recovery in an earlier pass, whose status write the
                     // policy's store had not caught up with when the new system triggered
                     // this one: still one of the systems this recovery recreated.
-                    if live.annotations().get(core::RESTORED_BY_ANNOTATION) == Some(&r.restore) {
+                    if live.annotations().get(RESTORED_BY_ANNOTATION) == Some(&r.restore) {
                         recreated.push(hs.name_any());
                     }
                     continue;
@@ -959,7 +960,7 @@ async fn progress_recovery(ctx: &Context, t: &Target, r: &mut RestoreRecord, ns:
                 hs.metadata.resource_version = None;
                 hs.metadata.uid = None;
                 hs.annotations_mut()
-                    .insert(core::RESTORED_BY_ANNOTATION.into(), r.restore.clone());
+                    .insert(RESTORED_BY_ANNOTATION.into(), r.restore.clone());
                 ctx.metrics.child_applied(CONTROLLER);
                 hub.create(&PostParams::default(), &hs).await?;
                 recreated.push(hs.name_any());

@@ -31,7 +31,8 @@ use govcloud_api::hosted::ExpandedTemplate;
 use govcloud_api::hosted::{
     ComponentKind, ComponentStatus, ExposureMode, FINALIZER, HostedSystem, HostedSystemSpec, HostedSystemStatus,
 };
-use govcloud_core::agency::{Kind, SYSTEM_LABEL};
+use govcloud_api::labels::{COMPONENT_LABEL, SYSTEM_LABEL};
+use govcloud_core::agency::Kind;
 use govcloud_core::conditions::{self, Desired};
 use govcloud_core::hosted as build;
 use govcloud_core::levels::{self, InternetExposure};
@@ -389,10 +390,7 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
 /// Why a component's pods are not scheduled (the scheduler's message), if they are not.
 async fn unschedulable(client: &Client, ns: &str, system: &str, component: &str) -> Option<String> {
     let lp = kube::api::ListParams::default()
-        .labels(&format!(
-            "{SYSTEM_LABEL}={system},{}={component}",
-            govcloud_core::agency::COMPONENT_LABEL
-        ))
+        .labels(&format!("{SYSTEM_LABEL}={system},{COMPONENT_LABEL}={component}"))
         .fields("status.phase=Pending");
     let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
         .list(&lp)

@@ -17,7 +17,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::debug;
 
-use govcloud_core::agency::{AGENCY_LABEL, Kind, MANAGED_BY, SYSTEM_LABEL};
+use govcloud_api::labels::{AGENCY_LABEL, MANAGED_BY, SYSTEM_LABEL};
+use govcloud_core::agency::Kind;
 use govcloud_core::{owned, subset};
 
 /// `ApiResource` of a child kind.

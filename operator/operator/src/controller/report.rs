@@ -20,6 +20,7 @@ use super::context::Context;
 use super::status::{Reconciled, error_policy, field_manager};
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
+use govcloud_api::labels::MANAGED_BY;
 use govcloud_api::report::{AgencyRow, PriceCatalogue};
 use govcloud_api::report::{ReportSummary, SCHEDULE_LABEL, TABLE_KEY, TableRef};
 use govcloud_api::{UtilizationReport, UtilizationReportStatus};
@@ -230,7 +231,7 @@ async fn reconcile(ur: Arc<UtilizationReport>, ctx: Arc<Context>) -> Result<Acti
         let body = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": cm_name, "namespace": ctx.settings.namespace, "ownerReferences": [owner],
-                         "labels": {"app.kubernetes.io/managed-by": govcloud_core::agency::MANAGED_BY, "govcloud.io/report": name}},
+                         "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, "govcloud.io/report": name}},
             "data": {TABLE_KEY: serde_json::to_string(part).map_err(|source| Error::Serialize { what: "report table", source })?},
         });
         ctx.metrics.child_applied(CONTROLLER);

@@ -24,6 +24,7 @@ use crate::server::PendingCache;
 use govcloud_api::agency::AgencyCloud;
 use govcloud_api::conditions::READY;
 use govcloud_api::conditions::tenancy::{DECIDED, PLACEABLE, PROVISIONED, VALID};
+use govcloud_api::labels::{MANAGED_BY, REQUEST_LABEL};
 use govcloud_api::tenancy::{ClusterRejection, DecisionAction, PlacementPreview, TenancyRequest, TenancyRequestStatus};
 use govcloud_core::agency as build;
 use govcloud_core::conditions::{self, Desired};
@@ -32,8 +33,6 @@ use govcloud_core::{credit_code, hub};
 
 /// Controller name.
 pub const CONTROLLER: &str = "tenancyrequest";
-/// Label on an AgencyCloud naming the request it came from: `<namespace>.<name>`.
-pub const REQUEST_LABEL: &str = "govcloud.io/tenancy-request";
 
 impl Reconciled for TenancyRequest {
     const CONTROLLER: &'static str = CONTROLLER;
@@ -243,7 +242,7 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
                         "apiVersion": AgencyCloud::api_version(&()), "kind": AgencyCloud::kind(&()),
                         "metadata": {
                             "name": agency_name,
-                            "labels": {REQUEST_LABEL: label_value(&tr), "app.kubernetes.io/managed-by": build::MANAGED_BY},
+                            "labels": {REQUEST_LABEL: label_value(&tr), "app.kubernetes.io/managed-by": MANAGED_BY},
                             "annotations": {
                                 "govcloud.io/approved-by": d.decided_by,
                                 "govcloud.io/approval-reason": d.reason,
@@ -252,7 +251,10 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
                         },
                         "spec": spec,
                     }))
-                    .map_err(|source| Error::Serialize { what: "AgencyCloud", source })?;
+                    .map_err(|source| Error::Serialize {
+                        what: "AgencyCloud",
+                        source,
+                    })?;
                     Api::<AgencyCloud>::all(ctx.client.clone())
                         .patch(&agency_name, &field_manager::<TenancyRequest>(), &Patch::Apply(&ac))
                         .await?;
