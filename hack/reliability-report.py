@@ -178,7 +178,7 @@ def main():
     w("  did not read back a display name holding a line break.")
     w("- The unparseable-object case: one object that does not fit the Rust type failed the whole")
     w("  list of its kind and stalled every controller watching it (kube-rs#774); the operator now")
-    w("  parses each object on its own (`operator/src/lenient.rs`).")
+    w("  parses each object on its own (`operator/operator/src/lenient.rs`).")
     w("")
     out = pathlib.Path(args.out)
     out.write_text("\n".join(lines))

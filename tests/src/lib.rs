@@ -142,7 +142,7 @@ where
 /// Installs the project's CRDs on cluster `client` (server-side apply) and waits until
 /// they are Established.
 pub async fn install_crds(client: &Client) -> Result<()> {
-    for (_, crd) in govcloud::api::all_crds() {
+    for (_, crd) in govcloud_api::all_crds() {
         apply_crd(client, &crd).await?;
     }
     Ok(())
@@ -536,7 +536,7 @@ pub fn unique_credit_code() -> String {
     let seed = base.wrapping_add(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let digits = format!("{:09}", seed % 1_000_000_000);
     let prefix = format!("11100000{digits}");
-    match govcloud::core::credit_code::check_char(&prefix) {
+    match govcloud_core::credit_code::check_char(&prefix) {
         Ok(c) => format!("{prefix}{c}"),
         Err(_) => format!("{prefix}0"),
     }
@@ -584,7 +584,7 @@ pub fn unique_short(prefix: &str) -> String {
 /// failed run does not slow down the next one. Runs before any test of this binary uses
 /// the operator.
 async fn remove_leftovers(hub: &Client) {
-    use govcloud::api::{AgencyCloud, DataCenterCluster};
+    use govcloud_api::{AgencyCloud, DataCenterCluster};
     let lp = kube::api::ListParams::default().labels("govcloud.io/test=true");
     let dp = kube::api::DeleteParams::default();
     let acs: Api<AgencyCloud> = Api::all(hub.clone());
@@ -621,7 +621,7 @@ async fn remove_leftovers(hub: &Client) {
             let _ = dccs.delete(name, &dp).await;
         }
     }
-    let locations: Api<govcloud::api::BackupLocation> = Api::all(hub.clone());
+    let locations: Api<govcloud_api::BackupLocation> = Api::all(hub.clone());
     for l in locations.list(&lp).await.map(|l| l.items).unwrap_or_default() {
         if stale(&l.metadata)
             && let Some(name) = l.metadata.name.as_deref()
@@ -664,7 +664,7 @@ pub async fn create_test_cluster_in(
     member: usize,
     server: Option<&str>,
 ) -> Result<String> {
-    use govcloud::api::DataCenterCluster;
+    use govcloud_api::DataCenterCluster;
     let name = unique("dc");
     put_kubeconfig_secret(hub, &name, &kubeconfig_yaml(member, server)?).await?;
     let dcc: DataCenterCluster = serde_json::from_value(serde_json::json!({
@@ -812,12 +812,12 @@ pub async fn backup_location(hub: &Client, name: &str, region: &str, store: &Obj
     Api::<Secret>::namespaced(hub.clone(), OPERATOR_NAMESPACE)
         .create(&PostParams::default(), &secret)
         .await?;
-    let bl: govcloud::api::BackupLocation = serde_json::from_value(serde_json::json!({
+    let bl: govcloud_api::BackupLocation = serde_json::from_value(serde_json::json!({
         "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupLocation",
         "metadata": {"name": name, "labels": {"govcloud.io/test": "true"}},
         "spec": {"region": region, "bucket": "backups", "endpoint": store.endpoint(), "credentialsSecret": format!("{name}-s3")}
     }))?;
-    Api::<govcloud::api::BackupLocation>::all(hub.clone())
+    Api::<govcloud_api::BackupLocation>::all(hub.clone())
         .create(&PostParams::default(), &bl)
         .await?;
     Ok(())

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
-use govcloud::api::{AgencyCloud, DataCenterCluster};
+use govcloud_api::{AgencyCloud, DataCenterCluster};
 use govcloud_tests::proxy::Proxy;
 use govcloud_tests::*;
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
@@ -751,7 +751,7 @@ async fn an_agency_on_the_hub_itself_is_isolated_and_ready() -> Result<()> {
 /// Checked with dry-run creates, whose answer is the object as admission left it.
 #[tokio::test]
 async fn new_objects_get_their_finalizer_at_admission() -> Result<()> {
-    use govcloud::api::{BackupPolicy, HostedSystem};
+    use govcloud_api::{BackupPolicy, HostedSystem};
     operator()?;
     let hub = client(1).await?;
     let dry = PostParams {

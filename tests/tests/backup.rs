@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
-use govcloud::api::{AgencyCloud, BackupPolicy, HostedSystem};
+use govcloud_api::{AgencyCloud, BackupPolicy, HostedSystem};
 use govcloud_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;

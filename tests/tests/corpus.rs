@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use govcloud::api::AgencyCloud;
+use govcloud_api::AgencyCloud;
 use govcloud_tests::*;
 use kube::api::{ApiResource, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
@@ -357,7 +357,7 @@ fn walk(kind: &'static str, base: &Value, schema: &Value, path: Vec<Seg>, out: &
 }
 
 fn spec_schema(kind: &str) -> Result<Value> {
-    let crd = govcloud::api::all_crds()
+    let crd = govcloud_api::all_crds()
         .into_iter()
         .map(|(_, c)| c)
         .find(|c| c.spec.names.kind == kind)

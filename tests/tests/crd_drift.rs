@@ -4,9 +4,9 @@
 fn committed_crds_match_the_rust_types() {
     let dir = govcloud_tests::repo_root().join("crds");
     let mut expected_files = Vec::new();
-    for (file, crd) in govcloud::api::all_crds() {
+    for (file, crd) in govcloud_api::all_crds() {
         expected_files.push(file.to_string());
-        let generated = match govcloud::api::crd_yaml(&crd) {
+        let generated = match govcloud_api::crd_yaml(&crd) {
             Ok(y) => y,
             Err(e) => panic!("cannot render {file}: {e}"),
         };
@@ -33,7 +33,7 @@ fn committed_crds_match_the_rust_types() {
 
 #[test]
 fn api_reference_matches_the_rust_types() {
-    let crds: Vec<_> = govcloud::api::all_crds().into_iter().map(|(_, c)| c).collect();
+    let crds: Vec<_> = govcloud_api::all_crds().into_iter().map(|(_, c)| c).collect();
     let generated = govcloud::apidoc::render(&crds);
     let path = govcloud_tests::repo_root().join("docs/api-reference.md");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();

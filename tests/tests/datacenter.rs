@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use govcloud::api::datacenter::DataCenterCluster;
-use govcloud::core::quantity::Milli;
+use govcloud_api::datacenter::DataCenterCluster;
+use govcloud_core::quantity::Milli;
 use govcloud_tests::proxy::Proxy;
 use govcloud_tests::*;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};

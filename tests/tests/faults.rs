@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
-use govcloud::api::{AgencyCloud, BackupPolicy, DataCenterCluster, HostedSystem};
+use govcloud_api::labels::POLICY_LABEL;
+use govcloud_api::{AgencyCloud, BackupPolicy, DataCenterCluster, HostedSystem};
 use govcloud_tests::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, Secret};
@@ -459,13 +460,13 @@ async fn audit(hub: &Client, fleet: &Fleet, canaries: &[(String, String)]) -> Re
         // Velero Schedules of the fleet's policies.
         if let Ok(list) = dynamic(&c, "velero.io", "v1", "Schedule", "schedules").list(&lp).await {
             for o in list.items {
-                let Some(v) = o.labels().get(govcloud::core::backup::POLICY_LABEL) else {
+                let Some(v) = o.labels().get(POLICY_LABEL) else {
                     continue;
                 };
                 if let Some((ns, name)) = fleet
                     .policies
                     .iter()
-                    .find(|(ns, name)| &govcloud::core::backup::policy_label_value(ns, name) == v)
+                    .find(|(ns, name)| &govcloud_core::backup::policy_label_value(ns, name) == v)
                 {
                     out.objects += 1;
                     seen.entry(("Schedule".into(), ns.clone(), name.clone()))
@@ -905,7 +906,7 @@ async fn the_fleet_survives_faults_without_loss() -> Result<()> {
     };
     // The schema tightens again (the operator's own CRD), whatever happened.
     let tightened = async {
-        for (_, crd) in govcloud::api::all_crds() {
+        for (_, crd) in govcloud_api::all_crds() {
             if crd.metadata.name.as_deref() == Some(crd_name) {
                 apply_crd(&hub, &crd).await?;
             }
@@ -1020,7 +1021,7 @@ async fn the_fleet_survives_faults_without_loss() -> Result<()> {
     })
     .await;
     drop(op);
-    let _ = Api::<govcloud::api::BackupLocation>::all(hub.clone())
+    let _ = Api::<govcloud_api::BackupLocation>::all(hub.clone())
         .delete(&region, &Default::default())
         .await;
     let mut problems = Vec::new();

@@ -20,19 +20,22 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use govcloud::api::agency::{CloudSpec, EgressRule};
-use govcloud::api::backup::{BackupPolicySpec, DrillSpec, Retention};
-use govcloud::api::catalog::{ServiceTemplateSpec, TemplateRef};
-use govcloud::api::hosted::HostedSystemSpec;
-use govcloud::api::{
+use govcloud_api::agency::{CloudSpec, EgressRule};
+use govcloud_api::backup::{BackupPolicySpec, DrillSpec, Retention};
+use govcloud_api::catalog::ServiceTemplateSpec;
+use govcloud_api::hosted::HostedSystemSpec;
+use govcloud_api::hosted::TemplateRef;
+use govcloud_api::labels::POLICY_LABEL;
+use govcloud_api::report::{AgencyRow, ClusterRow, PriceCatalogue, Totals};
+use govcloud_api::{
     AgencyCloud, BackupLocation, BackupPolicy, DataCenterCluster, HostedSystem, NetworkZone, ServiceTemplate,
     TenancyRequest, UtilizationReport,
 };
-use govcloud::core::backup::{self, Backup, Schedule};
-use govcloud::core::placement::{self, Candidate, Request};
-use govcloud::core::quantity::Milli;
-use govcloud::core::utilization::{self, AgencyRow, ClusterRow, PriceCatalogue, Totals};
-use govcloud::core::{agency, catalog, cluster, conditions, credit_code, hosted, levels, subset};
+use govcloud_core::backup::{self, Backup, Schedule};
+use govcloud_core::placement::{self, Candidate, Request};
+use govcloud_core::quantity::Milli;
+use govcloud_core::utilization;
+use govcloud_core::{agency, catalog, cluster, conditions, credit_code, hosted, levels, subset};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use k8s_openapi::api::core::v1::Node;
@@ -1074,9 +1077,7 @@ fn backup_policy_validation_and_retention_never_panic() {
             if let Some(b) = i.backups.iter().find(|b| b.running() && !keep.contains(&b.name)) {
                 return Err(format!("running backup {} was not retained", b.name));
             }
-            let label = v["metadata"]["labels"][backup::POLICY_LABEL]
-                .as_str()
-                .unwrap_or_default();
+            let label = v["metadata"]["labels"][POLICY_LABEL].as_str().unwrap_or_default();
             if label.len() > 63 {
                 return Err(format!("policy label value {label:?} is longer than 63 characters"));
             }
@@ -1859,7 +1860,7 @@ fn utilization_exports_never_panic_and_round_trip() {
             let _ = utilization::to_html(&i.title, &i.title, &i.clusters, &i.rows, Some(&i.prices.currency));
             let _ = utilization::sum(i.rows.iter().map(|r| &r.quota));
             for r in &i.rows {
-                let _ = i.prices.cost(&r.quota, 1.0);
+                let _ = govcloud_core::utilization::cost(&i.prices, &r.quota, 1.0);
             }
             // Property: the CSV export reads back as the rows it was written from. On failure,
             // name the row and the text fields that make it fail.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use futures::StreamExt as _;
-use govcloud::api::AgencyCloud;
+use govcloud_api::AgencyCloud;
 use govcloud_tests::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, WatchParams};

@@ -1,4 +1,4 @@
-//! The kubectl plugin (`kubectl-govcloud`, built from plugin/) run as a program against the
+//! The kubectl plugin (`kubectl-govcloud`, built from operator/plugin/) run as a program against the
 //! hub: request → refused approval → approval → provisioned cloud, deny, status, report
 //! export, and the messages for unknown names and missing permissions. Users are
 //! impersonated with the plugin's own `--as`.
@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, ensure};
-use govcloud::api::{AgencyCloud, HostedSystem, TenancyRequest, UtilizationReport};
-use govcloud::core::utilization::from_csv;
+use govcloud_api::{AgencyCloud, HostedSystem, TenancyRequest, UtilizationReport};
+use govcloud_core::utilization::from_csv;
 use govcloud_tests::*;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};

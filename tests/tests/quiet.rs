@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, ensure};
-use govcloud::api::{AgencyCloud, HostedSystem, ServiceTemplate};
+use govcloud_api::{AgencyCloud, HostedSystem, ServiceTemplate};
 use govcloud_tests::*;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};

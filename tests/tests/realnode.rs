@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
-use govcloud::api::{AgencyCloud, HostedSystem};
+use govcloud_api::{AgencyCloud, HostedSystem};
 use govcloud_tests::*;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};

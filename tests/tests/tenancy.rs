@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
-use govcloud::api::{AgencyCloud, TenancyRequest};
+use govcloud_api::{AgencyCloud, TenancyRequest};
 use govcloud_tests::*;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -272,7 +272,7 @@ async fn invalid_requests_say_which_field_is_wrong() -> Result<()> {
     // A request nothing can take: level 3 on a zone with no cluster in its group.
     let far = unique_short("far");
     let mut tr = request(&far, &who, &group)?;
-    tr.spec.cloud.zone = govcloud::api::NetworkZone::Internal;
+    tr.spec.cloud.zone = govcloud_api::NetworkZone::Internal;
     admin.create(&PostParams::default(), &tr).await?;
     let tr = wait_tr(&admin, &far, "Placeable", "False").await?;
     let rejected = tr

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, ensure};
-use govcloud::api::{AgencyCloud, HostedSystem, UtilizationReport};
-use govcloud::controller::report::{Format, export};
-use govcloud::core::utilization::from_csv;
+use govcloud::controller::report::export;
+use govcloud_api::{AgencyCloud, HostedSystem, UtilizationReport};
+use govcloud_core::report::Format;
+use govcloud_core::utilization::from_csv;
 use govcloud_tests::*;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -32,7 +33,7 @@ async fn quota_used_cpu(member: &Client, ns: &str) -> Result<f64> {
         .and_then(|s| s.used)
         .and_then(|u| u.get("requests.cpu").map(|q| q.0.clone()))
         .unwrap_or_else(|| "0".into());
-    Ok(govcloud::core::quantity::Milli::parse(&used)
+    Ok(govcloud_core::quantity::Milli::parse(&used)
         .map(|m| m.0 as f64 / 1000.0)
         .unwrap_or(0.0))
 }
@@ -153,7 +154,7 @@ async fn gauges_and_reports_equal_what_the_clusters_show() -> Result<()> {
     );
     // JSON and HTML exports carry the same rows.
     let json: serde_json::Value = serde_json::from_str(&export(&hub, OPERATOR_NAMESPACE, &name, Format::Json).await?)?;
-    let json_rows: Vec<govcloud::core::utilization::AgencyRow> = serde_json::from_value(json["agencies"].clone())?;
+    let json_rows: Vec<govcloud_api::report::AgencyRow> = serde_json::from_value(json["agencies"].clone())?;
     ensure!(json_rows == rows, "JSON and CSV exports agree");
     let html = export(&hub, OPERATOR_NAMESPACE, &name, Format::Html).await?;
     ensure!(
@@ -354,7 +355,8 @@ async fn prometheus_scrapes_the_gauges_and_every_dashboard_query_runs() -> Resul
 
 #[tokio::test]
 async fn scheduled_reports_are_kept_to_the_configured_number() -> Result<()> {
-    use govcloud::controller::report::{SCHEDULE_LABEL, due};
+    use govcloud::controller::report::due;
+    use govcloud_api::report::SCHEDULE_LABEL;
     init_crypto();
     operator()?; // keeps 2 daily reports (tests/src/lib.rs)
     let hub = client(1).await?;

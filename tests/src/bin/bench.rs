@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::StreamExt as _;
-use govcloud::api::{AgencyCloud, BackupPolicy, DataCenterCluster, HostedSystem, UtilizationReport};
-use govcloud::core::agency::{self as children, Child, Kind};
-use govcloud::core::hosted;
+use govcloud_api::{AgencyCloud, BackupPolicy, DataCenterCluster, HostedSystem, UtilizationReport};
+use govcloud_core::agency::{self as children, Child, Kind};
+use govcloud_core::hosted;
 use govcloud_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
@@ -1559,7 +1559,7 @@ impl Bench {
             agency_jobs.push((targets[dc - 1].clone(), member));
         }
         let mut system_jobs: Vec<(Client, Vec<Child>)> = Vec::new();
-        let spec: govcloud::api::HostedSystemSpec = serde_json::from_value(system_spec())?;
+        let spec: govcloud_api::HostedSystemSpec = serde_json::from_value(system_spec())?;
         for j in 0..a.systems {
             let agency = agency_name(&run, 'z', j % a.agencies);
             let dc = cluster_of(j % a.agencies, a.clusters);
@@ -2004,7 +2004,7 @@ async fn main() -> Result<()> {
         (
             "baseline".into(),
             format!(
-                "the same children (govcloud::core::agency::member_children/hub_children, hosted::children + spec_record) \
+                "the same children (govcloud_core::agency::member_children/hub_children, hosted::children + spec_record) \
                  applied server-side by a bare kube client, {} agencies and {} systems at once, hub as the chart's \
                  ServiceAccount, members as the member ServiceAccount; done when every Deployment is available",
                 a.concurrency, a.concurrency

@@ -1,0 +1,273 @@
+//! Backup and disaster recovery (容灾备份): `BackupLocation` (an object store of a region,
+//! registered by the platform) and `BackupPolicy` (an agency's policy, realised with Velero).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::conditions_schema;
+
+/// Finalizer of a BackupPolicy: the operator removes its Velero Schedules first (backups are kept).
+pub const FINALIZER: &str = "govcloud.io/backup-cleanup";
+
+/// An S3-compatible object store in one region, registered by the platform. The operator
+/// registers it with Velero (a BackupStorageLocation `govcloud-<name>`, with its credentials)
+/// on every cluster that backs up there: the clusters of its region for primary copies, and
+/// those of other regions for off-site copies.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "govcloud.io",
+    version = "v1alpha1",
+    kind = "BackupLocation",
+    doc = "An S3-compatible object store of one region where agencies' backups are kept (registered by the platform; used through Velero).",
+    plural = "backuplocations",
+    shortname = "bl",
+    category = "govcloud",
+    derive = "PartialEq",
+    printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
+    printcolumn(name = "Bucket", type_ = "string", json_path = ".spec.bucket"),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".spec.endpoint"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupLocationSpec {
+    /// Region the store is in (as in DataCenterCluster `spec.region`).
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub region: String,
+    /// Bucket name.
+    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][-.a-z0-9]*[a-z0-9]$"))]
+    pub bucket: String,
+    /// S3 endpoint URL, e.g. `https://oss-beijing.dc.gov.cn`.
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^https?://"))]
+    pub endpoint: String,
+    /// S3 signing region; default `us-east-1` (what most S3-compatible stores expect).
+    #[serde(default = "default_s3_region")]
+    #[schemars(length(min = 1, max = 63))]
+    pub s3_region: String,
+    /// Secret in the operator's namespace with key `cloud`: an AWS credentials file
+    /// (`[default]`, `aws_access_key_id`, `aws_secret_access_key`) for the bucket.
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".into()
+}
+
+/// An agency's backup policy for hosted systems of one of its namespaces.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "govcloud.io",
+    version = "v1alpha1",
+    kind = "BackupPolicy",
+    doc = "An agency's backup policy (容灾备份): which hosted systems, schedule, retention (keep-last/daily/weekly/monthly), RPO, off-site region and restore drills; realised with Velero on the agency's cluster.",
+    plural = "backuppolicies",
+    shortname = "bp",
+    category = "govcloud",
+    namespaced,
+    status = "BackupPolicyStatus",
+    derive = "PartialEq",
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "RPO", type_ = "string", json_path = ".status.rpo"),
+    printcolumn(
+        name = "Recovery-Point",
+        type_ = "date",
+        json_path = ".status.lastSuccessfulBackup.time",
+        description = "Age of the newest successful backup"
+    ),
+    printcolumn(
+        name = "RPO-Met",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"RPOMet\")].status"
+    ),
+    printcolumn(
+        name = "Offsite",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"OffsiteCompliant\")].status"
+    ),
+    printcolumn(
+        name = "Drill",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"DrillPassed\")].status"
+    ),
+    printcolumn(name = "Retained", type_ = "integer", json_path = ".status.retained", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPolicySpec {
+    /// Which HostedSystems of this namespace (by their labels); default: all of them and
+    /// everything else in the namespace (Secrets, ConfigMaps). With a selector only the
+    /// selected systems' objects are backed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// When to back up: a five-field cron expression (minute hour day month weekday), e.g.
+    /// `0 2 * * *` for 02:00 every day.
+    #[schemars(length(min = 9, max = 100))]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^\\\\s*\\\\S+(\\\\s+\\\\S+){4}\\\\s*$')").message("must be a five-field cron expression: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'"))]
+    pub schedule: String,
+    /// Time zone of the schedule; default `Asia/Shanghai`.
+    #[serde(default = "default_time_zone")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: String,
+    /// Which backups to keep. The newest successful backup is never deleted.
+    #[serde(default)]
+    pub retention: Retention,
+    /// Recovery point objective, e.g. `24h` or `30m`: the newest successful backup must never
+    /// be older. Default by security level: 24 h (levels 1–3), 1 h (level 4). Must not be
+    /// shorter than the interval between scheduled backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]{0,4}(m|h)$"))]
+    pub rpo: Option<String>,
+    /// Region to keep a second copy in (another region than the agency's cluster);
+    /// required at level 3 and above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub offsite_region: Option<String>,
+    /// Restore drills: restore the newest successful backup into a scratch namespace, check
+    /// the systems come back, record the evidence and clean up. On demand: set the
+    /// annotation `govcloud.io/drill` to a new value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillSpec>,
+}
+
+fn default_time_zone() -> String {
+    "Asia/Shanghai".into()
+}
+
+/// Grandfather-father-son retention.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    /// Keep the newest N backups (1–1000, default 7).
+    #[serde(default = "seven")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub keep_last: u32,
+    /// Also keep the newest backup of each of the last N days (default 7).
+    #[serde(default = "seven")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub daily: u32,
+    /// ... of each of the last N weeks (default 4).
+    #[serde(default = "four")]
+    #[schemars(range(min = 0, max = 520))]
+    pub weekly: u32,
+    /// ... of each of the last N months (default 6).
+    #[serde(default = "six")]
+    #[schemars(range(min = 0, max = 120))]
+    pub monthly: u32,
+}
+
+fn seven() -> u32 {
+    7
+}
+fn four() -> u32 {
+    4
+}
+fn six() -> u32 {
+    6
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_last: 7,
+            daily: 7,
+            weekly: 4,
+            monthly: 6,
+        }
+    }
+}
+
+/// Restore drills.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillSpec {
+    /// When to drill (cron, in `timeZone`), e.g. `0 3 1 * *` monthly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 9, max = 100))]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^\\\\s*\\\\S+(\\\\s+\\\\S+){4}\\\\s*$')").message("must be a five-field cron expression"))]
+    pub schedule: Option<String>,
+}
+
+/// A Velero backup as the policy sees it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRecord {
+    /// Velero backup name.
+    pub name: String,
+    /// Velero phase: `New`, `InProgress`, `Completed`, `PartiallyFailed`, `Failed`, …
+    pub phase: String,
+    /// When it started (or completed, for successful backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// Region of the location it is stored in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// Evidence of a restore drill or a recovery.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreRecord {
+    /// What asked for it: `schedule` or the annotation's value.
+    pub trigger: String,
+    /// The backup restored.
+    pub backup: String,
+    /// The Velero Restore.
+    pub restore: String,
+    /// Where it was restored (a scratch namespace for drills).
+    pub namespace: String,
+    /// `Running`, `Passed` or `Failed`.
+    pub result: String,
+    /// What was checked, or what went wrong.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Time>,
+    /// Finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Time>,
+    /// Seconds from start to finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i64>,
+}
+
+/// Observed state of a backup policy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPolicyStatus {
+    /// `Ready`, `RPOMet`, `OffsiteCompliant`, `DrillPassed`, each with what to do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The cluster (and its region) the backups are taken on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The RPO in force (from the spec or the level default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<String>,
+    /// Systems covered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub systems: Vec<String>,
+    /// The newest backup, whatever its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<BackupRecord>,
+    /// The newest successful backup: the recovery point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_backup: Option<BackupRecord>,
+    /// Backups retained (all locations).
+    #[serde(default)]
+    pub retained: u32,
+    /// Regions holding a successful copy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies_in_regions: Vec<String>,
+    /// The newest restore drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<RestoreRecord>,
+    /// The newest recovery into the system's own namespace (annotation `govcloud.io/restore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restore: Option<RestoreRecord>,
+}

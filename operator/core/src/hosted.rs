@@ -1,0 +1,684 @@
+//! Desired state of a hosted system on its agency's cluster: pure builders.
+//!
+//! Per component: a Deployment (stateless) or StatefulSet (stateful, with a volume claim
+//! template and a PVC retention policy), a Service for its ports, a PodDisruptionBudget when
+//! it has more than one replica, and a NetworkPolicy allowing exactly the declared flows.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::agency::{Child, Kind};
+use super::levels::{self, PodSecurity};
+use govcloud_api::hosted::{Component, ComponentKind, ExposureMode, HostedSystemSpec, VolumeRetention};
+use govcloud_api::labels::{
+    AGENCY_LABEL, COMPONENT_LABEL, INGRESS_NAMESPACE_LABEL, MANAGED_BY, SPEC_RECORD_LABEL, SYSTEM_LABEL,
+};
+
+/// IngressClass of the government-network entry (政务网入口), provided by the platform.
+pub const GOVERNMENT_INGRESS_CLASS: &str = "govcloud-government";
+/// IngressClass of the unified internet exit (统一互联网出口), provided by the platform.
+pub const INTERNET_INGRESS_CLASS: &str = "govcloud-internet";
+
+/// The URL a system is reached at, if exposed with a host.
+pub fn url(spec: &HostedSystemSpec) -> Option<String> {
+    let e = spec.exposure.as_ref().filter(|e| e.mode != ExposureMode::None)?;
+    let host = e.host.as_ref()?;
+    Some(format!(
+        "{}://{host}/",
+        if e.tls_secret_name.is_some() { "https" } else { "http" }
+    ))
+}
+
+/// Name of a component's workload, Service, PDB and NetworkPolicy: `<system>-<component>`.
+pub fn object_name(system: &str, component: &str) -> String {
+    format!("{system}-{component}")
+}
+
+fn labels(agency: &str, system: &str, component: Option<&str>) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([
+        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        ("app.kubernetes.io/instance".to_string(), system.to_string()),
+        (AGENCY_LABEL.to_string(), agency.to_string()),
+        (SYSTEM_LABEL.to_string(), system.to_string()),
+    ]);
+    if let Some(c) = component {
+        l.insert(COMPONENT_LABEL.to_string(), c.to_string());
+        l.insert("app.kubernetes.io/name".to_string(), c.to_string());
+    }
+    l
+}
+
+fn selector(system: &str, component: &str) -> Value {
+    json!({SYSTEM_LABEL: system, COMPONENT_LABEL: component})
+}
+
+fn container(level: u8, c: &Component) -> Value {
+    let env: Vec<Value> = c
+        .env
+        .iter()
+        .map(|e| match (&e.value, &e.secret_key_ref) {
+            (_, Some(r)) => json!({"name": e.name, "valueFrom": {"secretKeyRef": {"name": r.name, "key": r.key}}}),
+            (v, None) => json!({"name": e.name, "value": v.clone().unwrap_or_default()}),
+        })
+        .collect();
+    let mut ctr = json!({
+        "name": c.name,
+        "image": c.image,
+        "resources": {"requests": {"cpu": c.resources.cpu, "memory": c.resources.memory},
+                      "limits": {"memory": c.resources.memory}},
+    });
+    if !c.command.is_empty() {
+        ctr["command"] = json!(c.command);
+    }
+    if !c.args.is_empty() {
+        ctr["args"] = json!(c.args);
+    }
+    if !env.is_empty() {
+        ctr["env"] = Value::Array(env);
+    }
+    if !c.ports.is_empty() {
+        ctr["ports"] = Value::Array(
+            c.ports
+                .iter()
+                .map(|p| json!({"name": p.name, "containerPort": p.port, "protocol": "TCP"}))
+                .collect(),
+        );
+    }
+    if let Some(h) = &c.health {
+        ctr["readinessProbe"] = json!({"httpGet": {"path": h.path, "port": h.port}, "periodSeconds": 10});
+    }
+    if let Some(s) = &c.storage {
+        ctr["volumeMounts"] = json!([{"name": "data", "mountPath": s.mount_path}]);
+    }
+    if restricted(level) {
+        ctr["securityContext"] = json!({
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": c.writable_root_filesystem_reason.is_none(),
+            "runAsNonRoot": true,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        });
+    }
+    ctr
+}
+
+/// Whether the level enforces the `restricted` Pod Security Standard, whose security
+/// context the containers then carry.
+fn restricted(level: u8) -> bool {
+    levels::rules(level).pod_security == PodSecurity::Restricted
+}
+
+fn pod_template(level: u8, agency: &str, system: &str, c: &Component) -> Value {
+    let mut spec = json!({"containers": [container(level, c)], "automountServiceAccountToken": false});
+    if restricted(level) {
+        spec["securityContext"] = json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
+    }
+    json!({"metadata": {"labels": labels(agency, system, Some(&c.name))}, "spec": spec})
+}
+
+/// Every object of a system, in `namespace` of the agency's cluster.
+/// `agency_level` is the level of the agency's cloud: its namespaces enforce the Pod
+/// Security of that level, so pods get the restricted context when either level is 3+.
+pub fn children(agency: &str, agency_level: u8, system: &str, namespace: &str, spec: &HostedSystemSpec) -> Vec<Child> {
+    let mut out = Vec::new();
+    let level = spec.security_level.max(agency_level);
+    for c in &spec.components {
+        let name = object_name(system, &c.name);
+        let l = labels(agency, system, Some(&c.name));
+        let template = pod_template(level, agency, system, c);
+        match c.kind {
+            ComponentKind::Stateless => out.push(Child::new(
+                Kind::Deployment,
+                Some(namespace),
+                &name,
+                &l,
+                json!({"spec": {
+                    "replicas": c.replicas,
+                    "selector": {"matchLabels": selector(system, &c.name)},
+                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                    "template": template,
+                }}),
+            )),
+            ComponentKind::Stateful => {
+                let mut sts = json!({"spec": {
+                    "replicas": c.replicas,
+                    "serviceName": name,
+                    "selector": {"matchLabels": selector(system, &c.name)},
+                    "template": template,
+                    "persistentVolumeClaimRetentionPolicy": {
+                        "whenDeleted": match spec.volume_retention { VolumeRetention::Retain => "Retain", VolumeRetention::Delete => "Delete" },
+                        "whenScaled": "Retain",
+                    },
+                }});
+                if let Some(s) = &c.storage {
+                    let mut claim = json!({"metadata": {"name": "data", "labels": l},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": s.size}}}});
+                    if let Some(class) = &s.class {
+                        claim["spec"]["storageClassName"] = json!(class);
+                    }
+                    sts["spec"]["volumeClaimTemplates"] = json!([claim]);
+                }
+                out.push(Child::new(Kind::StatefulSet, Some(namespace), &name, &l, sts));
+            }
+        }
+        if !c.ports.is_empty() {
+            let mut svc = json!({"spec": {
+                "selector": selector(system, &c.name),
+                "ports": c.ports.iter().map(|p| json!({"name": p.name, "port": p.port, "targetPort": p.port, "protocol": "TCP"})).collect::<Vec<_>>(),
+            }});
+            if c.kind == ComponentKind::Stateful {
+                svc["spec"]["clusterIP"] = json!("None");
+            }
+            out.push(Child::new(Kind::Service, Some(namespace), &name, &l, svc));
+        }
+        if c.replicas > 1 {
+            out.push(Child::new(
+                Kind::PodDisruptionBudget,
+                Some(namespace),
+                &name,
+                &l,
+                json!({"spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(system, &c.name)}}}),
+            ));
+        }
+        out.push(network_policy(agency, system, namespace, spec, c));
+    }
+    if let Some(e) = spec.exposure.as_ref().filter(|e| e.mode != ExposureMode::None) {
+        let class = if e.mode == ExposureMode::Internet {
+            INTERNET_INGRESS_CLASS
+        } else {
+            GOVERNMENT_INGRESS_CLASS
+        };
+        let mut rule = json!({"http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": object_name(system, &e.component), "port": {"number": e.port}}}}]}});
+        if let Some(h) = &e.host {
+            rule["host"] = json!(h);
+        }
+        let mut ing = json!({"spec": {"ingressClassName": class, "rules": [rule]}});
+        if let Some(tls) = &e.tls_secret_name {
+            ing["spec"]["tls"] = json!([{"secretName": tls, "hosts": e.host.iter().collect::<Vec<_>>()}]);
+        }
+        out.push(Child::new(
+            Kind::Ingress,
+            Some(namespace),
+            system,
+            &labels(agency, system, None),
+            ing,
+        ));
+    }
+    out
+}
+
+/// Key of the recorded HostedSystem in that ConfigMap.
+pub const SPEC_RECORD_KEY: &str = "hostedsystem.yaml";
+
+/// Name of the ConfigMap recording a system's spec.
+pub fn spec_record_name(system: &str) -> String {
+    format!("govcloud-system-{system}")
+}
+
+/// A ConfigMap on the agency's cluster holding the HostedSystem itself (as written, without
+/// its internet-exposure approval, which must be given again), so that a backup of the
+/// namespace carries what is needed to recreate the system on the hub after a restore.
+pub fn spec_record(agency: &str, system: &str, namespace: &str, spec: &HostedSystemSpec) -> Child {
+    let mut spec = spec.clone();
+    spec.internet_exposure_approval = None;
+    let record = json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem",
+        "metadata": {"name": system, "namespace": namespace},
+        "spec": spec,
+    });
+    let yaml = serde_yaml::to_string(&record).unwrap_or_default();
+    let mut l = labels(agency, system, None);
+    l.insert(SPEC_RECORD_LABEL.to_string(), "true".to_string());
+    Child::new(
+        Kind::ConfigMap,
+        Some(namespace),
+        &spec_record_name(system),
+        &l,
+        json!({"data": {SPEC_RECORD_KEY: yaml}}),
+    )
+}
+
+/// Namespace of the platform's Gateways (Gateway API), one per entry:
+/// `govcloud-government` and `govcloud-internet`, named like the IngressClasses.
+pub const GATEWAY_NAMESPACE: &str = "govcloud-gateways";
+
+/// A Gateway API HTTPRoute for the exposure (created besides the Ingress where the cluster
+/// serves `gateway.networking.k8s.io/v1`). TLS is terminated by the platform's Gateway
+/// listener for the host; the route only names the host and the backend.
+pub fn http_route(agency: &str, system: &str, namespace: &str, spec: &HostedSystemSpec) -> Option<Value> {
+    let e = spec.exposure.as_ref().filter(|e| e.mode != ExposureMode::None)?;
+    let gateway = if e.mode == ExposureMode::Internet {
+        INTERNET_INGRESS_CLASS
+    } else {
+        GOVERNMENT_INGRESS_CLASS
+    };
+    let mut route = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": system, "namespace": namespace, "labels": labels(agency, system, None)},
+        "spec": {
+            "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway, "namespace": GATEWAY_NAMESPACE}],
+            "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": [{"group": "", "kind": "Service", "name": object_name(system, &e.component), "port": e.port, "weight": 1}],
+            }],
+        }
+    });
+    if let Some(h) = &e.host {
+        route["spec"]["hostnames"] = json!([h]);
+    }
+    Some(route)
+}
+
+fn network_policy(agency: &str, system: &str, namespace: &str, spec: &HostedSystemSpec, c: &Component) -> Child {
+    let peer = |component: &str| json!({"podSelector": {"matchLabels": selector(system, component)}});
+    let ports_of = |component: &str, port: Option<i32>| -> Vec<Value> {
+        match port {
+            Some(p) => vec![json!({"port": p, "protocol": "TCP"})],
+            None => spec
+                .components
+                .iter()
+                .find(|x| x.name == component)
+                .map(|x| {
+                    x.ports
+                        .iter()
+                        .map(|p| json!({"port": p.port, "protocol": "TCP"}))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    };
+    let mut ingress = Vec::new();
+    for f in spec
+        .flows
+        .iter()
+        .filter(|f| f.to.component.as_deref() == Some(c.name.as_str()))
+    {
+        let mut rule = json!({"from": [peer(&f.from)]});
+        let ports = ports_of(&c.name, f.port);
+        if !ports.is_empty() {
+            rule["ports"] = Value::Array(ports);
+        }
+        ingress.push(rule);
+    }
+    for a in spec.admit.iter().filter(|a| a.to == c.name) {
+        let mut rule = json!({"from": [{"podSelector": {"matchLabels": {SYSTEM_LABEL: a.system}}}]});
+        let ports = ports_of(&c.name, a.port);
+        if !ports.is_empty() {
+            rule["ports"] = Value::Array(ports);
+        }
+        ingress.push(rule);
+    }
+    if let Some(e) = spec
+        .exposure
+        .as_ref()
+        .filter(|e| e.mode != ExposureMode::None && e.component == c.name)
+    {
+        ingress.push(json!({
+            "from": [{"namespaceSelector": {"matchLabels": {INGRESS_NAMESPACE_LABEL: "true"}}}],
+            "ports": [{"port": e.port, "protocol": "TCP"}],
+        }));
+    }
+    // Name resolution is always allowed (the policy below restricts egress).
+    let mut egress = vec![json!({
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+    })];
+    for f in spec.flows.iter().filter(|f| f.from == c.name) {
+        let to = if let Some(t) = &f.to.component {
+            peer(t)
+        } else if let Some(s) = &f.to.system {
+            json!({"podSelector": {"matchLabels": {SYSTEM_LABEL: s}}})
+        } else if let Some(cidr) = &f.to.cidr {
+            json!({"ipBlock": {"cidr": cidr}})
+        } else {
+            continue;
+        };
+        let mut rule = json!({"to": [to]});
+        let ports = match &f.to.component {
+            Some(t) => ports_of(t, f.port),
+            None => f
+                .port
+                .map(|p| vec![json!({"port": p, "protocol": "TCP"})])
+                .unwrap_or_default(),
+        };
+        if !ports.is_empty() {
+            rule["ports"] = Value::Array(ports);
+        }
+        egress.push(rule);
+    }
+    Child::new(
+        Kind::NetworkPolicy,
+        Some(namespace),
+        &object_name(system, &c.name),
+        &labels(agency, system, Some(&c.name)),
+        json!({"spec": {
+            "podSelector": {"matchLabels": selector(system, &c.name)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": egress,
+        }}),
+    )
+}
+
+/// Waiting reasons of a container that mean it will not run without a change.
+const FAILING_WAITING: [&str; 7] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// How long a running container may stay unready before its failing readiness probe is
+/// reported as a problem.
+pub const UNREADY_GRACE_SECS: i64 = 60;
+
+/// What keeps one pod of a component from serving, in the kubelet's words, with what to
+/// do about it; `None` when nothing is wrong (yet). `now_secs` is the current Unix time.
+pub fn pod_problem(pod: &k8s_openapi::api::core::v1::Pod, now_secs: i64) -> Option<String> {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("?");
+    let status = pod.status.as_ref()?;
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for cs in statuses {
+        if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
+            && let Some(reason) = w.reason.as_deref().filter(|r| FAILING_WAITING.contains(r))
+        {
+            let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+            let hint = match reason {
+                "CrashLoopBackOff" => {
+                    let why = last
+                        .map(|t| {
+                            format!(
+                                ", last exit: {} (code {})",
+                                t.reason.as_deref().unwrap_or("Error"),
+                                t.exit_code
+                            )
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "container {} keeps exiting{why}; read its logs: kubectl logs -n {ns} {name} -c {} --previous",
+                        cs.name, cs.name
+                    )
+                }
+                "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" => format!(
+                    "image {} cannot be pulled: check that the name and tag exist in the registry",
+                    cs.image
+                ),
+                _ => format!(
+                    "container {} cannot be created: {}",
+                    cs.name,
+                    w.message.as_deref().unwrap_or("see the pod's events")
+                ),
+            };
+            return Some(format!("pod {name}: {reason}: {hint}"));
+        }
+        if let Some(t) = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref())
+            && t.reason.as_deref() == Some("OOMKilled")
+        {
+            return Some(format!(
+                "pod {name}: OOMKilled: container {} ran out of memory and was restarted {} time(s); raise the component's memory",
+                cs.name, cs.restart_count
+            ));
+        }
+        let running_since = cs
+            .state
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .and_then(|r| r.started_at.as_ref())
+            .map(|t| t.0.as_second());
+        if !cs.ready
+            && let Some(since) = running_since
+            && now_secs - since > UNREADY_GRACE_SECS
+        {
+            return Some(format!(
+                "pod {name}: ReadinessFailing: container {} has run for {} s without passing its readiness probe; check the component's health endpoint",
+                cs.name,
+                now_secs - since
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(level: u8) -> HostedSystemSpec {
+        let yaml = format!(
+            r#"
+securityLevel: {level}
+dataClassification: important
+components:
+  - name: web
+    image: registry.gov.cn/portal/web:1.0
+    replicas: 2
+    ports: [{{name: http, port: 8080}}]
+    env: [{{name: DB_HOST, value: portal-db}}, {{name: DB_PASSWORD, secretKeyRef: {{name: db, key: password}}}}]
+  - name: db
+    kind: Stateful
+    image: registry.gov.cn/postgres:16
+    ports: [{{name: pg, port: 5432}}]
+    storage: {{size: 20Gi, mountPath: /var/lib/postgresql/data}}
+    writableRootFilesystemReason: postgres writes its socket under /var/run
+flows:
+  - {{from: web, to: {{component: db}}}}
+  - {{from: web, to: {{cidr: 10.30.0.0/16}}, port: 443}}
+"#
+        );
+        match serde_yaml::from_str(&yaml) {
+            Ok(s) => s,
+            Err(e) => panic!("fixture: {e}"),
+        }
+    }
+
+    fn find<'a>(c: &'a [Child], kind: Kind, name: &str) -> &'a Child {
+        match c.iter().find(|x| x.kind == kind && x.name == name) {
+            Some(x) => x,
+            None => panic!("{kind:?} {name} missing"),
+        }
+    }
+
+    #[test]
+    fn workloads_services_and_budgets() {
+        let c = children("mof", 2, "portal", "mof-prod", &spec(2));
+        let web = find(&c, Kind::Deployment, "portal-web");
+        assert_eq!(web.body["spec"]["replicas"], 2);
+        let env = &web.body["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert_eq!(env[1]["valueFrom"]["secretKeyRef"]["key"], "password");
+        let db = find(&c, Kind::StatefulSet, "portal-db");
+        assert_eq!(
+            db.body["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+            "20Gi"
+        );
+        assert_eq!(
+            db.body["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
+            "Retain"
+        );
+        assert_eq!(find(&c, Kind::Service, "portal-db").body["spec"]["clusterIP"], "None");
+        find(&c, Kind::PodDisruptionBudget, "portal-web");
+        assert!(
+            !c.iter()
+                .any(|x| x.kind == Kind::PodDisruptionBudget && x.name == "portal-db")
+        );
+        assert!(c.iter().all(|x| x.body["metadata"]["labels"][SYSTEM_LABEL] == "portal"));
+    }
+
+    #[test]
+    fn flows_become_exact_network_policies() {
+        let c = children("mof", 2, "portal", "mof-prod", &spec(2));
+        let db = &find(&c, Kind::NetworkPolicy, "portal-db").body["spec"];
+        assert_eq!(db["ingress"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            db["ingress"][0]["from"][0]["podSelector"]["matchLabels"][COMPONENT_LABEL],
+            "web"
+        );
+        assert_eq!(db["ingress"][0]["ports"], json!([{"port": 5432, "protocol": "TCP"}]));
+        assert_eq!(db["egress"].as_array().map(Vec::len), Some(1), "only DNS");
+        assert_eq!(db["egress"][0]["ports"][0]["port"], 53);
+        let web = &find(&c, Kind::NetworkPolicy, "portal-web").body["spec"];
+        assert_eq!(web["ingress"], json!([]));
+        assert_eq!(
+            web["egress"][2],
+            json!({"to": [{"ipBlock": {"cidr": "10.30.0.0/16"}}], "ports": [{"port": 443, "protocol": "TCP"}]})
+        );
+    }
+
+    #[test]
+    fn flows_between_systems_need_both_sides() {
+        let mut s = spec(2);
+        s.flows.push(
+            serde_yaml::from_str("{from: web, to: {system: payments}, port: 9000}").unwrap_or_else(|e| panic!("{e}")),
+        );
+        let c = children("mof", 2, "portal", "mof-prod", &s);
+        let web = &find(&c, Kind::NetworkPolicy, "portal-web").body["spec"];
+        assert_eq!(
+            web["egress"][3]["to"][0]["podSelector"]["matchLabels"][SYSTEM_LABEL],
+            "payments"
+        );
+        assert_eq!(web["ingress"], json!([]), "sending does not open the sender");
+        // The receiving system admits the portal on its own side.
+        let mut r = spec(2);
+        r.admit = vec![serde_yaml::from_str("{system: portal, to: web, port: 8080}").unwrap_or_else(|e| panic!("{e}"))];
+        let c = children("mof", 2, "payments", "mof-prod", &r);
+        let recv = &find(&c, Kind::NetworkPolicy, "payments-web").body["spec"];
+        assert_eq!(
+            recv["ingress"],
+            json!([{"from": [{"podSelector": {"matchLabels": {SYSTEM_LABEL: "portal"}}}], "ports": [{"port": 8080, "protocol": "TCP"}]}])
+        );
+    }
+
+    #[test]
+    fn exposure_becomes_an_ingress_and_an_allowance() {
+        let mut s = spec(2);
+        s.exposure = serde_yaml::from_str(
+            "{mode: GovernmentNetwork, component: web, port: 8080, host: portal.zj.gov.cn, tlsSecretName: portal-tls}",
+        )
+        .ok();
+        let c = children("zj", 2, "portal", "zj-prod", &s);
+        let ing = &find(&c, Kind::Ingress, "portal").body["spec"];
+        assert_eq!(ing["ingressClassName"], GOVERNMENT_INGRESS_CLASS);
+        assert_eq!(ing["rules"][0]["host"], "portal.zj.gov.cn");
+        assert_eq!(
+            ing["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+            "portal-web"
+        );
+        assert_eq!(ing["tls"][0]["secretName"], "portal-tls");
+        let web = &find(&c, Kind::NetworkPolicy, "portal-web").body["spec"];
+        assert_eq!(
+            web["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"][INGRESS_NAMESPACE_LABEL],
+            "true"
+        );
+        assert_eq!(url(&s).as_deref(), Some("https://portal.zj.gov.cn/"));
+        let route = http_route("zj", "portal", "zj-prod", &s).unwrap_or_default();
+        assert_eq!(route["spec"]["hostnames"], json!(["portal.zj.gov.cn"]));
+        assert_eq!(route["spec"]["parentRefs"][0]["name"], GOVERNMENT_INGRESS_CLASS);
+        assert_eq!(route["spec"]["rules"][0]["backendRefs"][0]["name"], "portal-web");
+        assert!(http_route("zj", "portal", "zj-prod", &spec(2)).is_none());
+        assert!(
+            !children("zj", 2, "portal", "zj-prod", &spec(2))
+                .iter()
+                .any(|x| x.kind == Kind::Ingress)
+        );
+    }
+
+    #[test]
+    fn level_3_is_restricted_with_reasoned_opt_out() {
+        let c = children("mof", 2, "portal", "mof-prod", &spec(3));
+        // A level-2 system in a level-3 cloud gets the restricted context too.
+        let in_l3 = children("mof", 3, "portal", "mof-prod", &spec(2));
+        assert_eq!(
+            find(&in_l3, Kind::Deployment, "portal-web").body["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+            true
+        );
+        let web = &find(&c, Kind::Deployment, "portal-web").body["spec"]["template"]["spec"];
+        assert_eq!(web["securityContext"]["runAsNonRoot"], true);
+        let sc = &web["containers"][0]["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        let db = &find(&c, Kind::StatefulSet, "portal-db").body["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(db["securityContext"]["readOnlyRootFilesystem"], false);
+        let l2 = children("mof", 2, "portal", "mof-prod", &spec(2));
+        assert!(
+            find(&l2, Kind::Deployment, "portal-web").body["spec"]["template"]["spec"]["containers"][0]
+                .get("securityContext")
+                .is_none()
+        );
+    }
+
+    fn pod(status: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(json!({"metadata": {"name": "web-1", "namespace": "a-prod"}, "status": status}))
+            .expect("test pod")
+    }
+
+    #[test]
+    fn pod_problem_names_crash_loops_with_the_last_exit_and_the_logs_command() {
+        let p = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "registry.gov.cn/x:1", "imageID": "",
+            "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}),
+        );
+        let m = pod_problem(&p, 0).expect("a problem");
+        assert!(m.contains("CrashLoopBackOff"), "{m}");
+        assert!(m.contains("code 1"), "{m}");
+        assert!(m.contains("kubectl logs -n a-prod web-1 -c web --previous"), "{m}");
+    }
+
+    #[test]
+    fn pod_problem_names_pull_failures_oom_kills_and_failing_readiness() {
+        let pull = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "registry.gov.cn/nope:1", "imageID": "",
+            "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}),
+        );
+        let m = pod_problem(&pull, 0).expect("a problem");
+        assert!(
+            m.contains("ImagePullBackOff") && m.contains("registry.gov.cn/nope:1"),
+            "{m}"
+        );
+        let oom = pod(
+            json!({"containerStatuses": [{"name": "db", "image": "i", "imageID": "", "ready": true,
+            "restartCount": 2, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}),
+        );
+        let m = pod_problem(&oom, 0).expect("a problem");
+        assert!(m.contains("OOMKilled") && m.contains("memory"), "{m}");
+        let started = 1_767_225_600; // 2026-01-01T00:00:00Z
+        let unready = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}),
+        );
+        assert_eq!(
+            pod_problem(&unready, started + UNREADY_GRACE_SECS),
+            None,
+            "within the grace period"
+        );
+        let m = pod_problem(&unready, started + UNREADY_GRACE_SECS + 1).expect("a problem");
+        assert!(m.contains("ReadinessFailing"), "{m}");
+    }
+
+    #[test]
+    fn pod_problem_is_none_for_healthy_and_starting_pods() {
+        let ok = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "i", "imageID": "", "ready": true,
+            "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}),
+        );
+        assert_eq!(pod_problem(&ok, 1_767_225_600 + 3600), None);
+        let creating = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
+        assert_eq!(pod_problem(&creating, 0), None);
+        assert_eq!(pod_problem(&pod(json!({})), 0), None);
+    }
+}

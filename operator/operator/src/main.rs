@@ -1,0 +1,284 @@
+//! `govcloud-operator`: run the controllers, print the CRDs, or print the version.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use govcloud::controller::Settings;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tracing::{error, info};
+
+/// jemalloc instead of the system allocator: the operator's memory is many small objects
+/// (caches, watch events, list pages) allocated and freed on several threads, which
+/// fragments glibc's per-thread arenas; jemalloc, configured below, hands freed pages back
+/// to the system soon after (see docs/performance.md for the figures).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options (`man jemalloc`, "TUNING"): two arenas (the runtime has two worker
+/// threads), dirty pages returned after 100 ms, no lazily-purged middle state.
+/// `_RJEM_MALLOC_CONF` in the environment overrides them.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: MallocConf = MallocConf(c"narenas:2,dirty_decay_ms:100,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer jemalloc reads at start-up (a plain pointer, as C declares it).
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+// SAFETY: the pointer is to a 'static, immutable, NUL-terminated literal.
+unsafe impl Sync for MallocConf {}
+
+#[derive(Parser)]
+#[command(
+    name = "govcloud-operator",
+    version,
+    about = "Kubernetes operator for a national government data center: agency private clouds, hosted systems, backup/DR and utilization."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the controllers against the hub cluster.
+    Run(RunArgs),
+    /// Print every CRD as YAML (or write them to a directory with --out-dir).
+    Crd {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print the API reference (Markdown, from the CRD schemas), or write it with --out.
+    ApiDocs {
+        /// Write to this file (e.g. docs/api-reference.md) instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Export a UtilizationReport as CSV, JSON or a self-contained HTML page (to stdout).
+    Report(ReportArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
+    Html,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The UtilizationReport's name (`kubectl get utilizationreports`).
+    name: String,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "csv")]
+    format: ExportFormat,
+    /// Kubeconfig of the hub cluster. Default: in-cluster config or ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, env = "GOVCLOUD_CONTEXT")]
+    context: Option<String>,
+    /// Namespace of the operator on the hub (holds the report's tables).
+    #[arg(long, env = "GOVCLOUD_NAMESPACE", default_value = "govcloud-system")]
+    namespace: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kubeconfig of the hub cluster. Default: in-cluster config or ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, env = "GOVCLOUD_CONTEXT")]
+    context: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "GOVCLOUD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Log format.
+    #[arg(long, env = "GOVCLOUD_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Namespace of the operator on the hub; member kubeconfig Secrets live here.
+    #[arg(long, env = "GOVCLOUD_NAMESPACE", default_value = "govcloud-system")]
+    namespace: String,
+    /// Seconds between probes of a healthy member cluster.
+    #[arg(long, env = "GOVCLOUD_PROBE_INTERVAL", default_value_t = 30)]
+    probe_interval: u64,
+    /// Reconciles run at once, per controller.
+    #[arg(long, env = "GOVCLOUD_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+    /// Daily UtilizationReports to keep (0 makes none).
+    #[arg(long, env = "GOVCLOUD_DAILY_REPORTS", default_value_t = 31)]
+    daily_reports: usize,
+    /// Monthly UtilizationReports to keep (0 makes none).
+    #[arg(long, env = "GOVCLOUD_MONTHLY_REPORTS", default_value_t = 24)]
+    monthly_reports: usize,
+    /// Run the controllers only while holding the Lease `govcloud-operator` in the operator's
+    /// namespace (for several replicas).
+    #[arg(long, env = "GOVCLOUD_LEADER_ELECT")]
+    leader_elect: bool,
+    /// This replica's identity in the lease. Default: $POD_NAME, else host name and process id.
+    #[arg(long, env = "GOVCLOUD_IDENTITY")]
+    identity: Option<String>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn client(kubeconfig: &Option<PathBuf>, context: &Option<String>) -> anyhow::Result<Client> {
+    let options = KubeConfigOptions {
+        context: context.clone(),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)?;
+            Config::from_custom_kubeconfig(kc, &options).await?
+        }
+        None => Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = client(&args.kubeconfig, &args.context).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        probe_interval: Duration::from_secs(args.probe_interval.max(1)),
+        concurrency: args.concurrency.max(1),
+        instance: std::env::var("POD_NAME").ok(),
+        leader_election: args.leader_elect.then(|| {
+            let identity = args
+                .identity
+                .clone()
+                .or_else(|| std::env::var("POD_NAME").ok())
+                .unwrap_or_else(|| {
+                    format!(
+                        "{}-{}",
+                        std::env::var("HOSTNAME").unwrap_or_else(|_| "govcloud".into()),
+                        std::process::id()
+                    )
+                });
+            govcloud::leader::LeaderElection::new(&args.namespace, &identity)
+        }),
+        daily_reports: args.daily_reports,
+        monthly_reports: args.monthly_reports,
+        ..Settings::default()
+    };
+    info!(version = env!("CARGO_PKG_VERSION"), namespace = %settings.namespace, "starting govcloud-operator");
+    govcloud::runtime::run(client, settings, listener, shutdown_signal()).await?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = client(&args.kubeconfig, &args.context).await?;
+    let format = match args.format {
+        ExportFormat::Csv => govcloud_core::report::Format::Csv,
+        ExportFormat::Json => govcloud_core::report::Format::Json,
+        ExportFormat::Html => govcloud_core::report::Format::Html,
+    };
+    let text = govcloud::controller::report::export(&client, &args.namespace, &args.name, format).await?;
+    print!("{text}");
+    Ok(())
+}
+
+fn crd(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    for (file, crd) in govcloud_api::all_crds() {
+        let yaml = govcloud_api::crd_yaml(&crd)?;
+        match &out_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join(file), yaml)?;
+            }
+            None => print!("{yaml}"),
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Version => {
+            println!("govcloud-operator {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Crd { out_dir } => crd(out_dir),
+        Command::ApiDocs { out } => {
+            let crds: Vec<_> = govcloud_api::all_crds().into_iter().map(|(_, c)| c).collect();
+            let text = govcloud::apidoc::render(&crds);
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+                }
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+        Command::Report(args) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(report(args)),
+            Err(e) => Err(e.into()),
+        },
+        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(run(args)),
+            Err(e) => Err(e.into()),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
