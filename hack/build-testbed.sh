@@ -3,8 +3,8 @@
 # the repository (never committed):
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (Kubernetes)
 #   etcd (3.6), kwok (fake nodes and pods);
-#   kubelet, kube-proxy (Kubernetes) and kube-router (NetworkPolicy firewall) for the
-#   real nodes, unless --control-plane-only.
+#   kubelet, kube-proxy (Kubernetes), kube-router (NetworkPolicy firewall) and the
+#   local-path provisioner (volumes) for the real nodes, unless --control-plane-only.
 # Cached by version: a second run finds the binaries and returns in seconds.
 #
 # Environment:
@@ -153,6 +153,17 @@ build_kwok() {
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+# The real nodes' volume provisioner (rancher's local-path provisioner; its go.mod has no
+# replace lines, so go install works).
+build_local_path() {
+  local out="$LOCAL_PATH_BIN"
+  if [ -x "$out/local-path-provisioner" ]; then log "local-path-provisioner $LOCAL_PATH_VERSION: cached in $out"; return 0; fi
+  mkdir -p "$out.tmp"
+  with_heartbeat "local-path-provisioner $LOCAL_PATH_VERSION" env GOBIN="$out.tmp" go install -trimpath \
+    -ldflags "-s -w -X main.VERSION=$LOCAL_PATH_VERSION" "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 main() {
   local start=$SECONDS
   mkdir -p "$GOVCLOUD_CACHE"
@@ -164,6 +175,7 @@ main() {
     # Real nodes (hack/realnode.sh): kubelet and kube-proxy from the same module, kube-router.
     build_kubernetes kubelet kube-proxy
     build_kube_router
+    build_local_path
   fi
   log "control plane binaries ready in $((SECONDS - start))s"
 }

@@ -13,6 +13,7 @@ here="$PWD/hack"
 source "$here/versions.sh"
 step() { printf '\n==> [demo %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
+real_nodes=false
 if [ -n "${KUBECONFIG:-}" ] && [ "${DEMO_USE_TESTBED:-0}" != 1 ]; then
   hub_kc="$KUBECONFIG"; member_kc="$KUBECONFIG"
   KUBECTL="$(command -v kubectl)"
@@ -22,6 +23,11 @@ else
   state="${TESTBED_STATE:-$GOVCLOUD_CACHE/testbed}"
   hub_kc="$state/dc1/kubeconfig"; member_kc="$state/dc2/kubeconfig"
   KUBECTL="$K8S_BIN/kubectl"
+  if "$KUBECTL" --kubeconfig "$member_kc" get node dc2-real >/dev/null 2>&1; then
+    real_nodes=true
+    step "images for the real nodes (the examples' images, stand-ins built from operator/sample-app), pushed to the local registry"
+    bash "$here/images.sh" --push --skip-operator | tail -n 3
+  fi
 fi
 k() { "$KUBECTL" --kubeconfig "$hub_kc" "$@"; }
 
@@ -97,11 +103,30 @@ spec:
 YAML
 mk -n zj-bigdata-prod create secret generic open-data-db --from-literal=password=demo \
   --dry-run=client -o yaml | mk apply --server-side -f - >/dev/null
+if $real_nodes; then
+  # The portal's pods run for real on dc2's real node (containerd, kube-proxy, kube-router),
+  # the agency's other workloads would go to the KWOK nodes.
+  bash "$here/testbed.sh" pin-namespace dc2 zj-bigdata-prod >/dev/null
+fi
 k --as zj-admin apply -f examples/systems/zj-open-data-portal.yaml
 k -n zj-bigdata-prod wait --for condition=Available --timeout=120s hostedsystem/open-data || {
   k -n zj-bigdata-prod describe hostedsystem open-data | tail -20; tail -30 "$log"; exit 1; }
 k -n zj-bigdata-prod get hostedsystem
 mk -n zj-bigdata-prod get deploy,statefulset,pvc,networkpolicy -l govcloud.io/system=open-data
+if $real_nodes; then
+  step "the portal answers HTTP through its Service, from a pod of the agency (real packets, real NetworkPolicies)"
+  mk -n zj-bigdata-prod get pods -o wide -l govcloud.io/system=open-data
+  web_ip="$(mk -n zj-bigdata-prod get service open-data-web -o jsonpath='{.spec.clusterIP}')"
+  db_ip="$(mk -n zj-bigdata-prod get service open-data-db -o jsonpath='{.spec.clusterIP}')"
+  echo "  web → the db's Service (declared flow web → db) http://$db_ip:5432/ :"
+  mk -n zj-bigdata-prod exec deploy/open-data-web -- /govcloud-sample-app probe "http://$db_ip:5432/" | sed 's/^/    /'
+  echo "  db → the web's Service http://$web_ip:8080/ (not declared: refused by the agency's NetworkPolicies):"
+  if mk -n zj-bigdata-prod exec statefulset/open-data-db -- /govcloud-sample-app probe "http://$web_ip:8080/" >/dev/null 2>&1; then
+    echo "    reached — unexpected"; exit 1
+  else
+    echo "    refused"
+  fi
+fi
 
 step "the platform publishes its service catalogue (examples/catalog/): OA, disclosure portal, citizen survey"
 k apply -f examples/catalog/

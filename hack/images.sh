@@ -25,6 +25,8 @@
 #     NetworkPolicies, volumes and backups; not for anything that speaks SQL or Redis.
 #   - registry.gov.cn/govcloud/pause:3.10     govcloud-sample-app pause (containerd's sandbox_image)
 #   - registry.gov.cn/govcloud/crash:1        govcloud-sample-app crash (exits 1 after 1 s)
+#   - registry.gov.cn/govcloud/busybox:1.35   Debian's static busybox: the local-path
+#     provisioner's helper pods (create and remove volume directories on the real nodes)
 #   - registry.gov.cn/govcloud/sample-app:1.0.0
 #   - registry.gov.cn/govcloud/govcloud-operator:<workspace version>: the operator's release
 #     binary. Linked statically (glibc, -C target-feature=+crt-static, the same way as the
@@ -211,6 +213,18 @@ main() {
   image_app "$IMAGES_HOST/govcloud/sample-app:1.0.0" '["/govcloud-sample-app"]' 8080 /data
   image_app "$IMAGES_HOST/govcloud/pause:3.10" '["/govcloud-sample-app","pause"]' 8080 /data
   image_app "$IMAGES_HOST/govcloud/crash:1" '["/govcloud-sample-app","crash"]' 8080 /data
+  # The helper image of the local-path provisioner (hack/realnode.sh): Debian's static
+  # busybox with the applets its setup/teardown scripts use; runs as root (it creates and
+  # removes directories under the node's volume path).
+  if ! dpkg -s busybox-static >/dev/null 2>&1; then
+    apt-get install -y -qq busybox-static >/dev/null || die "busybox-static is needed for the busybox image"
+  fi
+  local applet links=()
+  for applet in sh mkdir rm ls cat sleep chmod; do links+=(--symlink "/bin/$applet:busybox"); done
+  image "$IMAGES_HOST/govcloud/busybox:1.35" \
+    --file "/bin/busybox:/bin/busybox:0755" "${links[@]}" \
+    --user 0:0 --entrypoint '["/bin/sh"]' \
+    --label "org.opencontainers.image.title=busybox" --comment "Debian busybox-static"
 
   if [ "$skip_operator" = 0 ]; then
     local version

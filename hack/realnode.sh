@@ -27,7 +27,7 @@
 
 REAL_NODE_LABEL="govcloud.io/node-kind"
 REGISTRY_PORT="${REGISTRY_PORT:-15000}"
-REAL_COMPONENTS=(node-apifwd node-regfwd containerd kubelet kube-proxy kube-router)
+REAL_COMPONENTS=(node-apifwd node-regfwd containerd kubelet kube-proxy kube-router local-path)
 
 real_node_enabled() { local i="${1#dc}"; [ "$i" -le "${TESTBED_REAL_NODES:-2}" ]; }
 real_node_name() { echo "$1-real"; }
@@ -57,9 +57,9 @@ real_node_prereqs() {
   [ -x /usr/lib/cni/bridge ] || absent+=("/usr/lib/cni/bridge")
   if [ ${#absent[@]} -gt 0 ]; then
     log "real nodes: installing Debian packages (missing: ${absent[*]})"
-    apt-get install -y -qq containerd runc containernetworking-plugins socat ipset iproute2 util-linux \
+    apt-get install -y -qq containerd runc containernetworking-plugins socat ipset iptables iproute2 util-linux \
       >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && \
-      apt-get install -y -qq containerd runc containernetworking-plugins socat ipset iproute2 util-linux >/dev/null; } \
+      apt-get install -y -qq containerd runc containernetworking-plugins socat ipset iptables iproute2 util-linux >/dev/null; } \
       || die "real nodes need containerd runc containernetworking-plugins socat ipset (apt-get install failed)"
   fi
   [ "$(id -u)" = 0 ] || die "real nodes need root (network namespaces, cgroups, mounts); TESTBED_REAL_NODES=0 starts KWOK nodes only"
@@ -305,8 +305,65 @@ ensure_real_node() {
       --service-cluster-ip-range="$SERVICE_CIDR" --health-port=20244 --metrics-port=0
   fi
   apply_api_endpoints "$name"
+  ensure_local_path "$name"
   wait_for "$name" kubelet "node $(real_node_name "$name") Ready" real_node_ready "$name"
   log "$name: real node $(real_node_name "$name") Ready (pods $(pod_cidr "$name"), node IP $(node_addr "$name"), netns $(node_netns "$name")) ($(since "$t0"))"
+}
+
+# Volumes: rancher's local-path provisioner, out of cluster (kubeconfig), provisions
+# StorageClass "local-path" (WaitForFirstConsumer) as directories under the node's state
+# dir, created and removed by helper pods on the node (registry.gov.cn/govcloud/busybox:1.35).
+# Claims of pods on KWOK nodes are not provisioned (there is no path for them): those tests
+# bring static PersistentVolumes of their own.
+ensure_local_path() {
+  local name="$1" dir node; dir="$(cluster_dir "$1")"; node="$dir/node"
+  mkdir -p "$node/volumes"
+  printf '{"nodePathMap": [{"node": "%s", "paths": ["%s"]}]}\n' "$(real_node_name "$name")" "$node/volumes" \
+    >"$node/local-path.json"
+  cat >"$node/local-path-helper.yaml" <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: helper-pod
+spec:
+  containers:
+  - name: helper-pod
+    image: registry.gov.cn/govcloud/busybox:1.35
+    imagePullPolicy: IfNotPresent
+EOF
+  KC_CLUSTER="$name" kc apply -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Namespace
+metadata: {name: local-path-storage}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: local-path-config, namespace: local-path-storage}
+data:
+  setup: |-
+    #!/bin/sh
+    set -eu
+    mkdir -m 0777 -p "$VOL_DIR"
+  teardown: |-
+    #!/bin/sh
+    set -eu
+    rm -rf "$VOL_DIR"
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: local-path
+provisioner: rancher.io/local-path
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+EOF
+  if ! component_alive "$name" local-path; then
+    start_component "$name" local-path "" "$LOCAL_PATH_BIN/local-path-provisioner" start \
+      --config "$node/local-path.json" --provisioner-name rancher.io/local-path \
+      --namespace local-path-storage --configmap-name local-path-config \
+      --service-account-name default --helper-image registry.gov.cn/govcloud/busybox:1.35 \
+      --helper-pod-file "$node/local-path-helper.yaml" --kubeconfig "$dir/kubeconfig"
+  fi
 }
 
 # PIDs of processes in the node's cgroups (its containers and their shims).
@@ -321,7 +378,7 @@ node_cgroup_pids() {
 node_shim_pids() {
   local sock="$1" p
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $sock " && echo "${p#/proc/}"
+    { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "-address $sock " && echo "${p#/proc/}"
   done
   return 0
 }
@@ -329,7 +386,7 @@ node_shim_pids() {
 stop_real_node() {
   local name="$1" dir node pid; dir="$(cluster_dir "$name")"; node="$dir/node"
   [ -d "$node" ] || return 0
-  stop_cluster_components "$name" kube-router kube-proxy kubelet
+  stop_cluster_components "$name" local-path kube-router kube-proxy kubelet
   if component_alive "$name" containerd; then
     # The pods' network namespaces (/run/netns/cni-*), removed once containerd is gone.
     local c

@@ -574,7 +574,8 @@ ensure_binaries() {
   done
   compgen -G "$KWOK_BIN/stages/*.yaml" >/dev/null || missing=1
   if [ "${TESTBED_REAL_NODES:-2}" -gt 0 ]; then
-    for b in "$K8S_BIN/kubelet" "$K8S_BIN/kube-proxy" "$KUBE_ROUTER_BIN/kube-router"; do
+    for b in "$K8S_BIN/kubelet" "$K8S_BIN/kube-proxy" "$KUBE_ROUTER_BIN/kube-router" \
+      "$LOCAL_PATH_BIN/local-path-provisioner"; do
       [ -x "$b" ] || missing=1
     done
   fi

@@ -42,3 +42,8 @@ REGISTRY_BIN="$GOVCLOUD_CACHE/bin/registry-$REGISTRY_VERSION"
 # ipset. containerd, runc and the CNI plugins come from Debian's packages.
 KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
 KUBE_ROUTER_BIN="$GOVCLOUD_CACHE/bin/kube-router-$KUBE_ROUTER_VERSION"
+
+# The real nodes' dynamic volume provisioner (hack/realnode.sh): rancher's local-path
+# provisioner, out-of-cluster. v0.0.31 and v0.0.32 are refused by the module proxy here (403).
+LOCAL_PATH_VERSION="${LOCAL_PATH_VERSION:-v0.0.30}"
+LOCAL_PATH_BIN="$GOVCLOUD_CACHE/bin/local-path-provisioner-$LOCAL_PATH_VERSION"

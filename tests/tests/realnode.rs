@@ -25,7 +25,9 @@ async fn real_agency(hub: &Client, level: u8) -> Result<(String, String)> {
     let group = unique("grp");
     create_test_cluster(hub, &group, "external", 3, 2, None).await?;
     let a = unique_short("rn");
-    let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, level, "external", &[("prod", "2", "2Gi")], &group))?;
+    let mut manifest = agency_cloud(&a, level, "external", &[("prod", "2", "2Gi")], &group);
+    manifest["spec"]["environments"][0]["quota"]["storage"] = json!("10Gi");
+    let ac: AgencyCloud = serde_json::from_value(manifest)?;
     let api: Api<AgencyCloud> = Api::all(hub.clone());
     api.create(&PostParams::default(), &ac).await?;
     wait_for("agency Ready", T, || async {
@@ -85,6 +87,9 @@ async fn pod_of(member: &Client, ns: &str, system: &str, component: &str) -> Res
     ));
     let list = pods.list(&lp).await?;
     for p in list.items {
+        if p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
         let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
         if let (Some(name), Some(ip)) = (p.metadata.name.clone(), ip) {
@@ -215,4 +220,91 @@ fn record_figure(name: &str, value: f64) {
         .append(true)
         .open(dir.join("realnode.txt"))
         .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+}
+
+/// Runs `govcloud-sample-app ARGS…` inside `pod` and returns whether it exited 0, and what it
+/// printed.
+async fn exec_app(ns: &str, pod: &str, args: &[&str]) -> Result<(bool, String)> {
+    let kubectl = format!("{}/kubectl", hack_version("K8S_BIN")?);
+    let out = tokio::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path(2))
+        .args(["-n", ns, "exec", pod, "--", "/govcloud-sample-app"])
+        .args(args)
+        .output()
+        .await
+        .context("running kubectl exec")?;
+    Ok((out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+#[tokio::test]
+async fn stateful_component_gets_a_provisioned_volume_that_keeps_its_data() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let member = client(2).await?;
+    let (_a, ns) = real_agency(&hub, 2).await?;
+    let mut db = app("db");
+    db["kind"] = json!("Stateful");
+    db["storage"] = json!({"size": "1Gi", "class": "local-path", "mountPath": "/data"});
+    let sys = system("records", 2, vec![db], json!([]))?;
+    Api::<HostedSystem>::namespaced(hub.clone(), &ns)
+        .create(&PostParams::default(), &sys)
+        .await?;
+    wait_available(&hub, &ns, "records").await?;
+    let (pod, _) = pod_of(&member, &ns, "records", "db").await?;
+    let marker = format!("档案 {}", unique("marker"));
+    let (ok, said) = exec_app(&ns, &pod, &["put", "http://127.0.0.1:8080/data/marker.txt", &marker]).await?;
+    ensure!(ok, "writing into the volume failed: {said}");
+
+    // The claim is bound to a volume the provisioner made on the real node's disk.
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(member.clone(), &ns);
+    let claim = pvcs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref().is_some_and(|n| n.contains("records-db")))
+        .context("no claim of records-db")?;
+    let pv_name = claim
+        .spec
+        .and_then(|s| s.volume_name)
+        .context("the claim is not bound")?;
+    let pv = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(member.clone())
+        .get(&pv_name)
+        .await?;
+    let path = pv
+        .spec
+        .as_ref()
+        .and_then(|s| {
+            s.host_path
+                .as_ref()
+                .map(|h| h.path.clone())
+                .or_else(|| s.local.as_ref().map(|l| l.path.clone()))
+        })
+        .context("the volume has no path on the node")?;
+    let on_disk = std::fs::read_to_string(std::path::Path::new(&path).join("marker.txt"))
+        .with_context(|| format!("reading marker.txt in {path} on the node"))?;
+    ensure!(on_disk == marker, "the node's disk holds {on_disk:?}, not {marker:?}");
+
+    // A new pod of the StatefulSet (same name, new uid) gets the same volume, and the data.
+    let pods: Api<Pod> = Api::namespaced(member.clone(), &ns);
+    let old_uid = pods.get(&pod).await?.metadata.uid;
+    pods.delete(&pod, &Default::default()).await?;
+    wait_for("the data back in a new pod", T, || async {
+        let Ok((new_pod, _)) = pod_of(&member, &ns, "records", "db").await else {
+            return Ok(None);
+        };
+        let fresh = pods.get(&new_pod).await?;
+        let ready = fresh
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|c| c.iter().all(|c| c.ready));
+        if fresh.metadata.uid == old_uid || !ready {
+            return Ok(None);
+        }
+        let (ok, body) = exec_app(&ns, &new_pod, &["probe", "http://127.0.0.1:8080/data/marker.txt"]).await?;
+        Ok((ok && body == marker).then_some(()))
+    })
+    .await
 }

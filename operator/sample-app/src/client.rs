@@ -25,6 +25,16 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream
 
 /// `probe URL`: GET the URL, print the body; Ok(true) on a 2xx status.
 pub fn probe(url: &str) -> Result<bool, String> {
+    request("GET", url, None)
+}
+
+/// `put URL BODY`: PUT `body` to the URL (e.g. `/data/<name>` of another sample app, or of
+/// this one through 127.0.0.1), print the answer; Ok(true) on a 2xx status.
+pub fn put(url: &str, body: &str) -> Result<bool, String> {
+    request("PUT", url, Some(body.as_bytes()))
+}
+
+fn request(method: &str, url: &str, body: Option<&[u8]>) -> Result<bool, String> {
     let u = http::parse_url(url)?;
     let stream = connect(&u.host, u.port, Duration::from_secs(5)).map_err(|e| format!("{url}: connect: {e}"))?;
     let timeout = Some(Duration::from_secs(10));
@@ -35,14 +45,18 @@ pub fn probe(url: &str) -> Result<bool, String> {
     } else {
         u.host.clone()
     };
+    let length = body
+        .map(|b| format!("Content-Length: {}\r\n", b.len()))
+        .unwrap_or_default();
     let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host_header}:{}\r\nUser-Agent: govcloud-sample-app-probe/{}\r\nConnection: close\r\n\r\n",
+        "{method} {} HTTP/1.1\r\nHost: {host_header}:{}\r\nUser-Agent: govcloud-sample-app-probe/{}\r\n{length}Connection: close\r\n\r\n",
         u.target,
         u.port,
         env!("CARGO_PKG_VERSION")
     );
     let mut w = stream.try_clone().map_err(|e| e.to_string())?;
     w.write_all(request.as_bytes())
+        .and_then(|()| w.write_all(body.unwrap_or_default()))
         .map_err(|e| format!("{url}: sending: {e}"))?;
 
     let mut r = BufReader::new(stream);

@@ -5,6 +5,7 @@
 //!   govcloud-sample-app pause     sleep until SIGTERM/SIGINT (the pod sandbox "pause" image)
 //!   govcloud-sample-app crash     print a line, exit 1 after 1 s (CrashLoopBackOff tests)
 //!   govcloud-sample-app probe URL GET an http:// URL, print the body, exit 0 on 2xx
+//!   govcloud-sample-app put URL BODY  PUT BODY to an http:// URL, exit 0 on 2xx
 //!
 //! Endpoints: GET /healthz (503 while $DATA_DIR/.unhealthy exists), GET /,
 //! PUT|GET|DELETE /data/<name>, GET /checksums, GET /connect?host=H&port=P.
@@ -20,11 +21,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage: govcloud-sample-app [serve | pause | crash | probe URL | --version]
+const USAGE: &str = "usage: govcloud-sample-app [serve | pause | crash | probe URL | put URL BODY | --version]
   serve (default)  HTTP on 0.0.0.0:$PORT (8080): /healthz, /, /data/<name>, /checksums, /connect?host=H&port=P
   pause            sleep until SIGTERM or SIGINT
   crash            print a line and exit 1 after 1 s
   probe URL        GET an http:// URL, print the body; exit 0 on a 2xx status
+  put URL BODY     PUT BODY to an http:// URL, print the answer; exit 0 on a 2xx status
 environment: PORT, DATA_DIR (/data), APP_NAME (argv[0]), APP_VERSION";
 
 const SIGINT: c_int = 2;
@@ -73,6 +75,14 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::from(1),
             Err(e) => {
                 eprintln!("probe: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Some("put") if args.len() == 4 => match client::put(&args[2], &args[3]) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("put: {e}");
                 ExitCode::from(2)
             }
         },
