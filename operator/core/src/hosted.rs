@@ -377,6 +377,27 @@ const FAILING_WAITING: [&str; 7] = [
 /// reported as a problem.
 pub const UNREADY_GRACE_SECS: i64 = 60;
 
+/// The message for a crash-looping container (waiting in back-off or briefly running).
+fn crash_loop(
+    ns: &str,
+    pod: &str,
+    container: &str,
+    last: Option<&k8s_openapi::api::core::v1::ContainerStateTerminated>,
+) -> String {
+    let why = last
+        .map(|t| {
+            format!(
+                ", last exit: {} (code {})",
+                t.reason.as_deref().unwrap_or("Error"),
+                t.exit_code
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "pod {pod}: CrashLoopBackOff: container {container} keeps exiting{why}; read its logs: kubectl logs -n {ns} {pod} -c {container} --previous"
+    )
+}
+
 /// What keeps one pod of a component from serving, in the kubelet's words, with what to
 /// do about it; `None` when nothing is wrong (yet). `now_secs` is the current Unix time.
 pub fn pod_problem(pod: &k8s_openapi::api::core::v1::Pod, now_secs: i64) -> Option<String> {
@@ -389,26 +410,23 @@ pub fn pod_problem(pod: &k8s_openapi::api::core::v1::Pod, now_secs: i64) -> Opti
         .flatten()
         .chain(status.container_statuses.iter().flatten());
     for cs in statuses {
+        // Between back-offs a crash-looping container runs for a moment: report it the same
+        // way (same message) so that the condition does not flip at every restart.
+        let last_failed = cs
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .filter(|t| t.exit_code != 0 && t.reason.as_deref() != Some("OOMKilled"));
+        let running = cs.state.as_ref().is_some_and(|s| s.running.is_some());
+        if running && !cs.ready && cs.restart_count > 0 && last_failed.is_some() {
+            return Some(crash_loop(ns, name, &cs.name, last_failed));
+        }
         if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
             && let Some(reason) = w.reason.as_deref().filter(|r| FAILING_WAITING.contains(r))
         {
             let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
             let hint = match reason {
-                "CrashLoopBackOff" => {
-                    let why = last
-                        .map(|t| {
-                            format!(
-                                ", last exit: {} (code {})",
-                                t.reason.as_deref().unwrap_or("Error"),
-                                t.exit_code
-                            )
-                        })
-                        .unwrap_or_default();
-                    format!(
-                        "container {} keeps exiting{why}; read its logs: kubectl logs -n {ns} {name} -c {} --previous",
-                        cs.name, cs.name
-                    )
-                }
+                "CrashLoopBackOff" => return Some(crash_loop(ns, name, &cs.name, last)),
                 "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" => format!(
                     "image {} cannot be pulled: check that the name and tag exist in the registry",
                     cs.image
@@ -419,14 +437,23 @@ pub fn pod_problem(pod: &k8s_openapi::api::core::v1::Pod, now_secs: i64) -> Opti
                     w.message.as_deref().unwrap_or("see the pod's events")
                 ),
             };
+            // The kubelet alternates ErrImagePull and ImagePullBackOff: one word for both,
+            // so that the condition does not change with every pull attempt.
+            let reason = if reason == "ErrImagePull" {
+                "ImagePullBackOff"
+            } else {
+                reason
+            };
             return Some(format!("pod {name}: {reason}: {hint}"));
         }
         if let Some(t) = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref())
             && t.reason.as_deref() == Some("OOMKilled")
         {
+            // No restart count in the message: it would change the condition (and write the
+            // status) at every restart.
             return Some(format!(
-                "pod {name}: OOMKilled: container {} ran out of memory and was restarted {} time(s); raise the component's memory",
-                cs.name, cs.restart_count
+                "pod {name}: OOMKilled: container {} ran out of memory and was restarted; raise the component's memory",
+                cs.name
             ));
         }
         let running_since = cs
@@ -439,10 +466,11 @@ pub fn pod_problem(pod: &k8s_openapi::api::core::v1::Pod, now_secs: i64) -> Opti
             && let Some(since) = running_since
             && now_secs - since > UNREADY_GRACE_SECS
         {
+            // A stable message (no running time): the condition changes only when the
+            // problem does, so a failing system's status is not rewritten at every requeue.
             return Some(format!(
-                "pod {name}: ReadinessFailing: container {} has run for {} s without passing its readiness probe; check the component's health endpoint",
-                cs.name,
-                now_secs - since
+                "pod {name}: ReadinessFailing: container {} has run for over {UNREADY_GRACE_SECS} s without passing its readiness probe; check the component's health endpoint",
+                cs.name
             ));
         }
     }
@@ -665,6 +693,32 @@ flows:
         );
         let m = pod_problem(&unready, started + UNREADY_GRACE_SECS + 1).expect("a problem");
         assert!(m.contains("ReadinessFailing"), "{m}");
+        // The same problem later reads the same: no status write per requeue.
+        assert_eq!(pod_problem(&unready, started + 3600), Some(m));
+    }
+
+    #[test]
+    fn pod_problem_reads_the_same_through_a_crash_loop_and_pull_retries() {
+        let waiting = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}),
+        );
+        let running = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 4, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}),
+        );
+        assert_eq!(pod_problem(&waiting, 0), pod_problem(&running, 1_767_225_601));
+        let err = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "x:1", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": "ErrImagePull"}}}]}),
+        );
+        let back_off = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "x:1", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}),
+        );
+        assert_eq!(pod_problem(&err, 0), pod_problem(&back_off, 0));
     }
 
     #[test]
