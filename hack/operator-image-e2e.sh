@@ -58,7 +58,7 @@ restore() {
   k delete datacentercluster -l "govcloud.io/e2e=$run" --wait=false >/dev/null 2>&1 || true
   k -n "$ns" delete secret "$run-member" --ignore-not-found >/dev/null 2>&1 || true
   bash "$here/chart.sh" install --set rbac.hubIsMember=true >/dev/null 2>&1 || log "could not restore the chart"
-  rm -f "${values:-}"
+  rm -f "${values:-}" "${values:-}.dc2"
   if [ "$rc" -ne 0 ]; then
     k -n "$ns" get pods -o wide >&2 || true
     k -n "$ns" logs -l app.kubernetes.io/name=govcloud-operator --tail=30 --prefix >&2 2>/dev/null || true
@@ -107,7 +107,8 @@ k -n "$ns" get pods -l app.kubernetes.io/name=govcloud-operator -o wide
 # The hub and dc2, registered for this run; dc2 through the real node's forward (the pod
 # cannot reach the host's 127.0.0.1).
 dc2_port="$(sed -n 's/^P_API=//p' "$TESTBED_STATE/dc2/cluster.env")"
-sed "s#server: https://127.0.0.1:$dc2_port#server: https://10.87.1.1:$dc2_port#" "$TESTBED_STATE/dc2/kubeconfig" >"$values.dc2"
+(umask 077; sed "s#server: https://127.0.0.1:$dc2_port#server: https://10.87.1.1:$dc2_port#" \
+  "$TESTBED_STATE/dc2/kubeconfig" >"$values.dc2")
 k -n "$ns" create secret generic "$run-member" --from-file=kubeconfig="$values.dc2" >/dev/null
 rm -f "$values.dc2"
 k apply -f - >/dev/null <<EOF

@@ -95,16 +95,69 @@ setup_node_network() {
     ip route replace "$(pod_cidr "$name")" via "$(node_addr "$name")" dev "$link"
   fi
   # Service IPs from the node itself: kube-proxy's OUTPUT rules rewrite them to pod IPs, but
-  # the first route lookup needs a route. Towards the host, which forwards nothing: a
-  # service IP without endpoints goes nowhere.
-  in_node "$name" ip route replace "$SERVICE_CIDR" via "$(host_addr "$name")" dev eth0
+  # the first route lookup needs a route: a dummy device, so that a service IP without
+  # endpoints goes nowhere (not even to the host).
+  in_node "$name" ip link add gcsvc type dummy 2>/dev/null || true
+  in_node "$name" ip link set gcsvc up
+  in_node "$name" ip route replace "$SERVICE_CIDR" dev gcsvc
   # Inside the node: forward between pods and the host; bridged pod traffic through
-  # iptables (kube-proxy, kube-router). Per-namespace settings.
+  # iptables (kube-proxy, kube-router). Per-namespace settings. Without bridge netfilter no
+  # NetworkPolicy holds between pods of one node: stop rather than run unenforced.
   in_node "$name" sysctl -qw net.ipv4.ip_forward=1
-  in_node "$name" sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
-  # Belt and braces: never forward pod traffic off the machine from the host.
-  iptables -w -C FORWARD -s 10.88.0.0/16 -m comment --comment govcloud-testbed -j DROP 2>/dev/null || \
-    iptables -w -I FORWARD -s 10.88.0.0/16 -m comment --comment govcloud-testbed -j DROP
+  in_node "$name" sysctl -qw net.bridge.bridge-nf-call-iptables=1 ||
+    die "$name: cannot enable net.bridge.bridge-nf-call-iptables in the node's namespace (br_netfilter): NetworkPolicies would not be enforced"
+  # Belt and braces on the host: nothing is ever forwarded to or from the node's link
+  # (should ip_forward be on), and the node and its pods reach only the forwarded ports
+  # (API servers, registry) of the host, nothing else listening there.
+  local tag d
+  tag="govcloud-testbed-$(state_tag)"
+  for d in -i -o; do
+    iptables -w -C FORWARD "$d" "$link" -m comment --comment "$tag" -j DROP 2>/dev/null ||
+      iptables -w -I FORWARD "$d" "$link" -m comment --comment "$tag" -j DROP
+  done
+  local chain; chain="$(input_chain "$name")"
+  if ! iptables -w -n -L "$chain" >/dev/null 2>&1; then
+    iptables -w -N "$chain"
+    iptables -w -A "$chain" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+    iptables -w -A "$chain" -p tcp -m multiport --dports "$(forwarded_ports),$REGISTRY_PORT" -j RETURN
+    iptables -w -A "$chain" -j DROP
+  fi
+  iptables -w -C INPUT -i "$link" -m comment --comment "$tag" -j "$chain" 2>/dev/null ||
+    iptables -w -I INPUT -i "$link" -m comment --comment "$tag" -j "$chain"
+}
+
+# The host's INPUT chain for a node's link.
+input_chain() { echo "GC-$(state_tag)-${1^^}"; }
+
+# The API server ports of every cluster (forwarded at each node's host address).
+forwarded_ports() {
+  local k port out=""
+  for k in $(seq 1 "$TESTBED_CLUSTERS"); do
+    port=$((TESTBED_BASE_PORT + 100 * (k - 1) + 2))
+    if [ -f "$(cluster_dir "dc$k")/cluster.env" ]; then
+      port="$(sed -n 's/^P_API=//p' "$(cluster_dir "dc$k")/cluster.env")"
+    fi
+    out+="$port,"
+  done
+  echo "${out%,}"
+}
+
+# Kubelet sets kernel tunables of the whole machine (kernel.panic, panic_on_oops,
+# vm.overcommit_memory, ...; protectKernelDefaults would make it refuse to start instead):
+# the values from before the first real node are saved here and put back by `down`.
+HOST_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom
+  kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+save_host_sysctls() {
+  local f="$TESTBED_STATE/host-sysctl.saved" k
+  [ -f "$f" ] && return 0
+  for k in "${HOST_SYSCTLS[@]}"; do printf '%s=%s\n' "$k" "$(sysctl -n "$k")"; done >"$f.tmp"
+  mv "$f.tmp" "$f"
+}
+restore_host_sysctls() {
+  local f="$TESTBED_STATE/host-sysctl.saved" kv
+  [ -f "$f" ] || return 0
+  while read -r kv; do sysctl -qw "$kv" || true; done <"$f"
+  rm -f "$f"
 }
 
 write_node_config() {
@@ -271,13 +324,15 @@ ensure_real_node() {
   done
   if ! component_alive "$name" node-regfwd; then
     start_component "$name" node-regfwd "" bash -c 'exec -a "$0" socat "$@"' "$node/regfwd" \
-      "TCP-LISTEN:$REGISTRY_PORT,bind=$(host_addr "$name"),reuseaddr,fork" "TCP:127.0.0.1:$REGISTRY_PORT"
+      "TCP-LISTEN:$REGISTRY_PORT,bind=$(host_addr "$name"),range=$(node_addr "$name")/32,reuseaddr,fork" \
+      "TCP:127.0.0.1:$REGISTRY_PORT"
   fi
   if ! component_alive "$name" containerd; then
     start_component "$name" containerd "" nsenter --net="$ns" -- containerd --config "$node/containerd.toml"
   fi
   wait_for "$name" containerd "containerd on $node/containerd.sock" \
     ctr -a "$node/containerd.sock" version
+  save_host_sysctls
   if ! component_alive "$name" kubelet; then
     start_component "$name" kubelet "" nsenter --net="$ns" -- "$K8S_BIN/kubelet" \
       --config="$node/kubelet.yaml" --kubeconfig="$node/kubelet.kubeconfig" \
@@ -385,7 +440,12 @@ node_shim_pids() {
 
 stop_real_node() {
   local name="$1" dir node pid; dir="$(cluster_dir "$name")"; node="$dir/node"
-  [ -d "$node" ] || return 0
+  if [ ! -d "$node" ]; then
+    # An `up` interrupted before the node's config was written: its network only.
+    [ -e "/run/netns/$(node_netns "$name")" ] && ip netns del "$(node_netns "$name")" 2>/dev/null
+    ip link del "$(host_link "$name")" 2>/dev/null || true
+    return 0
+  fi
   stop_cluster_components "$name" local-path kube-router kube-proxy kubelet
   if component_alive "$name" containerd; then
     # The pods' network namespaces (/run/netns/cni-*), removed once containerd is gone.
@@ -416,6 +476,9 @@ stop_real_node() {
     find "$c${root#/}" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
   local p
+  # Also those of a containerd that was killed (its tasks' OCI specs name them).
+  grep -ho '/var/run/netns/cni-[0-9a-f-]*' \
+    "$node"/containerd/state/io.containerd.runtime.v2.task/k8s.io/*/config.json 2>/dev/null >>"$node/pod-netns.list" || true
   if [ -f "$node/pod-netns.list" ]; then
     while read -r p; do
       [ -n "$p" ] && ip netns del "$(basename "$p")" 2>/dev/null || true
@@ -426,10 +489,27 @@ stop_real_node() {
   ip link del "$(host_link "$name")" 2>/dev/null || true
 }
 
-remove_host_drop_rule() {
+# The host's iptables rules of the real nodes (commented with the state dir's tag).
+remove_host_rules() {
+  local tag rule
+  tag="govcloud-testbed-$(state_tag)"
+  iptables -w -S INPUT 2>/dev/null | grep -F -- "--comment $tag" | while read -r rule; do
+    # shellcheck disable=SC2086 # the saved rule is split into its words on purpose
+    iptables -w ${rule/-A /-D } || true
+  done
+  iptables -w -S FORWARD 2>/dev/null | grep -F -- "--comment $tag" | while read -r rule; do
+    # shellcheck disable=SC2086
+    iptables -w ${rule/-A /-D } || true
+  done
+  local chain
+  iptables -w -S 2>/dev/null | sed -n "s/^-N \(GC-$(state_tag)-DC[0-9]*\)$/\1/p" | while read -r chain; do
+    iptables -w -F "$chain" && iptables -w -X "$chain" || true
+  done
+  # The rule of earlier versions of this script.
   while iptables -w -C FORWARD -s 10.88.0.0/16 -m comment --comment govcloud-testbed -j DROP 2>/dev/null; do
     iptables -w -D FORWARD -s 10.88.0.0/16 -m comment --comment govcloud-testbed -j DROP
   done
+  restore_host_sysctls
 }
 
 real_node_status() {

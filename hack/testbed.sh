@@ -690,7 +690,7 @@ cmd_down() {
   for name in $(existing_clusters); do
     stop_real_node "$name"
   done
-  remove_host_drop_rule
+  remove_host_rules
   for name in $(existing_clusters); do
     # Clients first, etcd last, so the API server shuts down cleanly.
     stop_cluster_components "$name" kwok kube-scheduler kube-controller-manager kube-apiserver

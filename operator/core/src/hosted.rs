@@ -446,7 +446,8 @@ pub fn pod_problem(pod: &k8s_openapi::api::core::v1::Pod, now_secs: i64) -> Opti
             };
             return Some(format!("pod {name}: {reason}: {hint}"));
         }
-        if let Some(t) = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref())
+        if !cs.ready
+            && let Some(t) = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref())
             && t.reason.as_deref() == Some("OOMKilled")
         {
             // No restart count in the message: it would change the condition (and write the
@@ -675,12 +676,18 @@ flows:
             "{m}"
         );
         let oom = pod(
-            json!({"containerStatuses": [{"name": "db", "image": "i", "imageID": "", "ready": true,
+            json!({"containerStatuses": [{"name": "db", "image": "i", "imageID": "", "ready": false,
             "restartCount": 2, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
             "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}),
         );
         let m = pod_problem(&oom, 0).expect("a problem");
         assert!(m.contains("OOMKilled") && m.contains("memory"), "{m}");
+        // Killed once, ready again: not a problem now (it would hide another pod's).
+        let mut recovered = oom.clone();
+        if let Some(cs) = recovered.status.as_mut().and_then(|s| s.container_statuses.as_mut()) {
+            cs[0].ready = true;
+        }
+        assert_eq!(pod_problem(&recovered, 0), None);
         let started = 1_767_225_600; // 2026-01-01T00:00:00Z
         let unready = pod(
             json!({"containerStatuses": [{"name": "web", "image": "i", "imageID": "", "ready": false,
