@@ -7,7 +7,8 @@
 #      reaches through the real node's forward of dc2's API server (10.87.1.1:<port>);
 #   3. leader takeover with real pods: the Lease holder's pod is killed (deleted with no
 #      grace period), the other replica takes the Lease and converges a new agency;
-#      the takeover time is printed and must be <= E2E_TAKEOVER_TARGET seconds (15).
+#      the takeover time is printed and must be <= E2E_TAKEOVER_TARGET seconds (15);
+#   4. the examples (examples/clusters.yaml, examples/agencies/) converged by it.
 # Afterwards the chart is put back as it was (pods on the KWOK nodes, the default image),
 # and the test objects are deleted.
 #
@@ -56,6 +57,15 @@ restore() {
     sleep 1
   done
   k delete datacentercluster -l "govcloud.io/e2e=$run" --wait=false >/dev/null 2>&1 || true
+  if [ "${examples_applied:-false}" = true ]; then
+    # The examples protect their namespaces: let them go (this is a test run).
+    k patch agencycloud mof zj-bigdata --type=merge -p '{"spec":{"deletionPolicy":"Delete"}}' >/dev/null 2>&1 || true
+    k delete -f examples/agencies/ --wait=false >/dev/null 2>&1 || true
+    deadline=$((SECONDS + 120))
+    while k get agencycloud mof zj-bigdata >/dev/null 2>&1 && [ $SECONDS -lt $deadline ]; do sleep 1; done
+    k delete -f examples/clusters.yaml --wait=false >/dev/null 2>&1 || true
+    k -n "$ns" delete secret dc2-kubeconfig --ignore-not-found >/dev/null 2>&1 || true
+  fi
   k -n "$ns" delete secret "$run-member" --ignore-not-found >/dev/null 2>&1 || true
   bash "$here/chart.sh" install --set rbac.hubIsMember=true >/dev/null 2>&1 || log "could not restore the chart"
   rm -f "${values:-}" "${values:-}.dc2"
@@ -175,6 +185,24 @@ poll "AgencyCloud $run-b Ready after the takeover" agency_ready "$run-b"
 converge_ms=$(( $(now_ms) - t0 ))
 new="$(k -n "$ns" get lease govcloud-operator -o 'jsonpath={.spec.holderIdentity}')"
 log "leader takeover: $new holds the Lease $((takeover_ms / 1000)).$(( (takeover_ms % 1000) / 100 )) s after $holder was killed; a new agency Ready $((converge_ms / 1000)).$(( (converge_ms % 1000) / 100 )) s after the kill"
+
+# The examples, converged by the operator in its pod: the clusters of examples/clusters.yaml
+# (the hub, and dc2 through the node's forward as guizhou-external) and the two agencies of
+# examples/agencies/.
+log "the examples: clusters and agencies (examples/clusters.yaml, examples/agencies/)"
+(umask 077; sed "s#server: https://127.0.0.1:$dc2_port#server: https://10.87.1.1:$dc2_port#" \
+  "$TESTBED_STATE/dc2/kubeconfig" >"$values.dc2")
+k -n "$ns" create secret generic dc2-kubeconfig --from-file=kubeconfig="$values.dc2" \
+  --dry-run=client -o yaml | k apply -f - >/dev/null
+rm -f "$values.dc2"
+examples_applied=true
+k apply -f examples/clusters.yaml >/dev/null
+k apply -f examples/agencies/ >/dev/null
+t0=$(now_ms)
+for a in mof zj-bigdata; do poll "example AgencyCloud $a Ready" agency_ready "$a"; done
+examples_ms=$(( $(now_ms) - t0 ))
+k get agencycloud mof zj-bigdata
+log "the examples' agencies Ready $((examples_ms / 1000)).$(( (examples_ms % 1000) / 100 )) s after they were applied"
 
 mkdir -p target/reliability
 printf '{"takeover_seconds": %s, "takeover_converged_seconds": %s, "first_agency_seconds": %s, "target_seconds": %s}\n' \
