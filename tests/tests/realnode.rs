@@ -311,3 +311,29 @@ async fn stateful_component_gets_a_provisioned_volume_that_keeps_its_data() -> R
     })
     .await
 }
+
+#[tokio::test]
+async fn image_missing_from_the_registry_is_degraded_with_image_pull_back_off() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let (_a, ns) = real_agency(&hub, 2).await?;
+    let mut web = app("web");
+    // An allowed registry (registry.gov.cn, the local registry), an image it does not have.
+    web["image"] = json!("registry.gov.cn/govcloud/no-such-app:9.9.9");
+    let sys = system("missing", 2, vec![web], json!([]))?;
+    let api: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
+    api.create(&PostParams::default(), &sys).await?;
+    let (reason, message) = wait_for("Degraded naming ImagePullBackOff", Duration::from_secs(90), || async {
+        let hs = api.get("missing").await?;
+        Ok(condition(&hs, "Degraded")
+            .filter(|(s, _, m)| s == "True" && m.contains("ImagePullBackOff"))
+            .map(|(_, r, m)| (r, m)))
+    })
+    .await?;
+    ensure!(reason == "ContainersFailing", "reason {reason}: {message}");
+    ensure!(
+        message.contains("registry.gov.cn/govcloud/no-such-app:9.9.9"),
+        "the message names the image: {message}"
+    );
+    Ok(())
+}
