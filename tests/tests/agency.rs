@@ -285,27 +285,47 @@ async fn placement_rules_are_explained_and_nothing_is_created_when_nothing_fits(
         "nothing created"
     );
 
-    // Capacity: dc2 has 3 nodes × 32 CPU = 96 allocatable; 97 does not fit, 96 exactly does.
+    // Capacity: what dc2's nodes report allocatable (3 KWOK nodes × 32 CPU, plus the real
+    // node's cores); one CPU more does not fit, exactly that does.
+    let total: i64 = Api::<k8s_openapi::api::core::v1::Node>::all(member.clone())
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|n| {
+            n.status
+                .as_ref()?
+                .allocatable
+                .as_ref()?
+                .get("cpu")?
+                .0
+                .parse::<i64>()
+                .ok()
+        })
+        .sum();
+    ensure!(total > 6, "dc2 reports {total} allocatable CPU (whole cores expected)");
     let big = unique_short("big");
+    let over = (total + 1).to_string();
     create_ac(
         &hub,
-        &agency_cloud(&big, 2, "external", &[("prod", "97", "1Gi")], &group),
+        &agency_cloud(&big, 2, "external", &[("prod", &over, "1Gi")], &group),
     )
     .await?;
     let ac = wait_cond(&hub, &big, "Placed", "False").await?;
     let msg = cond(&ac, "Placed").map(|c| c.2).unwrap_or_default();
     ensure!(
-        msg.contains("has 96 CPU left to place") && msg.contains("97 requested"),
+        msg.contains(&format!("has {total} CPU left to place")) && msg.contains(&format!("{over} requested")),
         "{msg}"
     );
     let exact = unique_short("fit");
+    let prod = (total - 6).to_string();
     create_ac(
         &hub,
         &agency_cloud(
             &exact,
             2,
             "external",
-            &[("prod", "90", "1Gi"), ("test", "6", "1Gi")],
+            &[("prod", &prod, "1Gi"), ("test", "6", "1Gi")],
             &group,
         ),
     )
@@ -337,8 +357,8 @@ async fn placement_rules_are_explained_and_nothing_is_created_when_nothing_fits(
             .and_then(|s| s.hard)
             .and_then(|h| h.get("requests.cpu").cloned())
             .map(|q| q.0)
-            == Some("90".into()),
-        "quota kept at 90"
+            == Some(prod.clone()),
+        "quota kept at {prod}"
     );
 
     for n in [&high, &big, &exact] {
