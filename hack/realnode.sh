@@ -95,11 +95,9 @@ setup_node_network() {
     ip route replace "$(pod_cidr "$name")" via "$(node_addr "$name")" dev "$link"
   fi
   # Service IPs from the node itself: kube-proxy's OUTPUT rules rewrite them to pod IPs, but
-  # the first route lookup needs a route: a dummy device, so that a service IP without
-  # endpoints goes nowhere (not even to the host).
-  in_node "$name" ip link add gcsvc type dummy 2>/dev/null || true
-  in_node "$name" ip link set gcsvc up
-  in_node "$name" ip route replace "$SERVICE_CIDR" dev gcsvc
+  # the first route lookup needs a route: the loopback device (this kernel has no dummy
+  # links), so that a service IP without endpoints goes nowhere, not even to the host.
+  in_node "$name" ip route replace "$SERVICE_CIDR" dev lo
   # Inside the node: forward between pods and the host; bridged pod traffic through
   # iptables (kube-proxy, kube-router). Per-namespace settings. Without bridge netfilter no
   # NetworkPolicy holds between pods of one node: stop rather than run unenforced.
