@@ -117,14 +117,18 @@ if $real_nodes; then
   step "the portal answers HTTP through its Service, from a pod of the agency (real packets, real NetworkPolicies)"
   mk -n zj-bigdata-prod get pods -o wide -l govcloud.io/system=open-data
   web_ip="$(mk -n zj-bigdata-prod get service open-data-web -o jsonpath='{.spec.clusterIP}')"
-  db_ip="$(mk -n zj-bigdata-prod get service open-data-db -o jsonpath='{.spec.clusterIP}')"
-  echo "  web → the db's Service (declared flow web → db) http://$db_ip:5432/ :"
+  # The database's Service is headless (a StatefulSet): its endpoint is the pod itself.
+  db_ip="$(mk -n zj-bigdata-prod get pod open-data-db-0 -o jsonpath='{.status.podIP}')"
+  echo "  web → the database open-data-db-0 (declared flow web → db) http://$db_ip:5432/ :"
   mk -n zj-bigdata-prod exec deploy/open-data-web -- /govcloud-sample-app probe "http://$db_ip:5432/" | sed 's/^/    /'
   echo "  db → the web's Service http://$web_ip:8080/ (not declared: refused by the agency's NetworkPolicies):"
-  if mk -n zj-bigdata-prod exec statefulset/open-data-db -- /govcloud-sample-app probe "http://$web_ip:8080/" >/dev/null 2>&1; then
-    echo "    reached — unexpected"; exit 1
+  rc=0
+  out="$(mk -n zj-bigdata-prod exec statefulset/open-data-db -- /govcloud-sample-app probe "http://$web_ip:8080/" 2>&1)" || rc=$?
+  # Exit 2 with "connect:" is a connection that did not open; anything else is not a refusal.
+  if [ "$rc" = 2 ] && grep -q "connect:" <<<"$out"; then
+    echo "    refused: $(grep -m1 'connect:' <<<"$out")"
   else
-    echo "    refused"
+    echo "    not refused (exit $rc): $out"; exit 1
   fi
 fi
 
