@@ -421,6 +421,15 @@ pub fn pod_problem(pod: &k8s_openapi::api::core::v1::Pod, now_secs: i64) -> Opti
         if running && !cs.ready && cs.restart_count > 0 && last_failed.is_some() {
             return Some(crash_loop(ns, name, &cs.name, last_failed));
         }
+        // Just exited again, not yet restarted.
+        let exited = cs
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .filter(|t| t.exit_code != 0 && t.reason.as_deref() != Some("OOMKilled"));
+        if exited.is_some() && cs.restart_count > 0 {
+            return Some(crash_loop(ns, name, &cs.name, exited));
+        }
         if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
             && let Some(reason) = w.reason.as_deref().filter(|r| FAILING_WAITING.contains(r))
         {
@@ -717,6 +726,11 @@ flows:
             "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}]}),
         );
         assert_eq!(pod_problem(&waiting, 0), pod_problem(&running, 1_767_225_601));
+        let exited = pod(
+            json!({"containerStatuses": [{"name": "web", "image": "i", "imageID": "", "ready": false,
+            "restartCount": 3, "state": {"terminated": {"reason": "Error", "exitCode": 1}}}]}),
+        );
+        assert_eq!(pod_problem(&exited, 0), pod_problem(&waiting, 0));
         let err = pod(
             json!({"containerStatuses": [{"name": "web", "image": "x:1", "imageID": "", "ready": false,
             "restartCount": 0, "state": {"waiting": {"reason": "ErrImagePull"}}}]}),

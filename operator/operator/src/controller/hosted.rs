@@ -55,6 +55,8 @@ const POD_CHECK_AFTER: Duration = Duration::from_secs(10);
 
 /// How long a new system's first status may wait for its rollout to finish (see `apply`).
 const FIRST_STATUS_QUIET: Duration = Duration::from_secs(5);
+/// A system younger than this that is not Available is looked at every 5 s (then every 15 s).
+const YOUNG_ROLLOUT: Duration = Duration::from_secs(120);
 
 fn status_with(
     hs: &HostedSystem,
@@ -392,8 +394,17 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     }
     let status = status_with(&hs, Some(t.cluster.clone()), comps, &conds, Some(&resolved));
     write_status::<HostedSystem>(ctx, &hs, status).await?;
+    // Pods are not watched: while a young rollout is short of replicas, look again soon, so
+    // that a container that fails (crash loop, image pull) is reported within a minute.
+    let young = hs
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .is_some_and(|t| conditions::age(t) < YOUNG_ROLLOUT);
     Ok(Action::requeue(if available {
         Duration::from_secs(600)
+    } else if young {
+        Duration::from_secs(5)
     } else {
         Duration::from_secs(15)
     }))
