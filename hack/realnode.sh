@@ -127,16 +127,17 @@ setup_node_network() {
 # The host's INPUT chain for a node's link.
 input_chain() { echo "GC-$(state_tag)-${1^^}"; }
 
+# The API server port of cluster dcK: fixed in its cluster.env once it exists, else the
+# default layout (load_ports in hack/testbed.sh).
+cluster_api_port() {
+  local env; env="$(cluster_dir "dc$1")/cluster.env"
+  if [ -f "$env" ]; then sed -n 's/^P_API=//p' "$env"; else echo $((TESTBED_BASE_PORT + 100 * ($1 - 1) + 2)); fi
+}
+
 # The API server ports of every cluster (forwarded at each node's host address).
 forwarded_ports() {
-  local k port out=""
-  for k in $(seq 1 "$TESTBED_CLUSTERS"); do
-    port=$((TESTBED_BASE_PORT + 100 * (k - 1) + 2))
-    if [ -f "$(cluster_dir "dc$k")/cluster.env" ]; then
-      port="$(sed -n 's/^P_API=//p' "$(cluster_dir "dc$k")/cluster.env")"
-    fi
-    out+="$port,"
-  done
+  local k out=""
+  for k in $(seq 1 "$TESTBED_CLUSTERS"); do out+="$(cluster_api_port "$k"),"; done
   echo "${out%,}"
 }
 
@@ -310,10 +311,7 @@ ensure_real_node() {
   # others': node-apifwd-dcK), so that pods here (the operator's) reach the members too.
   local k comp port
   for k in $(seq 1 "$TESTBED_CLUSTERS"); do
-    port=$((TESTBED_BASE_PORT + 100 * (k - 1) + 2))
-    if [ -f "$(cluster_dir "dc$k")/cluster.env" ]; then
-      port="$(sed -n 's/^P_API=//p' "$(cluster_dir "dc$k")/cluster.env")"
-    fi
+    port="$(cluster_api_port "$k")"
     comp="node-apifwd"; [ "dc$k" = "$name" ] || comp="node-apifwd-dc$k"
     if ! component_alive "$name" "$comp"; then
       start_component "$name" "$comp" "" bash -c 'exec -a "$0" socat "$@"' "$node/$comp" \

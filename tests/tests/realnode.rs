@@ -106,14 +106,7 @@ async fn pod_of(member: &Client, ns: &str, system: &str, component: &str) -> Res
 /// Runs `govcloud-sample-app probe URL` inside `pod` (kubectl exec through the kubelet);
 /// true when the HTTP GET succeeded.
 async fn probe_from(ns: &str, pod: &str, url: &str) -> Result<bool> {
-    let kubectl = format!("{}/kubectl", hack_version("K8S_BIN")?);
-    let out = tokio::process::Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(kubeconfig_path(2))
-        .args(["-n", ns, "exec", pod, "--", "/govcloud-sample-app", "probe", url])
-        .output()
-        .await
-        .context("running kubectl exec")?;
+    let out = kubectl_exec(ns, pod, &["probe", url]).await?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Only a connection that did not open counts as blocked (the probe exits 2 and says
     // "connect:"); an HTTP error status means the packets got through, and anything else
@@ -228,16 +221,21 @@ fn record_figure(name: &str, value: f64) {
 /// Runs `govcloud-sample-app ARGS…` inside `pod` and returns whether it exited 0, and what it
 /// printed.
 async fn exec_app(ns: &str, pod: &str, args: &[&str]) -> Result<(bool, String)> {
+    let out = kubectl_exec(ns, pod, args).await?;
+    Ok((out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// `kubectl exec` of `govcloud-sample-app ARGS…` in `pod` on dc2 (through the kubelet).
+async fn kubectl_exec(ns: &str, pod: &str, args: &[&str]) -> Result<std::process::Output> {
     let kubectl = format!("{}/kubectl", hack_version("K8S_BIN")?);
-    let out = tokio::process::Command::new(kubectl)
+    tokio::process::Command::new(kubectl)
         .arg("--kubeconfig")
         .arg(kubeconfig_path(2))
         .args(["-n", ns, "exec", pod, "--", "/govcloud-sample-app"])
         .args(args)
         .output()
         .await
-        .context("running kubectl exec")?;
-    Ok((out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned()))
+        .context("running kubectl exec")
 }
 
 #[tokio::test]
