@@ -146,11 +146,15 @@ forwarded_ports() {
 # the values from before the first real node are saved here and put back by `down`.
 HOST_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+# `up` saves them once before the clusters start in parallel; the call per node (for
+# `start-cluster`) finds the file. The temporary name is per process and the file is never
+# overwritten, so two nodes starting at once cannot race (they did: CI of 9c3637a).
 save_host_sysctls() {
   local f="$TESTBED_STATE/host-sysctl.saved" k
   [ -f "$f" ] && return 0
-  for k in "${HOST_SYSCTLS[@]}"; do printf '%s=%s\n' "$k" "$(sysctl -n "$k")"; done >"$f.tmp"
-  mv "$f.tmp" "$f"
+  for k in "${HOST_SYSCTLS[@]}"; do printf '%s=%s\n' "$k" "$(sysctl -n "$k")"; done >"$f.$BASHPID"
+  mv -n "$f.$BASHPID" "$f"
+  rm -f "$f.$BASHPID"
 }
 restore_host_sysctls() {
   local f="$TESTBED_STATE/host-sysctl.saved" kv

@@ -42,10 +42,11 @@ if $started_here; then
   # Not running: start from a clean state (left-over state of an earlier session is stale).
   bash "$here/testbed.sh" down >/dev/null 2>&1 || true
 fi
-bash "$here/testbed.sh" up
+# The trap is set before `up`: a start that fails half-way (CI of 9c3637a) is cleaned up too.
 if $started_here && [ "${TESTBED_KEEP:-0}" != 1 ]; then
   trap 'step "stopping Velero and the control plane this run started"; bash "$here/velero.sh" down || true; bash "$here/testbed.sh" down' EXIT
 fi
+bash "$here/testbed.sh" up
 
 step "Velero, its AWS plugin and the s3s-fs object store (cold: built from the Go module proxy and crates.io; warm: seconds)"
 bash "$here/build-velero.sh"

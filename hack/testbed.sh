@@ -610,6 +610,7 @@ cmd_up() {
   if [ "${TESTBED_REAL_NODES:-2}" -gt 0 ]; then
     # The real nodes pull registry.gov.cn/... from the local registry.
     REGISTRY_STATE="$TESTBED_STATE/registry" bash "$here/registry.sh" up
+    save_host_sysctls
   fi
   local i pids=() failed=0
   for i in $(seq 1 "$TESTBED_CLUSTERS"); do
