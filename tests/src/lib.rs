@@ -564,10 +564,16 @@ pub fn agency_cloud(
             "owners": [{"kind": "Group", "name": format!("{name}-owners")}],
             "viewers": [{"kind": "Group", "name": format!("{name}-viewers")}],
             "allowedRegistries": ["registry.gov.cn"],
+            "domains": [test_domain(name)],
             "placement": {"clusterSelector": {"govcloud.io/test-group": selector}},
             "deletionPolicy": "Delete"
         }
     })
+}
+
+/// The DNS domain test agency `agency` is given (hosts of its systems are under it).
+pub fn test_domain(agency: &str) -> String {
+    format!("{agency}.example.gov.cn")
 }
 
 /// A short unique DNS name (≤ 20 characters, starting with a letter) for agencies.

@@ -58,6 +58,7 @@ fn bases(ns: &str) -> Result<Vec<Base>> {
     ac["spec"]["environments"][0]["quota"]["gpus"] = json!(1);
     ac["spec"]["placement"]["clusterSelector"] = json!({"govcloud.io/corpus": "none"});
     ac["spec"]["placement"]["cluster"] = json!("corpus-none");
+    ac["spec"]["domains"] = json!([test_domain(&short)]);
 
     let mut tr = example("tenancy/mof.yaml", 0)?;
     let tshort = unique_short("cq");
@@ -65,6 +66,7 @@ fn bases(ns: &str) -> Result<Vec<Base>> {
     tr["metadata"]["namespace"] = json!(ns);
     tr["spec"]["cloud"]["agency"]["shortName"] = json!(tshort);
     tr["spec"]["cloud"]["agency"]["creditCode"] = json!(unique_credit_code());
+    tr["spec"]["cloud"]["domains"] = json!([test_domain(&tshort)]);
 
     let mut hs = example("systems/zj-open-data-portal.yaml", 0)?;
     hs["metadata"]["name"] = json!(unique("corpus-hs"));

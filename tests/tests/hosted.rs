@@ -375,18 +375,19 @@ async fn exposure_on_the_government_network_creates_an_ingress() -> Result<()> {
     let member = client(2).await?;
     // Where the cluster serves the Gateway API, an HTTPRoute is made besides the Ingress.
     install_gateway_api(&member).await?;
-    let (_, ns) = agency(&hub).await?;
+    let (a, ns) = agency(&hub).await?;
+    let host = format!("survey.{}", test_domain(&a));
     let api: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
     let body = json!({"securityLevel": 2, "dataClassification": "general",
         "components": [{"name": "web", "image": "registry.gov.cn/web:1", "ports": [{"name": "http", "port": 8080}]}],
-        "exposure": {"mode": "GovernmentNetwork", "component": "web", "port": 8080, "host": "survey.example.gov.cn", "tlsSecretName": "survey-tls"}});
+        "exposure": {"mode": "GovernmentNetwork", "component": "web", "port": 8080, "host": host, "tlsSecretName": "survey-tls"}});
     api.create(&PostParams::default(), &system("survey", body)?).await?;
     let hs = wait_hs(&api, "survey", "survey Available", |h| {
         cond(h, "Available").is_some_and(|c| c.0 == "True")
     })
     .await?;
     ensure!(
-        hs.status.and_then(|s| s.url).as_deref() == Some("https://survey.example.gov.cn/"),
+        hs.status.and_then(|s| s.url) == Some(format!("https://{host}/")),
         "url in status"
     );
     let ing = Api::<k8s_openapi::api::networking::v1::Ingress>::namespaced(member.clone(), &ns)
@@ -408,11 +409,7 @@ async fn exposure_on_the_government_network_creates_an_ingress() -> Result<()> {
     );
     let routes: Api<DynamicObject> = Api::namespaced_with(member.clone(), &ns, &http_routes());
     let route = wait_for("HTTPRoute created", T, || async { Ok(routes.get_opt("survey").await?) }).await?;
-    ensure!(
-        route.data["spec"]["hostnames"] == json!(["survey.example.gov.cn"]),
-        "{:?}",
-        route.data
-    );
+    ensure!(route.data["spec"]["hostnames"] == json!([host]), "{:?}", route.data);
     ensure!(route.data["spec"]["parentRefs"][0]["name"] == "govcloud-government");
     ensure!(route.data["spec"]["rules"][0]["backendRefs"][0]["name"] == "survey-web");
     // Drift: someone deletes the component's network policy and scales the Deployment; both are restored.
@@ -482,7 +479,9 @@ async fn internet_exposure_at_level_3_needs_an_unforgeable_approval() -> Result<
     operator()?;
     let hub = client(1).await?;
     let member = client(2).await?;
-    let (_, ns) = agency_at(&hub, 3).await?;
+    let (a, ns) = agency_at(&hub, 3).await?;
+    let xxgk = format!("xxgk.{}", test_domain(&a));
+    let other = format!("other.{}", test_domain(&a));
     // Agency staff may edit their systems (the test gives them a role with that right).
     let editor_role = unique("hs-editor");
     let role: ClusterRole = serde_json::from_value(json!({
@@ -503,7 +502,7 @@ async fn internet_exposure_at_level_3_needs_an_unforgeable_approval() -> Result<
     let body = json!({"securityLevel": 3, "dataClassification": "general",
         "components": [{"name": "web", "image": "registry.gov.cn/web:1", "ports": [{"name": "http", "port": 8080}],
                         "resources": {"cpu": "100m", "memory": "64Mi"}}],
-        "exposure": {"mode": "Internet", "component": "web", "port": 8080, "host": "xxgk.example.gov.cn"}});
+        "exposure": {"mode": "Internet", "component": "web", "port": 8080, "host": xxgk}});
     as_staff.create(&PostParams::default(), &system("xxgk", body)?).await?;
     let hs = wait_hs(&api, "xxgk", "refused without approval", |h| {
         cond(h, "Degraded").is_some_and(|c| c.1 == "InvalidSpec")
@@ -518,7 +517,7 @@ async fn internet_exposure_at_level_3_needs_an_unforgeable_approval() -> Result<
     // Staff cannot approve their own exposure, even naming someone else.
     let approve = |by: &str| {
         Patch::Merge(json!({"spec": {"internetExposureApproval": {
-            "approvedBy": by, "host": "xxgk.example.gov.cn", "reason": "等保测评报告 ZJ-2026-118 通过"}}}))
+            "approvedBy": by, "host": xxgk, "reason": "等保测评报告 ZJ-2026-118 通过"}}}))
     };
     let err = wait_for("the exposure policy refuses staff", T, || async {
         match as_staff
@@ -567,7 +566,7 @@ async fn internet_exposure_at_level_3_needs_an_unforgeable_approval() -> Result<
         .patch(
             "xxgk",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"exposure": {"host": "other.example.gov.cn"}}})),
+            &Patch::Merge(json!({"spec": {"exposure": {"host": other}}})),
         )
         .await?;
     let hs = wait_hs(&api, "xxgk", "host change voids approval", |h| {
@@ -575,10 +574,7 @@ async fn internet_exposure_at_level_3_needs_an_unforgeable_approval() -> Result<
     })
     .await?;
     let msg = cond(&hs, "Degraded").map(|c| c.2).unwrap_or_default();
-    ensure!(
-        msg.contains("covers xxgk.example.gov.cn, not other.example.gov.cn"),
-        "{msg}"
-    );
+    ensure!(msg.contains(&format!("covers {xxgk}, not {other}")), "{msg}");
     // ... and the internet exposure is withdrawn until a new approval covers the new host.
     let ings: Api<k8s_openapi::api::networking::v1::Ingress> = Api::namespaced(member.clone(), &ns);
     wait_for("unapproved exposure withdrawn", T, || async {
@@ -624,7 +620,7 @@ async fn catalog_template_instantiated_pinned_and_rolled_out() -> Result<()> {
     operator()?;
     let hub = client(1).await?;
     let member = client(2).await?;
-    let (_, ns) = agency(&hub).await?;
+    let (a, ns) = agency(&hub).await?;
     let name = unique("survey");
     let templates: Api<ServiceTemplate> = Api::all(hub.clone());
     templates
@@ -632,9 +628,9 @@ async fn catalog_template_instantiated_pinned_and_rolled_out() -> Result<()> {
         .await?;
     let api: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
     let follows = json!({"securityLevel": 2, "dataClassification": "general",
-        "template": {"name": name, "parameters": {"host": "survey.example.gov.cn"}, "replicas": {"web": 2}}});
+        "template": {"name": name, "parameters": {"host": format!("survey.{}", test_domain(&a))}, "replicas": {"web": 2}}});
     let pinned = json!({"securityLevel": 2, "dataClassification": "general",
-        "template": {"name": name, "version": "1.0", "parameters": {"host": "pinned.example.gov.cn", "cacheCpu": "80m"}}});
+        "template": {"name": name, "version": "1.0", "parameters": {"host": format!("pinned.{}", test_domain(&a)), "cacheCpu": "80m"}}});
     api.create(&PostParams::default(), &system("follows", follows)?).await?;
     api.create(&PostParams::default(), &system("pinned", pinned)?).await?;
     for s in ["follows", "pinned"] {
@@ -670,7 +666,7 @@ async fn catalog_template_instantiated_pinned_and_rolled_out() -> Result<()> {
         .and_then(|r| r.get("cpu").map(|q| q.0.clone()));
     ensure!(cpu.as_deref() == Some("80m"), "parameter substituted: {cpu:?}");
     let hs = api.get("pinned").await?;
-    ensure!(hs.status.and_then(|s| s.url).as_deref() == Some("http://pinned.example.gov.cn/"));
+    ensure!(hs.status.and_then(|s| s.url) == Some(format!("http://pinned.{}/", test_domain(&a))));
 
     // A published version cannot be edited: the API server refuses, naming the field.
     let mut edited = templates.get(&name).await?;

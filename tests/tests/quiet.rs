@@ -96,7 +96,7 @@ async fn unchanged_agency_reconciles_make_no_requests() -> Result<()> {
     let hs: HostedSystem = serde_json::from_value(json!({
         "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem", "metadata": {"name": "svc"},
         "spec": {"securityLevel": 2, "dataClassification": "general",
-                 "template": {"name": tpl_name, "parameters": {"host": "quiet.example.gov.cn"}},
+                 "template": {"name": tpl_name, "parameters": {"host": format!("quiet.{}", test_domain(&a))}},
                  "components": [{"name": "api", "image": "registry.gov.cn/api:1", "replicas": 2, "ports": [{"name": "http", "port": 80}]}]}
     }))?;
     hs_api.create(&PostParams::default(), &hs).await?;

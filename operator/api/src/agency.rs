@@ -28,6 +28,11 @@ pub fn credit_code_rule() -> kube::core::Rule {
     .message("check character (18th) does not match the first 17 characters (GB 32100-2015); the code is mistyped")
 }
 
+/// Lowercase ASCII DNS name of at least two labels, each 1–63 characters; no wildcard.
+pub const DNS_NAME_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
+
+const DOMAINS_RULE: &str = r"self.all(d, size(d) <= 253 && d.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$'))";
+
 /// Who the agency is.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -265,6 +270,18 @@ pub struct CloudSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub egress: Vec<EgressRule>,
+    /// DNS domains the agency's systems may be reached at, e.g. `mof.gov.cn`: a
+    /// HostedSystem's `exposure.host` must be one of them or a name under one. Reviewed with
+    /// the tenancy request. A host belongs to the agency with the longest matching domain,
+    /// so a broader domain of one agency (`gov.cn`) never covers a narrower one of another
+    /// (`mof.gov.cn`); a domain given to two agencies can be used by neither.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(
+        validation = kube::core::Rule::new(DOMAINS_RULE).message("each domain must be a lowercase DNS name of at least two labels, e.g. mof.gov.cn (no wildcard, no trailing dot, ASCII only: write internationalised names in their xn-- form)"),
+        validation = kube::core::Rule::new("self.all(d, self.exists_one(e, e == d))").message("domains must be unique"),
+    )]
+    pub domains: Vec<String>,
     /// Image registries pods may pull from, as prefixes such as `registry.gov.cn` or
     /// `harbor.dc.gov.cn/mof`. Images from anywhere else are refused at admission.
     #[schemars(length(min = 1, max = 32))]

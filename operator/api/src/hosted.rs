@@ -11,6 +11,8 @@ use super::common::conditions_schema;
 /// Finalizer of a HostedSystem: the operator removes the system's objects from the member cluster first.
 pub const FINALIZER: &str = "govcloud.io/system-cleanup";
 
+const HOST_RULE: &str = r"self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$')";
+
 /// A system hosted for an agency: its components (Deployments or StatefulSets), the flows
 /// allowed between them, its exposure, security level, data classification and migration
 /// from the agency's old data center. Create it in one of the agency's namespaces on the
@@ -27,6 +29,9 @@ pub const FINALIZER: &str = "govcloud.io/system-cleanup";
     namespaced,
     status = "HostedSystemStatus",
     derive = "PartialEq",
+    validation = kube::core::Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a letter and hold only lowercase letters, digits and dashes: it names Services (<name>-<component>), which must be DNS labels"),
+    validation = kube::core::Rule::new("!self.metadata.name.startsWith('govcloud')").message("metadata.name may not start with 'govcloud': the platform's own objects in the namespace (govcloud-default-deny, govcloud-quota, ...) use that prefix"),
+    validation = kube::core::Rule::new("!has(self.spec.components) || self.spec.components.all(c, size(self.metadata.name) + 1 + size(c.name) <= (has(c.kind) && c.kind == 'Stateful' ? 52 : 63))").message("metadata.name and spec.components[].name make object names <name>-<component> that must fit 63 characters (52 for Stateful components, whose pods add a suffix); shorten one of them"),
     printcolumn(name = "Level", type_ = "integer", json_path = ".spec.securityLevel"),
     printcolumn(name = "Data", type_ = "string", json_path = ".spec.dataClassification"),
     printcolumn(
@@ -354,9 +359,11 @@ pub struct Exposure {
     /// Its port.
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
-    /// Host name, e.g. `portal.example.gov.cn`.
+    /// Host name, e.g. `portal.mof.gov.cn`: a lowercase DNS name under one of the agency's
+    /// `domains` (AgencyCloud), used by no other system. No wildcards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
+    #[x_kube(validation = kube::core::Rule::new(HOST_RULE).message("must be a lowercase DNS name such as portal.mof.gov.cn, under one of the agency's domains (no wildcard, no trailing dot, ASCII only: write internationalised names in their xn-- form)"))]
     pub host: Option<String>,
     /// TLS Secret in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]

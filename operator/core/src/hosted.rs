@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 use super::agency::{Child, Kind};
 use super::levels::{self, PodSecurity};
+use super::net::{Cidr, host_owner, under_domain};
+use govcloud_api::agency::{EgressRule, Protocol};
 use govcloud_api::hosted::{Component, ComponentKind, ExposureMode, HostedSystemSpec, VolumeRetention};
 use govcloud_api::labels::{
     AGENCY_LABEL, COMPONENT_LABEL, INGRESS_NAMESPACE_LABEL, MANAGED_BY, SPEC_RECORD_LABEL, SYSTEM_LABEL,
@@ -362,6 +364,99 @@ fn network_policy(agency: &str, system: &str, namespace: &str, spec: &HostedSyst
     )
 }
 
+/// Flows to networks that the agency's egress allow-list does not cover. `allowed` are the
+/// agency's egress rules that its level and zone permit
+/// ([`super::agency::egress_allowed`]); a flow's network must lie inside one of them and,
+/// when that rule names ports, the flow must name one of those ports. A flow can narrow
+/// the agency's egress, never widen it.
+pub fn flow_problems(spec: &HostedSystemSpec, allowed: &[&EgressRule]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, f) in spec.flows.iter().enumerate() {
+        let Some(cidr) = &f.to.cidr else { continue };
+        let Some(net) = Cidr::parse(cidr) else {
+            out.push(format!(
+                "spec.flows[{i}].to.cidr: {cidr} is not a CIDR such as 10.30.0.0/16"
+            ));
+            continue;
+        };
+        let covering: Vec<&&EgressRule> = allowed
+            .iter()
+            .filter(|r| Cidr::parse(&r.cidr).is_some_and(|rn| rn.contains(&net)))
+            .collect();
+        let port_ok = |r: &EgressRule| {
+            r.ports.is_empty()
+                || f.port
+                    .is_some_and(|p| r.ports.iter().any(|rp| rp.port == p && rp.protocol == Protocol::TCP))
+        };
+        if covering.iter().any(|r| port_ok(r)) {
+            continue;
+        }
+        let list = if allowed.is_empty() {
+            "the agency has no egress rule its level and zone allow".to_string()
+        } else {
+            format!(
+                "the agency's egress allow-list is {}",
+                allowed.iter().map(|r| describe_rule(r)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        if covering.is_empty() {
+            out.push(format!(
+                "spec.flows[{i}].to.cidr: {cidr} is outside the agency's egress ({list}); a flow may only narrow it — ask the platform team for an egress rule on the AgencyCloud, or remove the flow"
+            ));
+        } else {
+            out.push(format!(
+                "spec.flows[{i}].port: {cidr} is reachable only on the ports of {}; set port to one of them",
+                covering.iter().map(|r| describe_rule(r)).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    out
+}
+
+fn describe_rule(r: &EgressRule) -> String {
+    if r.ports.is_empty() {
+        format!("{} {}", r.name, r.cidr)
+    } else {
+        let ports: Vec<String> = r.ports.iter().map(|p| format!("{}/{:?}", p.port, p.protocol)).collect();
+        format!("{} {} ports {}", r.name, r.cidr, ports.join(" "))
+    }
+}
+
+/// Why `agency` may not expose `host`, if it may not: the host must be a lowercase DNS name
+/// (no wildcard) that belongs to the agency — under one of its `domains`, with no other
+/// agency holding a longer matching domain (see [`crate::net::host_owner`]).
+/// `agencies` are every AgencyCloud's name and domains, this one's included.
+pub fn host_problem(host: &str, agency: &str, agencies: &[(&str, &[String])]) -> Option<String> {
+    let dns = regex::Regex::new(govcloud_api::agency::DNS_NAME_PATTERN).ok()?;
+    if host.len() > 253 || !dns.is_match(host) {
+        return Some(format!(
+            "spec.exposure.host: {host:?} is not a lowercase DNS name such as portal.mof.gov.cn (wildcards are not allowed)"
+        ));
+    }
+    let own: &[String] = agencies
+        .iter()
+        .find(|(a, _)| *a == agency)
+        .map(|(_, d)| *d)
+        .unwrap_or(&[]);
+    match host_owner(host, agencies) {
+        Some(a) if a == agency => None,
+        _ if own.is_empty() => Some(format!(
+            "spec.exposure.host: agency {agency} has no domains (spec.domains of its AgencyCloud), so it may expose no host; ask the platform team to add the agency's domain, e.g. {agency}.gov.cn"
+        )),
+        Some(other) => Some(format!(
+            "spec.exposure.host: {host} belongs to agency {other} (its domain is the longest match); use a host under {}",
+            own.join(" or ")
+        )),
+        None if own.iter().any(|d| under_domain(host, d)) => Some(format!(
+            "spec.exposure.host: {host} is under a domain the platform gave to more than one agency, so nobody may use it; ask the platform team to fix the AgencyClouds' domains"
+        )),
+        None => Some(format!(
+            "spec.exposure.host: {host} is not under the agency's domains ({}); use a host under one of them",
+            own.join(", ")
+        )),
+    }
+}
+
 /// Waiting reasons of a container that mean it will not run without a change.
 const FAILING_WAITING: [&str; 7] = [
     "CrashLoopBackOff",
@@ -517,6 +612,115 @@ flows:
             Ok(s) => s,
             Err(e) => panic!("fixture: {e}"),
         }
+    }
+
+    fn rules(yaml: &str) -> Vec<EgressRule> {
+        match serde_yaml::from_str(yaml) {
+            Ok(r) => r,
+            Err(e) => panic!("fixture: {e}"),
+        }
+    }
+
+    fn with_flow(cidr: &str, port: Option<i32>) -> HostedSystemSpec {
+        let mut s = spec(3);
+        s.flows[1].to.cidr = Some(cidr.to_string());
+        s.flows[1].port = port;
+        s
+    }
+
+    #[test]
+    fn flows_may_only_narrow_the_agency_egress() {
+        let egress =
+            rules("[{name: backbone, cidr: 10.0.0.0/8}, {name: ldap, cidr: 172.16.8.0/24, ports: [{port: 636}]}]");
+        let allowed: Vec<&EgressRule> = egress.iter().collect();
+        assert!(flow_problems(&with_flow("10.30.0.0/16", Some(443)), &allowed).is_empty());
+        assert!(flow_problems(&with_flow("10.30.0.0/16", None), &allowed).is_empty());
+        assert!(flow_problems(&with_flow("172.16.8.10/32", Some(636)), &allowed).is_empty());
+        // The attack of the security review: everything, past the allow-list.
+        let p = flow_problems(&with_flow("0.0.0.0/0", None), &allowed);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("spec.flows[1].to.cidr: 0.0.0.0/0 is outside the agency's egress"),
+            "{p:?}"
+        );
+        assert!(p[0].contains("backbone 10.0.0.0/8"), "{p:?}");
+        // Wider than the rule, next to it, another family, host bits that widen the net.
+        for cidr in [
+            "10.0.0.0/7",
+            "11.0.0.0/8",
+            "::ffff:10.0.0.0/104",
+            "::/0",
+            "172.16.8.1/16",
+        ] {
+            assert_eq!(flow_problems(&with_flow(cidr, None), &allowed).len(), 1, "{cidr}");
+        }
+        // Inside a rule with ports: the flow must name one of them.
+        let p = flow_problems(&with_flow("172.16.8.10/32", Some(22)), &allowed);
+        assert!(
+            p[0].starts_with("spec.flows[1].port: 172.16.8.10/32 is reachable only on the ports of ldap"),
+            "{p:?}"
+        );
+        assert_eq!(flow_problems(&with_flow("172.16.8.10/32", None), &allowed).len(), 1);
+        // No egress at all: any network flow is refused.
+        let p = flow_problems(&with_flow("10.30.0.0/16", Some(443)), &[]);
+        assert!(
+            p[0].contains("the agency has no egress rule its level and zone allow"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn hosts_belong_to_their_agency_only() {
+        let mof = vec!["mof.gov.cn".to_string()];
+        let zj = vec!["zj.gov.cn".to_string()];
+        let agencies = [("mof", mof.as_slice()), ("zj", zj.as_slice()), ("none", &[][..])];
+        assert_eq!(host_problem("portal.mof.gov.cn", "mof", &agencies), None);
+        // Another agency's host, wildcards, look-alikes, case, trailing dots, Unicode.
+        let p = host_problem("portal.mof.gov.cn", "zj", &agencies);
+        assert!(
+            p.as_deref().is_some_and(|p| p.contains("belongs to agency mof")),
+            "{p:?}"
+        );
+        for host in [
+            "*.gov.cn",
+            "*.mof.gov.cn",
+            "Portal.mof.gov.cn",
+            "portal.mof.gov.cn.",
+            "pоrtal.mof.gov.cn",
+            "mof.gov.cn:443",
+            "portal..mof.gov.cn",
+            "-a.mof.gov.cn",
+            "",
+        ] {
+            let p = host_problem(host, "mof", &agencies);
+            assert!(
+                p.as_deref().is_some_and(|p| p.contains("is not a lowercase DNS name")),
+                "{host}: {p:?}"
+            );
+        }
+        let p = host_problem("evilmof.gov.cn", "mof", &agencies);
+        assert!(
+            p.as_deref()
+                .is_some_and(|p| p.contains("is not under the agency's domains (mof.gov.cn)")),
+            "{p:?}"
+        );
+        let p = host_problem("a.gov.cn", "none", &agencies);
+        assert!(
+            p.as_deref().is_some_and(|p| p.contains("agency none has no domains")),
+            "{p:?}"
+        );
+        // A broad domain does not reach into a narrower one of another agency.
+        let broad = vec!["gov.cn".to_string()];
+        let with_broad = [("mof", mof.as_slice()), ("nat", broad.as_slice())];
+        assert_eq!(host_problem("stats.gov.cn", "nat", &with_broad), None);
+        assert!(host_problem("portal.mof.gov.cn", "nat", &with_broad).is_some());
+        // One domain given twice: neither may use it.
+        let twice = [("mof", mof.as_slice()), ("copy", mof.as_slice())];
+        let p = host_problem("portal.mof.gov.cn", "mof", &twice);
+        assert!(
+            p.as_deref().is_some_and(|p| p.contains("more than one agency")),
+            "{p:?}"
+        );
     }
 
     fn find<'a>(c: &'a [Child], kind: Kind, name: &str) -> &'a Child {

@@ -9,6 +9,7 @@ pub mod credit_code;
 pub mod hosted;
 pub mod hub;
 pub mod levels;
+pub mod net;
 pub mod owned;
 pub mod placement;
 pub mod quantity;

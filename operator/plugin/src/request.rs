@@ -158,6 +158,10 @@ pub struct RequestArgs {
     /// Image registries pods may pull from, e.g. registry.gov.cn,harbor.dc.gov.cn/mof.
     #[arg(long = "registry", value_name = "PREFIX,...", value_delimiter = ',', required = true)]
     pub registries: Vec<String>,
+    /// DNS domains the agency's systems may be reached at, e.g. mof.gov.cn (hosts must be
+    /// under one of them).
+    #[arg(long = "domain", value_name = "DOMAIN,...", value_delimiter = ',')]
+    pub domains: Vec<String>,
     /// What deleting the AgencyCloud does to its namespaces. Default: Protect.
     #[arg(long, value_enum, ignore_case = true)]
     pub deletion_policy: Option<Deletion>,
@@ -392,6 +396,12 @@ pub fn build(args: &RequestArgs, namespace: &str, me: Option<&str>) -> Result<Te
         owners,
         viewers,
         egress: vec![],
+        domains: args
+            .domains
+            .iter()
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty())
+            .collect(),
         allowed_registries: registries,
         placement: PlacementHints {
             cluster: args.cluster.clone(),

@@ -213,6 +213,24 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             other.name_any()
         ));
     }
+    // A domain belongs to one agency: the first to hold it keeps it (hosts under a domain
+    // held twice are refused to both agencies' systems until this is fixed).
+    let older = |o: &AgencyCloud| {
+        (o.metadata.creation_timestamp.clone().map(|t| t.0), o.name_any())
+            < (ac.metadata.creation_timestamp.clone().map(|t| t.0), name.clone())
+    };
+    for (i, d) in spec.domains.iter().enumerate() {
+        if let Some(other) = ctx
+            .agencies
+            .get()
+            .and_then(|s| s.find(|o| o.name_any() != name && older(o) && o.spec.cloud.domains.contains(d)))
+        {
+            invalid.push(format!(
+                "spec.domains[{i}]: {d} is already a domain of AgencyCloud {}; two agencies cannot share a domain: remove it",
+                other.name_any()
+            ));
+        }
+    }
     if !invalid.is_empty() {
         let msg = invalid.join("; ");
         let status = status_with(

@@ -128,6 +128,69 @@ async fn resolve(ctx: &Context, hs: &HostedSystem) -> std::result::Result<Resolv
     })
 }
 
+/// Objects the system needs whose names another system, or the platform, already uses on
+/// the member (from the member cache, which holds every object the operator labelled).
+fn name_conflicts(cache: &MemberCache, system: &str, children: &[govcloud_core::agency::Child]) -> Vec<String> {
+    children
+        .iter()
+        .filter_map(|c| {
+            let live = cache.get(c.kind, c.namespace.as_deref(), &c.name)?;
+            if live.system() == Some(system) {
+                return None;
+            }
+            let holder = match live.system() {
+                Some(other) => format!("HostedSystem {other}"),
+                None => "the platform's guardrails of the namespace".to_string(),
+            };
+            Some(format!(
+                "spec.components: the {} {} this system needs already belongs to {holder}; objects are named <system>-<component>, so rename the component or the system",
+                c.kind.gvk().2,
+                c.name
+            ))
+        })
+        .collect()
+}
+
+/// Why the system may not expose `host`: not the agency's (see [`build::host_problem`]),
+/// or already exposed by an older system (the first to claim a host keeps it).
+fn host_problem(ctx: &Context, hs: &HostedSystem, agency: &str, host: &str) -> Option<String> {
+    let agencies = ctx.agencies.get().map(|s| s.state()).unwrap_or_default();
+    let domains: Vec<(String, &[String])> = agencies
+        .iter()
+        .map(|a| (a.name_any(), a.spec.cloud.domains.as_slice()))
+        .collect();
+    let refs: Vec<(&str, &[String])> = domains.iter().map(|(a, d)| (a.as_str(), *d)).collect();
+    if let Some(p) = build::host_problem(host, agency, &refs) {
+        return Some(p);
+    }
+    let key = |o: &HostedSystem| {
+        (
+            o.metadata.creation_timestamp.clone().map(|t| t.0),
+            o.namespace(),
+            o.name_any(),
+        )
+    };
+    let me = key(hs);
+    let systems = ctx.systems.get().map(|s| s.state()).unwrap_or_default();
+    let holder = systems.iter().filter(|o| o.metadata.uid != hs.metadata.uid).find(|o| {
+        let claims = o
+            .spec
+            .exposure
+            .as_ref()
+            .is_some_and(|e| e.mode != ExposureMode::None && e.host.as_deref() == Some(host))
+            || o.status
+                .as_ref()
+                .and_then(|s| s.url.as_deref())
+                .is_some_and(|u| u.split_once("://").map(|(_, rest)| rest.trim_end_matches('/')) == Some(host));
+        claims && key(o) < me
+    })?;
+    Some(format!(
+        "spec.exposure.host: {host} is already exposed by HostedSystem {}/{}; hosts are unique — choose another",
+        holder.namespace().unwrap_or_default(),
+        holder.name_any()
+    ))
+}
+
 fn invalid(hs: &HostedSystem, cluster: Option<String>, problems: &[String]) -> HostedSystemStatus {
     let msg = problems.join("; ");
     status_with(
@@ -214,6 +277,19 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
             }
         }
     }
+    // A flow may only narrow the agency's egress, as its level and zone permit.
+    let cloud = &t.agency.spec.cloud;
+    let (egress, _) =
+        govcloud_core::agency::egress_allowed(spec.security_level.max(agency_level), cloud.zone, &cloud.egress);
+    problems.extend(build::flow_problems(spec, &egress));
+    if let Some(host) = spec
+        .exposure
+        .as_ref()
+        .filter(|e| e.mode != ExposureMode::None)
+        .and_then(|e| e.host.as_deref())
+    {
+        problems.extend(host_problem(ctx, &hs, &t.agency.name_any(), host));
+    }
     if !problems.is_empty() {
         // Nothing is deleted for a bad spec — except an exposure that is no longer allowed
         // (e.g. an approval that does not cover the host): it is withdrawn.
@@ -230,6 +306,16 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
     let agency = t.agency.name_any();
     let mut children = build::children(&agency, agency_level, &name, &ns, spec);
     children.push(build::spec_record(&agency, &name, &ns, &hs.spec));
+    // Never write over an object of another system or the platform's guardrails: names are
+    // `<system>-<component>`, so `a-b` + `c` and `a` + `b-c` meet; the first keeps it.
+    if !t.cache.wait_synced(Duration::from_secs(10)).await {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    let taken = name_conflicts(&t.cache, &name, &children);
+    if !taken.is_empty() {
+        write_status::<HostedSystem>(ctx, &hs, invalid(&hs, Some(t.cluster.clone()), &taken)).await?;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
     match apply_children(CONTROLLER, &ctx.metrics, &t.client, Some(&t.cache), &children).await {
         Ok(_) => {}
         // The cluster refused an object (registry policy, quota, Pod Security): say which and why.
