@@ -5,6 +5,11 @@
 //! removed subcommand fails); `hack/*.sh SUBCOMMAND` lines must name an existing script
 //! that handles that subcommand. The scenarios themselves run in the other tests and in
 //! `hack/demo.sh`.
+//!
+//! Every user-facing guide has a Chinese twin (`X.zh-CN.md` beside `X.md`): the two link
+//! each other at the top, and the twin shows every command the original shows. Every
+//! relative link of README*.md and docs/*.md names a file that exists and, into Markdown,
+//! a heading that exists (GitHub's anchors).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,7 +88,14 @@ fn commands(text: &str) -> Vec<String> {
 
 fn doc_files() -> Result<Vec<PathBuf>> {
     let root = repo_root();
-    let mut files = vec![root.join("README.md")];
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&root)? {
+        let p = e?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("README") && name.ends_with(".md") {
+            files.push(p);
+        }
+    }
     for e in std::fs::read_dir(root.join("docs"))? {
         let p = e?.path();
         if p.extension().is_some_and(|x| x == "md") {
@@ -123,8 +135,12 @@ fn every_documented_command_of_ours_still_parses() -> Result<()> {
         .current_dir(&root)
         .status()?;
     ensure!(built.success(), "cargo build of the binaries failed");
-    let operator = root.join("target/debug/govcloud-operator");
-    let plugin = root.join("target/debug/kubectl-govcloud");
+    // Where that build put them: CARGO_TARGET_DIR (relative to the workspace) or target/.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| root.join(d))
+        .unwrap_or_else(|| root.join("target"));
+    let operator = target.join("debug/govcloud-operator");
+    let plugin = target.join("debug/kubectl-govcloud");
     let mut checked = 0;
     let mut broken = Vec::new();
     for file in doc_files()? {
@@ -186,4 +202,246 @@ fn the_command_extractor_joins_continuations_and_cuts_pipes() {
         words(&c[1]),
         ["kubectl", "govcloud", "request", "a", "--level", "3", "b c"]
     );
+}
+
+/// The user-facing guides; each must have a Chinese twin `*.zh-CN.md` beside it.
+const GUIDES: &[&str] = &[
+    "README.md",
+    "docs/install.md",
+    "docs/platform-guide.md",
+    "docs/agency-guide.md",
+    "docs/operations-guide.md",
+    "docs/restore-runbook.md",
+    "docs/security.md",
+    "docs/kubectl-plugin.md",
+];
+
+/// The Chinese twin's path of a guide: `docs/x.md` → `docs/x.zh-CN.md`.
+fn twin_of(guide: &str) -> String {
+    format!("{}.zh-CN.md", guide.trim_end_matches(".md"))
+}
+
+/// Lines of fenced code blocks that run a command (the tools the guides tell readers to run).
+fn command_lines(text: &str) -> Vec<String> {
+    const TOOLS: &[&str] = &[
+        "kubectl",
+        "helm",
+        "velero",
+        "govcloud-operator",
+        "cargo",
+        "skopeo",
+        "curl",
+        "kube-apiserver",
+        "install",
+    ];
+    commands(text)
+        .into_iter()
+        .filter(|c| {
+            let first = c.split_whitespace().next().unwrap_or("");
+            TOOLS.contains(&first) || first.starts_with("hack/")
+        })
+        .collect()
+}
+
+#[test]
+fn every_user_guide_has_a_chinese_twin_linked_both_ways_with_the_same_commands() -> Result<()> {
+    let root = repo_root();
+    let mut problems = Vec::new();
+    for guide in GUIDES {
+        let twin = twin_of(guide);
+        let (Ok(en), Ok(zh)) = (
+            std::fs::read_to_string(root.join(guide)),
+            std::fs::read_to_string(root.join(&twin)),
+        ) else {
+            problems.push(format!("{guide}: no Chinese twin {twin} (or the guide is missing)"));
+            continue;
+        };
+        let file = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+        let head = |t: &str| t.lines().take(5).collect::<Vec<_>>().join("\n");
+        if !head(&en).contains(&format!("]({})", file(&twin))) {
+            problems.push(format!("{guide}: its first lines do not link {}", file(&twin)));
+        }
+        if !head(&zh).contains(&format!("]({})", file(guide))) {
+            problems.push(format!("{twin}: its first lines do not link {}", file(guide)));
+        }
+        let theirs = command_lines(&zh);
+        for cmd in command_lines(&en) {
+            if !theirs.contains(&cmd) {
+                problems.push(format!("{twin}: lacks the command `{cmd}` of {guide}"));
+            }
+        }
+    }
+    // And no Chinese page without its original.
+    for dir in [root.clone(), root.join("docs")] {
+        for e in std::fs::read_dir(&dir)? {
+            let p = e?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            if let Some(stem) = name.strip_suffix(".zh-CN.md")
+                && !dir.join(format!("{stem}.md")).is_file()
+            {
+                problems.push(format!("{}: no English original {stem}.md", p.display()));
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "Chinese twins:\n{}", problems.join("\n"));
+    Ok(())
+}
+
+/// GitHub's anchor of a heading: lower case, letters (any script), digits, `-` and `_`
+/// kept, spaces to `-`, everything else (punctuation, backticks, 、（）) dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of a Markdown text's headings (outside code blocks), with GitHub's `-1`,
+/// `-2` … for repeated ones.
+fn anchors(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut in_block = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block {
+            continue;
+        }
+        let hashes = line.chars().take_while(|c| *c == '#').count();
+        if !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let base = anchor(line[hashes..].trim());
+        let mut a = base.clone();
+        let mut n = 0;
+        while out.contains(&a) {
+            n += 1;
+            a = format!("{base}-{n}");
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// The targets of the inline links `[text](target)` of a Markdown text, with their line
+/// numbers, outside code blocks and code spans.
+fn links(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block {
+            continue;
+        }
+        // Drop code spans: a run of n backticks up to the next run of exactly n.
+        let mut plain = String::new();
+        let chars: Vec<char> = line.chars().collect();
+        let mut j = 0;
+        while j < chars.len() {
+            if chars[j] == '`' {
+                let n = chars[j..].iter().take_while(|c| **c == '`').count();
+                let mut k = j + n;
+                let mut closed = None;
+                while k < chars.len() {
+                    let m = chars[k..].iter().take_while(|c| **c == '`').count();
+                    if m == n {
+                        closed = Some(k + m);
+                        break;
+                    }
+                    k += m.max(1);
+                }
+                match closed {
+                    Some(end) => j = end,
+                    None => {
+                        plain.extend(&chars[j..j + n]);
+                        j += n;
+                    }
+                }
+            } else {
+                plain.push(chars[j]);
+                j += 1;
+            }
+        }
+        let mut rest = plain.as_str();
+        while let Some(at) = rest.find("](") {
+            let tail = &rest[at + 2..];
+            let Some(end) = tail.find(')') else { break };
+            let target = &tail[..end];
+            if !target.is_empty() && !target.contains(char::is_whitespace) {
+                out.push((i + 1, target.to_string()));
+            }
+            rest = &tail[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn every_relative_link_names_a_file_and_heading_that_exist() -> Result<()> {
+    let root = repo_root();
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in doc_files()? {
+        let text = std::fs::read_to_string(&file)?;
+        let name = file.strip_prefix(&root).unwrap_or(&file).display().to_string();
+        let dir = file.parent().unwrap_or(&root).to_path_buf();
+        for (line, target) in links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (path, fragment) = match target.split_once('#') {
+                Some((p, f)) => (p, Some(f)),
+                None => (target.as_str(), None),
+            };
+            let dest = if path.is_empty() { file.clone() } else { dir.join(path) };
+            if !dest.exists() {
+                broken.push(format!("{name}:{line}: {target}: no such file"));
+                continue;
+            }
+            if let Some(fragment) = fragment
+                && dest.extension().is_some_and(|x| x == "md")
+                && !anchors(&std::fs::read_to_string(&dest)?).iter().any(|a| a == fragment)
+            {
+                broken.push(format!("{name}:{line}: {target}: no such heading"));
+            }
+        }
+    }
+    println!("{checked} relative links checked");
+    ensure!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    ensure!(checked >= 50, "only {checked} links found: is the extraction broken?");
+    Ok(())
+}
+
+#[test]
+fn anchors_and_links_are_extracted_as_github_does() {
+    let md = "# Guide\n## 11. Backups (容灾备份)\n### 9.3 访问关系\n## 一、提前准备\n### The operator's permissions\n### `kubectl govcloud`\n```sh\n# not a heading\n```\n## Install\n## Install\nsee [a](x.md#install-1), `[b](code.md)` and [c](#一提前准备)\n";
+    assert_eq!(
+        anchors(md),
+        [
+            "guide",
+            "11-backups-容灾备份",
+            "93-访问关系",
+            "一提前准备",
+            "the-operators-permissions",
+            "kubectl-govcloud",
+            "install",
+            "install-1"
+        ]
+    );
+    assert_eq!(
+        links(md),
+        [(12, "x.md#install-1".to_string()), (12, "#一提前准备".to_string())]
+    );
+    assert_eq!(twin_of("docs/install.md"), "docs/install.zh-CN.md");
 }
