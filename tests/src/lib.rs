@@ -571,6 +571,20 @@ pub fn agency_cloud(
     })
 }
 
+/// Waits until AgencyCloud `name` is `Ready`.
+pub async fn wait_agency_ready(hub: &Client, name: &str, timeout: Duration) -> Result<()> {
+    let api: Api<govcloud_api::AgencyCloud> = Api::all(hub.clone());
+    wait_for(&format!("agency {name} Ready"), timeout, || async {
+        let ac = api.get(name).await?;
+        Ok(ac
+            .status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            .then_some(()))
+    })
+    .await
+}
+
 /// The DNS domain test agency `agency` is given (hosts of its systems are under it).
 pub fn test_domain(agency: &str) -> String {
     format!("{agency}.example.gov.cn")

@@ -990,15 +990,7 @@ async fn accepted_bad_references_are_reported_in_conditions() -> Result<()> {
     let ns = format!("{a}-prod");
     let stray = unique("corpus-stray");
     ensure_namespace(&hub, &stray).await?;
-    wait_for("agency Ready", T, || async {
-        let ac = Api::<AgencyCloud>::all(hub.clone()).get(&a).await?;
-        Ok(ac
-            .status
-            .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            .then_some(()))
-    })
-    .await?;
+    wait_agency_ready(&hub, &a, T).await?;
 
     let system = |name: &str, spec: Value| {
         json!({"apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem",

@@ -33,15 +33,7 @@ async fn agency_at(hub: &Client, level: u8) -> Result<(String, String)> {
     ac.spec.cloud.environments[0].quota.storage = Some("100Gi".into());
     let api: Api<AgencyCloud> = Api::all(hub.clone());
     api.create(&PostParams::default(), &ac).await?;
-    wait_for("agency Ready", T, || async {
-        let ac = api.get(&a).await?;
-        Ok(ac
-            .status
-            .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            .then_some(()))
-    })
-    .await?;
+    wait_agency_ready(hub, &a, T).await?;
     Ok((a.clone(), format!("{a}-prod")))
 }
 

@@ -35,15 +35,7 @@ async fn two_agencies(hub: &Client) -> Result<(String, String, String)> {
         api.create(&PostParams::default(), &ac).await?;
     }
     for name in [&a, &b] {
-        wait_for(&format!("agency {name} Ready"), T, || async {
-            let ac = api.get(name).await?;
-            Ok(ac
-                .status
-                .as_ref()
-                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                .then_some(()))
-        })
-        .await?;
+        wait_agency_ready(hub, name, T).await?;
     }
     Ok((a.clone(), format!("{a}-prod"), b))
 }

@@ -29,15 +29,7 @@ async fn unchanged_agency_reconciles_make_no_requests() -> Result<()> {
     let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, 2, "external", &[("prod", "2", "2Gi")], &group))?;
     let api: Api<AgencyCloud> = Api::all(hub.clone());
     api.create(&PostParams::default(), &ac).await?;
-    wait_for("Ready", Duration::from_secs(90), || async {
-        let ac = api.get(&a).await?;
-        Ok(ac
-            .status
-            .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            .then_some(()))
-    })
-    .await?;
+    wait_agency_ready(&hub, &a, Duration::from_secs(90)).await?;
     // Settle: no applies for 3 s in a row.
     let settled = wait_for("applies to stop", Duration::from_secs(60), || async {
         let (_, m1) = operator_get("/metrics").await?;

@@ -30,15 +30,7 @@ async fn real_agency(hub: &Client, level: u8) -> Result<(String, String)> {
     let ac: AgencyCloud = serde_json::from_value(manifest)?;
     let api: Api<AgencyCloud> = Api::all(hub.clone());
     api.create(&PostParams::default(), &ac).await?;
-    wait_for("agency Ready", T, || async {
-        let ac = api.get(&a).await?;
-        Ok(ac
-            .status
-            .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            .then_some(()))
-    })
-    .await?;
+    wait_agency_ready(hub, &a, T).await?;
     let ns = format!("{a}-prod");
     testbed(&["pin-namespace", "dc2", &ns]).await?;
     Ok((a, ns))

@@ -49,15 +49,7 @@ async fn gauges_and_reports_equal_what_the_clusters_show() -> Result<()> {
     let ac: AgencyCloud = serde_json::from_value(agency_cloud(&a, 1, "external", &[("prod", "6", "12Gi")], &group))?;
     let agencies: Api<AgencyCloud> = Api::all(hub.clone());
     agencies.create(&PostParams::default(), &ac).await?;
-    wait_for("agency Ready", T, || async {
-        let ac = agencies.get(&a).await?;
-        Ok(ac
-            .status
-            .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            .then_some(()))
-    })
-    .await?;
+    wait_agency_ready(&hub, &a, T).await?;
     let ns = format!("{a}-prod");
     let systems: Api<HostedSystem> = Api::namespaced(hub.clone(), &ns);
     let hs: HostedSystem = serde_json::from_value(json!({
