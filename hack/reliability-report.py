@@ -43,7 +43,8 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "docs" / "reliability.md"))
     args = ap.parse_args()
 
-    faults, corpus, reported, iso = (load(n) for n in ("faults", "corpus", "corpus-reported", "isolation"))
+    faults, corpus, reported, iso, hostile, packets = (
+        load(n) for n in ("faults", "corpus", "corpus-reported", "isolation", "hostile", "packets"))
     targets = [json.loads(p.read_text()) for p in sorted(FIGURES.glob("fuzz-*.json"))]
     fuzz = None
     if targets:
@@ -166,6 +167,40 @@ def main():
           f"**{iso['metrics_leaks']}**.")
     else:
         w(missing("The isolation matrix"))
+    w("")
+    w("## A hostile tenant (tests/tests/hostile.rs)")
+    w("")
+    if hostile:
+        w(f"{hostile['tried']} manifests an agency could write to reach past its own objects (the names of the "
+          "platform's guardrails and of another system, oversized and look-alike names, wildcard, Unicode, "
+          "upper-case and port-carrying hosts, another agency's hosts and domains, egress past the allow-list "
+          "by supernet, neighbour, IPv6 and IPv4-mapped networks, host bits or port, annotation injection, "
+          f"flows to another agency's system): **{hostile['refused_at_admission']} refused at admission naming "
+          f"the field, {hostile['neutralised_by_the_operator']} neutralised by the operator** (reported "
+          "`Degraded`/`InvalidSpec` with nothing written to the member, or built so that it cannot leave the "
+          f"agency); unexpected: **{len(hostile['unexpected'])}**.")
+        for u in hostile["unexpected"]:
+            w(f"- {u}")
+    else:
+        w(missing("The hostile-tenant corpus"))
+    w("")
+    w("## Isolation with packets (tests/tests/packets.rs, real nodes)")
+    w("")
+    if packets:
+        w(f"TCP connections from pods on the real nodes, five agencies (levels 1–3 on the external zone, "
+          f"3–4 on the internal zone): **{packets['tried']} tried, {packets['blocked_as_expected']} blocked as "
+          f"expected, {packets['allowed_as_expected']} allowed as expected, {len(packets['unexpected'])} "
+          "unexpected**. Not tried: DNS (the testbed runs no cluster DNS) and exposure through a real "
+          "ingress controller (the entry's namespace is a stand-in pod in a namespace labelled "
+          "`govcloud.io/ingress`).")
+        w("")
+        w("| connection | expected | got |")
+        w("|---|---|---|")
+        for r in packets["rows"]:
+            got = r["got"] if r["got"] == r["expected"] else f"**{r['got']}**"
+            w(f"| {r['what']} | {r['expected']} | {got} |")
+    else:
+        w(missing("The packet matrix"))
     w("")
     w("## Defects these tests found (fixed)")
     w("")

@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use futures::StreamExt;
 use govcloud_api::HostedSystem;
 use govcloud_tests::*;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -414,27 +415,34 @@ async fn connection_matrix_across_agencies_levels_and_zones() -> Result<()> {
 
     // Policies need a moment after the pods are ready: an expected-open connection is retried
     // for up to 60 s; an expected-closed one is tried three times and must stay closed.
-    let mut rows = Vec::new();
-    for (what, (member, ns, pod), (host, port), expect_open) in attempts {
-        let open = if expect_open {
-            wait_for(&what, Duration::from_secs(60), || async {
-                Ok(connects(member, &ns, &pod, &host, port).await?.then_some(()))
+    // Six at a time (each blocked attempt waits for the connect timeout).
+    let rows: Vec<Result<Row>> = futures::stream::iter(attempts.into_iter().map(
+        |(what, (member, ns, pod), (host, port), expect_open)| async move {
+            let open = if expect_open {
+                wait_for(&what, Duration::from_secs(60), || async {
+                    Ok(connects(member, &ns, &pod, &host, port).await?.then_some(()))
+                })
+                .await
+                .is_ok()
+            } else {
+                let mut any = false;
+                for _ in 0..3 {
+                    any |= connects(member, &ns, &pod, &host, port).await?;
+                }
+                any
+            };
+            Ok(Row {
+                what,
+                expect_open,
+                open,
             })
-            .await
-            .is_ok()
-        } else {
-            let mut any = false;
-            for _ in 0..3 {
-                any |= connects(member, &ns, &pod, &host, port).await?;
-            }
-            any
-        };
-        rows.push(Row {
-            what,
-            expect_open,
-            open,
-        });
-    }
+        },
+    ))
+    .buffer_unordered(6)
+    .collect()
+    .await;
+    let mut rows = rows.into_iter().collect::<Result<Vec<Row>>>()?;
+    rows.sort_by(|a, b| a.what.cmp(&b.what));
 
     let unexpected: Vec<&Row> = rows.iter().filter(|r| r.open != r.expect_open).collect();
     let figures = json!({
