@@ -123,11 +123,11 @@ profile="${BENCH_PROFILE:-release}"
 if [ "$profile" = release ]; then
   log "building the operator and the driver (release)"
   (cd "$root" && cargo build --release -p govcloud-operator -p govcloud-tests --bin bench --bin govcloud-operator)
-  target="$root/target/release"
+  target="$CARGO_TARGET_DIR/release"
 else
   log "building the operator and the driver (debug: the figures of this run are not representative)"
   (cd "$root" && cargo build -p govcloud-operator -p govcloud-tests --bin bench --bin govcloud-operator)
-  target="$root/target/debug"
+  target="$CARGO_TARGET_DIR/debug"
 fi
 
 args=(--agencies "$agencies" --systems "$systems" --backup-share "$backup_share" --clusters "$clusters"

@@ -52,7 +52,7 @@ IMAGES_HOST="${IMAGES_HOST:-registry.gov.cn}"
 REGISTRY_PORT="${REGISTRY_PORT:-15000}"
 CARGO="${CARGO:-cargo}"
 TARGET="x86_64-unknown-linux-gnu"
-STATIC_DIR="$repo/target/$TARGET/release"
+STATIC_DIR="$CARGO_TARGET_DIR/$TARGET/release"
 
 log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[images] ERROR: %s\n' "$*" >&2; exit 1; }

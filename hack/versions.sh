@@ -6,6 +6,9 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 
 GOVCLOUD_CACHE="${GOVCLOUD_CACHE:-$HOME/.cache/govcloud}"
+# Cargo's build output, outside the repository like the other built binaries, so that a
+# fresh clone (CI) reuses it; set CARGO_TARGET_DIR to build elsewhere (e.g. ./target).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$GOVCLOUD_CACHE/cargo-target}"
 K8S_BIN="$GOVCLOUD_CACHE/bin/kubernetes-$K8S_VERSION"
 ETCD_BIN="$GOVCLOUD_CACHE/bin/etcd-$ETCD_VERSION"
 KWOK_BIN="$GOVCLOUD_CACHE/bin/kwok-$KWOK_VERSION"

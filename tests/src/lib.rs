@@ -571,6 +571,18 @@ pub fn agency_cloud(
     })
 }
 
+/// The operator binary built with this test binary (`cargo test --workspace` builds it into
+/// the same profile directory: `<target>/<profile>/deps/<test>` → `<target>/<profile>`),
+/// wherever the target directory is (`CARGO_TARGET_DIR`; `hack/test.sh` keeps it outside
+/// the repository so that a fresh clone reuses the build).
+pub fn operator_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(|deps| deps.parent()).map(|p| p.join("govcloud-operator")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| repo_root().join("target/debug/govcloud-operator"))
+}
+
 /// Waits until AgencyCloud `name` is `Ready`.
 pub async fn wait_agency_ready(hub: &Client, name: &str, timeout: Duration) -> Result<()> {
     let api: Api<govcloud_api::AgencyCloud> = Api::all(hub.clone());

@@ -88,7 +88,7 @@ impl Drop for Replica {
 }
 
 fn binary() -> PathBuf {
-    repo_root().join("target/debug/govcloud-operator")
+    operator_binary()
 }
 
 fn start(identity: &str, kubeconfig: &Path, leader: bool) -> Result<Replica> {

@@ -24,7 +24,7 @@ impl Drop for Replica {
 fn start(identity: &str, kubeconfig: &std::path::Path) -> Result<Replica> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let log = std::fs::File::create(testbed_state().join(format!("{identity}.log")))?;
-    let child = std::process::Command::new(repo_root().join("target/debug/govcloud-operator"))
+    let child = std::process::Command::new(operator_binary())
         .args(["run", "--leader-elect", "--identity", identity])
         .args([
             "--namespace",
