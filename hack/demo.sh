@@ -67,12 +67,14 @@ k -n tenancy-requests wait --for condition=Valid --timeout=60s tr --all >/dev/nu
 k -n tenancy-requests get tr
 
 step "an agency cannot approve itself (kubectl govcloud approve, refused by the admission policy)"
-kgc --as zj-admin -n tenancy-requests approve zj-bigdata --reason self 2>&1 | sed 's/^/  /' || true
+gen() { k -n tenancy-requests get tr "$1" -o jsonpath='{.metadata.generation}'; }
+kgc --as zj-admin -n tenancy-requests approve zj-bigdata --generation "$(gen zj-bigdata)" --reason self 2>&1 \
+  | sed 's/^/  /' || true
 
-step "the platform approver zhang.wei approves both (kubectl govcloud approve)"
+step "the platform approver zhang.wei reviews and approves both (kubectl govcloud approve, for the generation reviewed)"
 for tr in mof zj-bigdata; do
   if [ -z "$(k -n tenancy-requests get tr "$tr" -o jsonpath='{.spec.decision.action}')" ]; then
-    kgc --as zhang.wei -n tenancy-requests approve "$tr" --reason "定级备案材料齐全，同意"
+    kgc --as zhang.wei -n tenancy-requests approve "$tr" --generation "$(gen "$tr")" --reason "定级备案材料齐全，同意"
   fi
 done
 k -n tenancy-requests wait --for condition=Provisioned --timeout=60s tr --all >/dev/null

@@ -238,7 +238,7 @@ async fn request_approve_status_report_and_deny() -> Result<()> {
     ensure!(tr.spec.cloud.placement.cluster.as_deref() == Some(dc.as_str()));
 
     // A user without the approver role is refused, and told which role is missing.
-    let run = kgc(&["approve", &name, "-n", &ns, "--as", &requester]).await?;
+    let run = kgc(&["approve", &name, "-n", &ns, "--as", &requester, "--generation", "1"]).await?;
     ensure!(!run.ok, "a non-approver approved: {run}");
     ensure!(
         run.stderr.contains("refused by govcloud-tenancy-approval")
@@ -247,7 +247,34 @@ async fn request_approve_status_report_and_deny() -> Result<()> {
     );
     ensure!(trs.get(&name).await?.spec.decision.is_none(), "refused, so no decision");
 
-    // The approver approves: the decision is recorded in the approver's name and the cloud is provisioned.
+    // The requester changes the request after the approver looked at generation 1: approving
+    // generation 1 is refused, and the request is shown as it now is.
+    Api::<TenancyRequest>::namespaced(impersonating(1, &requester, &[]).await?, &ns)
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"cloud": {"viewers": [{"kind": "Group", "name": "auditors"}]}}})),
+        )
+        .await?;
+    let run = kgc(&["approve", &name, "-n", &ns, "--as", &approver, "--generation", "1"]).await?;
+    ensure!(
+        !run.ok
+            && run.stderr.contains("--generation 1: TenancyRequest")
+            && run.stderr.contains("now at generation 2")
+            && run.stdout.contains("generation 2")
+            && run.stdout.contains("auditors"),
+        "{run}"
+    );
+    // Without --generation and without a terminal to confirm on, nothing is recorded.
+    let run = kgc(&["approve", &name, "-n", &ns, "--as", &approver]).await?;
+    ensure!(
+        !run.ok && run.stderr.contains("--generation: give the generation"),
+        "{run}"
+    );
+    ensure!(trs.get(&name).await?.spec.decision.is_none(), "refused, so no decision");
+
+    // The approver approves what they reviewed: the decision is recorded in the approver's
+    // name, for generation 2, and the cloud is provisioned.
     let run = kgc(&[
         "approve",
         &name,
@@ -255,12 +282,14 @@ async fn request_approve_status_report_and_deny() -> Result<()> {
         &ns,
         "--as",
         &approver,
+        "--generation",
+        "2",
         "--reason",
         "Fits the annual plan.",
     ])
     .await?;
     ensure!(
-        run.ok && run.stdout.contains(&format!("approved by {approver}")),
+        run.ok && run.stdout.contains(&format!("approved by {approver} (generation 2)")),
         "{run}"
     );
     let decision = trs
@@ -270,7 +299,9 @@ async fn request_approve_status_report_and_deny() -> Result<()> {
         .decision
         .ok_or_else(|| anyhow!("no decision"))?;
     ensure!(
-        decision.decided_by == approver && decision.reason == "Fits the annual plan.",
+        decision.decided_by == approver
+            && decision.reason == "Fits the annual plan."
+            && decision.reviewed_generation == Some(2),
         "{decision:?}"
     );
     wait_for("AgencyCloud Ready", T, || async {
@@ -390,6 +421,8 @@ async fn request_approve_status_report_and_deny() -> Result<()> {
         &ns,
         "--as",
         &approver,
+        "--generation",
+        "1",
         "--reason",
         "File the MLPS record first.",
     ])

@@ -44,10 +44,21 @@ fn request(name: &str, requested_by: &str, group: &str) -> Result<TenancyRequest
     }))?)
 }
 
-fn decision(action: &str, by: &str) -> Patch<Value> {
-    Patch::Merge(
-        json!({"spec": {"decision": {"action": action, "decidedBy": by, "reason": "Checked against the annual plan."}}}),
-    )
+/// A decision on the request as it is at `generation` (the one the approver reviewed).
+fn decision(action: &str, by: &str, generation: i64) -> Patch<Value> {
+    Patch::Merge(json!({"spec": {"decision": {
+        "action": action, "decidedBy": by, "reason": "Checked against the annual plan.",
+        "reviewedGeneration": generation
+    }}}))
+}
+
+/// The request's current generation, as an approver reviewing it sees it.
+async fn generation(api: &Api<TenancyRequest>, name: &str) -> Result<i64> {
+    api.get(name)
+        .await?
+        .metadata
+        .generation
+        .ok_or_else(|| anyhow!("{name} has no metadata.generation"))
 }
 
 fn cond(tr: &TenancyRequest, t: &str) -> Option<(String, String, String)> {
@@ -123,8 +134,9 @@ async fn approved_request_is_provisioned_and_denied_one_is_not() -> Result<()> {
     );
 
     // Approve as the approver, in the approver's own name.
+    let reviewed = generation(&as_approver, &yes).await?;
     as_approver
-        .patch(&yes, &PatchParams::default(), &decision("Approve", &approver))
+        .patch(&yes, &PatchParams::default(), &decision("Approve", &approver, reviewed))
         .await?;
     let tr = wait_tr(&admin, &yes, "Provisioned", "True").await?;
     ensure!(tr.status.as_ref().and_then(|s| s.agency_cloud.clone()) == Some(yes.clone()));
@@ -146,7 +158,11 @@ async fn approved_request_is_provisioned_and_denied_one_is_not() -> Result<()> {
     // A decision is final.
     refused(
         as_approver
-            .patch(&yes, &PatchParams::default(), &decision("Deny", &approver))
+            .patch(
+                &yes,
+                &PatchParams::default(),
+                &decision("Deny", &approver, reviewed + 1),
+            )
             .await,
         "decision is final",
     )?;
@@ -157,7 +173,11 @@ async fn approved_request_is_provisioned_and_denied_one_is_not() -> Result<()> {
         .create(&PostParams::default(), &request(&no, &requester, &group)?)
         .await?;
     as_approver
-        .patch(&no, &PatchParams::default(), &decision("Deny", &approver))
+        .patch(
+            &no,
+            &PatchParams::default(),
+            &decision("Deny", &approver, generation(&as_approver, &no).await?),
+        )
         .await?;
     let tr = wait_tr(&admin, &no, "Decided", "True").await?;
     let (s, reason, _) = cond(&tr, "Provisioned").ok_or_else(|| anyhow!("no Provisioned"))?;
@@ -210,16 +230,17 @@ async fn decisions_cannot_be_forged_or_self_approved() -> Result<()> {
     as_requester
         .create(&PostParams::default(), &request(&n, &requester, "none")?)
         .await?;
+    let g = generation(&as_requester, &n).await?;
     refused(
         as_requester
-            .patch(&n, &PatchParams::default(), &decision("Approve", &approver))
+            .patch(&n, &PatchParams::default(), &decision("Approve", &approver, g))
             .await,
         "only platform approvers",
     )?;
     // The approver cannot record a decision in someone else's name.
     refused(
         as_approver
-            .patch(&n, &PatchParams::default(), &decision("Approve", "someone-else"))
+            .patch(&n, &PatchParams::default(), &decision("Approve", "someone-else", g))
             .await,
         "spec.decision.decidedBy must be your own user name",
     )?;
@@ -228,12 +249,235 @@ async fn decisions_cannot_be_forged_or_self_approved() -> Result<()> {
     as_approver
         .create(&PostParams::default(), &request(&own, &approver, "none")?)
         .await?;
+    let g = generation(&as_approver, &own).await?;
     refused(
         as_approver
-            .patch(&own, &PatchParams::default(), &decision("Approve", &approver))
+            .patch(&own, &PatchParams::default(), &decision("Approve", &approver, g))
             .await,
         "cannot decide their own",
     )?;
+    Ok(())
+}
+
+/// Issue 23, hole 5: an approval applies to the request as the approver reviewed it. The
+/// requester widens the request between the review and the decision; the decision for the
+/// reviewed generation is refused, and the cloud finally created is the one approved.
+#[tokio::test]
+async fn an_approval_is_bound_to_the_generation_reviewed() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let ns = unique("requests");
+    let approver = unique("approver");
+    let requester = unique("agency-user");
+    setup_users(&hub, &ns, &approver, &requester).await?;
+    let group = unique("grp");
+    register_member(&hub, &group).await?;
+    let as_requester: Api<TenancyRequest> = Api::namespaced(impersonating(1, &requester, &[]).await?, &ns);
+    let as_approver: Api<TenancyRequest> = Api::namespaced(impersonating(1, &approver, &[]).await?, &ns);
+    let admin: Api<TenancyRequest> = Api::namespaced(hub.clone(), &ns);
+    let acs: Api<AgencyCloud> = Api::all(hub.clone());
+
+    let name = unique_short("bind");
+    as_requester
+        .create(&PostParams::default(), &request(&name, &requester, &group)?)
+        .await?;
+    // The approver reviews the request…
+    let reviewed = generation(&as_approver, &name).await?;
+    // …and before the decision is written the requester widens it: an outside owner, an
+    // unvetted registry, internet egress and a lower security level.
+    as_requester
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cloud": {
+                "securityLevel": 1,
+                "owners": [{"kind": "Group", "name": format!("{name}-owners")}, {"kind": "User", "name": "outsider"}],
+                "allowedRegistries": ["registry.gov.cn", "docker.io"],
+                "egress": [{"name": "anywhere", "cidr": "0.0.0.0/0", "internetExit": true}]
+            }}})),
+        )
+        .await?;
+    let current = generation(&admin, &name).await?;
+    ensure!(
+        current > reviewed,
+        "the change bumped the generation: {reviewed} → {current}"
+    );
+    // The decision for what was reviewed is refused, naming the field and the generation to review.
+    refused(
+        as_approver
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &decision("Approve", &approver, reviewed),
+            )
+            .await,
+        &format!("spec.decision.reviewedGeneration: you reviewed generation {reviewed}"),
+    )?;
+    ensure!(admin.get(&name).await?.spec.decision.is_none(), "refused, so undecided");
+    // A decision that does not say what it was for is refused by the schema.
+    refused(
+        as_approver
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"spec": {"decision": {"action": "Approve", "decidedBy": approver, "reason": "Looks fine."}}}),
+                ),
+            )
+            .await,
+        "reviewedGeneration",
+    )?;
+    // Nor can an approver rewrite the request into something else before approving it.
+    refused(
+        as_approver
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"cloud": {"securityLevel": 2}}})),
+            )
+            .await,
+        "spec.cloud: only the requester",
+    )?;
+
+    // Reviewed again, the request is approved as it now is, and exactly that is created.
+    as_approver
+        .patch(&name, &PatchParams::default(), &decision("Approve", &approver, current))
+        .await?;
+    let tr = wait_tr(&admin, &name, "Provisioned", "True").await?;
+    let (_, _, decided) = cond(&tr, "Decided").ok_or_else(|| anyhow!("no Decided"))?;
+    ensure!(decided.contains(&format!("reviewed generation {current}")), "{decided}");
+    let ac = acs.get(&name).await?;
+    ensure!(
+        ac.spec.cloud == tr.spec.cloud,
+        "the cloud created is the one approved: {:?}",
+        ac.spec.cloud
+    );
+    // Once decided, the request cannot change.
+    refused(
+        as_requester
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"cloud": {"securityLevel": 2}}})),
+            )
+            .await,
+        "cannot change once decided",
+    )?;
+
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(hub.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+    wait_for("requests gone", T, || async {
+        Ok(admin.get_opt(&name).await?.is_none().then_some(()))
+    })
+    .await?;
+    let _ = acs.delete(&name, &DeleteParams::default()).await;
+    Ok(())
+}
+
+/// Issue 23, hole 8: agencies sharing a requests namespace cannot change or delete each
+/// other's requests; a namespace being deleted still takes every request in it.
+#[tokio::test]
+async fn requesters_cannot_change_or_delete_each_others_requests() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let ns = unique("requests");
+    let approver = unique("approver");
+    let requester = unique("agency-user");
+    let other = unique("other-agency");
+    setup_users(&hub, &ns, &approver, &requester).await?;
+    let rb: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("requesters-{other}"), "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "govcloud-tenancy-requester"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": other}]
+    }))?;
+    Api::<RoleBinding>::namespaced(hub.clone(), &ns)
+        .create(&PostParams::default(), &rb)
+        .await?;
+    let as_requester: Api<TenancyRequest> = Api::namespaced(impersonating(1, &requester, &[]).await?, &ns);
+    let as_other: Api<TenancyRequest> = Api::namespaced(impersonating(1, &other, &[]).await?, &ns);
+    let as_approver: Api<TenancyRequest> = Api::namespaced(impersonating(1, &approver, &[]).await?, &ns);
+    let admin: Api<TenancyRequest> = Api::namespaced(hub.clone(), &ns);
+
+    let mine = unique_short("mine");
+    as_requester
+        .create(&PostParams::default(), &request(&mine, &requester, "none")?)
+        .await?;
+    let filed_by = format!("spec.requestedBy: tenancy request {mine} was filed by {requester}");
+    // Another agency's user may read the request (same namespace) but not change it…
+    as_other.get(&mine).await?;
+    refused(
+        as_other
+            .patch(
+                &mine,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"cloud": {"owners": [{"kind": "User", "name": other}]}}})),
+            )
+            .await,
+        &filed_by,
+    )?;
+    refused(
+        as_other
+            .patch(
+                &mine,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"withdrawn": "true"}}})),
+            )
+            .await,
+        &filed_by,
+    )?;
+    // …nor delete it.
+    match as_other.delete(&mine, &DeleteParams::default()).await {
+        Err(kube::Error::Api(s)) if s.message.contains(&filed_by) => {}
+        Err(e) => bail!("unexpected error deleting another agency's request: {e}"),
+        Ok(_) => bail!("another agency's user deleted the request"),
+    }
+    let tr = admin.get(&mine).await?;
+    ensure!(
+        tr.metadata.deletion_timestamp.is_none() && tr.spec.cloud.owners.iter().all(|o| o.name != other),
+        "the request is untouched: {:?}",
+        tr.spec.cloud.owners
+    );
+    // A platform approver may annotate it (not rewrite it: see the test above).
+    as_approver
+        .patch(
+            &mine,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"govcloud.io/review-note": "budget checked"}}})),
+        )
+        .await?;
+    // The requester corrects and withdraws their own request.
+    as_requester
+        .patch(
+            &mine,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"justification": "Host the municipal open-data portal, its database and its API."}}),
+            ),
+        )
+        .await?;
+    as_requester.delete(&mine, &DeleteParams::default()).await?;
+    wait_for("withdrawn", T, || async {
+        Ok(admin.get_opt(&mine).await?.is_none().then_some(()))
+    })
+    .await?;
+
+    // Deleting the namespace takes every request in it, whoever filed it.
+    let theirs = unique_short("theirs");
+    as_other
+        .create(&PostParams::default(), &request(&theirs, &other, "none")?)
+        .await?;
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(hub.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await?;
+    wait_for("the namespace and its requests gone", T, || async {
+        let ns_gone = Api::<k8s_openapi::api::core::v1::Namespace>::all(hub.clone())
+            .get_opt(&ns)
+            .await?
+            .is_none();
+        Ok((ns_gone && admin.get_opt(&theirs).await?.is_none()).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 

@@ -10,8 +10,10 @@ use super::common::conditions_schema;
 /// An agency's request for a private cloud (部门私有云). The operator validates it and
 /// previews its placement; a platform approver approves or denies it by setting
 /// `spec.decision` (an admission policy checks that `decidedBy` is the approver's own
-/// authenticated name and that the approver holds the approval permission); on approval
-/// the operator creates the AgencyCloud.
+/// authenticated name, that the approver holds the approval permission and that
+/// `reviewedGeneration` is the request's current generation); on approval the operator
+/// creates the AgencyCloud. Only the requester (or a platform approver) may change or
+/// delete a request, and only the requester may change what it asks for.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "govcloud.io",
@@ -36,6 +38,12 @@ use super::common::conditions_schema;
         type_ = "string",
         json_path = ".status.placementPreview.cluster"
     ),
+    printcolumn(
+        name = "Generation",
+        type_ = "integer",
+        json_path = ".metadata.generation",
+        priority = 1
+    ),
     printcolumn(name = "Decision", type_ = "string", json_path = ".spec.decision.action"),
     printcolumn(
         name = "Decided-By",
@@ -53,7 +61,8 @@ use super::common::conditions_schema;
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = kube::core::Rule::new("!has(oldSelf.decision) || (has(self.decision) && self.decision == oldSelf.decision)").message("a decision is final: it cannot be changed or withdrawn; create a new request instead").field_path(".decision"),
-    validation = kube::core::Rule::new("!has(oldSelf.decision) || (self.cloud == oldSelf.cloud && self.justification == oldSelf.justification)").message("the request cannot change after a decision; create a new request instead").field_path(".cloud"),
+    validation = kube::core::Rule::new("!has(self.decision) || (self.cloud == oldSelf.cloud && self.justification == oldSelf.justification)").message("the request cannot change once decided, nor in the write that records the decision (a decision applies to the request as the approver reviewed it); create a new request instead").field_path(".cloud"),
+    validation = kube::core::Rule::new("has(oldSelf.decision) || !has(self.decision) || has(self.decision.reviewedGeneration)").message("required on a new decision: set it to the metadata.generation of the request you reviewed (kubectl govcloud approve and deny fill it in)").field_path(".decision.reviewedGeneration"),
     validation = kube::core::Rule::new("has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy)").message("requestedBy cannot change").field_path(".requestedBy"),
 )]
 pub struct TenancyRequestSpec {
@@ -62,8 +71,10 @@ pub struct TenancyRequestSpec {
     /// Why the agency needs it: the systems to be hosted and their users.
     #[schemars(length(min = 10, max = 4000))]
     pub justification: String,
-    /// The requester's user name. If given, the API server checks it is the caller's own
-    /// name; approvers cannot decide their own requests.
+    /// The requester's user name, exactly as the API server authenticates them. Required
+    /// at creation and checked to be the caller's own name; it never changes. Only this
+    /// user may change `cloud` and `justification`; only this user or a platform approver
+    /// may update or delete the request; approvers cannot decide their own requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub requested_by: Option<String>,
@@ -86,6 +97,15 @@ pub struct Decision {
     /// Why.
     #[schemars(length(min = 1, max = 2000))]
     pub reason: String,
+    /// The `metadata.generation` of the request the approver reviewed. Required on every
+    /// new decision; the API server refuses the decision unless it is the request's
+    /// current generation (the request has not changed since it was reviewed), and the
+    /// operator provisions an approved request only if nothing but the decision changed
+    /// after that generation. Optional in the schema only so that decisions recorded
+    /// before it existed still read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub reviewed_generation: Option<i64>,
 }
 
 /// Approve or deny.

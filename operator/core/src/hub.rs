@@ -1,5 +1,6 @@
 //! Objects the operator keeps on the hub itself: the admission policy that makes tenancy
-//! decisions unforgeable, and the user-facing roles around it.
+//! decisions unforgeable and bound to the version of the request the approver reviewed,
+//! and keeps each request in its requester's hands; and the user-facing roles around it.
 
 use serde_json::{Value, json};
 
@@ -39,17 +40,33 @@ pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": [{
                 "apiGroups": ["govcloud.io"], "apiVersions": ["*"],
-                "operations": ["CREATE", "UPDATE"], "resources": ["tenancyrequests"]}]},
+                "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["tenancyrequests"]}]},
             "variables": [
-                {"name": "decided", "expression": "has(object.spec.decision)"},
-                {"name": "changed", "expression": "request.operation == 'CREATE' ? variables.decided : (variables.decided != has(oldObject.spec.decision) || (variables.decided && object.spec.decision != oldObject.spec.decision))"},
-                {"name": "approver", "expression": "authorizer.group('govcloud.io').resource('tenancyrequests').subresource('approve').namespace(object.metadata.namespace).check('create').allowed()"}
+                // On DELETE `object` is null: nothing is decided by a deletion.
+                {"name": "decided", "expression": "request.operation != 'DELETE' && has(object.spec.decision)"},
+                {"name": "changed", "expression": "request.operation == 'DELETE' ? false : (request.operation == 'CREATE' ? variables.decided : (variables.decided != has(oldObject.spec.decision) || (variables.decided && object.spec.decision != oldObject.spec.decision)))"},
+                {"name": "approver", "expression": "authorizer.group('govcloud.io').resource('tenancyrequests').subresource('approve').namespace(request.namespace).check('create').allowed()"},
+                // The requester recorded at creation (immutable by the schema); '' if none.
+                {"name": "requester", "expression": "request.operation == 'CREATE' || !has(oldObject.spec.requestedBy) ? '' : oldObject.spec.requestedBy"},
+                {"name": "isRequester", "expression": "variables.requester != '' && request.userInfo.username == variables.requester"},
+                // The namespace controller empties a namespace being deleted.
+                {"name": "namespaceDeleting", "expression": "request.operation == 'DELETE' && has(namespaceObject.metadata.deletionTimestamp)"}
             ],
             "validations": [
                 {
                     "expression": "request.operation != 'CREATE' || (has(object.spec.requestedBy) && object.spec.requestedBy == request.userInfo.username)",
                     "messageExpression": "'spec.requestedBy must be set to your own user name (' + request.userInfo.username + ')'",
                     "reason": "Invalid"
+                },
+                {
+                    "expression": "request.operation == 'CREATE' || variables.isRequester || variables.approver || variables.namespaceDeleting",
+                    "messageExpression": "variables.requester == '' ? 'spec.requestedBy: tenancy request ' + oldObject.metadata.name + ' records no requester, so only a platform approver may change or delete it; file a new request (kubectl govcloud request)' : 'spec.requestedBy: tenancy request ' + oldObject.metadata.name + ' was filed by ' + variables.requester + '; only they or a platform approver may change or delete it, not ' + request.userInfo.username + '. File your own request (kubectl govcloud request)'",
+                    "reason": "Forbidden"
+                },
+                {
+                    "expression": "request.operation != 'UPDATE' || variables.isRequester || (object.spec.cloud == oldObject.spec.cloud && object.spec.justification == oldObject.spec.justification)",
+                    "messageExpression": "'spec.cloud: only the requester (' + (variables.requester == '' ? 'none recorded' : variables.requester) + ') may change what tenancy request ' + oldObject.metadata.name + ' asks for (spec.cloud, spec.justification); approvers decide it as filed: deny it with a reason saying what to change'",
+                    "reason": "Forbidden"
                 },
                 {
                     "expression": "!variables.changed || variables.approver",
@@ -65,6 +82,11 @@ pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
                     "expression": "!variables.changed || !has(object.spec.requestedBy) || object.spec.requestedBy != request.userInfo.username",
                     "message": "spec.decision: approvers cannot decide their own tenancy request; ask another approver",
                     "reason": "Forbidden"
+                },
+                {
+                    "expression": "!variables.changed || !variables.decided || request.operation != 'UPDATE' || (has(object.spec.decision.reviewedGeneration) && object.spec.decision.reviewedGeneration == oldObject.metadata.generation)",
+                    "messageExpression": "!has(object.spec.decision.reviewedGeneration) ? 'spec.decision.reviewedGeneration must be set to the metadata.generation of the request you reviewed (now ' + string(oldObject.metadata.generation) + '); if you did set it, the TenancyRequest CRD on the hub is older than the operator: upgrade the CRDs' : 'spec.decision.reviewedGeneration: you reviewed generation ' + string(object.spec.decision.reviewedGeneration) + ' of tenancy request ' + oldObject.metadata.name + ', but it is now at generation ' + string(oldObject.metadata.generation) + ': it changed after your review. Review it again and decide with reviewedGeneration ' + string(oldObject.metadata.generation)",
+                    "reason": "Invalid"
                 }
             ]
         }
@@ -212,6 +234,48 @@ pub fn finalizer_policy(api_version: &str, finalizers: &[(&str, &str)]) -> Vec<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policies_use_reasons_the_api_server_accepts() {
+        for (kind, name, body) in hub_objects() {
+            if kind != "ValidatingAdmissionPolicy" {
+                continue;
+            }
+            for v in body["spec"]["validations"].as_array().into_iter().flatten() {
+                let reason = v["reason"].as_str().unwrap_or_default();
+                assert!(
+                    ["Unauthorized", "Forbidden", "Invalid", "RequestEntityTooLarge"].contains(&reason),
+                    "{name}: {reason}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_approval_policy_also_guards_updates_and_deletions() {
+        let objs = hub_objects();
+        let Some((_, _, policy)) = objs
+            .iter()
+            .find(|(k, n, _)| *k == "ValidatingAdmissionPolicy" && *n == APPROVAL_POLICY)
+        else {
+            panic!("no approval policy");
+        };
+        assert_eq!(
+            policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"],
+            json!(["CREATE", "UPDATE", "DELETE"])
+        );
+        let text = policy["spec"]["validations"].to_string();
+        for needle in [
+            "oldObject.metadata.generation",
+            "variables.isRequester",
+            "namespaceObject",
+        ] {
+            assert!(
+                text.contains(needle) || policy["spec"]["variables"].to_string().contains(needle),
+                "{needle}"
+            );
+        }
+    }
 
     #[test]
     fn finalizer_policy_maps_each_resource_to_its_finalizer() {

@@ -15,15 +15,22 @@ use crate::output::FIELD_MANAGER;
 /// Examples shown by `kubectl govcloud approve --help`.
 pub const APPROVE_EXAMPLES: &str = "\
 Examples:
-  # Approve the request zj-bigdata in the namespace tenancy-requests
+  # Review the request zj-bigdata in the namespace tenancy-requests, then confirm to approve it
   kubectl govcloud approve zj-bigdata -n tenancy-requests --reason \"符合年度上云计划\"
+
+  # Without a terminal: approve generation 3, the version you reviewed
+  # (`kubectl get tr zj-bigdata -n tenancy-requests -o wide` shows the generation)
+  kubectl govcloud approve zj-bigdata -n tenancy-requests --generation 3 --reason \"符合年度上云计划\"
 
   # Follow the cloud the operator creates
   kubectl govcloud status zj-bigdata
 
-The decision is recorded in your own name (the API server checks it) and is final.
-Only platform approvers (role govcloud-tenancy-approver) may decide, and never on a
-request they filed themselves.";
+The command shows the request (its generation, requester, justification and the whole
+spec.cloud) and records the decision for exactly that generation: if the request changed
+since, the API server refuses the decision and you review it again. The decision is
+recorded in your own name (the API server checks it) and is final. Only platform
+approvers (role govcloud-tenancy-approver) may decide, and never on a request they filed
+themselves.";
 
 /// Examples shown by `kubectl govcloud deny --help`.
 pub const DENY_EXAMPLES: &str = "\
@@ -31,7 +38,12 @@ Examples:
   # Deny a request, saying why (the agency sees the reason in the request)
   kubectl govcloud deny zj-bigdata -n tenancy-requests --reason \"请先完成等保备案\"
 
-The decision is recorded in your own name and is final; the agency files a new request.";
+  # Without a terminal: deny generation 3, the version you reviewed
+  kubectl govcloud deny zj-bigdata -n tenancy-requests --generation 3 --reason \"请先完成等保备案\"
+
+As with approve, the request is shown and the decision is bound to the generation
+reviewed. The decision is recorded in your own name and is final; the agency files a new
+request.";
 
 /// Arguments of `approve`.
 #[derive(clap::Args, Debug)]
@@ -41,6 +53,10 @@ pub struct ApproveArgs {
     /// Why (recorded in spec.decision.reason). Default: "Approved".
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// The generation of the request you reviewed (`metadata.generation`). Without it the
+    /// command shows the request and asks you to confirm (on a terminal only).
+    #[arg(long, value_name = "N")]
+    pub generation: Option<i64>,
 }
 
 /// Arguments of `deny`.
@@ -51,11 +67,17 @@ pub struct DenyArgs {
     /// Why it is denied; the agency reads it (recorded in spec.decision.reason).
     #[arg(long, value_name = "TEXT")]
     pub reason: String,
+    /// The generation of the request you reviewed (`metadata.generation`). Without it the
+    /// command shows the request and asks you to confirm (on a terminal only).
+    #[arg(long, value_name = "N")]
+    pub generation: Option<i64>,
 }
 
-/// The merge patch that records a decision.
-pub fn decision_patch(action: DecisionAction, by: &str, reason: &str) -> serde_json::Value {
-    json!({"spec": {"decision": {"action": action, "decidedBy": by, "reason": reason}}})
+/// The merge patch that records a decision on the reviewed generation.
+pub fn decision_patch(action: DecisionAction, by: &str, reason: &str, reviewed_generation: i64) -> serde_json::Value {
+    json!({"spec": {"decision": {
+        "action": action, "decidedBy": by, "reason": reason, "reviewedGeneration": reviewed_generation
+    }}})
 }
 
 fn condition<'a>(
@@ -65,11 +87,89 @@ fn condition<'a>(
     tr.status.as_ref()?.conditions.iter().find(|c| c.type_ == t)
 }
 
-/// Records the decision.
-pub async fn run(g: &Global, name: &str, action: DecisionAction, reason: &str) -> Result<()> {
+/// What the approver is shown before deciding: everything the decision applies to.
+pub fn review(tr: &TenancyRequest, generation: i64) -> Result<String> {
+    let mut out = format!(
+        "TenancyRequest {} in namespace {}, generation {generation}\n",
+        tr.metadata.name.as_deref().unwrap_or_default(),
+        tr.metadata.namespace.as_deref().unwrap_or_default()
+    );
+    out.push_str(&format!(
+        "Requested by:  {}\n",
+        tr.spec.requested_by.as_deref().unwrap_or("(not recorded)")
+    ));
+    let observed = tr.status.as_ref().and_then(|s| s.observed_generation);
+    if observed == Some(generation) {
+        let checks: Vec<String> = [VALID, PLACEABLE]
+            .iter()
+            .filter_map(|t| condition(tr, t).map(|c| format!("{t} {} ({})", c.status, c.message)))
+            .collect();
+        out.push_str(&format!("Checked:       {}\n", checks.join("; ")));
+    } else {
+        out.push_str(&format!(
+            "Checked:       not yet — the operator has not checked generation {generation} (wait a few seconds and run again to see its checks)\n"
+        ));
+    }
+    out.push_str("Justification:\n");
+    for line in tr.spec.justification.lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("spec.cloud:\n");
+    for line in serde_yaml::to_string(&tr.spec.cloud)?.lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    Ok(out)
+}
+
+/// The generation the decision is for: the one given with `--generation`, which must be
+/// the current one, else the current one once the approver confirms (`answer`: their
+/// reply, `None` when there is no terminal to ask on).
+pub fn reviewed_generation(
+    name: &str,
+    verb: &str,
+    given: Option<i64>,
+    current: i64,
+    answer: impl FnOnce() -> Option<String>,
+) -> Result<i64> {
+    match given {
+        Some(g) if g == current => Ok(g),
+        Some(g) => bail!(
+            "--generation {g}: TenancyRequest {name} is now at generation {current}: the requester changed it after you reviewed generation {g}. Nothing was recorded.\nwhat to do: review it again (shown above as it is now) and run again with --generation {current}"
+        ),
+        None => match answer() {
+            Some(a) if matches!(a.trim().to_lowercase().as_str(), "y" | "yes") => Ok(current),
+            Some(_) => bail!("not confirmed; nothing was recorded"),
+            None => bail!(
+                "--generation: give the generation of the request you reviewed (shown above: {current}), e.g. `kubectl govcloud {verb} {name} --generation {current} ...`; without it the command asks for confirmation, which needs a terminal"
+            ),
+        },
+    }
+}
+
+/// Reads the approver's reply from the terminal, `None` if stdin is not one.
+fn ask(question: &str) -> Option<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return None;
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).ok()?;
+    Some(line)
+}
+
+/// Shows the request and records the decision on the generation shown.
+pub async fn run(g: &Global, name: &str, action: DecisionAction, reason: &str, generation: Option<i64>) -> Result<()> {
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 2000 {
         bail!("--reason: write 1 to 2000 characters");
+    }
+    if let Some(n) = generation
+        && n < 1
+    {
+        bail!("--generation: must be 1 or more (the request's metadata.generation), got {n}");
     }
     let conn = connect::connect(g).await?;
     let ns = conn.namespace.clone();
@@ -84,6 +184,12 @@ pub async fn run(g: &Global, name: &str, action: DecisionAction, reason: &str) -
             d.reason
         );
     }
+    let Some(current) = tr.metadata.generation else {
+        bail!(
+            "TenancyRequest {name} in namespace {ns} has no metadata.generation; the API server always sets one: check that --context points at the hub"
+        );
+    };
+    print!("{}", review(&tr, current)?);
     if action == DecisionAction::Approve {
         for t in [VALID, PLACEABLE] {
             if let Some(c) = condition(&tr, t).filter(|c| c.status == "False") {
@@ -95,24 +201,37 @@ pub async fn run(g: &Global, name: &str, action: DecisionAction, reason: &str) -
             }
         }
     }
+    let verb = match action {
+        DecisionAction::Approve => "approve",
+        DecisionAction::Deny => "deny",
+    };
+    let reviewed = reviewed_generation(name, verb, generation, current, || {
+        ask(&format!(
+            "{} TenancyRequest {name} as shown above (generation {current})?",
+            match action {
+                DecisionAction::Approve => "Approve",
+                DecisionAction::Deny => "Deny",
+            }
+        ))
+    })?;
     let me = connect::whoami(&conn.client).await?;
     let pp = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()
     };
-    api.patch(name, &pp, &Patch::Merge(decision_patch(action, &me, reason)))
+    api.patch(name, &pp, &Patch::Merge(decision_patch(action, &me, reason, reviewed)))
         .await
         .map_err(|e| errors::explain(e, &target))?;
     let agency = &tr.spec.cloud.agency.short_name;
     match action {
         DecisionAction::Approve => {
-            println!("tenancyrequest.govcloud.io/{name} approved by {me}");
+            println!("tenancyrequest.govcloud.io/{name} approved by {me} (generation {reviewed})");
             println!(
                 "The operator now creates AgencyCloud {agency}; follow it with `kubectl govcloud status {agency}`."
             );
         }
         DecisionAction::Deny => {
-            println!("tenancyrequest.govcloud.io/{name} denied by {me}");
+            println!("tenancyrequest.govcloud.io/{name} denied by {me} (generation {reviewed})");
             println!("Nothing is created; the agency sees your reason in the request.");
         }
     }
@@ -125,10 +244,68 @@ mod tests {
 
     #[test]
     fn the_patch_sets_only_the_decision() {
-        let p = decision_patch(DecisionAction::Deny, "alice", "no budget");
+        let p = decision_patch(DecisionAction::Deny, "alice", "no budget", 3);
         assert_eq!(
             p,
-            json!({"spec": {"decision": {"action": "Deny", "decidedBy": "alice", "reason": "no budget"}}})
+            json!({"spec": {"decision": {"action": "Deny", "decidedBy": "alice", "reason": "no budget", "reviewedGeneration": 3}}})
         );
+    }
+
+    #[test]
+    fn the_decision_is_for_the_generation_reviewed() {
+        let no_terminal = || None;
+        // --generation must be the current one.
+        assert_eq!(
+            reviewed_generation("r", "approve", Some(4), 4, no_terminal).ok(),
+            Some(4)
+        );
+        let e = reviewed_generation("r", "approve", Some(3), 4, no_terminal).map_err(|e| e.to_string());
+        let e = e.err().unwrap_or_default();
+        assert!(e.contains("now at generation 4") && e.contains("--generation 4"), "{e}");
+        // Without it: confirmation on a terminal, else a pointer to --generation.
+        assert_eq!(
+            reviewed_generation("r", "deny", None, 4, || Some("yes\n".into())).ok(),
+            Some(4)
+        );
+        assert!(reviewed_generation("r", "deny", None, 4, || Some("\n".into())).is_err());
+        let e = reviewed_generation("r", "deny", None, 4, no_terminal).map_err(|e| e.to_string());
+        let e = e.err().unwrap_or_default();
+        assert!(
+            e.starts_with("--generation") && e.contains("kubectl govcloud deny r --generation 4"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_review_shows_the_whole_cloud_and_the_generation() {
+        let tr: TenancyRequest = serde_json::from_value(json!({
+            "apiVersion": "govcloud.io/v1alpha1", "kind": "TenancyRequest",
+            "metadata": {"name": "mof", "namespace": "reqs", "generation": 3},
+            "spec": {"cloud": {
+                "agency": {"displayName": "财政部", "shortName": "mof", "creditCode": "11100000MB0123456X",
+                           "adminLevel": "central", "contact": {"name": "王"}},
+                "securityLevel": 3, "zone": "internal",
+                "environments": [{"name": "prod", "quota": {"cpu": "32", "memory": "128Gi"}}],
+                "owners": [{"kind": "Group", "name": "mof-ops"}],
+                "egress": [{"name": "ldap", "cidr": "10.8.0.0/16"}],
+                "allowedRegistries": ["registry.gov.cn"]},
+                "justification": "迁移预算管理一体化系统\n第二行", "requestedBy": "liu"},
+            "status": {"observedGeneration": 2}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let r = review(&tr, 3).unwrap_or_else(|e| panic!("{e}"));
+        for needle in [
+            "generation 3",
+            "Requested by:  liu",
+            "not yet",
+            "  第二行",
+            "spec.cloud:",
+            "mof-ops",
+            "10.8.0.0/16",
+            "registry.gov.cn",
+            "securityLevel: 3",
+        ] {
+            assert!(r.contains(needle), "{needle}: {r}");
+        }
     }
 }

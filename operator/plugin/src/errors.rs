@@ -143,10 +143,21 @@ fn describe_admission(text: &str) -> String {
     } else if text.contains("requestedBy must be set to your own") {
         "give your own user name with --requested-by, or leave it out and the plugin fills it in (`kubectl auth whoami` shows it)"
             .to_string()
+    } else if text.contains("it changed after your review") {
+        "run the command again: it shows the request as it is now, and your decision then applies to that version"
+            .to_string()
+    } else if text.contains("was filed by") || text.contains("records no requester") {
+        "a request belongs to the user who filed it: change or withdraw your own requests only, and file a new one for anything else (`kubectl govcloud request`)".to_string()
+    } else if text.contains("only the requester") {
+        "approvers decide a request as it was filed; to ask for changes, deny it with a reason saying what to change"
+            .to_string()
     } else {
         "see the message above; the platform guide explains the govcloud admission policies".to_string()
     };
-    let policy = if text.starts_with("spec.decision") || text.starts_with("spec.requestedBy") {
+    let policy = if ["spec.decision", "spec.requestedBy", "spec.cloud"]
+        .iter()
+        .any(|f| text.starts_with(f))
+    {
         APPROVAL_POLICY
     } else {
         "a govcloud admission policy"
@@ -308,6 +319,29 @@ mod tests {
             "tenancyrequests.govcloud.io \"r\" is invalid: ValidatingAdmissionPolicy 'govcloud-tenancy-approval' with binding 'govcloud-tenancy-approval' denied request: spec.requestedBy must be set to your own user name (bob)",
         );
         assert!(describe(&s, &t).contains("--requested-by"));
+    }
+
+    #[test]
+    fn stale_reviews_and_other_agencies_requests_are_explained() {
+        let t = Target::namespaced("TenancyRequest", "tenancyrequests", "r", "reqs");
+        let s = status(
+            422,
+            "Invalid",
+            "tenancyrequests.govcloud.io \"r\" is invalid: ValidatingAdmissionPolicy 'govcloud-tenancy-approval' with binding 'govcloud-tenancy-approval' denied request: spec.decision.reviewedGeneration: you reviewed generation 2 of tenancy request r, but it is now at generation 3: it changed after your review. Review it again and decide with reviewedGeneration 3",
+        );
+        let m = describe(&s, &t);
+        assert!(
+            m.starts_with("refused by govcloud-tenancy-approval: spec.decision.reviewedGeneration"),
+            "{m}"
+        );
+        assert!(m.contains("run the command again"), "{m}");
+        let s = status(
+            403,
+            "Forbidden",
+            "tenancyrequests.govcloud.io \"r\" is forbidden: ValidatingAdmissionPolicy 'govcloud-tenancy-approval' with binding 'govcloud-tenancy-approval' denied request: spec.requestedBy: tenancy request r was filed by alice; only they or a platform approver may change or delete it, not bob. File your own request (kubectl govcloud request)",
+        );
+        let m = describe(&s, &t);
+        assert!(m.contains("belongs to the user who filed it"), "{m}");
     }
 
     #[test]

@@ -33,7 +33,7 @@ Examples:
   # An agency files a request (see `kubectl govcloud request --help` for every option)
   kubectl govcloud request zj-bigdata -n tenancy-requests --agency-name 浙江省大数据发展管理局 ...
 
-  # A platform approver approves it, or denies it with a reason
+  # A platform approver reviews it and approves it, or denies it with a reason
   kubectl govcloud approve zj-bigdata -n tenancy-requests --reason \"符合年度上云计划\"
   kubectl govcloud deny zj-bigdata -n tenancy-requests --reason \"请先完成等保备案\"
 
@@ -85,9 +85,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Request(args) => request::run(g, *args).await,
         Command::Approve(a) => {
             let reason = a.reason.unwrap_or_else(|| "Approved".to_string());
-            decide::run(g, &a.name, DecisionAction::Approve, &reason).await
+            decide::run(g, &a.name, DecisionAction::Approve, &reason, a.generation).await
         }
-        Command::Deny(a) => decide::run(g, &a.name, DecisionAction::Deny, &a.reason).await,
+        Command::Deny(a) => decide::run(g, &a.name, DecisionAction::Deny, &a.reason, a.generation).await,
         Command::Status(a) => status::run(g, a).await,
         Command::Report(a) => report::run(g, a).await,
     }

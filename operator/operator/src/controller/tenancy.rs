@@ -72,6 +72,29 @@ fn validate(tr: &TenancyRequest, ctx: &Context) -> Vec<String> {
     problems
 }
 
+/// Why an approval must not be acted on because the request is not the one the approver
+/// reviewed, or `None` if it is. The decision records the generation reviewed
+/// (`spec.decision.reviewedGeneration`); the write that recorded it is the only change
+/// allowed since, so the request must be at exactly that generation plus one. The
+/// admission policy refuses any other decision, and the schema freezes the request once
+/// decided; this is the operator's own check of the same, for decisions recorded without
+/// the policy in force.
+fn review_mismatch(tr: &TenancyRequest) -> Option<String> {
+    let d = tr.spec.decision.as_ref()?;
+    let now = tr.metadata.generation;
+    match d.reviewed_generation {
+        None => Some(
+            "Approved, but spec.decision.reviewedGeneration is missing: the decision does not say which version of the request was reviewed, so nothing is created. A decision is final: file a new request and have it approved with `kubectl govcloud approve` (which records the generation reviewed)."
+                .to_string(),
+        ),
+        Some(g) if now != Some(g + 1) => Some(format!(
+            "Approved after reviewing generation {g} (spec.decision.reviewedGeneration), but the request is at generation {}: it changed after the review, so nothing is created. A decision is final: file a new request and have it reviewed again.",
+            now.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into())
+        )),
+        Some(_) => None,
+    }
+}
+
 #[instrument(skip_all, fields(request = %tr.name_any(), namespace = tr.namespace().unwrap_or_default()))]
 async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
@@ -159,6 +182,7 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
         }
     };
 
+    let mismatch = review_mismatch(&tr);
     let mut decision_time = prev.decision_observed_time.clone();
     let mut agency_cloud = prev.agency_cloud.clone();
     let (decided, provisioned) = match &tr.spec.decision {
@@ -187,7 +211,15 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
                     DecisionAction::Approve => "Approved",
                     DecisionAction::Deny => "Denied",
                 },
-                format!("{:?} by {}: {}", d.action, d.decided_by, d.reason),
+                format!(
+                    "{:?} by {}{}: {}",
+                    d.action,
+                    d.decided_by,
+                    d.reviewed_generation
+                        .map(|g| format!(" (reviewed generation {g})"))
+                        .unwrap_or_default(),
+                    d.reason
+                ),
             );
             let provisioned = match d.action {
                 DecisionAction::Deny => Desired::new(
@@ -231,6 +263,12 @@ async fn reconcile(tr: Arc<TenancyRequest>, ctx: Arc<Context>) -> Result<Action>
                         ),
                     )
                 }
+                DecisionAction::Approve if mismatch.is_some() => Desired::new(
+                    PROVISIONED,
+                    false,
+                    "NotReviewedAsIs",
+                    mismatch.clone().unwrap_or_default(),
+                ),
                 DecisionAction::Approve if !problems.is_empty() => Desired::new(
                     PROVISIONED,
                     false,
@@ -491,5 +529,41 @@ mod tests {
             );
         }
         assert_eq!(hub_kind("Pod"), None);
+    }
+
+    fn decided(generation: i64, reviewed: Option<i64>) -> TenancyRequest {
+        let mut d = json!({"action": "Approve", "decidedBy": "wang", "reason": "ok"});
+        if let Some(g) = reviewed {
+            d["reviewedGeneration"] = json!(g);
+        }
+        let cloud = json!({
+            "agency": {"displayName": "财政部", "shortName": "mof", "creditCode": "11100000MB0123456X",
+                       "adminLevel": "central", "contact": {"name": "王"}},
+            "securityLevel": 2, "zone": "internal",
+            "environments": [{"name": "prod", "quota": {"cpu": "1", "memory": "1Gi"}}],
+            "owners": [{"kind": "Group", "name": "mof"}], "allowedRegistries": ["registry.gov.cn"]
+        });
+        serde_json::from_value(json!({
+            "apiVersion": "govcloud.io/v1alpha1", "kind": "TenancyRequest",
+            "metadata": {"name": "mof", "namespace": "requests", "generation": generation},
+            "spec": {"cloud": cloud, "justification": "迁移预算管理一体化系统", "requestedBy": "liu", "decision": d}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_approval_counts_only_for_the_generation_reviewed() {
+        // Reviewed at 3, the decision written at 4: nothing else changed.
+        assert_eq!(review_mismatch(&decided(4, Some(3))), None);
+        // The request changed after the review (or the decision came with a change).
+        let m = review_mismatch(&decided(5, Some(3))).unwrap_or_default();
+        assert!(
+            m.contains("generation 3") && m.contains("generation 5") && m.contains("spec.decision.reviewedGeneration"),
+            "{m}"
+        );
+        assert!(review_mismatch(&decided(3, Some(3))).is_some());
+        // A decision that does not say what was reviewed.
+        let m = review_mismatch(&decided(2, None)).unwrap_or_default();
+        assert!(m.contains("spec.decision.reviewedGeneration is missing"), "{m}");
     }
 }
