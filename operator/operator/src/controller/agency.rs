@@ -521,17 +521,17 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     let (roles, all): (Vec<Child>, Vec<Child>) = all.into_iter().partition(|c| c.kind == Kind::ClusterRole);
     // (Not before the cache is synced: a write of roles that are in fact as desired would be
     // refused too.)
+    // Everything else is applied all the same (a removed owner loses access at once); the
+    // status then says what the cluster needs.
+    let mut roles_problem = None;
     let roles_written = if !cache_was_synced {
         vec![]
     } else {
         match apply_children(CONTROLLER, &ctx.metrics, &client, Some(&cache), &roles).await {
             Ok(w) => w,
             Err(Error::Kube(kube::Error::Api(s))) if s.code == 403 => {
-                let msg = roles_refused(&placement.cluster, &s.message);
-                return Ok(Outcome {
-                    status: Some(unreachable("MemberRolesOutdated", msg)),
-                    requeue: Duration::from_secs(60),
-                });
+                roles_problem = Some(roles_refused(&placement.cluster, &s.message));
+                vec![]
             }
             // Anything else (unreachable, …) is met again below and reported there.
             Err(_) => vec![],
@@ -648,6 +648,12 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         let mut hub = build::hub_roles();
         hub.extend(build::hub_children(&name, spec));
         written.extend(apply_children(CONTROLLER, &ctx.metrics, &ctx.client, Some(&hub_cache), &hub).await?);
+    }
+    if let Some(msg) = roles_problem {
+        return Ok(Outcome {
+            status: Some(unreachable("MemberRolesOutdated", msg)),
+            requeue: Duration::from_secs(60),
+        });
     }
     let was_ready = conditions::is_true(&prev.conditions, types::READY);
     if was_ready && cache_was_synced && !written.is_empty() {
@@ -790,7 +796,7 @@ fn backup_compliance(ctx: &Context, level: u8, namespaces: &[String]) -> Desired
 /// What an agency's status says when the member refuses to write the agency roles.
 fn roles_refused(cluster: &str, refusal: &str) -> String {
     format!(
-        "The ClusterRoles {} and {} on cluster {cluster} are missing or differ from what this operator version grants agency staff, and the operator's identity there may not write them ({refusal}). Apply the member manifest of this chart version on that cluster (docs/install.md, \"Member clusters\"); nothing else was changed.",
+        "The ClusterRoles {} and {} on cluster {cluster} are missing or differ from what this operator version grants agency staff, and the operator's identity there may not write them ({refusal}). Apply the member manifest of this chart version on that cluster (docs/install.md, \"Member clusters\"); everything else of the agency was applied.",
         build::OWNER_ROLE,
         build::VIEWER_ROLE
     )
