@@ -69,6 +69,12 @@ case "$cmd" in
     ;;
   install)
     log "installing $release into $namespace on $(sed -n 's/^ *server: //p' "$KUBECONFIG" | head -n 1)"
+    # The member manifest (rbac.hubIsMember) has a Role in Velero's namespace, which must
+    # exist: on the testbed it does once hack/velero.sh ran; create it for runs without it.
+    if "$K8S_BIN/kubectl" --request-timeout=30s get namespace velero >/dev/null 2>&1; then :; else
+      log "creating namespace velero (for the member manifest's Role)"
+      "$K8S_BIN/kubectl" --request-timeout=30s create namespace velero >/dev/null 2>&1 || true
+    fi
     # The agency roles were written by the operator itself before the chart installed them
     # (rbac.hubIsMember): Helm adopts such objects only with its ownership marks.
     for role in govcloud-agency-owner govcloud-agency-viewer; do

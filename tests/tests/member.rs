@@ -44,10 +44,13 @@ fn dry() -> PostParams {
     }
 }
 
-/// Refused by authorization: a 403 that says the identity "cannot" do it.
+/// Refused by authorization: a 403 that says the identity "cannot" do it, or RBAC's
+/// escalation check ("attempting to grant RBAC permissions not currently held").
 fn forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>, what: &str, problems: &mut Vec<String>) {
     match r {
-        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("cannot") => {
+        Err(kube::Error::Api(s))
+            if s.code == 403 && (s.message.contains("cannot") || s.message.contains("not currently held")) =>
+        {
             println!("  {what}: refused: {}", s.message.chars().take(160).collect::<String>());
         }
         other => problems.push(format!("{what}: expected a refusal by RBAC, got {other:?}")),

@@ -167,7 +167,7 @@ fn usage_only(old: Option<&AgencyCloudStatus>, new: &AgencyCloudStatus) -> bool 
 }
 
 /// How long a new cloud waits quietly for its registry policy to take effect before the
-/// wait is reported in its status (`Isolated=False`, `RegistryPolicyPending`).
+/// wait is reported in its status (`Isolated=False`, `AdmissionPoliciesPending`).
 const PENDING_QUIET: Duration = Duration::from_secs(15);
 struct Outcome {
     /// The status to write (`None`: written already, or nothing to write yet).
