@@ -630,7 +630,11 @@ pub fn agency_cloud(
 pub fn operator_binary() -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().and_then(|deps| deps.parent()).map(|p| p.join("govcloud-operator")))
+        .and_then(|exe| {
+            exe.parent()
+                .and_then(|deps| deps.parent())
+                .map(|p| p.join("govcloud-operator"))
+        })
         .filter(|p| p.exists())
         .unwrap_or_else(|| repo_root().join("target/debug/govcloud-operator"))
 }
