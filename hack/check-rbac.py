@@ -19,8 +19,11 @@ the ClusterRole and Role that `helm template` renders for that ServiceAccount:
     writes of RoleBindings or ClusterRoleBindings (the API server checks these verbs
     while authorizing such writes; they never appear as requests of their own).
 
-Usage: check-rbac.py --audit LOG [--offset BYTES] --rendered FILE
-                     [--service-account NS:NAME] [--report FILE] [--not-minimal KIND/NAME]
+Usage: check-rbac.py --audit LOG [--offset BYTES] [--audit LOG [--offset BYTES]...]
+                     --rendered FILE [--service-account NS:NAME] [--report FILE]
+                     [--not-minimal KIND/NAME]...
+Several --audit logs (each with its --offset, in the same order) are read as one: the member
+clusters' logs against the member manifest, whose identity is the same on each member.
 Prints a table of the grants with how often each was used; exits 1 on any failure.
 """
 
@@ -97,8 +100,8 @@ def rules_for(rendered, sa_ns, sa_name):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--audit", required=True)
-    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--audit", required=True, action="append")
+    ap.add_argument("--offset", type=int, action="append", default=[])
     ap.add_argument("--rendered", required=True)
     ap.add_argument("--service-account", default="govcloud-system:govcloud-operator")
     ap.add_argument("--report")
@@ -116,7 +119,12 @@ def main():
     if not rules:
         print(f"check-rbac: FAIL: the chart binds no rules to {username}")
         return 1
-    events = load_events(args.audit, args.offset, username)
+    if len(args.offset) > len(args.audit):
+        raise SystemExit("check-rbac: more --offset than --audit")
+    offsets = args.offset + [0] * (len(args.audit) - len(args.offset))
+    events = []
+    for log, offset in zip(args.audit, offsets):
+        events.extend(load_events(log, offset, username))
     if not events:
         print(f"check-rbac: FAIL: the audit log has no requests of {username} (did the suite run under the chart's ServiceAccount?)")
         return 1

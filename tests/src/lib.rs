@@ -233,7 +233,12 @@ pub async fn put_kubeconfig_secret(hub: &Client, name: &str, kubeconfig_yaml: &s
     Ok(())
 }
 
-/// The kubeconfig of testbed cluster `n` as YAML, with its server URL optionally replaced.
+/// The kubeconfig the operator gets for testbed cluster `n`, as YAML, with its server URL
+/// optionally replaced. For a member (n ≥ 2) it authenticates as the operator's identity
+/// there (the ServiceAccount of the member manifest, see [`member_token`]), as in production,
+/// so that the suite proves the member manifest's grants are enough: the member's audit log
+/// then holds the operator's requests for hack/check-rbac.py. `GOVCLOUD_TEST_MEMBER_ADMIN=1`
+/// gives the admin certificate instead (for debugging only). The hub's is its admin kubeconfig.
 pub fn kubeconfig_yaml(n: usize, server: Option<&str>) -> Result<String> {
     let text = std::fs::read_to_string(kubeconfig_path(n))?;
     let mut value: serde_yaml::Value = serde_yaml::from_str(&text)?;
@@ -246,7 +251,54 @@ pub fn kubeconfig_yaml(n: usize, server: Option<&str>) -> Result<String> {
             }
         }
     }
+    if n >= 2 && !std::env::var("GOVCLOUD_TEST_MEMBER_ADMIN").is_ok_and(|v| v == "1") {
+        let token = member_token(n)?;
+        let user: serde_yaml::Value = serde_yaml::to_value(serde_json::json!(
+            [{"name": OPERATOR_SERVICE_ACCOUNT, "user": {"token": token}}]
+        ))?;
+        if let Some(m) = value.as_mapping_mut() {
+            m.insert("users".into(), user);
+        }
+        if let Some(contexts) = value.get_mut("contexts").and_then(|c| c.as_sequence_mut()) {
+            for c in contexts {
+                if let Some(ctx) = c.get_mut("context").and_then(|c| c.as_mapping_mut()) {
+                    ctx.insert("user".into(), OPERATOR_SERVICE_ACCOUNT.into());
+                }
+            }
+        }
+    }
     Ok(serde_yaml::to_string(&value)?)
+}
+
+static MEMBER_TOKENS: Mutex<std::collections::BTreeMap<usize, String>> = Mutex::new(std::collections::BTreeMap::new());
+
+/// A token (24 h) of the operator's identity on testbed member `n`: the ServiceAccount
+/// govcloud-system/govcloud-operator bound to the chart's member manifest, prepared once per
+/// test binary by `hack/chart.sh member` (what docs/install.md tells a platform engineer to do
+/// on a member).
+pub fn member_token(n: usize) -> Result<String> {
+    let mut tokens = MEMBER_TOKENS
+        .lock()
+        .map_err(|_| anyhow!("member token cache poisoned"))?;
+    if let Some(t) = tokens.get(&n) {
+        return Ok(t.clone());
+    }
+    let out = Command::new("bash")
+        .arg(repo_root().join("hack/chart.sh"))
+        .arg("member")
+        .arg(kubeconfig_path(n))
+        .output()
+        .map_err(|e| anyhow!("cannot run hack/chart.sh member: {e}"))?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || token.is_empty() {
+        bail!(
+            "hack/chart.sh member (dc{n}) failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    tokens.insert(n, token.clone());
+    Ok(token)
 }
 
 /// The API server URL of testbed cluster `n`.

@@ -151,6 +151,147 @@ fn chart_renders_a_hardened_least_privilege_operator() -> Result<()> {
     Ok(())
 }
 
+/// /metrics names every cluster, agency and namespace: by default only the monitoring
+/// namespace may reach the port (issue: it was open to any pod).
+#[test]
+fn chart_metrics_port_is_closed_to_all_but_monitoring_by_default() -> Result<()> {
+    let docs = render(&[])?;
+    let np = find(&docs, "NetworkPolicy", "govcloud-operator")?;
+    let ingress = np["spec"]["ingress"].as_array().cloned().unwrap_or_default();
+    ensure!(ingress.len() == 1, "one ingress rule (the metrics port): {ingress:?}");
+    let from = &ingress[0]["from"];
+    ensure!(
+        *from == json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]),
+        "by default only the namespace monitoring may scrape /metrics, got from: {from}"
+    );
+    // Other scrapers are named in values; an empty list is the explicit choice to open it.
+    let other = render(&[
+        "--set",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=observability",
+    ])?;
+    let from = &find(&other, "NetworkPolicy", "govcloud-operator")?["spec"]["ingress"][0]["from"];
+    ensure!(
+        from[0]["namespaceSelector"]["matchLabels"]["team"] == "observability",
+        "{from}"
+    );
+    Ok(())
+}
+
+/// The member manifest: the operator's identity on a member may not read Secrets outside
+/// Velero's namespace, holds no `escalate`, writes no ClusterRole, and binds only the two
+/// agency roles, which the manifest installs exactly as the operator builds them.
+#[test]
+fn chart_member_rbac_is_narrow_and_installs_the_agency_roles() -> Result<()> {
+    let docs = render(&[
+        "--set",
+        "rbac.hubIsMember=true",
+        "--show-only",
+        "templates/member-rbac.yaml",
+    ])?;
+    let role = find(&docs, "ClusterRole", "govcloud-operator-member")?;
+    let mut problems = Vec::new();
+    for rule in role["rules"].as_array().into_iter().flatten() {
+        let list = |k: &str| -> Vec<String> {
+            rule[k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        let (groups, resources, verbs, names) = (
+            list("apiGroups"),
+            list("resources"),
+            list("verbs"),
+            list("resourceNames"),
+        );
+        for v in [&groups, &resources, &verbs, &names] {
+            if v.iter().any(|x| x == "*") {
+                problems.push(format!("wildcard: {rule}"));
+            }
+        }
+        if resources.iter().any(|r| r == "secrets") {
+            problems.push(format!("Secrets cluster-wide: {rule}"));
+        }
+        for v in ["escalate", "impersonate"] {
+            if verbs.iter().any(|x| x == v) {
+                problems.push(format!("{v}: {rule}"));
+            }
+        }
+        let rbac_write = verbs
+            .iter()
+            .any(|v| !["get", "list", "watch", "bind"].contains(&v.as_str()));
+        if resources
+            .iter()
+            .any(|r| r == "clusterroles" || r == "clusterrolebindings")
+            && rbac_write
+        {
+            problems.push(format!("writes ClusterRoles or ClusterRoleBindings: {rule}"));
+        }
+        if verbs.iter().any(|v| v == "bind")
+            && names
+                != [
+                    "govcloud-agency-owner".to_string(),
+                    "govcloud-agency-viewer".to_string(),
+                ]
+        {
+            problems.push(format!("bind beyond the two agency roles: {rule}"));
+        }
+    }
+    // Secrets only in Velero's namespace (the locations' credentials).
+    let named = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == "govcloud-operator-member")
+    };
+    match (named("Role"), named("RoleBinding")) {
+        (Some(role), Some(rb)) => {
+            if role["metadata"]["namespace"] != "velero" || rb["metadata"]["namespace"] != "velero" {
+                problems.push(format!("the Role for backups is not in namespace velero: {role}"));
+            }
+            if rb["subjects"][0]["name"] != "govcloud-operator" {
+                problems.push(format!("the Role for backups is bound to {}", rb["subjects"]));
+            }
+        }
+        _ => problems.push("no Role (and RoleBinding) govcloud-operator-member in namespace velero".into()),
+    }
+    let without = render(&[
+        "--set",
+        "rbac.hubIsMember=true",
+        "--set",
+        "rbac.memberVeleroNamespace=",
+        "--show-only",
+        "templates/member-rbac.yaml",
+    ])?;
+    ensure!(
+        !without.iter().any(|d| d["kind"] == "Role"),
+        "no Velero Role without its namespace"
+    );
+    // The agency roles, exactly as the operator builds them (label included: it watches them by it).
+    for built in govcloud_core::agency::member_roles() {
+        let Ok(rendered) = find(&docs, "ClusterRole", &built.name) else {
+            problems.push(format!(
+                "the member manifest does not install ClusterRole {}",
+                built.name
+            ));
+            continue;
+        };
+        if rendered["rules"] != built.body["rules"] {
+            problems.push(format!(
+                "ClusterRole {} differs from govcloud_core::agency::member_roles(); update templates/member-rbac.yaml:\n rendered {}\n built    {}",
+                built.name, rendered["rules"], built.body["rules"]
+            ));
+        }
+        if rendered["metadata"]["labels"] != built.body["metadata"]["labels"] {
+            problems.push(format!(
+                "ClusterRole {} labels: {}",
+                built.name, rendered["metadata"]["labels"]
+            ));
+        }
+    }
+    ensure!(problems.is_empty(), "member RBAC:\n{}", problems.join("\n"));
+    Ok(())
+}
+
 #[test]
 fn chart_crds_are_the_generated_ones() -> Result<()> {
     let generated = repo_root().join("crds");

@@ -9,7 +9,9 @@
 //! tenant reaches its own namespaces as its role says and nothing of any other agency.
 //!
 //! Then escalation attempts by an agency owner in its own namespaces, the member kubeconfig
-//! Secrets (only the operator may read them) and the metrics endpoint (no secrets).
+//! Secrets (only the operator may read them) and the metrics endpoint (no secrets); and an
+//! owner's attempts to expose its workloads past the operator (Ingresses, Services of type
+//! LoadBalancer, NodePort or ExternalName, externalIPs).
 //!
 //! Figures go to target/reliability/isolation.json for docs/reliability.md.
 
@@ -83,7 +85,8 @@ fn expected(on_hub: bool, hub_is_member: bool, role: Role, r: &Res, verb: &str) 
     }
     let guardrail = GUARDRAILS.iter().any(|g| g.3 == r.3);
     match role {
-        Role::Owner => read || !guardrail,
+        // Ingresses are read only: exposure happens only through the operator.
+        Role::Owner => read || !(guardrail || r.3 == "ingresses"),
         // Viewers read workloads (not Secrets) and the quota, limits and network policies.
         Role::Viewer => read && r.3 != "secrets" && r.3 != "rolebindings",
     }
@@ -645,6 +648,133 @@ async fn agencies_cannot_reach_each_other_or_escalate() -> Result<()> {
     if code != 200 || !leaked.is_empty() {
         problems.push(format!("metrics ({code}) leak: {leaked:?}"));
     }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
+/// Exposure happens only through the operator: an agency owner on the member can neither
+/// write an Ingress (any class, controller annotations such as configuration snippets) nor
+/// create or change a Service into one reachable from outside the cluster (LoadBalancer,
+/// NodePort, externalIPs) or one forwarding to any host (ExternalName). In-cluster Services
+/// (ClusterIP, headless) stay allowed. The refusals name the field and say what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_cannot_expose_workloads_past_the_operator() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let member_n = 2;
+    let group = unique("grp");
+    create_test_cluster(&hub, &group, "external", 3, member_n, None).await?;
+    let a = ready_agency(&hub, &group).await?;
+    let ns = &a.namespaces[0];
+    let owner_group = format!("{}-owners", a.name);
+    let owner = impersonating(
+        member_n,
+        &format!("{owner_group}-member"),
+        &[owner_group.as_str(), "system:authenticated"],
+    )
+    .await?;
+    let mut problems = Vec::new();
+
+    // An Ingress of its own, on the internet class, with a configuration snippet.
+    let ingress: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "direct", "namespace": ns,
+                     "annotations": {"nginx.ingress.kubernetes.io/configuration-snippet": "proxy_pass http://169.254.169.254/;"}},
+        "spec": {"ingressClassName": "govcloud-internet", "rules": [{"host": "direct.example.gov.cn", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}
+    }))?;
+    let ing_res: Res = ("networking.k8s.io", "v1", "Ingress", "ingresses");
+    match api(&owner, &ing_res, ns).create(&dry(), &ingress).await {
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("cannot create resource") => {
+            println!("  ingress: refused by RBAC: {}", s.message);
+        }
+        other => problems.push(format!(
+            "an owner's own Ingress: expected a refusal by RBAC, got {other:?}"
+        )),
+    }
+
+    // Services: each refused by the admission policy, naming the field.
+    let svc_res: Res = ("", "v1", "Service", "services");
+    let service = |name: &str, spec: serde_json::Value| -> Result<DynamicObject> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": spec
+        }))?)
+    };
+    let port = json!([{"port": 80, "targetPort": 8080}]);
+    for (what, spec, field) in [
+        (
+            "LoadBalancer",
+            json!({"type": "LoadBalancer", "ports": port}),
+            "spec.type: LoadBalancer",
+        ),
+        (
+            "NodePort",
+            json!({"type": "NodePort", "ports": port}),
+            "spec.type: NodePort",
+        ),
+        (
+            "ExternalName (server-side request forgery)",
+            json!({"type": "ExternalName", "externalName": "metadata.internal.example"}),
+            "spec.type: ExternalName",
+        ),
+        (
+            "externalIPs",
+            json!({"type": "ClusterIP", "ports": port, "externalIPs": ["203.0.113.10"]}),
+            "spec.externalIPs",
+        ),
+    ] {
+        match api(&owner, &svc_res, ns)
+            .create(&dry(), &service("direct", spec)?)
+            .await
+        {
+            Err(kube::Error::Api(s))
+                if s.message.contains("govcloud-service-exposure")
+                    && s.message.contains(field)
+                    && s.message.contains("only through the operator") =>
+            {
+                println!("  service {what}: {} {}", s.code, s.message);
+            }
+            other => problems.push(format!(
+                "a Service {what}: expected the admission policy's refusal naming {field}, got {other:?}"
+            )),
+        }
+    }
+    // In-cluster Services of its own workloads stay allowed; one cannot be turned into a
+    // NodePort afterwards either.
+    let plain = service("in-cluster", json!({"ports": port, "selector": {"app": "web"}}))?;
+    let svcs = api(&owner, &svc_res, ns);
+    if let Err(e) = svcs.create(&PostParams::default(), &plain).await {
+        problems.push(format!("an owner's ClusterIP Service was refused: {e}"));
+    } else {
+        let pp = PatchParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        match svcs
+            .patch("in-cluster", &pp, &Patch::Merge(json!({"spec": {"type": "NodePort"}})))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.message.contains("spec.type: NodePort") => {
+                println!("  service changed to NodePort: {} {}", s.code, s.message);
+            }
+            other => problems.push(format!(
+                "changing a ClusterIP Service to NodePort: expected a refusal, got {other:?}"
+            )),
+        }
+        let headless = service(
+            "headless",
+            json!({"clusterIP": "None", "ports": port, "selector": {"app": "db"}}),
+        )?;
+        if let Err(e) = svcs.create(&dry(), &headless).await {
+            problems.push(format!("an owner's headless Service was refused: {e}"));
+        }
+        let _ = svcs.delete("in-cluster", &DeleteParams::default()).await;
+    }
+    let _ = Api::<AgencyCloud>::all(hub.clone())
+        .delete(&a.name, &Default::default())
+        .await;
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
     }

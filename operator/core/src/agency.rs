@@ -29,6 +29,10 @@ pub const REGISTRY_POLICY: &str = "govcloud-registries";
 /// Annotation of an agency namespace: its allowed registries, comma-separated, written by the
 /// operator from `spec.allowedRegistries` (agencies cannot change namespaces).
 pub const REGISTRY_ANNOTATION: &str = "govcloud.io/allowed-registries";
+/// The Service admission policy (and its binding), one per member cluster: in agency
+/// namespaces only in-cluster Services (`ClusterIP`, headless); exposure happens only through
+/// the operator (a HostedSystem's `spec.exposure`).
+pub const SERVICE_POLICY: &str = "govcloud-service-exposure";
 /// Prefix of the per-agency registry policies (and bindings) of earlier versions,
 /// `govcloud-registries-<agency>`: pruned.
 pub const LEGACY_REGISTRY_POLICY_PREFIX: &str = "govcloud-registries-";
@@ -312,7 +316,6 @@ pub fn shared_children() -> Vec<Child> {
         {"apiGroups": [""], "resources": ["pods", "services", "configmaps", "secrets", "persistentvolumeclaims"]},
         {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets"]},
         {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"]},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"]},
         {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"]},
         {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"]},
         {"apiGroups": ["govcloud.io"], "resources": ["hostedsystems", "backuppolicies"]}
@@ -341,7 +344,12 @@ pub fn shared_children() -> Vec<Child> {
         })
         .unwrap_or_default();
     owner_rules.push(json!({"apiGroups": [""], "resources": ["pods/log", "pods/status", "resourcequotas", "limitranges", "events"], "verbs": read}));
-    owner_rules.push(json!({"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": read}));
+    // Ingresses only read: exposure happens only through the operator (a HostedSystem's
+    // spec.exposure, with the internet-exposure approval at level 3), never by an Ingress of
+    // the agency's own (another class, controller annotations such as configuration snippets).
+    owner_rules.push(
+        json!({"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies", "ingresses"], "verbs": read}),
+    );
     owner_rules.push(json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": read}));
     let mut viewer_rules: Vec<Value> = workloads
         .as_array()
@@ -361,7 +369,9 @@ pub fn shared_children() -> Vec<Child> {
     viewer_rules.push(
         json!({"apiGroups": [""], "resources": ["pods/log", "resourcequotas", "limitranges", "events"], "verbs": read}),
     );
-    viewer_rules.push(json!({"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": read}));
+    viewer_rules.push(
+        json!({"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies", "ingresses"], "verbs": read}),
+    );
 
     vec![
         Child::new(
@@ -386,7 +396,64 @@ pub fn shared_children() -> Vec<Child> {
             &labels,
             registry_policy_binding(),
         ),
+        Child::new(Kind::Policy, None, SERVICE_POLICY, &labels, service_policy()),
+        Child::new(
+            Kind::PolicyBinding,
+            None,
+            SERVICE_POLICY,
+            &labels,
+            agency_namespaces_binding(SERVICE_POLICY),
+        ),
     ]
+}
+
+/// The agency roles ([`OWNER_ROLE`], [`VIEWER_ROLE`]) of [`shared_children`]. The member
+/// manifest of the chart installs them (`templates/member-rbac.yaml`, checked equal by a
+/// test), so that the operator's identity on a member needs only `bind` on them, not
+/// `escalate`: it writes them only where they are missing or differ and it may.
+pub fn member_roles() -> Vec<Child> {
+    shared_children()
+        .into_iter()
+        .filter(|c| c.kind == Kind::ClusterRole)
+        .collect()
+}
+
+/// What [`SERVICE_POLICY`] tells an agency: exposure happens only through the operator.
+const EXPOSURE_HINT: &str = "exposure happens only through the operator: declare spec.exposure on a HostedSystem (government network or, with the level-3 approval, internet entry)";
+
+/// The Service admission policy shared by every agency on a cluster: no `LoadBalancer`,
+/// `NodePort` or `ExternalName` Service (the last one would let a pod reach any name through
+/// the cluster's DNS and ingress controllers: server-side request forgery) and no
+/// `spec.externalIPs` in agency namespaces. The operator's own Services (ClusterIP, headless)
+/// pass; so does a ClusterIP Service of the agency's own workloads.
+pub fn service_policy() -> Value {
+    json!({"spec": {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": [
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["services"]}
+        ]},
+        "validations": [
+            {
+                "expression": "!has(object.spec.type) || object.spec.type == 'ClusterIP'",
+                "messageExpression": format!("'spec.type: ' + object.spec.type + ' Services are not allowed in agency namespaces; ' + (object.spec.type == 'ExternalName' ? 'an ExternalName Service would forward to any host (server-side request forgery); ' : 'they would open nodes or load balancers to outside networks; ') + 'use type ClusterIP (the default) inside the cluster: {EXPOSURE_HINT}'"),
+                "reason": "Forbidden"
+            },
+            {
+                "expression": "!has(object.spec.externalIPs) || size(object.spec.externalIPs) == 0",
+                "message": format!("spec.externalIPs is not allowed in agency namespaces (it would take traffic for addresses outside the cluster); remove it: {EXPOSURE_HINT}"),
+                "reason": "Forbidden"
+            }
+        ]
+    }})
+}
+
+/// A binding of `policy` to every namespace labelled for an agency.
+fn agency_namespaces_binding(policy: &str) -> Value {
+    json!({"spec": {
+        "policyName": policy,
+        "validationActions": ["Deny"],
+        "matchResources": {"namespaceSelector": {"matchExpressions": [{"key": AGENCY_LABEL, "operator": "Exists"}]}}
+    }})
 }
 
 /// The registry admission policy shared by every agency on a cluster. The allowed registries
@@ -420,11 +487,7 @@ pub fn registry_policy() -> Value {
 
 /// The binding of [`registry_policy`]: every namespace labelled for an agency.
 pub fn registry_policy_binding() -> Value {
-    json!({"spec": {
-        "policyName": REGISTRY_POLICY,
-        "validationActions": ["Deny"],
-        "matchResources": {"namespaceSelector": {"matchExpressions": [{"key": AGENCY_LABEL, "operator": "Exists"}]}}
-    }})
+    agency_namespaces_binding(REGISTRY_POLICY)
 }
 
 /// The value of [`REGISTRY_ANNOTATION`]: the registries without trailing slashes, comma-separated.
@@ -819,6 +882,9 @@ allowedRegistries: [registry.gov.cn, harbor.dc.gov.cn/mof/]
                 "networkpolicies",
                 "namespaces",
                 "rolebindings",
+                // Exposure happens only through the operator.
+                "ingresses",
+                "httproutes",
             ] {
                 assert!(
                     !(writes && res.iter().any(|r| r == guarded)),
@@ -826,6 +892,33 @@ allowedRegistries: [registry.gov.cn, harbor.dc.gov.cn/mof/]
                 );
             }
         }
+    }
+
+    #[test]
+    fn services_policy_refuses_exposure_naming_the_field() {
+        let shared = shared_children();
+        let p = find(&shared, Kind::Policy, None, SERVICE_POLICY);
+        let text = p.body.to_string();
+        for needle in [
+            "spec.type: ",
+            "spec.externalIPs",
+            "ExternalName",
+            "only through the operator",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        let rules = &p.body["spec"]["matchConstraints"]["resourceRules"][0];
+        assert_eq!(rules["resources"], json!(["services"]));
+        assert_eq!(rules["operations"], json!(["CREATE", "UPDATE"]));
+        let b = find(&shared, Kind::PolicyBinding, None, SERVICE_POLICY);
+        assert_eq!(b.body["spec"]["policyName"], SERVICE_POLICY);
+        assert_eq!(
+            b.body["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0],
+            json!({"key": AGENCY_LABEL, "operator": "Exists"})
+        );
+        // The roles the member manifest installs are the shared ClusterRoles.
+        let roles: Vec<_> = member_roles().iter().map(|c| c.name.clone()).collect();
+        assert_eq!(roles, vec![OWNER_ROLE.to_string(), VIEWER_ROLE.to_string()]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams};
@@ -167,7 +167,7 @@ fn usage_only(old: Option<&AgencyCloudStatus>, new: &AgencyCloudStatus) -> bool 
 }
 
 /// How long a new cloud waits quietly for its registry policy to take effect before the
-/// wait is reported in its status (`Isolated=False`, `RegistryPolicyPending`).
+/// wait is reported in its status (`Isolated=False`, `AdmissionPoliciesPending`).
 const PENDING_QUIET: Duration = Duration::from_secs(15);
 struct Outcome {
     /// The status to write (`None`: written already, or nothing to write yet).
@@ -515,8 +515,31 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         Kind::Deployment | Kind::StatefulSet | Kind::Service | Kind::PodDisruptionBudget | Kind::Ingress => 5,
     });
     let cache_was_synced = cache.is_synced();
+    // The agency roles: installed by the member manifest, which the operator's identity there
+    // may bind but not write (no `escalate`). Written only where missing or different, which
+    // such an identity is refused: then the cluster needs the manifest of this version.
+    let (roles, all): (Vec<Child>, Vec<Child>) = all.into_iter().partition(|c| c.kind == Kind::ClusterRole);
+    // (Not before the cache is synced: a write of roles that are in fact as desired would be
+    // refused too.)
+    // Everything else is applied all the same (a removed owner loses access at once); the
+    // status then says what the cluster needs.
+    let mut roles_problem = None;
+    let roles_written = if !cache_was_synced {
+        vec![]
+    } else {
+        match apply_children(CONTROLLER, &ctx.metrics, &client, Some(&cache), &roles).await {
+            Ok(w) => w,
+            Err(Error::Kube(kube::Error::Api(s))) if s.code == 403 => {
+                roles_problem = Some(roles_refused(&placement.cluster, &s.message));
+                vec![]
+            }
+            // Anything else (unreachable, …) is met again below and reported there.
+            Err(_) => vec![],
+        }
+    };
     let result = async {
-        let mut written = apply_children(CONTROLLER, &ctx.metrics, &client, Some(&cache), &all).await?;
+        let mut written = roles_written;
+        written.extend(apply_children(CONTROLLER, &ctx.metrics, &client, Some(&cache), &all).await?);
         // Prune against the full desired set: objects held back above are kept, not deleted.
         written.extend(prune(&client, &cache, &name, &desired_all).await?);
         Ok::<_, Error>(written)
@@ -565,7 +588,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
                 Ok(false)
             }
             None => {
-                let r = registry_policy_active(&client, ns).await;
+                let r = policies_active(&client, ns).await;
                 ctx.registry_probes.probed(&name, r == Ok(true));
                 r
             }
@@ -588,8 +611,9 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         let (reason, message) = match probe {
             Err(m) => ("Forbidden", m),
             Ok(_) => (
-                "RegistryPolicyPending",
-                "Waiting for the API server to activate the image registry policy.".to_string(),
+                "AdmissionPoliciesPending",
+                "Waiting for the API server to activate the admission policies (image registries, Service exposure)."
+                    .to_string(),
             ),
         };
         let status = status_with(
@@ -624,6 +648,12 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
         let mut hub = build::hub_roles();
         hub.extend(build::hub_children(&name, spec));
         written.extend(apply_children(CONTROLLER, &ctx.metrics, &ctx.client, Some(&hub_cache), &hub).await?);
+    }
+    if let Some(msg) = roles_problem {
+        return Ok(Outcome {
+            status: Some(unreachable("MemberRolesOutdated", msg)),
+            requeue: Duration::from_secs(60),
+        });
     }
     let was_ready = conditions::is_true(&prev.conditions, types::READY);
     if was_ready && cache_was_synced && !written.is_empty() {
@@ -763,6 +793,15 @@ fn backup_compliance(ctx: &Context, level: u8, namespaces: &[String]) -> Desired
     }
 }
 
+/// What an agency's status says when the member refuses to write the agency roles.
+fn roles_refused(cluster: &str, refusal: &str) -> String {
+    format!(
+        "The ClusterRoles {} and {} on cluster {cluster} are missing or differ from what this operator version grants agency staff, and the operator's identity there may not write them ({refusal}). Apply the member manifest of this chart version on that cluster (docs/install.md, \"Member clusters\"); everything else of the agency was applied.",
+        build::OWNER_ROLE,
+        build::VIEWER_ROLE
+    )
+}
+
 /// Checks, with a server-side dry run, that the API server already refuses a pod whose
 /// image is outside the allowed registries in `namespace` (admission policies are loaded
 /// asynchronously after their binding is created).
@@ -793,6 +832,37 @@ async fn registry_policy_active(client: &Client, namespace: &str) -> std::result
         )),
         Err(kube::Error::Api(s)) => Ok(s.message.contains(&format!("'{}'", build::REGISTRY_POLICY))
             && s.message.contains("is not from an allowed registry")),
+        _ => Ok(false),
+    }
+}
+
+/// Both admission policies of agency namespaces are in force in `namespace`: the registry
+/// policy and the Service exposure policy (a dry run of a NodePort Service must be refused).
+async fn policies_active(client: &Client, namespace: &str) -> std::result::Result<bool, String> {
+    if !registry_policy_active(client, namespace).await? {
+        return Ok(false);
+    }
+    let svc: Service = match serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "govcloud-service-probe"},
+        "spec": {"type": "NodePort", "ports": [{"port": 80}]}
+    })) {
+        Ok(s) => s,
+        Err(_) => return Ok(false),
+    };
+    let pp = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    match Api::<Service>::namespaced(client.clone(), namespace)
+        .create(&pp, &svc)
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("cannot create resource") => Err(format!(
+            "The operator's identity on this cluster may not create Services, which the Service exposure policy check needs (a server-side dry run; nothing is created): {}. Grant it (the chart's member role has it).",
+            s.message
+        )),
+        Err(kube::Error::Api(s)) => Ok(s.message.contains(&format!("'{}'", build::SERVICE_POLICY))),
         _ => Ok(false),
     }
 }

@@ -178,8 +178,10 @@ impl Cached {
         } else {
             None
         };
-        let mut projected = if entries.is_empty() {
-            // No field sets at all: keep the object.
+        let mut projected = if entries.is_empty() || kind == Kind::ClusterRole {
+            // No field sets at all: keep the object. The agency roles too: the member
+            // manifest installs them (another manager), and they are compared whole, so
+            // that a rule added by someone else counts as a difference.
             full
         } else {
             owned::project(&full, &fields).unwrap_or_default()
