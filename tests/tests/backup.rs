@@ -326,7 +326,7 @@ async fn retention_prunes_old_backups_and_rpo_tracks_the_store() -> Result<()> {
     )
     .await?;
     let backups: Api<DynamicObject> = Api::namespaced_with(s.member.clone(), "velero", &velero("Backup", "backups"));
-    let schedule = format!("{}-minutely", s.ns);
+    let schedule = format!("{}.minutely", s.ns);
     // Backups are taken every minute; the policy keeps two (Velero deletes the others on the
     // operator's DeleteBackupRequests) and never the newest good one.
     let seen = std::sync::Mutex::new(std::collections::BTreeSet::<String>::new());
