@@ -779,15 +779,14 @@ async fn colliding_old_names_and_reused_short_names_cannot_reach_another_agencys
         Duration::from_secs(480),
         || async {
             let list = backups.list(&Default::default()).await?;
+            let requests = dbrs.list(&Default::default()).await?;
             for p in &protected {
                 let gone = list
                     .items
                     .iter()
                     .find(|o| o.metadata.name.as_deref() == Some(p.as_str()))
                     .is_none_or(|o| o.data["status"]["phase"] == "Deleting");
-                let asked = dbrs
-                    .list(&Default::default())
-                    .await?
+                let asked = requests
                     .items
                     .iter()
                     .any(|d| d.data["spec"]["backupName"] == p.as_str());
