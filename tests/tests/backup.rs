@@ -326,7 +326,7 @@ async fn retention_prunes_old_backups_and_rpo_tracks_the_store() -> Result<()> {
     )
     .await?;
     let backups: Api<DynamicObject> = Api::namespaced_with(s.member.clone(), "velero", &velero("Backup", "backups"));
-    let schedule = format!("{}-minutely", s.ns);
+    let schedule = format!("{}.minutely", s.ns);
     // Backups are taken every minute; the policy keeps two (Velero deletes the others on the
     // operator's DeleteBackupRequests) and never the newest good one.
     let seen = std::sync::Mutex::new(std::collections::BTreeSet::<String>::new());
@@ -611,5 +611,268 @@ async fn drill_of_a_broken_backup_fails_and_tenants_stay_isolated() -> Result<()
     Api::<AgencyCloud>::all(s.hub.clone())
         .delete(&other, &DeleteParams::default())
         .await?;
+    Ok(())
+}
+
+/// Velero objects of `kind` in `velero` on a member, as the platform (cluster admin) sees them.
+fn velero_objects(member: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(member.clone(), "velero", &velero(kind, plural))
+}
+
+fn included_namespaces(spec: &Value) -> Vec<String> {
+    spec["includedNamespaces"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// What a backup of `namespace` to `location` contains when the operator takes it.
+fn backup_template(namespace: &str, location: &str) -> Value {
+    json!({
+        "includedNamespaces": [namespace], "storageLocation": location, "ttl": "87600h0m0s",
+        "snapshotVolumes": false, "defaultVolumesToFsBackup": false, "includeClusterResources": false,
+    })
+}
+
+/// Waits until a policy's restore with `trigger` has a result other than `Running`.
+async fn restore_result(
+    api: &Api<BackupPolicy>,
+    name: &str,
+    trigger: &str,
+) -> Result<govcloud_api::backup::RestoreRecord> {
+    let bp = wait_bp(api, name, &format!("restore {trigger} finished"), T_BACKUP, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_restore.as_ref())
+            .is_some_and(|r| r.trigger == trigger && r.result != "Running")
+    })
+    .await?;
+    bp.status
+        .and_then(|s| s.last_restore)
+        .ok_or_else(|| anyhow!("no restore record"))
+}
+
+/// Issue 23: the old Velero names `<namespace>-<policy>` were ambiguous. Agency `<a>` with
+/// environment `bigdata` (policy `prod-open-data`) and agency `<a>-bigdata` with environment
+/// `prod` (policy `open-data`) both had `<a>-bigdata-prod-open-data`, so one policy's
+/// retention pruned, and its restore accepted, the other agency's backups; and a backup of
+/// an earlier agency with the same short name counted as the new one's. Here the second
+/// policy keeps one backup a minute, while next to it are the first agency's backups (one
+/// taken under the old name, as the old operator labelled them) and a backup of an earlier
+/// agency of the second one's name (another credit code): none of those is pruned or
+/// restorable by the second policy, and the first still restores its own old-name backup.
+#[tokio::test]
+async fn colliding_old_names_and_reused_short_names_cannot_reach_another_agencys_backups() -> Result<()> {
+    operator()?;
+    require_velero(2).await?;
+    let hub = client(1).await?;
+    let member = client(2).await?;
+    let group = unique("grp");
+    let region = unique_short("rg");
+    create_test_cluster_in(&hub, &group, &region, "external", 4, 2, None).await?;
+    let store = ObjectStore::start(&unique("store"))?;
+    backup_location(&hub, &region, &region, &store).await?;
+    let location = format!("govcloud-{region}");
+    // `<a>-bigdata` must stay a short name (≤ 20 characters).
+    let a: String = unique_short("z").chars().take(12).collect();
+    let a = a.trim_end_matches('-').to_string();
+    let b = format!("{a}-bigdata");
+    let agencies: Api<AgencyCloud> = Api::all(hub.clone());
+    for (name, env) in [(&a, "bigdata"), (&b, "prod")] {
+        let ac: AgencyCloud = serde_json::from_value(agency_cloud(name, 2, "external", &[(env, "4", "8Gi")], &group))?;
+        agencies.create(&PostParams::default(), &ac).await?;
+    }
+    for name in [&a, &b] {
+        wait_for(&format!("agency {name} Ready"), T, || async {
+            let ac = agencies.get(name).await?;
+            Ok(condition(&ac.status.map(|s| s.conditions).unwrap_or_default(), "Ready")
+                .filter(|c| c.0 == "True")
+                .map(|_| ()))
+        })
+        .await?;
+    }
+    let (ns_a, ns_b) = (format!("{a}-bigdata"), format!("{b}-prod"));
+    let old = format!("{a}-bigdata-prod-open-data");
+    let api_a: Api<BackupPolicy> = Api::namespaced(hub.clone(), &ns_a);
+    let api_b: Api<BackupPolicy> = Api::namespaced(hub.clone(), &ns_b);
+    api_a
+        .create(
+            &PostParams::default(),
+            &policy("prod-open-data", json!({"schedule": "0 2 * * *"}))?,
+        )
+        .await?;
+    let first_a = wait_bp(&api_a, "prod-open-data", "first agency's first backup", T_BACKUP, |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.last_successful_backup.as_ref())
+            .is_some()
+    })
+    .await?
+    .status
+    .and_then(|s| s.last_successful_backup)
+    .map(|r| r.name)
+    .ok_or_else(|| anyhow!("no backup"))?;
+
+    // What the old operator left: the first policy's Schedule and a backup under the old
+    // name (labelled as it labelled them), and a backup of an earlier agency that had the
+    // second one's short name, under the second policy's new Schedule name.
+    let backups = velero_objects(&member, "Backup", "backups");
+    let schedules = velero_objects(&member, "Schedule", "schedules");
+    let legacy_a = format!("{old}-20261101020000");
+    let earlier_b = format!("{ns_b}.open-data-20261101020000");
+    let old_labels = json!({"app.kubernetes.io/managed-by": "govcloud-operator", "govcloud.io/backup-policy": old});
+    let legacy_schedule: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "velero.io/v1", "kind": "Schedule",
+        "metadata": {"name": old, "namespace": "velero", "labels": old_labels.clone()},
+        "spec": {"schedule": "CRON_TZ=Asia/Shanghai 0 2 * * *", "useOwnerReferencesInBackup": false,
+                 "template": backup_template(&ns_a, &location)},
+    }))?;
+    schedules
+        .patch(
+            &old,
+            &PatchParams::apply("backup-test").force(),
+            &Patch::Apply(&legacy_schedule),
+        )
+        .await?;
+    let mut legacy_labels = old_labels.clone();
+    legacy_labels["velero.io/schedule-name"] = json!(old);
+    let other_code = unique_credit_code();
+    for (name, labels, ns) in [
+        (&legacy_a, legacy_labels, &ns_a),
+        (
+            &earlier_b,
+            json!({"app.kubernetes.io/managed-by": "govcloud-operator", "velero.io/schedule-name": format!("{ns_b}.open-data"),
+                   "govcloud.io/backup-namespace": ns_b, "govcloud.io/backup-policy": "open-data",
+                   "govcloud.io/credit-code": other_code}),
+            &ns_b,
+        ),
+    ] {
+        let o: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "velero.io/v1", "kind": "Backup",
+            "metadata": {"name": name, "namespace": "velero", "labels": labels},
+            "spec": backup_template(ns, &location),
+        }))?;
+        backups.create(&PostParams::default(), &o).await?;
+    }
+    for name in [&legacy_a, &earlier_b] {
+        wait_for(&format!("backup {name} Completed"), T_BACKUP, || async {
+            Ok((backups.get(name).await?.data["status"]["phase"] == "Completed").then_some(()))
+        })
+        .await?;
+    }
+
+    // The second policy: a backup a minute, one kept.
+    api_b
+        .create(
+            &PostParams::default(),
+            &policy(
+                "open-data",
+                json!({"schedule": "* * * * *", "rpo": "2m", "retention": {"keepLast": 1, "daily": 0, "weekly": 0, "monthly": 0}}),
+            )?,
+        )
+        .await?;
+    let protected = [first_a.clone(), legacy_a.clone(), earlier_b.clone()];
+    let dbrs = velero_objects(&member, "DeleteBackupRequest", "deletebackuprequests");
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::<String>::new());
+    let violation = wait_for(
+        "the second policy prunes its own backups",
+        Duration::from_secs(480),
+        || async {
+            let list = backups.list(&Default::default()).await?;
+            let requests = dbrs.list(&Default::default()).await?;
+            for p in &protected {
+                let gone = list
+                    .items
+                    .iter()
+                    .find(|o| o.metadata.name.as_deref() == Some(p.as_str()))
+                    .is_none_or(|o| o.data["status"]["phase"] == "Deleting");
+                let asked = requests
+                    .items
+                    .iter()
+                    .any(|d| d.data["spec"]["backupName"] == p.as_str());
+                if gone || asked {
+                    return Ok(Some(Some(format!(
+                        "backup {p} (not the second policy's) was pruned by its retention"
+                    ))));
+                }
+            }
+            let own: Vec<String> = list
+                .items
+                .iter()
+                .filter(|o| included_namespaces(&o.data["spec"]) == [ns_b.clone()])
+                .filter_map(|o| o.metadata.name.clone())
+                .filter(|n| !protected.contains(n))
+                .collect();
+            let mut seen = seen.lock().map_err(|_| anyhow!("lock"))?;
+            seen.extend(own.iter().cloned());
+            let pruned = seen.iter().filter(|n| !own.contains(n)).count();
+            Ok((seen.len() >= 3 && pruned >= 1).then_some(None))
+        },
+    )
+    .await?;
+    if let Some(v) = violation {
+        bail!(v);
+    }
+    let st = api_b
+        .get("open-data")
+        .await?
+        .status
+        .ok_or_else(|| anyhow!("no status"))?;
+    let good = st.last_successful_backup.map(|r| r.name).unwrap_or_default();
+    ensure!(
+        !protected.contains(&good),
+        "the second policy's recovery point is another agency's backup {good}"
+    );
+    // ... nor restore them.
+    for (i, foreign) in protected.iter().enumerate() {
+        let trigger = format!("steal-{i}");
+        api_b
+            .patch(
+                "open-data",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"govcloud.io/restore": trigger, "govcloud.io/restore-backup": foreign}}})),
+            )
+            .await?;
+        let r = restore_result(&api_b, "open-data", &trigger).await?;
+        ensure!(
+            r.result == "Failed" && r.message.contains("is not a successful backup of this policy"),
+            "the second policy restored {foreign}: {r:?}"
+        );
+    }
+    // The first policy still finds its backup taken under the old name, and restores it.
+    api_a
+        .patch(
+            "prod-open-data",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"govcloud.io/restore": "own", "govcloud.io/restore-backup": legacy_a}}})),
+        )
+        .await?;
+    let r = restore_result(&api_a, "prod-open-data", "own").await?;
+    ensure!(r.result == "Passed" && r.backup == legacy_a, "{r:?}");
+    // Its old Schedule is removed (its backups stay), and each policy has a Schedule of its
+    // own, backing up its own namespace.
+    wait_for("the first policy's old Schedule removed", T, || async {
+        Ok(schedules.get_opt(&old).await?.is_none().then_some(()))
+    })
+    .await?;
+    for (name, ns) in [
+        (format!("{ns_a}.prod-open-data"), &ns_a),
+        (format!("{ns_b}.open-data"), &ns_b),
+    ] {
+        let s = schedules.get(&name).await?;
+        ensure!(
+            included_namespaces(&s.data["spec"]["template"]) == [ns.clone()],
+            "Schedule {name}: {:?}",
+            s.data["spec"]["template"]
+        );
+    }
+    for p in &protected {
+        ensure!(backups.get_opt(p).await?.is_some(), "backup {p} deleted");
+    }
+    delete_policy(&api_b, "open-data").await?;
+    delete_policy(&api_a, "prod-open-data").await?;
+    for name in [&a, &b] {
+        agencies.delete(name, &DeleteParams::default()).await?;
+    }
     Ok(())
 }

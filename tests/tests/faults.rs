@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
-use govcloud_api::labels::POLICY_LABEL;
+use govcloud_api::labels::{POLICY_LABEL, POLICY_NAMESPACE_LABEL};
 use govcloud_api::{AgencyCloud, BackupPolicy, DataCenterCluster, HostedSystem};
 use govcloud_tests::*;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -460,13 +460,14 @@ async fn audit(hub: &Client, fleet: &Fleet, canaries: &[(String, String)]) -> Re
         // Velero Schedules of the fleet's policies.
         if let Ok(list) = dynamic(&c, "velero.io", "v1", "Schedule", "schedules").list(&lp).await {
             for o in list.items {
-                let Some(v) = o.labels().get(POLICY_LABEL) else {
+                let (Some(in_ns), Some(v)) = (o.labels().get(POLICY_NAMESPACE_LABEL), o.labels().get(POLICY_LABEL))
+                else {
                     continue;
                 };
                 if let Some((ns, name)) = fleet
                     .policies
                     .iter()
-                    .find(|(ns, name)| &govcloud_core::backup::policy_label_value(ns, name) == v)
+                    .find(|(ns, name)| ns == in_ns && &govcloud_core::backup::policy_label_value(name) == v)
                 {
                     out.objects += 1;
                     seen.entry(("Schedule".into(), ns.clone(), name.clone()))

@@ -1057,14 +1057,22 @@ fn backup_policy_validation_and_retention_never_panic() {
                 let _ = backup::selects(s, &i.labels);
             }
             let name = backup::schedule_name(&i.namespace, &i.policy, i.level % 2 == 0);
-            let _ = backup::policy_label_value(&i.namespace, &i.policy);
+            let _ = backup::legacy_schedule_name(&i.namespace, &i.policy, i.level % 2 == 0);
+            let _ = backup::policy_label_value(&i.policy);
             let _ = backup::policy_hash(&i.namespace, &i.policy);
             let _ = backup::storage_location_name(&i.policy);
-            let v = backup::velero_schedule(&name, &i.namespace, &i.policy, &i.spec, i.systems.as_deref(), "loc");
-            let _ = backup::velero_initial_backup(&name, &i.namespace, &i.policy, &i.spec, i.systems.as_deref(), "loc");
-            let _ = backup::velero_restore(&name, "b0", &i.namespace, Some(&i.policy), &i.policy);
+            let _ = backup::backup_list_selector(&i.namespace, &i.policy);
+            let id = backup::PolicyId::new(&i.namespace, &i.policy, "11100000MB0123456X");
+            let v = backup::velero_schedule(&name, &id, &i.spec, i.systems.as_deref(), "loc");
+            let _ = backup::velero_initial_backup(&name, &id, &i.spec, i.systems.as_deref(), "loc", now);
+            let _ = backup::velero_restore(&name, "b0", &id, Some(&i.policy));
+            let _ = backup::velero_delete_request(&i.policy, &id);
+            let _ = backup::velero_label_value(&i.policy);
             // Properties: the newest successful backup and every running one are kept; the
-            // schedule name is a valid label value (≤ 63 characters).
+            // schedule name and the policy label are valid label values (≤ 63 characters).
+            if name.len() > backup::SCHEDULE_NAME_MAX {
+                return Err(format!("schedule name {name:?} is longer than 63 characters"));
+            }
             let newest_good = i
                 .backups
                 .iter()

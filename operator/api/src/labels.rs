@@ -16,9 +16,17 @@ pub const COMPONENT_LABEL: &str = "govcloud.io/component";
 /// Label key naming the environment.
 pub const ENVIRONMENT_LABEL: &str = "govcloud.io/environment";
 
-/// Label on the operator's Velero objects: the policy (the value is
-/// `govcloud_core::backup::policy_label_value`).
+/// Label on the operator's Velero objects: the name of the BackupPolicy (the value is
+/// `govcloud_core::backup::policy_label_value`). With [`POLICY_NAMESPACE_LABEL`] and
+/// [`CREDIT_CODE_LABEL`] it says whose a backup is (`govcloud_core::backup::PolicyId`).
 pub const POLICY_LABEL: &str = "govcloud.io/backup-policy";
+
+/// Label on the operator's Velero objects: the namespace of the BackupPolicy.
+pub const POLICY_NAMESPACE_LABEL: &str = "govcloud.io/backup-namespace";
+
+/// Label naming the agency's unified social credit code: on its namespaces, and on the
+/// Velero objects of its BackupPolicies.
+pub const CREDIT_CODE_LABEL: &str = "govcloud.io/credit-code";
 
 /// Label of the ConfigMap recording a system's spec on its cluster.
 pub const SPEC_RECORD_LABEL: &str = "govcloud.io/system-spec";

@@ -12,7 +12,7 @@ use super::levels::{self, InternetEgress};
 use super::quantity::Milli;
 use govcloud_api::NetworkZone;
 use govcloud_api::agency::{CloudSpec, EgressRule, Protocol, Subject, SubjectKind};
-use govcloud_api::labels::{AGENCY_LABEL, ENVIRONMENT_LABEL, MANAGED_BY, SYSTEM_LABEL};
+use govcloud_api::labels::{AGENCY_LABEL, CREDIT_CODE_LABEL, ENVIRONMENT_LABEL, MANAGED_BY, SYSTEM_LABEL};
 
 /// Owner ClusterRole installed on every member.
 pub const OWNER_ROLE: &str = "govcloud-agency-owner";
@@ -510,7 +510,7 @@ pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<Refused
         let mut labels = base_labels(name);
         labels.insert(ENVIRONMENT_LABEL.into(), env.name.clone());
         let mut ns_labels = labels.clone();
-        ns_labels.insert("govcloud.io/credit-code".into(), spec.agency.credit_code.clone());
+        ns_labels.insert(CREDIT_CODE_LABEL.into(), spec.agency.credit_code.clone());
         ns_labels.insert("govcloud.io/security-level".into(), spec.security_level.to_string());
         ns_labels.insert("govcloud.io/zone".into(), spec.zone.as_str().into());
         for mode in ["enforce", "audit", "warn"] {

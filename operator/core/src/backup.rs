@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::levels;
 use govcloud_api::backup::{BackupPolicySpec, Retention};
-use govcloud_api::labels::{MANAGED_BY, POLICY_LABEL, SYSTEM_LABEL};
+use govcloud_api::labels::{CREDIT_CODE_LABEL, MANAGED_BY, POLICY_LABEL, POLICY_NAMESPACE_LABEL, SYSTEM_LABEL};
 
 /// Namespace of Velero on every member cluster.
 pub const VELERO_NAMESPACE: &str = "velero";
@@ -277,22 +277,131 @@ pub fn retained(backups: &[Backup], r: &Retention, tz: &TimeZone) -> BTreeSet<St
     keep
 }
 
-/// Name of the Velero Schedule of a policy (`<namespace>-<policy>`, shortened with a hash
-/// to stay a valid label value), with `-offsite` for the off-site copy.
+/// Who a policy's Velero objects belong to: the BackupPolicy's namespace and name, and the
+/// unified social credit code of the agency whose namespace it is. Each is a label value of
+/// its own on everything the operator creates in Velero (Schedules, the backups they take,
+/// Restores, DeleteBackupRequests), and the operator counts, prunes and restores only the
+/// backups that carry all three ([`claim`]). Namespace and name tell policies apart (a
+/// namespace is one agency's); the credit code tells an agency from an earlier one that had
+/// the same short name, and so the same namespaces. The credit code is part of the
+/// AgencyCloud's spec and unique among agency clouds: it comes back with the hub however the
+/// hub is rebuilt, where uids and creation times do not.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PolicyId {
+    /// Namespace of the BackupPolicy.
+    pub namespace: String,
+    /// Name of the BackupPolicy.
+    pub policy: String,
+    /// `spec.agency.creditCode` of the AgencyCloud the namespace belongs to.
+    pub credit_code: String,
+}
+
+impl PolicyId {
+    /// The identity of policy `namespace`/`policy` of the agency with `credit_code`.
+    pub fn new(namespace: &str, policy: &str, credit_code: &str) -> PolicyId {
+        PolicyId {
+            namespace: namespace.to_string(),
+            policy: policy.to_string(),
+            credit_code: credit_code.to_string(),
+        }
+    }
+
+    /// The labels on the policy's Velero objects.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (POLICY_NAMESPACE_LABEL.to_string(), self.namespace.clone()),
+            (POLICY_LABEL.to_string(), policy_label_value(&self.policy)),
+            (CREDIT_CODE_LABEL.to_string(), self.credit_code.clone()),
+        ])
+    }
+
+    /// A label selector for the policy's Velero objects (for `kubectl -l` and list calls).
+    pub fn selector(&self) -> String {
+        self.labels()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether `labels` carry this identity: all three values are the policy's.
+    pub fn carried_by(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels().iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// Longest name of a policy's Velero Schedule: Velero labels each backup with the name of
+/// its Schedule (`velero.io/schedule-name`), and a label value has at most 63 characters.
+pub const SCHEDULE_NAME_MAX: usize = 63;
+
+/// Ending of the off-site Schedule's name.
+const OFFSITE: &str = ".offsite";
+
+/// Name of the Velero Schedule of a policy: `<namespace>.<policy>`, and
+/// `<namespace>.<policy>.offsite` for the off-site copy.
+///
+/// Different (namespace, policy, off-site) give different names. A namespace has no dot,
+/// so the namespace is what precedes the first dot, whole: two namespaces (two agencies)
+/// never share a name. A policy whose name has a dot, or is too long for the name to stay
+/// a label value (63 characters with `.offsite`), is written as the start of its name and
+/// a hash, `<namespace>.<start>.<12 hex digits>` — one more dot than a plain name, so
+/// never equal to one; two such policies of one namespace would need the same 48-bit
+/// SHA-256 prefix. A namespace too long to keep whole (more than 40 characters; agencies'
+/// namespaces have at most 36) gives `<start of namespace>-<16 hex digits>`, without dots.
 pub fn schedule_name(namespace: &str, policy: &str, offsite: bool) -> String {
+    let tail = if offsite { OFFSITE } else { "" };
+    let plain = format!("{namespace}.{policy}");
+    if !policy.contains('.') && plain.len() + OFFSITE.len() <= SCHEDULE_NAME_MAX {
+        return format!("{plain}{tail}");
+    }
+    let hash = sha256_hex(&format!("{namespace}/{policy}"), 12);
+    let room = SCHEDULE_NAME_MAX.saturating_sub(namespace.len() + OFFSITE.len() + hash.len() + 2);
+    let start = policy.replace('.', "-");
+    let start = head(&start, room).trim_end_matches('-');
+    if !start.is_empty() {
+        return format!("{namespace}.{start}.{hash}{tail}");
+    }
+    let hash = sha256_hex(&format!("{namespace}/{policy}/{offsite}"), 16);
+    format!(
+        "{}-{hash}",
+        head(namespace, SCHEDULE_NAME_MAX - hash.len() - 1).trim_end_matches(['-', '.'])
+    )
+}
+
+/// The name the operator gave the policy's Velero Schedule before names carried the
+/// namespace whole (`<namespace>-<policy>`, shortened with a hash over 48 characters, with
+/// `-offsite`). It is ambiguous — `zj` + `bigdata-prod` … and `zj-bigdata` + `prod` … —
+/// so it only finds old backups together with their namespace and time ([`claim`]).
+pub fn legacy_schedule_name(namespace: &str, policy: &str, offsite: bool) -> String {
     let base = format!("{namespace}-{policy}");
     let base = if base.len() > 48 {
-        format!("{}-{:08x}", base[..39].trim_end_matches('-'), fnv(&base))
+        format!("{}-{:08x}", head(&base, 39).trim_end_matches('-'), fnv(&base))
     } else {
         base
     };
     if offsite { format!("{base}-offsite") } else { base }
 }
 
-/// Value of [`POLICY_LABEL`] on the policy's Velero objects: the primary schedule's name
-/// (`<namespace>-<policy>`, shortened with a hash to stay a valid label value).
-pub fn policy_label_value(namespace: &str, policy: &str) -> String {
-    schedule_name(namespace, policy, false)
+/// Value of [`POLICY_LABEL`] on the policy's Velero objects: the policy's name, or for a
+/// name longer than a label value allows its first 46 characters and a 16-digit hash.
+pub fn policy_label_value(policy: &str) -> String {
+    if policy.len() <= 63 {
+        return policy.to_string();
+    }
+    format!(
+        "{}-{}",
+        head(policy, 46).trim_end_matches(['-', '.']),
+        sha256_hex(policy, 16)
+    )
+}
+
+/// A name as Velero writes it into a label value (its `label.GetValidName`): unchanged up
+/// to 63 characters, else the first 57 and 6 hex digits of its SHA-256.
+pub fn velero_label_value(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_string();
+    }
+    format!("{}{}", head(name, 57), sha256_hex(name, 6))
 }
 
 /// Name of the Velero BackupStorageLocation of a BackupLocation.
@@ -305,19 +414,134 @@ fn fnv(s: &str) -> u32 {
         .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
-/// The Velero Schedule of a policy: its namespace (or only the selected systems' objects),
-/// to one location. Volumes are not snapshotted (no CSI or node agent here): manifests,
-/// Secrets and claims are backed up.
-pub fn velero_schedule(
-    name: &str,
+/// The first `chars` hex digits of the SHA-256 of `s`.
+fn sha256_hex(s: &str, chars: usize) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    let mut hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    hex.truncate(chars);
+    hex
+}
+
+/// The longest start of `s` of at most `max` bytes.
+fn head(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Which of a policy's Schedules took a backup that is the policy's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// Taken for the off-site copy.
+    pub offsite: bool,
+    /// Taken under the old names ([`legacy_schedule_name`]), without identity labels.
+    pub legacy: bool,
+}
+
+/// The selector listing the Velero Backups that may be a policy's: those labelled with the
+/// name, or the old name, of one of its Schedules. Whose each one is, [`claim`] decides.
+pub fn backup_list_selector(namespace: &str, policy: &str) -> String {
+    let names: Vec<String> = [false, true]
+        .into_iter()
+        .flat_map(|off| {
+            [
+                schedule_name(namespace, policy, off),
+                legacy_schedule_name(namespace, policy, off),
+            ]
+        })
+        .collect();
+    format!("{SCHEDULE_NAME_LABEL} in ({})", names.join(","))
+}
+
+/// Whether a Velero Backup (its labels, `spec.includedNamespaces` and `status.startTimestamp`)
+/// is one of `id`'s, and from which of its Schedules.
+///
+/// A backup with identity labels is the policy's when all three are the policy's
+/// ([`PolicyId::carried_by`]) and it came from one of the policy's Schedules. A backup
+/// without them, taken before they existed, is the policy's when it came from a Schedule
+/// with one of the policy's old names, as the operator labelled those, backed up exactly
+/// the policy's namespace, and started after the agency cloud was created
+/// (`agency_created`). The old name alone is shared by other policies of other agencies;
+/// with the namespace it is not, but a namespace comes back with an agency of the same
+/// short name, and backups of it from before the agency existed are an earlier agency's.
+pub fn claim(
+    id: &PolicyId,
+    labels: &BTreeMap<String, String>,
+    included_namespaces: &[String],
+    started: Option<Timestamp>,
+    agency_created: Option<Timestamp>,
+) -> Option<Claim> {
+    let schedule = labels.get(SCHEDULE_NAME_LABEL)?;
+    let (ns, policy) = (id.namespace.as_str(), id.policy.as_str());
+    if labels.contains_key(POLICY_NAMESPACE_LABEL) {
+        let offsite = [false, true]
+            .into_iter()
+            .find(|off| *schedule == schedule_name(ns, policy, *off))?;
+        return id.carried_by(labels).then_some(Claim { offsite, legacy: false });
+    }
+    let offsite = [false, true]
+        .into_iter()
+        .find(|off| *schedule == legacy_schedule_name(ns, policy, *off))?;
+    let labelled = labels.get(POLICY_LABEL) == Some(&legacy_schedule_name(ns, policy, false));
+    let of_namespace = included_namespaces == [ns];
+    let after = matches!((started, agency_created), (Some(s), Some(c)) if s >= c);
+    (labelled && of_namespace && after).then_some(Claim { offsite, legacy: true })
+}
+
+/// Whether a Schedule (its labels and template's `includedNamespaces`) is the policy's
+/// Schedule under the old name: labelled as the operator labelled those, without identity
+/// labels, backing up the policy's namespace. Only then is it removed.
+pub fn is_legacy_schedule_of(
     namespace: &str,
     policy: &str,
+    labels: &BTreeMap<String, String>,
+    included_namespaces: &[String],
+) -> bool {
+    !labels.contains_key(POLICY_NAMESPACE_LABEL)
+        && labels.get(POLICY_LABEL) == Some(&legacy_schedule_name(namespace, policy, false))
+        && included_namespaces == [namespace]
+}
+
+/// Whether a Schedule under the old name may still be taking backups: a backup under an
+/// old name is no older than the newest under the new ones (or there are none). Then the
+/// controller looks for the old Schedules to remove them; once the new Schedules have
+/// taken a backup after the old ones stopped, it no longer reads them.
+pub fn legacy_schedules_may_run(backups: &[(Timestamp, Claim)]) -> bool {
+    let newest = |legacy: bool| {
+        backups
+            .iter()
+            .filter(|(_, c)| c.legacy == legacy)
+            .map(|(t, _)| *t)
+            .max()
+    };
+    match (newest(true), newest(false)) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(old), Some(new)) => old >= new,
+    }
+}
+
+fn with_managed_by(id: &PolicyId) -> BTreeMap<String, String> {
+    let mut labels = id.labels();
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    labels
+}
+
+/// The Velero Schedule of a policy: its namespace (or only the selected systems' objects),
+/// to one location. Volumes are not snapshotted (no CSI or node agent here): manifests,
+/// Secrets and claims are backed up. The Schedule and the backups it takes carry the
+/// policy's identity labels.
+pub fn velero_schedule(
+    name: &str,
+    id: &PolicyId,
     spec: &BackupPolicySpec,
     systems: Option<&[String]>,
     location: &str,
 ) -> Value {
     let mut template = json!({
-        "includedNamespaces": [namespace],
+        "includedNamespaces": [id.namespace],
         "storageLocation": location,
         "ttl": VELERO_TTL,
         "snapshotVolumes": false,
@@ -326,7 +550,7 @@ pub fn velero_schedule(
         // Recreated by their controllers on restore.
         "excludedResources": ["pods", "replicasets.apps", "controllerrevisions.apps", "endpoints",
                               "endpointslices.discovery.k8s.io", "events", "events.events.k8s.io"],
-        "metadata": {"labels": {POLICY_LABEL: policy_label_value(namespace, policy)}},
+        "metadata": {"labels": id.labels()},
     });
     if let Some(systems) = systems {
         template["labelSelector"] = json!({"matchExpressions": [
@@ -335,10 +559,7 @@ pub fn velero_schedule(
     }
     json!({
         "apiVersion": "velero.io/v1", "kind": "Schedule",
-        "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": {
-            "app.kubernetes.io/managed-by": MANAGED_BY,
-            POLICY_LABEL: policy_label_value(namespace, policy),
-        }},
+        "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": with_managed_by(id)},
         "spec": {
             "schedule": format!("CRON_TZ={} {}", spec.time_zone, spec.schedule.trim()),
             "useOwnerReferencesInBackup": false,
@@ -348,27 +569,27 @@ pub fn velero_schedule(
 }
 
 /// A first backup taken at once when a schedule has none yet (Velero waits for the first
-/// scheduled time): the schedule's template, labelled as the schedule's own backups are.
+/// scheduled time): the schedule's template, labelled as the schedule's own backups are,
+/// and named as Velero names them, `<schedule>-<UTC time as YYYYMMDDhhmmss>`.
 pub fn velero_initial_backup(
     schedule: &str,
-    namespace: &str,
-    policy: &str,
+    id: &PolicyId,
     spec: &BackupPolicySpec,
     systems: Option<&[String]>,
     location: &str,
+    now: Timestamp,
 ) -> Value {
-    let s = velero_schedule(schedule, namespace, policy, spec, systems, location);
+    let s = velero_schedule(schedule, id, spec, systems, location);
     let mut template = s["spec"]["template"].clone();
     if let Some(t) = template.as_object_mut() {
         t.remove("metadata");
     }
+    let mut labels = with_managed_by(id);
+    labels.insert(SCHEDULE_NAME_LABEL.into(), schedule.into());
     json!({
         "apiVersion": "velero.io/v1", "kind": "Backup",
-        "metadata": {"name": format!("{schedule}-initial"), "namespace": VELERO_NAMESPACE, "labels": {
-            "app.kubernetes.io/managed-by": MANAGED_BY,
-            POLICY_LABEL: policy_label_value(namespace, policy),
-            SCHEDULE_NAME_LABEL: schedule,
-        }},
+        "metadata": {"name": format!("{schedule}-{}", now.strftime("%Y%m%d%H%M%S")),
+                     "namespace": VELERO_NAMESPACE, "labels": labels},
         "spec": template,
     })
 }
@@ -398,30 +619,44 @@ pub fn selects(
     ml && me
 }
 
-/// Short stable hash of a policy, for names of its restores and scratch namespaces.
+/// Short stable hash of a policy (16 hex digits of the SHA-256 of `<namespace>/<policy>`),
+/// for names of its restores and drills' scratch namespaces.
 pub fn policy_hash(namespace: &str, policy: &str) -> String {
-    format!("{:08x}", fnv(&format!("{namespace}/{policy}")))
+    sha256_hex(&format!("{namespace}/{policy}"), 16)
 }
 
 /// A Velero Restore of `backup`: into `target` (a scratch namespace, for drills) or back
 /// into its own namespace (recovery: objects that still exist are left alone).
-pub fn velero_restore(name: &str, backup: &str, namespace: &str, target: Option<&str>, policy: &str) -> Value {
+pub fn velero_restore(name: &str, backup: &str, id: &PolicyId, target: Option<&str>) -> Value {
     let mut spec = json!({
         "backupName": backup,
-        "includedNamespaces": [namespace],
+        "includedNamespaces": [id.namespace],
         "restorePVs": false,
         "existingResourcePolicy": "none",
     });
     if let Some(t) = target {
-        spec["namespaceMapping"] = json!({namespace: t});
+        spec["namespaceMapping"] = json!({id.namespace.as_str(): t});
     }
     json!({
         "apiVersion": "velero.io/v1", "kind": "Restore",
-        "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": {
-            "app.kubernetes.io/managed-by": MANAGED_BY,
-            POLICY_LABEL: policy_label_value(namespace, policy),
-        }},
+        "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": with_managed_by(id)},
         "spec": spec,
+    })
+}
+
+/// Name of the DeleteBackupRequest by which retention prunes `backup`.
+pub fn delete_request_name(backup: &str) -> String {
+    format!("{backup}-prune")
+}
+
+/// The Velero DeleteBackupRequest pruning `backup`, one of `id`'s.
+pub fn velero_delete_request(backup: &str, id: &PolicyId) -> Value {
+    let mut labels = with_managed_by(id);
+    labels.insert(BACKUP_NAME_LABEL.into(), velero_label_value(backup));
+    json!({
+        "apiVersion": "velero.io/v1", "kind": "DeleteBackupRequest",
+        "metadata": {"name": delete_request_name(backup), "namespace": VELERO_NAMESPACE, "labels": labels},
+        "spec": {"backupName": backup},
     })
 }
 
@@ -645,15 +880,364 @@ mod tests {
         assert!(selects(&LabelSelector::default(), &l(&[])));
     }
 
+    /// A valid Kubernetes object name (DNS subdomain) that is also a valid label value.
+    fn valid_name(name: &str) -> bool {
+        static LABEL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").unwrap_or_else(|e| panic!("{e}"))
+        });
+        name.len() <= SCHEDULE_NAME_MAX && name.split('.').all(|l| LABEL.is_match(l))
+    }
+
+    fn valid_label_value(v: &str) -> bool {
+        static VALUE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").unwrap_or_else(|e| panic!("{e}"))
+        });
+        v.len() <= 63 && VALUE.is_match(v)
+    }
+
     #[test]
-    fn names_stay_short() {
-        assert_eq!(schedule_name("mof-prod", "daily", false), "mof-prod-daily");
-        assert_eq!(schedule_name("mof-prod", "daily", true), "mof-prod-daily-offsite");
-        let long = schedule_name(&"a".repeat(60), "policy", true);
-        assert!(long.len() <= 63, "{long}");
+    fn names_are_readable_and_short() {
+        assert_eq!(schedule_name("mof-prod", "daily", false), "mof-prod.daily");
+        assert_eq!(schedule_name("mof-prod", "daily", true), "mof-prod.daily.offsite");
+        // A dot in the policy's name, or a name too long: start of the name and a hash.
+        assert_eq!(
+            schedule_name("zj-bigdata-prod", "open.data", false),
+            "zj-bigdata-prod.open-data.5fd6181105d8"
+        );
+        assert_eq!(
+            schedule_name("zj-bigdata-prod", "open.data", true),
+            "zj-bigdata-prod.open-data.5fd6181105d8.offsite"
+        );
+        let long = "a".repeat(253);
+        for ns in ["mof-prod", "abcdefghijklmnopqrst-abcdefghijklmno", &"n".repeat(63)] {
+            for off in [false, true] {
+                let n = schedule_name(ns, &long, off);
+                assert!(valid_name(&n), "{n}");
+                assert!(n.starts_with(ns) || ns.len() > 40, "{n}");
+            }
+        }
+        assert_eq!(policy_label_value("daily"), "daily");
+        let v = policy_label_value(&long);
+        assert!(valid_label_value(&v) && v.starts_with("aaaa"), "{v}");
+        assert_ne!(policy_label_value(&long), policy_label_value(&format!("{long}b")));
+        // The old names are still computed, to find the backups taken under them.
+        assert_eq!(
+            legacy_schedule_name("mof-prod", "daily", true),
+            "mof-prod-daily-offsite"
+        );
+        assert!(legacy_schedule_name(&"a".repeat(60), "policy", true).len() <= 63);
+        // Velero's label.GetValidName (first 57 characters and 6 hex digits of the SHA-256).
+        assert_eq!(
+            velero_label_value("mof-prod.daily-20261101020000"),
+            "mof-prod.daily-20261101020000"
+        );
+        assert_eq!(
+            velero_label_value("zj-bigdata-prod.open-data-for-the-provincial-portal.offsite-20261101020000"),
+            "zj-bigdata-prod.open-data-for-the-provincial-portal.offsid85292"
+        );
+    }
+
+    fn id(ns: &str, policy: &str, code: &str) -> PolicyId {
+        PolicyId::new(ns, policy, code)
+    }
+
+    const ZJ: &str = "11330000MB19876543";
+    const ZJ_BIGDATA: &str = "11330000MB0123456X";
+
+    #[test]
+    fn the_ambiguous_example_is_told_apart() {
+        // Agency `zj`, environment `bigdata`, policy `prod-open-data`; agency `zj-bigdata`,
+        // environment `prod`, policy `open-data`.
+        let a = id("zj-bigdata", "prod-open-data", ZJ);
+        let b = id("zj-bigdata-prod", "open-data", ZJ_BIGDATA);
+        for off in [false, true] {
+            assert_eq!(
+                legacy_schedule_name(&a.namespace, &a.policy, off),
+                legacy_schedule_name(&b.namespace, &b.policy, off),
+                "the old names collide"
+            );
+            assert_ne!(
+                schedule_name(&a.namespace, &a.policy, off),
+                schedule_name(&b.namespace, &b.policy, off)
+            );
+        }
+        assert_eq!(
+            schedule_name("zj-bigdata", "prod-open-data", false),
+            "zj-bigdata.prod-open-data"
+        );
+        assert_eq!(
+            schedule_name("zj-bigdata-prod", "open-data", false),
+            "zj-bigdata-prod.open-data"
+        );
+        assert_ne!(a.labels(), b.labels());
+        assert_eq!(
+            b.selector(),
+            "govcloud.io/backup-namespace=zj-bigdata-prod,govcloud.io/backup-policy=open-data,govcloud.io/credit-code=11330000MB0123456X"
+        );
+
+        // Backups of each, new and old style: each policy claims its own only.
+        let t = |s: &str| Some(ts(s));
+        let created = t("2026-10-01T00:00:00Z");
+        let new_style = |p: &PolicyId, off: bool| {
+            let mut l = p.labels();
+            l.insert(SCHEDULE_NAME_LABEL.into(), schedule_name(&p.namespace, &p.policy, off));
+            l
+        };
+        let legacy = |p: &PolicyId, off: bool| {
+            BTreeMap::from([
+                (
+                    SCHEDULE_NAME_LABEL.to_string(),
+                    legacy_schedule_name(&p.namespace, &p.policy, off),
+                ),
+                (
+                    POLICY_LABEL.to_string(),
+                    legacy_schedule_name(&p.namespace, &p.policy, false),
+                ),
+            ])
+        };
+        let ns = |p: &PolicyId| vec![p.namespace.clone()];
+        let when = t("2026-11-01T02:00:00Z");
+        for (me, other) in [(&a, &b), (&b, &a)] {
+            for off in [false, true] {
+                let mine = Some(Claim {
+                    offsite: off,
+                    legacy: false,
+                });
+                let mine_old = Some(Claim {
+                    offsite: off,
+                    legacy: true,
+                });
+                assert_eq!(claim(me, &new_style(me, off), &ns(me), when, created), mine);
+                assert_eq!(claim(me, &new_style(other, off), &ns(other), when, created), None);
+                assert_eq!(claim(me, &legacy(me, off), &ns(me), when, created), mine_old);
+                // The same old name, the other agency's namespace: not mine.
+                assert_eq!(claim(me, &legacy(other, off), &ns(other), when, created), None);
+            }
+        }
+    }
+
+    #[test]
+    fn an_earlier_agency_of_the_same_short_name_is_told_apart() {
+        let now = id("zj-prod", "daily", ZJ);
+        let earlier = id("zj-prod", "daily", ZJ_BIGDATA);
+        let created = Some(ts("2026-10-01T00:00:00Z"));
+        let ns = vec!["zj-prod".to_string()];
+        let mut labels = earlier.labels();
+        labels.insert(SCHEDULE_NAME_LABEL.into(), "zj-prod.daily".into());
+        let after = Some(ts("2026-11-01T00:00:00Z"));
+        assert_eq!(claim(&now, &labels, &ns, after, created), None, "another credit code");
+        assert!(claim(&earlier, &labels, &ns, after, created).is_some());
+        // Old-style backups carry no credit code: those from before the agency cloud was
+        // created are an earlier agency's, and one without a start time is nobody's.
+        let old = BTreeMap::from([
+            (SCHEDULE_NAME_LABEL.to_string(), "zj-prod-daily".to_string()),
+            (POLICY_LABEL.to_string(), "zj-prod-daily".to_string()),
+        ]);
+        let before = Some(ts("2026-09-30T23:59:59Z"));
+        assert_eq!(claim(&now, &old, &ns, before, created), None);
+        assert_eq!(claim(&now, &old, &ns, None, created), None);
+        assert_eq!(claim(&now, &old, &ns, after, None), None);
+        assert!(claim(&now, &old, &ns, created, created).is_some());
+        // Not labelled by the operator, or of more than the namespace: not the policy's.
+        let mut unlabelled = old.clone();
+        unlabelled.remove(POLICY_LABEL);
+        assert_eq!(claim(&now, &unlabelled, &ns, after, created), None);
+        let wider = vec!["zj-prod".to_string(), "zj-test".to_string()];
+        assert_eq!(claim(&now, &old, &wider, after, created), None);
+        // Identity labels on a backup of another schedule: not from the policy's schedules.
+        let mut elsewhere = now.labels();
+        elsewhere.insert(SCHEDULE_NAME_LABEL.into(), "zj-prod-daily".into());
+        assert_eq!(claim(&now, &elsewhere, &ns, after, created), None);
+    }
+
+    #[test]
+    fn old_schedules_are_recognised_and_looked_for_only_while_they_may_run() {
+        let labels = BTreeMap::from([(POLICY_LABEL.to_string(), "zj-bigdata-prod-open-data".to_string())]);
+        let ns = |n: &str| vec![n.to_string()];
+        assert!(is_legacy_schedule_of(
+            "zj-bigdata-prod",
+            "open-data",
+            &labels,
+            &ns("zj-bigdata-prod")
+        ));
+        assert!(!is_legacy_schedule_of(
+            "zj-bigdata",
+            "prod-open-data",
+            &labels,
+            &ns("zj-bigdata-prod")
+        ));
+        let mut new = labels.clone();
+        new.insert(POLICY_NAMESPACE_LABEL.into(), "zj-bigdata-prod".into());
+        assert!(!is_legacy_schedule_of(
+            "zj-bigdata-prod",
+            "open-data",
+            &new,
+            &ns("zj-bigdata-prod")
+        ));
+
+        let c = |legacy| Claim { offsite: false, legacy };
+        let t = |s: &str| ts(s);
+        assert!(!legacy_schedules_may_run(&[]));
+        assert!(!legacy_schedules_may_run(&[(t("2026-11-01T00:00:00Z"), c(false))]));
+        assert!(legacy_schedules_may_run(&[(t("2026-11-01T00:00:00Z"), c(true))]));
+        assert!(legacy_schedules_may_run(&[
+            (t("2026-11-01T00:00:00Z"), c(false)),
+            (t("2026-11-02T00:00:00Z"), c(true))
+        ]));
+        assert!(!legacy_schedules_may_run(&[
+            (t("2026-11-02T00:00:00Z"), c(false)),
+            (t("2026-11-01T00:00:00Z"), c(true))
+        ]));
+    }
+
+    /// A small deterministic generator for the property tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        /// A DNS label (`dots` false) or subdomain of `1..=max` characters from a small
+        /// alphabet, so that names overlap often.
+        fn name(&mut self, max: usize, dots: bool) -> String {
+            const A: &[u8] = b"ab0-";
+            let len = 1 + self.below(max);
+            let mut s: Vec<u8> = (0..len).map(|_| A[self.below(A.len())]).collect();
+            if dots {
+                let inner = len.saturating_sub(2);
+                for c in s.iter_mut().skip(1).take(inner) {
+                    if self.below(6) == 0 {
+                        *c = b'.';
+                    }
+                }
+            }
+            let mut s = String::from_utf8(s).unwrap_or_default();
+            // Each label starts and ends with a letter or digit.
+            s = s
+                .split('.')
+                .map(|l| {
+                    let l = l.trim_matches('-');
+                    if l.is_empty() { "a".to_string() } else { l.to_string() }
+                })
+                .collect::<Vec<_>>()
+                .join(".");
+            s
+        }
+    }
+
+    #[test]
+    fn schedule_names_are_injective_over_many_pairs() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        // Every way of splitting dashed words between namespace and policy (the old collision).
+        for words in [
+            vec!["zj", "bigdata", "prod", "open", "data"],
+            vec!["a", "b", "c", "offsite"],
+            vec!["mof", "prod", "daily", "offsite", "offsite"],
+        ] {
+            for cut in 1..words.len() {
+                pairs.push((words[..cut].join("-"), words[cut..].join("-")));
+                pairs.push((words[..cut].join("-"), words[cut..].join(".")));
+            }
+        }
+        // Agency-like namespaces (`<short>-<env>`, up to 36 characters) and random policies:
+        // short, dotted, ending in `offsite`, and long enough to be hashed.
+        for _ in 0..20_000 {
+            let ns = format!(
+                "{}-{}",
+                rng.name(20, false),
+                rng.name(15, false).replace(['-', '0'], "e")
+            );
+            let policy = match rng.below(5) {
+                0 => format!("{}-offsite", rng.name(20, false)),
+                1 => format!("{}.offsite", rng.name(20, false)),
+                2 => rng.name(253, true),
+                _ => rng.name(30, true),
+            };
+            pairs.push((ns, policy));
+        }
+        // Namespaces of any length, up to 63 (beyond agencies').
+        for _ in 0..5_000 {
+            pairs.push((rng.name(63, false), rng.name(80, true)));
+        }
+        pairs.sort();
+        pairs.dedup();
+        let mut names: BTreeMap<String, (String, String, bool)> = BTreeMap::new();
+        let mut labels: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (ns, policy) in &pairs {
+            for off in [false, true] {
+                let n = schedule_name(ns, policy, off);
+                assert!(valid_name(&n), "{ns}/{policy}: {n}");
+                if let Some(prev) = names.insert(n.clone(), (ns.clone(), policy.clone(), off)) {
+                    panic!("{n} for both {prev:?} and {:?}", (ns, policy, off));
+                }
+                // Velero's backup names stay valid object names.
+                let backup = format!("{n}-20261101020000");
+                assert!(backup.len() <= 253 && valid_label_value(&velero_label_value(&backup)));
+            }
+            let id = PolicyId::new(ns, policy, ZJ);
+            for (k, v) in id.labels() {
+                assert!(valid_label_value(&v), "{k}={v}");
+            }
+            let v = policy_label_value(policy);
+            if let Some(prev) = labels.insert((ns.clone(), v.clone()), policy.clone()) {
+                panic!("policy label {v} in {ns} for both {prev} and {policy}");
+            }
+        }
+        assert!(names.len() > 40_000, "{}", names.len());
+        // The same pairs under the old names: this test finds their collisions.
+        let old: BTreeSet<String> = pairs
+            .iter()
+            .map(|(ns, policy)| legacy_schedule_name(ns, policy, false))
+            .collect();
+        assert!(old.len() < pairs.len(), "{} of {}", old.len(), pairs.len());
+    }
+
+    #[test]
+    fn velero_objects_carry_the_identity() {
+        let s = spec("{schedule: '0 2 * * *'}");
+        let me = id("mof-prod", "daily", ZJ);
+        let sched = velero_schedule("mof-prod.daily", &me, &s, None, "govcloud-beijing");
+        let initial = velero_initial_backup(
+            "mof-prod.daily",
+            &me,
+            &s,
+            None,
+            "govcloud-beijing",
+            ts("2026-11-28T18:00:09Z"),
+        );
+        let restore = velero_restore("gc-x-r1", "mof-prod.daily-20261128180009", &me, None);
+        let dbr = velero_delete_request("mof-prod.daily-20261128180009", &me);
+        for (what, labels) in [
+            ("schedule", &sched["metadata"]["labels"]),
+            ("template", &sched["spec"]["template"]["metadata"]["labels"]),
+            ("initial backup", &initial["metadata"]["labels"]),
+            ("restore", &restore["metadata"]["labels"]),
+            ("delete request", &dbr["metadata"]["labels"]),
+        ] {
+            let labels: BTreeMap<String, String> =
+                serde_json::from_value(labels.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(me.carried_by(&labels), "{what}: {labels:?}");
+        }
+        assert_eq!(initial["metadata"]["name"], "mof-prod.daily-20261128180009");
+        assert_eq!(initial["metadata"]["labels"][SCHEDULE_NAME_LABEL], "mof-prod.daily");
+        assert!(initial["spec"].get("metadata").is_none());
+        assert_eq!(dbr["metadata"]["name"], "mof-prod.daily-20261128180009-prune");
+        assert_eq!(dbr["spec"]["backupName"], "mof-prod.daily-20261128180009");
+        assert_eq!(
+            backup_list_selector("mof-prod", "daily"),
+            "velero.io/schedule-name in (mof-prod.daily,mof-prod-daily,mof-prod.daily.offsite,mof-prod-daily-offsite)"
+        );
+        assert_eq!(policy_hash("mof-prod", "daily").len(), 16);
         assert_ne!(
-            schedule_name(&"a".repeat(60), "x", false),
-            schedule_name(&"a".repeat(60), "y", false)
+            policy_hash("zj-bigdata", "prod-open-data"),
+            policy_hash("zj-bigdata-prod", "open-data")
         );
     }
 
@@ -662,8 +1246,7 @@ mod tests {
         let s = spec("{schedule: '0 2 * * *'}");
         let v = velero_schedule(
             "n-p",
-            "mof-prod",
-            "p",
+            &id("mof-prod", "p", ZJ),
             &s,
             Some(&["oa".to_string()]),
             "govcloud-beijing",
@@ -675,7 +1258,7 @@ mod tests {
             json!(["oa"])
         );
         assert_eq!(v["spec"]["template"]["storageLocation"], "govcloud-beijing");
-        let all = velero_schedule("n-p", "mof-prod", "p", &s, None, "govcloud-beijing");
+        let all = velero_schedule("n-p", &id("mof-prod", "p", ZJ), &s, None, "govcloud-beijing");
         assert!(all["spec"]["template"].get("labelSelector").is_none());
     }
 }

@@ -30,7 +30,7 @@ use govcloud_api::backup::{BackupLocation, BackupPolicy, BackupPolicyStatus, Bac
 use govcloud_api::conditions::READY;
 use govcloud_api::conditions::backup::{DRILL_PASSED, OFFSITE_COMPLIANT, RPO_MET};
 use govcloud_api::hosted::HostedSystem;
-use govcloud_api::labels::{MANAGED_BY, POLICY_LABEL, RESTORED_BY_ANNOTATION, SPEC_RECORD_LABEL, SYSTEM_LABEL};
+use govcloud_api::labels::{MANAGED_BY, RESTORED_BY_ANNOTATION, SPEC_RECORD_LABEL, SYSTEM_LABEL};
 use govcloud_core::backup::{self as core, Backup, Schedule};
 use govcloud_core::conditions::{self, Desired};
 use govcloud_core::hosted::SPEC_RECORD_KEY;
@@ -163,15 +163,51 @@ fn time_of(v: &Value, key: &str) -> Option<Timestamp> {
     v.get("status")?.get(key)?.as_str()?.parse().ok()
 }
 
-/// The policy's backups on the cluster, with the region of the schedule that made each.
-fn backups_of(
-    list: &[DynamicObject],
-    schedules: &BTreeMap<String, String>,
-) -> Vec<(Backup, String, Option<Timestamp>)> {
+fn included_namespaces(spec: &Value) -> Vec<String> {
+    spec.get("includedNamespaces")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// The policy's backups among those listed, and which of its schedules took each
+/// ([`core::claim`]: by identity labels, or for those taken under the old names by name,
+/// namespace and time). Nothing else is counted, pruned or restored.
+fn claimed<'a>(
+    list: &'a [DynamicObject],
+    id: &core::PolicyId,
+    agency_created: Option<Timestamp>,
+) -> Vec<(&'a DynamicObject, core::Claim)> {
     list.iter()
         .filter_map(|b| {
-            let schedule = b.labels().get(core::SCHEDULE_NAME_LABEL)?;
-            let region = schedules.get(schedule)?.clone();
+            let claim = core::claim(
+                id,
+                b.labels(),
+                &included_namespaces(&b.data["spec"]),
+                time_of(&b.data, "startTimestamp"),
+                agency_created,
+            )?;
+            Some((b, claim))
+        })
+        .collect()
+}
+
+/// A backup of the policy as retention and the status see it.
+struct Found {
+    backup: Backup,
+    /// Region of the location of the schedule that took it.
+    region: String,
+    completed: Option<Timestamp>,
+    claim: core::Claim,
+}
+
+/// The policy's backups with the region of the schedule that took each; those of an
+/// off-site schedule no longer configured are left out (and kept).
+fn found_of(claimed: &[(&DynamicObject, core::Claim)], primary: &str, offsite: Option<&str>) -> Vec<Found> {
+    claimed
+        .iter()
+        .filter_map(|(b, claim)| {
+            let region = if claim.offsite { offsite? } else { primary }.to_string();
             let started =
                 time_of(&b.data, "startTimestamp").or_else(|| b.metadata.creation_timestamp.as_ref().map(|t| t.0))?;
             let phase = b
@@ -181,18 +217,49 @@ fn backups_of(
                 .and_then(|p| p.as_str())
                 .unwrap_or("New")
                 .to_string();
-            let completed = time_of(&b.data, "completionTimestamp");
-            Some((
-                Backup {
+            Some(Found {
+                backup: Backup {
                     name: b.name_any(),
                     time: started,
                     phase,
                 },
                 region,
-                completed,
-            ))
+                completed: time_of(&b.data, "completionTimestamp"),
+                claim: *claim,
+            })
         })
         .collect()
+}
+
+/// Removes the policy's Velero Schedule under its old name if it is there and the
+/// policy's ([`core::is_legacy_schedule_of`]: another agency's policy may have had the
+/// same old name). Its backups stay.
+async fn remove_legacy_schedule(
+    ctx: &Context,
+    api: &Api<DynamicObject>,
+    ns: &str,
+    policy: &str,
+    offsite: bool,
+) -> Result<()> {
+    let name = core::legacy_schedule_name(ns, policy, offsite);
+    let Some(s) = api.get_opt(&name).await? else {
+        return Ok(());
+    };
+    if !core::is_legacy_schedule_of(
+        ns,
+        policy,
+        s.labels(),
+        &included_namespaces(&s.data["spec"]["template"]),
+    ) {
+        return Ok(());
+    }
+    info!(schedule = %name, %policy, "removing the policy's Schedule under its old name (its backups stay)");
+    ctx.metrics.child_applied(CONTROLLER);
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 struct Plan {
@@ -278,16 +345,17 @@ async fn plan(ctx: &Context, bp: &BackupPolicy, t: &Target, ns: &str) -> std::re
     })
 }
 
-fn record(b: &Backup, region: &str, completed: Option<Timestamp>) -> BackupRecord {
+fn record(f: &Found) -> BackupRecord {
+    let b = &f.backup;
     BackupRecord {
         name: b.name.clone(),
         phase: b.phase.clone(),
         time: Some(Time(if b.successful() {
-            completed.unwrap_or(b.time)
+            f.completed.unwrap_or(b.time)
         } else {
             b.time
         })),
-        region: Some(region.to_string()),
+        region: Some(f.region.clone()),
     }
 }
 
@@ -369,18 +437,20 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         None => None,
     };
     let schedules_api = velero_api(&t.client, "Schedule", "schedules");
+    let id = core::PolicyId::new(&ns, &name, &t.agency.spec.cloud.agency.credit_code);
+    let agency_created = t.agency.metadata.creation_timestamp.as_ref().map(|c| c.0);
     let primary_name = core::schedule_name(&ns, &name, false);
     let offsite_name = core::schedule_name(&ns, &name, true);
     let selection = (!plan.whole_namespace).then_some(plan.systems.as_slice());
     if let Some(bsl) = &primary_bsl {
-        let body = core::velero_schedule(&primary_name, &ns, &name, &bp.spec, selection, bsl);
+        let body = core::velero_schedule(&primary_name, &id, &bp.spec, selection, bsl);
         if let Err(e) = ensure(ctx, &schedules_api, &primary_name, &body).await {
             location_problems.push(format!("cannot create the Velero Schedule on {}: {e}", t.cluster));
         }
     }
     match &offsite_bsl {
         Some((bsl, _)) => {
-            let body = core::velero_schedule(&offsite_name, &ns, &name, &bp.spec, selection, bsl);
+            let body = core::velero_schedule(&offsite_name, &id, &bp.spec, selection, bsl);
             if let Err(e) = ensure(ctx, &schedules_api, &offsite_name, &body).await {
                 location_problems.push(format!("cannot create the off-site Velero Schedule: {e}"));
             }
@@ -392,34 +462,42 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         }
     }
 
-    // The policy's backups, retention and the recovery point.
-    let mut schedule_regions = BTreeMap::from([(primary_name.clone(), plan.region.clone())]);
-    if let Some((_, r)) = &offsite_bsl {
-        schedule_regions.insert(offsite_name.clone(), r.clone());
-    }
-    let selector = format!("{} in ({},{})", core::SCHEDULE_NAME_LABEL, primary_name, offsite_name);
+    // The policy's backups (by their identity labels, or for those taken under the old
+    // names by name, namespace and time), retention and the recovery point.
     let listed = velero_api(&t.client, "Backup", "backups")
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&core::backup_list_selector(&ns, &name)))
         .await?;
+    let claims = claimed(&listed.items, &id, agency_created);
+    let offsite_region = offsite_bsl.as_ref().map(|(_, r)| r.as_str());
+    let mut found = found_of(&claims, &plan.region, offsite_region);
+    // The Schedules under the old names stop once the new ones run (their backups stay).
+    let times: Vec<(Timestamp, core::Claim)> = claims
+        .iter()
+        .filter_map(|(b, c)| Some((time_of(&b.data, "startTimestamp")?, *c)))
+        .collect();
+    if core::legacy_schedules_may_run(&times) {
+        for off in [false, true] {
+            remove_legacy_schedule(ctx, &schedules_api, &ns, &name, off).await?;
+        }
+    }
     // Velero waits for the first scheduled time; take a first recovery point at once.
-    let mut initial = Vec::new();
-    for (schedule, bsl) in [(primary_name.clone(), primary_bsl.clone())]
+    let backups_api = velero_api(&t.client, "Backup", "backups");
+    for (schedule, offsite, bsl) in [(primary_name.clone(), false, primary_bsl.clone())]
         .into_iter()
-        .chain(offsite_bsl.clone().map(|(b, _)| (offsite_name.clone(), Some(b))))
+        .chain(offsite_bsl.clone().map(|(b, _)| (offsite_name.clone(), true, Some(b))))
     {
         let Some(bsl) = bsl else { continue };
-        let mine: Vec<&DynamicObject> = listed
-            .items
+        let mine: Vec<Backup> = found
             .iter()
-            .filter(|b| b.labels().get(core::SCHEDULE_NAME_LABEL) == Some(&schedule))
+            .filter(|f| f.claim.offsite == offsite)
+            .map(|f| f.backup.clone())
             .collect();
         // Velero refuses backups to a location it has not validated yet: retry those.
-        let backups_api = velero_api(&t.client, "Backup", "backups");
-        let refused = |b: &&DynamicObject| b.data["status"]["phase"] == "FailedValidation";
+        let refused = |b: &Backup| b.phase == "FailedValidation";
         if !mine.is_empty() && mine.iter().all(refused) {
             for b in &mine {
                 ctx.metrics.child_applied(CONTROLLER);
-                match backups_api.delete(&b.name_any(), &DeleteParams::background()).await {
+                match backups_api.delete(&b.name, &DeleteParams::background()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e.into()),
@@ -432,53 +510,41 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
             .await?
             .is_some_and(|l| l.data["status"]["phase"] == "Available");
         if mine.is_empty() && available {
-            let body = core::velero_initial_backup(&schedule, &ns, &name, &bp.spec, selection, &bsl);
+            let body = core::velero_initial_backup(&schedule, &id, &bp.spec, selection, &bsl, now());
             ctx.metrics.child_applied(CONTROLLER);
-            match velero_api(&t.client, "Backup", "backups")
-                .create(&PostParams::default(), &object(body)?)
-                .await
-            {
-                Ok(b) => initial.push(b),
+            match backups_api.create(&PostParams::default(), &object(body)?).await {
+                Ok(b) => {
+                    let c = claimed(std::slice::from_ref(&b), &id, agency_created);
+                    found.extend(found_of(&c, &plan.region, offsite_region));
+                }
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => return Err(e.into()),
             }
         }
     }
-    let mut all = listed.items.clone();
-    all.extend(initial);
-    let listed = kube::core::ObjectList { items: all, ..listed };
-    let found = backups_of(&listed.items, &schedule_regions);
     let tz = jiff::tz::TimeZone::get(&bp.spec.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
     let dbrs = velero_api(&t.client, "DeleteBackupRequest", "deletebackuprequests");
     let mut retained = 0u32;
-    for schedule in schedule_regions.keys() {
+    for offsite in [false].into_iter().chain(offsite_bsl.is_some().then_some(true)) {
+        // Under the new and the old names alike: one schedule's backups.
         let mine: Vec<Backup> = found
             .iter()
-            .filter(|(b, _, _)| {
-                listed
-                    .items
-                    .iter()
-                    .any(|o| o.name_any() == b.name && o.labels().get(core::SCHEDULE_NAME_LABEL) == Some(schedule))
-            })
-            .map(|(b, _, _)| b.clone())
-            .filter(|b| b.phase != "Deleting")
+            .filter(|f| f.claim.offsite == offsite && f.backup.phase != "Deleting")
+            .map(|f| f.backup.clone())
             .collect();
         let keep = core::retained(&mine, &bp.spec.retention, &tz);
         retained += keep.len() as u32;
         for b in mine.iter().filter(|b| !keep.contains(&b.name)) {
-            let pending = dbrs
-                .list(&ListParams::default().labels(&format!("{}={}", core::BACKUP_NAME_LABEL, b.name)))
-                .await?;
-            if pending.items.is_empty() {
+            if dbrs.get_opt(&core::delete_request_name(&b.name)).await?.is_none() {
                 info!(backup = %b.name, policy = %name, "pruning backup outside the retention set");
-                let body = json!({
-                    "apiVersion": "velero.io/v1", "kind": "DeleteBackupRequest",
-                    "metadata": {"name": format!("{}-prune", b.name), "namespace": core::VELERO_NAMESPACE,
-                                 "labels": {core::BACKUP_NAME_LABEL: b.name, POLICY_LABEL: core::policy_label_value(&ns, &name)}},
-                    "spec": {"backupName": b.name},
-                });
                 ctx.metrics.child_applied(CONTROLLER);
-                match dbrs.create(&PostParams::default(), &object(body)?).await {
+                match dbrs
+                    .create(
+                        &PostParams::default(),
+                        &object(core::velero_delete_request(&b.name, &id))?,
+                    )
+                    .await
+                {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 409 => {}
                     Err(e) => return Err(e.into()),
@@ -486,23 +552,23 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
             }
         }
     }
-    let newest = found.iter().max_by_key(|(b, _, _)| (b.time, b.name.clone()));
+    let newest = found.iter().max_by_key(|f| (f.backup.time, f.backup.name.clone()));
     let newest_good = |region: Option<&str>| {
         found
             .iter()
-            .filter(|(b, r, _)| b.successful() && region.is_none_or(|x| x == r))
-            .max_by_key(|(b, _, c)| (c.unwrap_or(b.time), b.name.clone()))
+            .filter(|f| f.backup.successful() && region.is_none_or(|x| x == f.region))
+            .max_by_key(|f| (f.completed.unwrap_or(f.backup.time), f.backup.name.clone()))
     };
     let good = newest_good(Some(&plan.region)).or_else(|| newest_good(None));
     let copies: BTreeSet<String> = found
         .iter()
-        .filter(|(b, _, _)| b.successful())
-        .map(|(_, r, _)| r.clone())
+        .filter(|f| f.backup.successful())
+        .map(|f| f.region.clone())
         .collect();
     let n = now();
     let created = bp.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(n);
     let rpo_txt = core::format_rpo(plan.rpo);
-    let point = good.map(|(b, _, c)| c.unwrap_or(b.time));
+    let point = good.map(|f| f.completed.unwrap_or(f.backup.time));
     let within = |p: Option<Timestamp>| match p {
         Some(p) => n.as_second() - p.as_second() <= plan.rpo,
         None => n.as_second() - created.as_second() <= plan.rpo,
@@ -548,7 +614,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
             format!("Level {} does not require an off-site copy.", plan.level),
         ),
         (Some(r), _) => {
-            let p = newest_good(Some(r)).map(|(b, _, c)| c.unwrap_or(b.time));
+            let p = newest_good(Some(r)).map(|f| f.completed.unwrap_or(f.backup.time));
             if within(p) {
                 Desired::new(
                     OFFSITE_COMPLIANT,
@@ -596,7 +662,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     // Drills and recoveries.
     let mut drill = prev.last_drill.clone();
     let mut restore = prev.last_restore.clone();
-    let good_backup = good.map(|(b, _, _)| b.name.clone());
+    let good_backup = good.map(|f| f.backup.name.clone());
     let mut busy = false;
     if let Some(d) = drill.as_mut().filter(|d| d.result == "Running") {
         busy = true;
@@ -605,7 +671,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         match &good_backup {
             Some(b) => {
                 busy = true;
-                drill = Some(start_restore(ctx, &t, &ns, &name, b, true, trigger).await?);
+                drill = Some(start_restore(ctx, &t, &id, b, true, trigger).await?);
             }
             None => {
                 drill = Some(RestoreRecord {
@@ -630,7 +696,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     {
         let wanted = bp.annotations().get(RESTORE_BACKUP_ANNOTATION).cloned();
         let chosen = match &wanted {
-            Some(w) if found.iter().any(|(b, _, _)| &b.name == w && b.successful()) => Some(w.clone()),
+            Some(w) if found.iter().any(|f| &f.backup.name == w && f.backup.successful()) => Some(w.clone()),
             Some(w) => {
                 restore = Some(RestoreRecord {
                     trigger: trigger.clone(),
@@ -650,7 +716,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         };
         if let Some(b) = chosen {
             busy = true;
-            restore = Some(start_restore(ctx, &t, &ns, &name, &b, false, trigger.clone()).await?);
+            restore = Some(start_restore(ctx, &t, &id, &b, false, trigger.clone()).await?);
         } else if restore.as_ref().is_none_or(|r| &r.trigger != trigger) {
             restore = Some(RestoreRecord {
                 trigger: trigger.clone(),
@@ -701,8 +767,8 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         cluster: Some(t.cluster.clone()),
         rpo: Some(rpo_txt),
         systems: plan.systems.clone(),
-        last_backup: newest.map(|(b, r, c)| record(b, r, *c)),
-        last_successful_backup: good.map(|(b, r, c)| record(b, r, *c)),
+        last_backup: newest.map(record),
+        last_successful_backup: good.map(record),
         retained,
         copies_in_regions: copies.into_iter().collect(),
         last_drill: drill.clone(),
@@ -762,21 +828,20 @@ fn drill_due(bp: &BackupPolicy, last: Option<&RestoreRecord>, created: Timestamp
 async fn start_restore(
     ctx: &Context,
     t: &Target,
-    ns: &str,
-    policy: &str,
+    id: &core::PolicyId,
     backup: &str,
     drill: bool,
     trigger: String,
 ) -> Result<RestoreRecord> {
     let n = now();
-    let hash = core::policy_hash(ns, policy);
+    let hash = core::policy_hash(&id.namespace, &id.policy);
     let restore = format!("gc-{hash}-{}{}", if drill { "d" } else { "r" }, n.as_second());
     let target_ns = if drill {
         format!("drill-{hash}-{}", n.as_second() % 1_000_000)
     } else {
-        ns.to_string()
+        id.namespace.clone()
     };
-    let body = core::velero_restore(&restore, backup, ns, drill.then_some(target_ns.as_str()), policy);
+    let body = core::velero_restore(&restore, backup, id, drill.then_some(target_ns.as_str()));
     ctx.metrics.child_applied(CONTROLLER);
     velero_api(&t.client, "Restore", "restores")
         .create(&PostParams::default(), &object(body)?)
@@ -1027,6 +1092,7 @@ async fn cleanup(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),
         }
+        remove_legacy_schedule(ctx, &api, &ns, &bp.name_any(), off).await?;
     }
     let policy = bp.name_any();
     let l = labels_for_metrics(&agency, &ns, &policy);
