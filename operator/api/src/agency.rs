@@ -31,7 +31,29 @@ pub fn credit_code_rule() -> kube::core::Rule {
 /// Lowercase ASCII DNS name of at least two labels, each 1–63 characters; no wildcard.
 pub const DNS_NAME_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
 
-const DOMAINS_RULE: &str = r"self.all(d, size(d) <= 253 && d.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$'))";
+/// A DNS domain of an agency: lowercase ASCII, at least two labels, no wildcard.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct Domain(
+    #[schemars(
+        length(min = 3, max = 253),
+        regex(pattern = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+    )]
+    pub String,
+);
+
+impl std::fmt::Display for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for Domain {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Who the agency is.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -44,6 +66,7 @@ pub struct AgencyIdentity {
     /// lowercase letters, digits and dashes, starting with a letter. Must equal the
     /// AgencyCloud's name.
     #[schemars(length(min = 2, max = 20), regex(pattern = r"^[a-z][-a-z0-9]*[a-z0-9]$"))]
+    #[x_kube(validation = kube::core::Rule::new("!self.startsWith('kube') && !self.startsWith('govcloud') && !self.startsWith('openshift')").message("may not start with kube, govcloud or openshift: namespaces <shortName>-<environment> with those prefixes belong to the cluster and the platform"))]
     pub short_name: String,
     /// Unified social credit code (统一社会信用代码), 18 characters, with its GB 32100-2015
     /// check character, e.g. `11100000MB0123456X`.
@@ -274,14 +297,11 @@ pub struct CloudSpec {
     /// HostedSystem's `exposure.host` must be one of them or a name under one. Reviewed with
     /// the tenancy request. A host belongs to the agency with the longest matching domain,
     /// so a broader domain of one agency (`gov.cn`) never covers a narrower one of another
-    /// (`mof.gov.cn`); a domain given to two agencies can be used by neither.
+    /// (`mof.gov.cn`); a domain given to two agencies can be used by neither. Lowercase
+    /// ASCII, at least two labels, no wildcard (internationalised names in their `xn--` form).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    #[x_kube(
-        validation = kube::core::Rule::new(DOMAINS_RULE).message("each domain must be a lowercase DNS name of at least two labels, e.g. mof.gov.cn (no wildcard, no trailing dot, ASCII only: write internationalised names in their xn-- form)"),
-        validation = kube::core::Rule::new("self.all(d, self.exists_one(e, e == d))").message("domains must be unique"),
-    )]
-    pub domains: Vec<String>,
+    pub domains: Vec<Domain>,
     /// Image registries pods may pull from, as prefixes such as `registry.gov.cn` or
     /// `harbor.dc.gov.cn/mof`. Images from anywhere else are refused at admission.
     #[schemars(length(min = 1, max = 32))]

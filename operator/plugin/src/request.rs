@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use anyhow::{Result, anyhow, bail};
 use govcloud_api::NetworkZone;
 use govcloud_api::agency::{
-    AdminLevel, AgencyIdentity, CloudSpec, Contact, DeletionPolicy, Environment, PlacementHints, Quota, Registry,
-    Subject, SubjectKind,
+    AdminLevel, AgencyIdentity, CloudSpec, Contact, DeletionPolicy, Domain, Environment, PlacementHints, Quota,
+    Registry, Subject, SubjectKind,
 };
 use govcloud_api::{TenancyRequest, TenancyRequestSpec};
 use govcloud_core::quantity::Milli;
@@ -399,8 +399,9 @@ pub fn build(args: &RequestArgs, namespace: &str, me: Option<&str>) -> Result<Te
         domains: args
             .domains
             .iter()
-            .map(|d| d.trim().to_string())
+            .map(|d| d.trim())
             .filter(|d| !d.is_empty())
+            .map(|d| Domain(d.to_string()))
             .collect(),
         allowed_registries: registries,
         placement: PlacementHints {

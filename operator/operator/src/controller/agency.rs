@@ -191,6 +191,50 @@ fn status_with(
     }
 }
 
+/// Environment namespaces that already exist on the member without this agency's label
+/// (a system namespace, another agency's, anyone's): the operator would otherwise label
+/// them and bind the agency's owners there. Read from the cache where the operator labelled
+/// them, otherwise from the API server (only before the first apply of an environment).
+async fn foreign_namespaces(
+    client: &kube::Client,
+    cache: &super::members::MemberCache,
+    agency: &str,
+    children: &[Child],
+    cluster: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in children.iter().filter(|c| c.kind == Kind::Namespace) {
+        let owner = match cache.get(Kind::Namespace, None, &c.name) {
+            Some(live) => live.agency().map(str::to_string),
+            None => match kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                .get_opt(&c.name)
+                .await
+            {
+                Ok(Some(ns)) => Some(
+                    ns.metadata
+                        .labels
+                        .and_then(|l| l.get(govcloud_api::labels::AGENCY_LABEL).cloned())
+                        .unwrap_or_default(),
+                ),
+                // Absent (it will be created), or unknown (the apply below meets the error).
+                Ok(None) | Err(_) => None,
+            },
+        };
+        if let Some(owner) = owner.filter(|o| o != agency) {
+            let holder = if owner.is_empty() {
+                "nobody's agency (a namespace of the cluster itself)".to_string()
+            } else {
+                format!("agency {owner}")
+            };
+            out.push(format!(
+                "spec.environments: namespace {} already exists on cluster {cluster} and belongs to {holder}; choose another environment name (namespaces are <shortName>-<environment>)",
+                c.name
+            ));
+        }
+    }
+    out
+}
+
 /// One reconcile of an existing (not deleting) AgencyCloud.
 async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     let name = ac.name_any();
@@ -490,6 +534,23 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
 
     // Build and apply.
     let (mut children, refused) = build::member_children(&name, spec);
+    // Never adopt a namespace that is not this agency's (`kube` + `system` is kube-system).
+    let mut taken = foreign_namespaces(&client, &cache, &name, &children, &placement.cluster).await;
+    if dcc.spec.kubeconfig_secret.is_some() {
+        // Its namespaces on the hub too (a requests namespace, the hub's own).
+        let hub_cache = ctx
+            .caches
+            .ensure_kinds("", crate::member::HUB_VERSION, &ctx.client, &build::HUB_KINDS);
+        hub_cache.wait_synced(Duration::from_secs(10)).await;
+        let hub_children = build::hub_children(&name, spec);
+        taken.extend(foreign_namespaces(&ctx.client, &hub_cache, &name, &hub_children, "hub").await);
+    }
+    if !taken.is_empty() {
+        return Ok(Outcome {
+            status: Some(unreachable("NamespaceTaken", taken.join("; "))),
+            requeue: Duration::from_secs(300),
+        });
+    }
     let desired_all = children.clone();
     let mut all = build::shared_children();
     all.push(build_system_namespace());

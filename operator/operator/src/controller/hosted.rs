@@ -155,11 +155,11 @@ fn name_conflicts(cache: &MemberCache, system: &str, children: &[govcloud_core::
 /// or already exposed by an older system (the first to claim a host keeps it).
 fn host_problem(ctx: &Context, hs: &HostedSystem, agency: &str, host: &str) -> Option<String> {
     let agencies = ctx.agencies.get().map(|s| s.state()).unwrap_or_default();
-    let domains: Vec<(String, &[String])> = agencies
+    let domains: Vec<(String, Vec<String>)> = agencies
         .iter()
-        .map(|a| (a.name_any(), a.spec.cloud.domains.as_slice()))
+        .map(|a| (a.name_any(), a.spec.cloud.domains.iter().map(|d| d.0.clone()).collect()))
         .collect();
-    let refs: Vec<(&str, &[String])> = domains.iter().map(|(a, d)| (a.as_str(), *d)).collect();
+    let refs: Vec<(&str, &[String])> = domains.iter().map(|(a, d)| (a.as_str(), d.as_slice())).collect();
     if let Some(p) = build::host_problem(host, agency, &refs) {
         return Some(p);
     }
