@@ -182,6 +182,13 @@ fn admission_cases(ns: &str) -> Vec<(String, Value, &'static str)> {
         v["spec"]["domains"] = json!([domain]);
         out.push((label.to_string(), v, "spec.domains"));
     }
+    // Short names whose namespaces <shortName>-<environment> would be the cluster's or the
+    // platform's own (kube + system = kube-system).
+    for short in ["kube", "kube-node", "govcloud", "openshift"] {
+        let mut v = agency_cloud(short, 2, "external", &[("system", "1", "1Gi")], "none");
+        v["spec"]["agency"]["shortName"] = json!(short);
+        out.push((format!("agency short name {short}"), v, "spec.agency.shortName"));
+    }
     out
 }
 
@@ -530,6 +537,68 @@ async fn a_hostile_tenant_is_refused_or_neutralised() -> Result<()> {
         ));
     } else {
         neutralised += 1;
+    }
+
+    // 7. An agency whose environment namespace is one the cluster already has for itself
+    // (the volume provisioner's `local-path-storage` on dc2): never adopted, never bound.
+    tried += 1;
+    let group = unique("hostile-ns");
+    create_test_cluster(&hub, &group, "external", 3, 2, None).await?;
+    let taker = unique_short("local-path");
+    let taker = if taker.len() > 10 {
+        "local-path".to_string()
+    } else {
+        taker
+    };
+    let mut v = agency_cloud(&taker, 2, "external", &[("storage", "1", "1Gi")], &group);
+    v["spec"]["agency"]["shortName"] = json!(taker);
+    v["metadata"]["name"] = json!(taker);
+    let acs: Api<AgencyCloud> = Api::all(hub.clone());
+    let created = acs.create(&PostParams::default(), &serde_json::from_value(v)?).await;
+    match created {
+        Ok(_) => {}
+        // An earlier run's leftover: judged as it is.
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let msg = wait_for("local-path agency refused", T, || async {
+        let ac = acs.get(&taker).await?;
+        Ok(ac.status.and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready" && c.reason == "NamespaceTaken")
+                .map(|c| c.message)
+        }))
+    })
+    .await;
+    let ns = Api::<k8s_openapi::api::core::v1::Namespace>::all(member.clone())
+        .get("local-path-storage")
+        .await?;
+    let labelled = ns
+        .metadata
+        .labels
+        .unwrap_or_default()
+        .contains_key("govcloud.io/agency");
+    match msg {
+        Ok(m) if m.contains("namespace local-path-storage already exists") && !labelled => neutralised += 1,
+        Ok(m) => unexpected.push(format!("namespace taken: {m} (labelled: {labelled})")),
+        Err(e) => unexpected.push(format!("namespace taken: {e} (labelled: {labelled})")),
+    }
+    // Deleting that agency (deletionPolicy Delete) deletes no namespace that is not its own.
+    tried += 1;
+    acs.delete(&taker, &Default::default()).await?;
+    let gone = wait_for("local-path agency deleted", T, || async {
+        Ok(acs.get_opt(&taker).await?.is_none().then_some(()))
+    })
+    .await;
+    let still = Api::<k8s_openapi::api::core::v1::Namespace>::all(member.clone())
+        .get_opt("local-path-storage")
+        .await?
+        .is_some_and(|n| n.metadata.deletion_timestamp.is_none());
+    match gone {
+        Ok(()) if still => neutralised += 1,
+        Ok(()) => unexpected.push("deleting the agency deleted the cluster's namespace local-path-storage".into()),
+        Err(e) => unexpected.push(format!("deleting the local-path agency: {e}")),
     }
 
     let figures = json!({

@@ -1042,7 +1042,18 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
         .collect();
     let policy = ac.spec.cloud.deletion_policy;
     if policy == DeletionPolicy::Protect {
-        let left = match remaining_workloads(&client, &namespaces).await {
+        // Only the agency's own namespaces (not one of the same name it was refused).
+        let mut own = Vec::new();
+        for ns in &namespaces {
+            let live = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                .get_opt(ns)
+                .await;
+            let foreign = matches!(&live, Ok(Some(n)) if n.metadata.labels.as_ref().and_then(|l| l.get(govcloud_api::labels::AGENCY_LABEL)) != Some(&name));
+            if !foreign {
+                own.push(ns.clone());
+            }
+        }
+        let left = match remaining_workloads(&client, &own).await {
             Ok(l) => l,
             Err(e) => {
                 let msg = format!(
@@ -1127,14 +1138,44 @@ async fn delete_children(
     ignore_missing(cms.delete(&param, &dp).await.map(|_| ()))?;
     if policy != DeletionPolicy::Retain {
         for ns in namespaces {
-            ignore_missing(api(client, Kind::Namespace, None).delete(ns, &dp).await.map(|_| ()))?;
+            ignore_missing(delete_own_namespace(client, ns, name).await)?;
             if dcc.is_some_and(|d| d.spec.kubeconfig_secret.is_some()) {
-                let hub = api(&ctx.client, Kind::Namespace, None);
-                ignore_missing(hub.delete(ns, &dp).await.map(|_| ()))?;
+                ignore_missing(delete_own_namespace(&ctx.client, ns, name).await)?;
             }
         }
     }
     Ok(())
+}
+
+/// Deletes namespace `ns` only if it is the agency's (labelled `govcloud.io/agency=<agency>`),
+/// with its uid as precondition: a namespace that merely has the name an environment would
+/// get (`kube` + `system`; one the operator refused to adopt) is never deleted.
+async fn delete_own_namespace(client: &Client, ns: &str, agency: &str) -> std::result::Result<(), kube::Error> {
+    let api = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+    let Some(live) = api.get_opt(ns).await? else {
+        return Ok(());
+    };
+    let owner = live
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(govcloud_api::labels::AGENCY_LABEL));
+    if owner.map(String::as_str) != Some(agency) {
+        tracing::warn!(
+            namespace = ns,
+            ?owner,
+            "not deleting a namespace that is not the agency's"
+        );
+        return Ok(());
+    }
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: live.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    api.delete(ns, &dp).await.map(|_| ())
 }
 
 #[instrument(skip_all, fields(agency = %ac.name_any()))]
