@@ -585,7 +585,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     // Everything else is applied all the same (a removed owner loses access at once); the
     // status then says what the cluster needs.
     let mut roles_problem = None;
-    let roles_written = if !cache_was_synced {
+    let roles_written = if !cache_was_synced || roles_as_desired(&client, &placement.cluster, &roles).await {
         vec![]
     } else {
         match apply_children(CONTROLLER, &ctx.metrics, &client, Some(&cache), &roles).await {
@@ -855,6 +855,62 @@ fn backup_compliance(ctx: &Context, level: u8, namespaces: &[String]) -> Desired
 }
 
 /// What an agency's status says when the member refuses to write the agency roles.
+/// Whether the agency roles on the cluster grant exactly what `roles` grant, whoever wrote
+/// them (the member manifest, Helm): compared as sets of (group, resource, name, verb), so
+/// that the order a manifest lists them in does not matter. Checked once per cluster every
+/// five minutes (two reads), not on every reconcile.
+async fn roles_as_desired(client: &Client, cluster: &str, roles: &[Child]) -> bool {
+    static CHECKED: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, std::time::Instant>>> =
+        std::sync::OnceLock::new();
+    let memo = CHECKED.get_or_init(Default::default);
+    if memo
+        .lock()
+        .ok()
+        .and_then(|m| m.get(cluster).copied())
+        .is_some_and(|t| t.elapsed() < Duration::from_secs(300))
+    {
+        return true;
+    }
+    let api: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+    for role in roles {
+        let Ok(Some(live)) = api.get_opt(&role.name).await else {
+            return false;
+        };
+        let live_rules = serde_json::to_value(live.rules.unwrap_or_default()).unwrap_or_default();
+        if grants(&live_rules) != grants(&role.body["rules"]) {
+            return false;
+        }
+    }
+    if let Ok(mut m) = memo.lock() {
+        m.insert(cluster.to_string(), std::time::Instant::now());
+    }
+    true
+}
+
+/// The (group, resource, resource name, verb) tuples a list of RBAC rules grants.
+fn grants(rules: &serde_json::Value) -> BTreeSet<(String, String, String, String)> {
+    let strings = |v: &serde_json::Value, k: &str| -> Vec<String> {
+        v[k].as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let mut out = BTreeSet::new();
+    for r in rules.as_array().into_iter().flatten() {
+        let names = strings(r, "resourceNames");
+        let names = if names.is_empty() { vec![String::new()] } else { names };
+        for g in strings(r, "apiGroups") {
+            for res in strings(r, "resources") {
+                for n in &names {
+                    for v in strings(r, "verbs") {
+                        out.insert((g.clone(), res.clone(), n.clone(), v));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 fn roles_refused(cluster: &str, refusal: &str) -> String {
     format!(
         "The ClusterRoles {} and {} on cluster {cluster} are missing or differ from what this operator version grants agency staff, and the operator's identity there may not write them ({refusal}). Apply the member manifest of this chart version on that cluster (docs/install.md, \"Member clusters\"); everything else of the agency was applied.",
