@@ -191,6 +191,21 @@ fn status_with(
     }
 }
 
+/// Namespace `name`, if it exists: a list by name (the operator may list and watch
+/// namespaces, not get them).
+async fn namespace(
+    client: &kube::Client,
+    name: &str,
+) -> std::result::Result<Option<k8s_openapi::api::core::v1::Namespace>, kube::Error> {
+    let lp = ListParams::default().fields(&format!("metadata.name={name}"));
+    Ok(Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .next())
+}
+
 /// Environment namespaces that already exist on the member without this agency's label
 /// (a system namespace, another agency's, anyone's): the operator would otherwise label
 /// them and bind the agency's owners there. Read from the cache where the operator labelled
@@ -206,10 +221,7 @@ async fn foreign_namespaces(
     for c in children.iter().filter(|c| c.kind == Kind::Namespace) {
         let owner = match cache.get(Kind::Namespace, None, &c.name) {
             Some(live) => live.agency().map(str::to_string),
-            None => match kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-                .get_opt(&c.name)
-                .await
-            {
+            None => match namespace(client, &c.name).await {
                 Ok(Some(ns)) => Some(
                     ns.metadata
                         .labels
@@ -873,7 +885,9 @@ async fn roles_as_desired(client: &Client, cluster: &str, roles: &[Child]) -> bo
     }
     let api: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
     for role in roles {
-        let Ok(Some(live)) = api.get_opt(&role.name).await else {
+        // (A list by name: the operator's identity may list and watch ClusterRoles, not get them.)
+        let lp = ListParams::default().fields(&format!("metadata.name={}", role.name));
+        let Some(live) = api.list(&lp).await.ok().and_then(|l| l.items.into_iter().next()) else {
             return false;
         };
         let live_rules = serde_json::to_value(live.rules.unwrap_or_default()).unwrap_or_default();
@@ -1101,9 +1115,7 @@ async fn cleanup(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Action> {
         // Only the agency's own namespaces (not one of the same name it was refused).
         let mut own = Vec::new();
         for ns in &namespaces {
-            let live = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-                .get_opt(ns)
-                .await;
+            let live = namespace(&client, ns).await;
             let foreign = matches!(&live, Ok(Some(n)) if n.metadata.labels.as_ref().and_then(|l| l.get(govcloud_api::labels::AGENCY_LABEL)) != Some(&name));
             if !foreign {
                 own.push(ns.clone());
@@ -1207,10 +1219,10 @@ async fn delete_children(
 /// with its uid as precondition: a namespace that merely has the name an environment would
 /// get (`kube` + `system`; one the operator refused to adopt) is never deleted.
 async fn delete_own_namespace(client: &Client, ns: &str, agency: &str) -> std::result::Result<(), kube::Error> {
-    let api = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
-    let Some(live) = api.get_opt(ns).await? else {
+    let Some(live) = namespace(client, ns).await? else {
         return Ok(());
     };
+    let api = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
     let owner = live
         .metadata
         .labels
