@@ -11,7 +11,7 @@ use super::common::conditions_schema;
 /// Finalizer of a HostedSystem: the operator removes the system's objects from the member cluster first.
 pub const FINALIZER: &str = "govcloud.io/system-cleanup";
 
-const HOST_RULE: &str = r"self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$')";
+const HOST_RULE: &str = r"!has(self.exposure) || !has(self.exposure.host) || self.exposure.host.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$')";
 
 /// A system hosted for an agency: its components (Deployments or StatefulSets), the flows
 /// allowed between them, its exposure, security level, data classification and migration
@@ -60,6 +60,7 @@ const HOST_RULE: &str = r"self.matches('^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)
     validation = kube::core::Rule::new("has(self.template) || !has(self.exposure) || self.exposure.mode == 'None' || self.components.exists(c, c.name == self.exposure.component)").message("exposure.component must name a component of this system").field_path(".exposure.component"),
     validation = kube::core::Rule::new("has(self.template) || !has(self.exposure) || self.exposure.mode == 'None' || self.components.exists(c, c.name == self.exposure.component && has(c.ports) && c.ports.exists(p, p.port == self.exposure.port))").message("exposure.port must be one of the exposed component's ports").field_path(".exposure.port"),
     validation = kube::core::Rule::new("!has(self.internetExposureApproval) || self.securityLevel < 4").message("level 4 systems are never exposed to the internet; an approval cannot change that").field_path(".internetExposureApproval"),
+    validation = kube::core::Rule::new(HOST_RULE).message("must be a lowercase DNS name such as portal.mof.gov.cn, under one of the agency's domains (no wildcard, no trailing dot, ASCII only: write internationalised names in their xn-- form)").field_path(".exposure.host"),
     validation = kube::core::Rule::new("!has(oldSelf.migration) || has(self.migration)").message("migration cannot be removed once recorded; set phase RolledBack or Decommissioned instead").field_path(".migration"),
 )]
 pub struct HostedSystemSpec {
@@ -363,7 +364,6 @@ pub struct Exposure {
     /// `domains` (AgencyCloud), used by no other system. No wildcards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
-    #[x_kube(validation = kube::core::Rule::new(HOST_RULE).message("must be a lowercase DNS name such as portal.mof.gov.cn, under one of the agency's domains (no wildcard, no trailing dot, ASCII only: write internationalised names in their xn-- form)"))]
     pub host: Option<String>,
     /// TLS Secret in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
