@@ -152,7 +152,7 @@ fn name_conflicts(cache: &MemberCache, system: &str, children: &[govcloud_core::
 }
 
 /// Why the system may not expose `host`: not the agency's (see [`build::host_problem`]),
-/// or already exposed by an older system (the first to claim a host keeps it).
+/// or already served by another system (or claimed by an older one while neither serves it).
 fn host_problem(ctx: &Context, hs: &HostedSystem, agency: &str, host: &str) -> Option<String> {
     let agencies = ctx.agencies.get().map(|s| s.state()).unwrap_or_default();
     let domains: Vec<(String, Vec<String>)> = agencies
@@ -163,8 +163,18 @@ fn host_problem(ctx: &Context, hs: &HostedSystem, agency: &str, host: &str) -> O
     if let Some(p) = build::host_problem(host, agency, &refs) {
         return Some(p);
     }
+    // The system serving the host (deployed with it: its status.url names it) keeps it; among
+    // systems in the same position the older one does (creation time has second precision,
+    // so the name breaks a tie — never against the one already serving).
+    let serves = |o: &HostedSystem| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.url.as_deref())
+            .is_some_and(|u| u.split_once("://").map(|(_, rest)| rest.trim_end_matches('/')) == Some(host))
+    };
     let key = |o: &HostedSystem| {
         (
+            !serves(o),
             o.metadata.creation_timestamp.clone().map(|t| t.0),
             o.namespace(),
             o.name_any(),
@@ -178,10 +188,7 @@ fn host_problem(ctx: &Context, hs: &HostedSystem, agency: &str, host: &str) -> O
             .exposure
             .as_ref()
             .is_some_and(|e| e.mode != ExposureMode::None && e.host.as_deref() == Some(host))
-            || o.status
-                .as_ref()
-                .and_then(|s| s.url.as_deref())
-                .is_some_and(|u| u.split_once("://").map(|(_, rest)| rest.trim_end_matches('/')) == Some(host));
+            || serves(o);
         claims && key(o) < me
     })?;
     Some(format!(
