@@ -597,7 +597,7 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     // Everything else is applied all the same (a removed owner loses access at once); the
     // status then says what the cluster needs.
     let mut roles_problem = None;
-    let roles_written = if !cache_was_synced || roles_as_desired(&client, &placement.cluster, &roles).await {
+    let roles_written = if !cache_was_synced || roles_as_desired(&client, &roles).await {
         vec![]
     } else {
         match apply_children(CONTROLLER, &ctx.metrics, &client, Some(&cache), &roles).await {
@@ -869,20 +869,9 @@ fn backup_compliance(ctx: &Context, level: u8, namespaces: &[String]) -> Desired
 /// What an agency's status says when the member refuses to write the agency roles.
 /// Whether the agency roles on the cluster grant exactly what `roles` grant, whoever wrote
 /// them (the member manifest, Helm): compared as sets of (group, resource, name, verb), so
-/// that the order a manifest lists them in does not matter. Checked once per cluster every
-/// five minutes (two reads), not on every reconcile.
-async fn roles_as_desired(client: &Client, cluster: &str, roles: &[Child]) -> bool {
-    static CHECKED: std::sync::OnceLock<std::sync::Mutex<BTreeMap<String, std::time::Instant>>> =
-        std::sync::OnceLock::new();
-    let memo = CHECKED.get_or_init(Default::default);
-    if memo
-        .lock()
-        .ok()
-        .and_then(|m| m.get(cluster).copied())
-        .is_some_and(|t| t.elapsed() < Duration::from_secs(300))
-    {
-        return true;
-    }
+/// that the order a manifest lists them in does not matter (two reads, a list by name each:
+/// a changed role is seen at the next reconcile of any agency of the cluster).
+async fn roles_as_desired(client: &Client, roles: &[Child]) -> bool {
     let api: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
     for role in roles {
         // (A list by name: the operator's identity may list and watch ClusterRoles, not get them.)
@@ -894,9 +883,6 @@ async fn roles_as_desired(client: &Client, cluster: &str, roles: &[Child]) -> bo
         if grants(&live_rules) != grants(&role.body["rules"]) {
             return false;
         }
-    }
-    if let Ok(mut m) = memo.lock() {
-        m.insert(cluster.to_string(), std::time::Instant::now());
     }
     true
 }
