@@ -34,7 +34,20 @@ const REAL_NODE_TOLERATION: &str = "govcloud.io/node-kind";
 async fn agency(hub: &Client, member: usize, zone: &str, level: u8, egress: Value) -> Result<(String, String)> {
     let group = unique("pk");
     let certified = if zone == "internal" { 4 } else { 3 };
-    create_test_cluster(hub, &group, zone, certified, member, None).await?;
+    if member == 1 {
+        // The hub itself as a workload cluster: registered without a kubeconfig Secret (with
+        // one, the operator would treat it as a remote member and as the hub at once).
+        let dcc: govcloud_api::DataCenterCluster = serde_json::from_value(json!({
+            "apiVersion": "govcloud.io/v1alpha1", "kind": "DataCenterCluster",
+            "metadata": {"name": unique("dc"), "labels": {"govcloud.io/test-group": group, "govcloud.io/test": "true"}},
+            "spec": {"region": "r1", "zone": zone, "maxSecurityLevel": certified},
+        }))?;
+        Api::<govcloud_api::DataCenterCluster>::all(hub.clone())
+            .create(&PostParams::default(), &dcc)
+            .await?;
+    } else {
+        create_test_cluster(hub, &group, zone, certified, member, None).await?;
+    }
     let a = unique_short(&format!("p{level}"));
     let mut manifest = agency_cloud(&a, level, zone, &[("prod", "2", "2Gi")], &group);
     manifest["spec"]["egress"] = egress;
