@@ -126,6 +126,13 @@ fn denied(agency: &Agency, what: &str) -> S3Error {
     )
 }
 
+/// Whether `name` is under `prefix` as a store resolves it: a store that maps keys to
+/// files (s3s-fs, MinIO) resolves `agency-b/../agency-a/x` to `agency-a/x`, so names with
+/// `.` or `..` segments are never inside any prefix.
+pub fn inside(name: &str, prefix: &str) -> bool {
+    name.starts_with(prefix) && !name.split(['/', '\\']).any(|seg| seg == "." || seg == "..")
+}
+
 fn store_error(e: UpstreamError) -> S3Error {
     match e {
         UpstreamError::Status { status, code, message } => {
@@ -385,7 +392,7 @@ impl Gateway {
     /// The agency, when `bucket/key` is inside its prefix.
     fn object_access<T>(&self, req: &S3Request<T>, bucket: &str, key: &str) -> S3Result<&Agency> {
         let a = self.agency(req)?;
-        if bucket != a.bucket || !key.starts_with(&a.prefix) {
+        if bucket != a.bucket || !inside(key, &a.prefix) {
             info!(agency = %a.name, bucket, key, "access denied: outside the agency's prefix");
             return Err(denied(a, &format!("{bucket}/{key}")));
         }
@@ -434,7 +441,7 @@ impl Gateway {
 
     /// The layout of a stored object from its metadata (and manifest, for multipart).
     async fn layout(&self, cipher: &ObjectCipher, bucket: &str, key: &str, head: &ObjectHead) -> S3Result<Layout> {
-        if head.metadata.get(META_PARTS).is_none() {
+        if !head.metadata.contains_key(META_PARTS) {
             let plain =
                 crypto::plain_len(head.size).ok_or_else(|| integrity(bucket, key, CryptoError::Layout(head.size)))?;
             return Ok(Layout::new(&[(0, plain)]));
@@ -777,7 +784,7 @@ impl S3 for Gateway {
         let a = self.agency(&req)?;
         let input = &req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
-        if input.bucket != a.bucket || !prefix.starts_with(&a.prefix) {
+        if input.bucket != a.bucket || !inside(&prefix, &a.prefix) {
             info!(agency = %a.name, bucket = %input.bucket, prefix, "list denied: outside the agency's prefix");
             return Err(denied(a, &format!("listing {}/{prefix}*", input.bucket)));
         }
@@ -819,7 +826,7 @@ impl S3 for Gateway {
         let a = self.agency(&req)?;
         let input = &req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
-        if input.bucket != a.bucket || !prefix.starts_with(&a.prefix) {
+        if input.bucket != a.bucket || !inside(&prefix, &a.prefix) {
             return Err(denied(a, &format!("listing {}/{prefix}*", input.bucket)));
         }
         let page = self
@@ -1088,6 +1095,17 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_never_reach_another_prefix() {
+        assert!(inside("agency-b/backups/x", "agency-b/"));
+        assert!(inside("agency-b/a..b/x", "agency-b/"));
+        assert!(!inside("agency-b/../agency-a/x", "agency-b/"));
+        assert!(!inside("agency-b/./x", "agency-b/"));
+        assert!(!inside("agency-b/..", "agency-b/"));
+        assert!(!inside("agency-b\\..\\agency-a/x", "agency-b\\"));
+        assert!(!inside("agency-a/x", "agency-b/"));
+    }
 
     #[test]
     fn layout_locates_segments_across_parts() {
