@@ -366,6 +366,55 @@ impl Window {
     }
 }
 
+/// Reads stored segments from the store's answer and opens them, a batch at a time.
+struct Opener {
+    stream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    cipher: Arc<ObjectCipher>,
+    layout: Arc<Layout>,
+    threads: usize,
+    /// Global index and stored offset of the next segment.
+    g: u64,
+    offset: u64,
+    /// Plaintext end of the requested range.
+    end: u64,
+    buf: Vec<u8>,
+    pending: Bytes,
+    window: Window,
+    done: bool,
+}
+
+impl Opener {
+    /// The next opened bytes of the window; `None` once it is sent.
+    async fn next(&mut self) -> Result<Option<Vec<Bytes>>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut batch: Vec<(u64, Bytes)> = Vec::with_capacity(BATCH);
+        while batch.len() < BATCH && !self.done {
+            if self.pending.is_empty() {
+                self.pending = match self.stream.next().await {
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => return Err(format!("reading the store: {e}")),
+                    None => return Err("the store's answer ended early".into()),
+                };
+            }
+            let seg_len = STORED_SEGMENT.min(self.layout.stored - self.offset) as usize;
+            let take = (seg_len - self.buf.len()).min(self.pending.len());
+            self.buf.extend_from_slice(&self.pending.split_to(take));
+            if self.buf.len() == seg_len {
+                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(STORED_SEGMENT as usize));
+                batch.push((self.g, Bytes::from(full)));
+                self.offset += seg_len as u64;
+                // The window is complete once the segment holding its end is in.
+                self.done = (self.g + 1) * SEGMENT >= self.end || self.offset >= self.layout.stored;
+                self.g += 1;
+            }
+        }
+        let out = open_batch(self.cipher.clone(), self.layout.clone(), batch, self.threads).await?;
+        Ok(Some(out.into_iter().filter_map(|o| self.window.cut(o)).collect()))
+    }
+}
+
 impl Gateway {
     pub fn new(store: S3Client, keys: Arc<Keyring>, agencies: &[Agency]) -> Gateway {
         let by_access_key = agencies.iter().map(|a| (a.access_key.clone(), a.clone())).collect();
@@ -652,77 +701,45 @@ impl S3 for Gateway {
             skip: plain.start - first_segment * SEGMENT,
             len: plain.end - plain.start,
         };
-        let (tx, rx) = mpsc::channel(CHANNEL);
-        let cipher = Arc::new(cipher);
-        let threads = self.threads;
-        let (b2, k2) = (bucket.clone(), key.clone());
         let want = plain.end - plain.start;
         let plain_total = layout.plain;
+        let mut opener = Opener {
+            stream: Box::pin(resp.bytes_stream()),
+            cipher: Arc::new(cipher),
+            offset: first_segment * STORED_SEGMENT,
+            g: first_segment,
+            layout,
+            threads: self.threads,
+            end: plain.end,
+            buf: Vec::with_capacity(STORED_SEGMENT as usize),
+            pending: Bytes::new(),
+            window,
+            done: false,
+        };
+        // The first batch is opened before answering, so an altered object is refused with
+        // an error rather than served as a broken body (later batches can only cut it off).
+        let first = opener.next().await.map_err(|e| integrity(&bucket, &key, e))?;
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let (b2, k2) = (bucket.clone(), key.clone());
         tokio::spawn(async move {
-            let mut stream = resp.bytes_stream();
-            let mut g = first_segment;
-            let mut window = window;
-            let mut buf: Vec<u8> = Vec::with_capacity(STORED_SEGMENT as usize);
-            let mut batch: Vec<(u64, Bytes)> = Vec::with_capacity(BATCH);
-            let stored_end = layout.stored;
-            let mut offset = first_segment * STORED_SEGMENT;
-            let mut done = false;
-            let send = async |batch: Vec<(u64, Bytes)>, window: &mut Window, tx: &mpsc::Sender<_>| -> bool {
-                match open_batch(cipher.clone(), layout.clone(), batch, threads).await {
-                    Ok(out) => {
-                        for o in out {
-                            if let Some(b) = window.cut(o)
-                                && tx.send(Ok(b)).await.is_err()
-                            {
-                                return false;
-                            }
-                        }
-                        true
+            let mut batch = first;
+            loop {
+                for b in batch.into_iter().flatten() {
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
                     }
+                }
+                batch = match opener.next().await {
+                    Ok(Some(b)) => Some(b),
+                    Ok(None) => return,
                     Err(e) => {
                         warn!(bucket = %b2, key = %k2, error = %e, "stored object failed authentication");
                         let _ = tx
                             .send(Err(io::Error::other(format!("integrity check failed: {e}"))))
                             .await;
-                        false
-                    }
-                }
-            };
-            while !done {
-                let chunk = match stream.next().await {
-                    Some(Ok(c)) => c,
-                    Some(Err(e)) => {
-                        let _ = tx.send(Err(io::Error::other(format!("reading the store: {e}")))).await;
-                        return;
-                    }
-                    None => {
-                        if !buf.is_empty() || window.len > 0 {
-                            let _ = tx.send(Err(io::Error::other("the store's answer ended early"))).await;
-                        }
                         return;
                     }
                 };
-                let mut chunk = chunk;
-                while !chunk.is_empty() && !done {
-                    let seg_len = STORED_SEGMENT.min(stored_end - offset) as usize;
-                    let take = (seg_len - buf.len()).min(chunk.len());
-                    buf.extend_from_slice(&chunk.split_to(take));
-                    if buf.len() == seg_len {
-                        let full = std::mem::replace(&mut buf, Vec::with_capacity(STORED_SEGMENT as usize));
-                        batch.push((g, Bytes::from(full)));
-                        offset += seg_len as u64;
-                        // The window is satisfied once the segment holding its end is in.
-                        let covered = (g + 1) * SEGMENT >= plain.end || offset >= stored_end;
-                        g += 1;
-                        if batch.len() == BATCH || covered {
-                            let b = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                            if !send(b, &mut window, &tx).await {
-                                return;
-                            }
-                        }
-                        done = covered;
-                    }
-                }
             }
         });
         let body = StreamingBlob::wrap(ChanStream(rx));
