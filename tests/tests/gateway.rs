@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
+use bytes::Bytes;
 use govcloud_gateway::keys::FileKeyProvider;
 use govcloud_gateway::upstream::{Endpoint, S3Client, UpstreamError};
 use govcloud_tests::*;
@@ -368,6 +369,31 @@ async fn objects_round_trip_encrypted_with_ranges_and_multipart() -> Result<()> 
         "stored size {} is not ciphertext + tags",
         stored.size
     );
+
+    // A multipart object's manifest (its parts under an HMAC-SM3) altered in the store.
+    multipart(&a, "agency-a/mp2", &[&p1, b"0123456789"]).await?;
+    let manifests = raw.list_all(BUCKET, ".govcloud-gateway/manifests/").await?;
+    ensure!(manifests.len() == 2, "one manifest per multipart object: {manifests:?}");
+    let mut altered = 0;
+    for m in &manifests {
+        let text = String::from_utf8(raw.get_bytes(BUCKET, &m.key).await?.to_vec())?;
+        // Move one whole segment from part 1 to part 2: the same stored size, so only the
+        // manifest's MAC can tell (the segments would decrypt until the moved one).
+        let forged = text
+            .replace("[2,10]", &format!("[2,{}]", 65536 + 10))
+            .replace(&format!("[1,{}]", 5 << 20), &format!("[1,{}]", (5 << 20) - 65536));
+        if text.contains("[2,10]") {
+            raw.put_bytes(BUCKET, &m.key, Bytes::from(forged)).await?;
+            altered += 1;
+        }
+    }
+    ensure!(altered == 1, "found mp2's manifest to alter ({altered})");
+    let e = a
+        .get_object(BUCKET, "agency-a/mp2", None)
+        .await
+        .err()
+        .ok_or_else(|| anyhow!("an object with a forged manifest was served"))?;
+    ensure!(e.to_string().contains("manifest"), "forged manifest: {e}");
 
     // One flipped bit in the stored object: reading through the gateway fails, loudly.
     let path = bed.store.dir.join(BUCKET).join("agency-a").join("small");

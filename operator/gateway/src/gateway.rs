@@ -512,7 +512,9 @@ impl Gateway {
                 let m: Manifest = serde_json::from_slice(&bytes)
                     .map_err(|e| integrity(bucket, key, format!("manifest {mkey}: {e}")))?;
                 let expect = cipher.manifest_mac(&Manifest::canonical(bucket, key, &dek, &salt, &m.parts));
-                if m.salt != salt || m.dek != dek || crypto::unhex(&m.mac).as_deref() != Some(&expect[..]) {
+                let mac_ok = crypto::unhex(&m.mac)
+                    .is_some_and(|mac| bool::from(subtle::ConstantTimeEq::ct_eq(mac.as_slice(), &expect[..])));
+                if m.salt != salt || m.dek != dek || !mac_ok {
                     return Err(integrity(bucket, key, format!("manifest {mkey} does not authenticate")));
                 }
                 let m = Arc::new(m);
