@@ -192,6 +192,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_parses() {
+        let c = Config::parse(include_str!("../../../examples/backup/gateway.yaml")).unwrap();
+        assert_eq!(c.agencies.len(), 2);
+        assert!(
+            c.agencies
+                .iter()
+                .all(|a| a.secret_key_file.is_some() && a.prefix.ends_with('/'))
+        );
+    }
+
+    #[test]
     fn prefixes_are_normalised_and_must_not_overlap() {
         let c = agencies("- {name: a, accessKey: A, secretKey: x, bucket: b, prefix: a}\n").unwrap();
         assert_eq!(c.agencies[0].prefix, "a/");
