@@ -1210,6 +1210,31 @@ mod tests {
     }
 
     #[test]
+    fn a_body_of_another_length_than_declared_is_refused() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for (declared, actual) in [(100u64, 99usize), (100, 101), (SEGMENT, SEGMENT as usize + 1)] {
+            let body = StreamingBlob::wrap(futures::stream::iter([Ok::<_, io::Error>(Bytes::from(vec![
+                1u8;
+                actual
+            ]))]));
+            let failed = rt.block_on(async {
+                let (tx, mut rx) = mpsc::channel(4);
+                let c = Arc::new(ObjectCipher::new(&[1; 16], &[2; 16], "b", "k"));
+                tokio::spawn(seal_stream(body, c, 0, declared, 2, tx));
+                let mut failed = false;
+                while let Some(b) = rx.recv().await {
+                    failed |= b.is_err();
+                }
+                failed
+            });
+            assert!(failed, "declared {declared}, sent {actual}: not refused");
+        }
+    }
+
+    #[test]
     fn truncation_at_a_segment_boundary_is_caught() {
         let len = 3 * SEGMENT;
         let (stored, cipher) = run_seal(len, &[1 << 16]);
