@@ -982,8 +982,14 @@ pub fn build(i: &Inputs) -> Report {
 
 /// The agency's namespaces: from its status, else the spec.
 pub fn namespaces(i: &Inputs, name: &str) -> Vec<String> {
-    let from_status: Vec<String> = i
-        .agency
+    let _ = name;
+    namespaces_of(&i.agency)
+}
+
+/// The namespaces of an AgencyCloud: from its status, else its spec. The first is where its
+/// EvidenceReports are kept on the hub.
+pub fn namespaces_of(ac: &AgencyCloud) -> Vec<String> {
+    let from_status: Vec<String> = ac
         .status
         .as_ref()
         .map(|s| s.environments.iter().map(|e| e.namespace.clone()).collect())
@@ -991,12 +997,12 @@ pub fn namespaces(i: &Inputs, name: &str) -> Vec<String> {
     if !from_status.is_empty() {
         return from_status;
     }
-    i.agency
-        .spec
+    let name = ac.metadata.name.clone().unwrap_or_default();
+    ac.spec
         .cloud
         .environments
         .iter()
-        .map(|e| agency::namespace_name(name, &e.name))
+        .map(|e| agency::namespace_name(&name, &e.name))
         .collect()
 }
 
