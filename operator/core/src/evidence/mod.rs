@@ -454,6 +454,14 @@ pub fn drill_interval_days(level: u8) -> Option<i64> {
     }
 }
 
+/// An enum as the API writes it.
+fn enum_str<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 fn ts(v: &Value, path: &[&str]) -> Option<Timestamp> {
     s(v, path)?.parse().ok()
 }
@@ -524,7 +532,7 @@ pub fn build(i: &Inputs) -> Report {
                                 ("spec.region", d.region.clone()),
                                 ("spec.zone", d.zone.as_str().into()),
                                 ("spec.maxSecurityLevel", d.max_security_level.to_string()),
-                                ("spec.ownership", format!("{:?}", d.ownership)),
+                                ("spec.ownership", enum_str(&d.ownership)),
                             ],
                         ));
                         if d.max_security_level < rules.min_cluster_level {
@@ -767,7 +775,7 @@ pub fn build(i: &Inputs) -> Report {
             }
             let host = x.host.clone().unwrap_or_default();
             let mut facts = vec![
-                ("spec.exposure.mode", format!("{:?}", x.mode)),
+                ("spec.exposure.mode", enum_str(&x.mode)),
                 ("spec.exposure.host", host.clone()),
             ];
             if let Some(a) = &hs.spec.internet_exposure_approval {
@@ -916,7 +924,7 @@ pub fn build(i: &Inputs) -> Report {
                     .unwrap_or_default();
                 let mut facts = vec![
                     ("spec.requestedBy", tr.spec.requested_by.clone().unwrap_or_default()),
-                    ("spec.decision.action", d.map(|d| format!("{:?}", d.action)).unwrap_or_default()),
+                    ("spec.decision.action", d.map(|d| enum_str(&d.action)).unwrap_or_default()),
                     ("spec.decision.decidedBy", d.map(|d| d.decided_by.clone()).unwrap_or_default()),
                     ("spec.decision.reason", d.map(|d| d.reason.clone()).unwrap_or_default()),
                     ("decidedAt", decided_at),
@@ -1280,6 +1288,12 @@ fn backup_controls(i: &Inputs, name: &str, level: u8, ac_json: &Value) -> Vec<Co
                         .unwrap_or_default(),
                 ),
             ];
+            if let (Some(m), Some(c)) = (max, p.metadata.creation_timestamp.as_ref())
+                && let Ok(from) = c.0.checked_add(jiff::SignedDuration::from_secs(m))
+            {
+                // A new policy has one RPO to take its first backup.
+                facts.push(("rpoObligationFrom", from.max(i.period_start).to_string()));
+            }
             if let Some(c) = rpo_cond {
                 facts.push(("status.conditions[RPOMet].status", c.status.clone()));
                 facts.push((

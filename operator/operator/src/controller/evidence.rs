@@ -76,19 +76,6 @@ where
     }
 }
 
-async fn get<K>(api: Api<K>, name: &str, what: &str, notes: &mut Vec<String>) -> Option<Value>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    match api.get_opt(name).await {
-        Ok(o) => o.and_then(|o| serde_json::to_value(o).ok()),
-        Err(e) => {
-            note(notes, what, &e);
-            None
-        }
-    }
-}
-
 fn dynamic(
     client: &Client,
     group: &str,
@@ -218,17 +205,15 @@ pub async fn collect(hub: &Client, namespace: &str, agency: &str, start: Timesta
     i.locations = locations(hub, &mut notes).await;
     let by_agency = ListParams::default().labels(&format!("{AGENCY_LABEL}={agency}"));
     if !member_is_hub {
+        let nss = list(
+            Api::<Namespace>::all(hub.clone()),
+            &by_agency,
+            "hub namespaces",
+            &mut notes,
+        )
+        .await;
+        i.hub.extend(nss);
         for ns in &namespaces {
-            if let Some(v) = get(
-                Api::<Namespace>::all(hub.clone()),
-                ns,
-                &format!("hub namespace {ns}"),
-                &mut notes,
-            )
-            .await
-            {
-                i.hub.push(v);
-            }
             let rbs = list(
                 Api::<RoleBinding>::namespaced(hub.clone(), ns),
                 &by_agency,
@@ -245,11 +230,11 @@ pub async fn collect(hub: &Client, namespace: &str, agency: &str, start: Timesta
         let members = MemberClients::new(hub.clone(), namespace, Duration::from_secs(10));
         match members.client_for(dcc).await {
             Ok(m) => {
+                let w = format!("namespaces on {member_name}");
+                i.member
+                    .extend(list(Api::<Namespace>::all(m.clone()), &by_agency, &w, &mut notes).await);
                 for ns in &namespaces {
                     let what = |k: &str| format!("{k} in {ns} on {member_name}");
-                    if let Some(v) = get(Api::<Namespace>::all(m.clone()), ns, &what("namespace"), &mut notes).await {
-                        i.member.push(v);
-                    }
                     let np = list(
                         Api::<NetworkPolicy>::namespaced(m.clone(), ns),
                         &by_agency,
@@ -280,23 +265,22 @@ pub async fn collect(hub: &Client, namespace: &str, agency: &str, start: Timesta
                     .await;
                     i.member.extend(np.into_iter().chain(rq).chain(lr).chain(rb));
                 }
-                for name in [REGISTRY_POLICY, SERVICE_POLICY] {
-                    let w = format!("admission policy {name} on {member_name}");
-                    if let Some(v) = get(Api::<ValidatingAdmissionPolicy>::all(m.clone()), name, &w, &mut notes).await {
-                        i.member.push(v);
-                    }
-                    let w = format!("admission policy binding {name} on {member_name}");
-                    if let Some(v) = get(
-                        Api::<ValidatingAdmissionPolicyBinding>::all(m.clone()),
-                        name,
-                        &w,
-                        &mut notes,
-                    )
-                    .await
-                    {
-                        i.member.push(v);
-                    }
-                }
+                // The shared admission policies (listed: the operator's grant on a member).
+                let ours = |v: &Value| {
+                    let n = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                    n == REGISTRY_POLICY || n == SERVICE_POLICY
+                };
+                let lp = ListParams::default();
+                let w = format!("admission policies on {member_name}");
+                let p = list(Api::<ValidatingAdmissionPolicy>::all(m.clone()), &lp, &w, &mut notes).await;
+                let b = list(
+                    Api::<ValidatingAdmissionPolicyBinding>::all(m.clone()),
+                    &lp,
+                    &w,
+                    &mut notes,
+                )
+                .await;
+                i.member.extend(p.into_iter().chain(b).filter(ours));
                 let code =
                     ListParams::default().labels(&format!("{CREDIT_CODE_LABEL}={}", ac.spec.cloud.agency.credit_code));
                 let backups = dynamic(&m, "velero.io", "v1", "Backup", "backups", Some(VELERO_NAMESPACE));
