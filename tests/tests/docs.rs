@@ -214,6 +214,7 @@ const GUIDES: &[&str] = &[
     "docs/restore-runbook.md",
     "docs/security.md",
     "docs/kubectl-plugin.md",
+    "docs/evidence.md",
 ];
 
 /// The Chinese twin's path of a guide: `docs/x.md` → `docs/x.zh-CN.md`.

@@ -13,6 +13,7 @@ pub mod common;
 pub mod conditions;
 pub mod credit_code;
 pub mod datacenter;
+pub mod evidence;
 pub mod hosted;
 pub mod labels;
 pub mod report;
@@ -23,6 +24,7 @@ pub use backup::{BackupLocation, BackupPolicy, BackupPolicySpec, BackupPolicySta
 pub use catalog::{ServiceTemplate, ServiceTemplateSpec};
 pub use common::{GROUP, NetworkZone, VERSION};
 pub use datacenter::{DataCenterCluster, DataCenterClusterSpec, DataCenterClusterStatus};
+pub use evidence::{EvidenceReport, EvidenceReportSpec};
 pub use hosted::{HostedSystem, HostedSystemSpec, HostedSystemStatus};
 pub use report::{UtilizationReport, UtilizationReportSpec, UtilizationReportStatus};
 pub use tenancy::{TenancyRequest, TenancyRequestSpec, TenancyRequestStatus};
@@ -41,6 +43,7 @@ pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("backuplocations.yaml", BackupLocation::crd()),
         ("backuppolicies.yaml", BackupPolicy::crd()),
         ("utilizationreports.yaml", UtilizationReport::crd()),
+        ("evidencereports.yaml", EvidenceReport::crd()),
     ]
 }
 

@@ -351,6 +351,8 @@ pub fn shared_children() -> Vec<Child> {
         json!({"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies", "ingresses"], "verbs": read}),
     );
     owner_rules.push(json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": read}));
+    // Evidence reports are the operator's, signed: the agency reads its own, never writes.
+    owner_rules.push(json!({"apiGroups": ["govcloud.io"], "resources": ["evidencereports"], "verbs": read}));
     let mut viewer_rules: Vec<Value> = workloads
         .as_array()
         .map(|a| {
@@ -372,6 +374,7 @@ pub fn shared_children() -> Vec<Child> {
     viewer_rules.push(
         json!({"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies", "ingresses"], "verbs": read}),
     );
+    viewer_rules.push(json!({"apiGroups": ["govcloud.io"], "resources": ["evidencereports"], "verbs": read}));
 
     vec![
         Child::new(
@@ -677,6 +680,7 @@ pub fn hub_roles() -> Vec<Child> {
             &labels,
             json!({"rules": [
                 {"apiGroups": ["govcloud.io"], "resources": govcloud, "verbs": all},
+                {"apiGroups": ["govcloud.io"], "resources": ["evidencereports"], "verbs": read},
                 {"apiGroups": [""], "resources": ["events"], "verbs": read}
             ]}),
         ),
@@ -687,6 +691,7 @@ pub fn hub_roles() -> Vec<Child> {
             &labels,
             json!({"rules": [
                 {"apiGroups": ["govcloud.io"], "resources": govcloud, "verbs": read},
+                {"apiGroups": ["govcloud.io"], "resources": ["evidencereports"], "verbs": read},
                 {"apiGroups": [""], "resources": ["events"], "verbs": read}
             ]}),
         ),

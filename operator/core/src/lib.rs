@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod conditions;
 pub mod credit_code;
+pub mod evidence;
 pub mod hosted;
 pub mod hub;
 pub mod levels;

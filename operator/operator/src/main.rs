@@ -58,6 +58,19 @@ enum Command {
     },
     /// Export a UtilizationReport as CSV, JSON or a self-contained HTML page (to stdout).
     Report(ReportArgs),
+    /// Make a signed evidence report (等保测评证据) of one agency now: JSON (stdout or --out)
+    /// and HTML (--html); with --store, also keep it as an EvidenceReport for the agency.
+    Evidence(EvidenceArgs),
+    /// Check a signed evidence report file (JSON or HTML) offline against the platform's
+    /// public key. Exit status 0 only when it verifies.
+    Verify(VerifyArgs),
+    /// Make a new evidence signing key pair: private.pem (for the Secret) and public.pem
+    /// (for assessors).
+    EvidenceKey {
+        /// Directory to write private.pem and public.pem into.
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
     /// Print the version.
     Version,
 }
@@ -85,6 +98,50 @@ struct ReportArgs {
     /// Namespace of the operator on the hub (holds the report's tables).
     #[arg(long, env = "GOVCLOUD_NAMESPACE", default_value = "govcloud-system")]
     namespace: String,
+}
+
+#[derive(clap::Args)]
+struct EvidenceArgs {
+    /// The AgencyCloud's name.
+    #[arg(long)]
+    agency: String,
+    /// Write the JSON form here instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the HTML form here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Start of the period (RFC 3339). Default: 30 days before its end.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the period (RFC 3339). Default: now.
+    #[arg(long)]
+    to: Option<String>,
+    /// Also keep it as an EvidenceReport in the agency's namespace on the hub.
+    #[arg(long)]
+    store: bool,
+    /// Secret (operator namespace) holding the signing key (`private.pem`).
+    #[arg(long, env = "GOVCLOUD_EVIDENCE_KEY_SECRET", default_value = govcloud::controller::evidence::KEY_SECRET)]
+    key_secret: String,
+    /// Kubeconfig of the hub cluster. Default: in-cluster config or ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, env = "GOVCLOUD_CONTEXT")]
+    context: Option<String>,
+    /// Namespace of the operator on the hub (member kubeconfigs, the signing key).
+    #[arg(long, env = "GOVCLOUD_NAMESPACE", default_value = "govcloud-system")]
+    namespace: String,
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// The platform's evidence public key (SPKI PEM, `public.pem`).
+    #[arg(long)]
+    key: PathBuf,
+    /// The report file (JSON or HTML).
+    #[arg(long)]
+    report: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -129,6 +186,9 @@ struct RunArgs {
     /// This replica's identity in the lease. Default: $POD_NAME, else host name and process id.
     #[arg(long, env = "GOVCLOUD_IDENTITY")]
     identity: Option<String>,
+    /// Days an evidence report is kept after its period ends (0 makes no monthly reports).
+    #[arg(long, env = "GOVCLOUD_EVIDENCE_RETENTION_DAYS", default_value_t = 1096)]
+    evidence_retention_days: u64,
 }
 
 fn init_logging(format: LogFormat) {
@@ -208,6 +268,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }),
         daily_reports: args.daily_reports,
         monthly_reports: args.monthly_reports,
+        evidence_retention: (args.evidence_retention_days > 0)
+            .then(|| Duration::from_secs(args.evidence_retention_days.saturating_mul(86_400))),
         ..Settings::default()
     };
     info!(version = env!("CARGO_PKG_VERSION"), namespace = %settings.namespace, "starting govcloud-operator");
@@ -226,6 +288,98 @@ async fn report(args: ReportArgs) -> anyhow::Result<()> {
     };
     let text = govcloud::controller::report::export(&client, &args.namespace, &args.name, format).await?;
     print!("{text}");
+    Ok(())
+}
+
+async fn evidence(args: EvidenceArgs) -> anyhow::Result<()> {
+    use govcloud::controller::evidence as ev;
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = client(&args.kubeconfig, &args.context).await?;
+    let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<Timestamp>> {
+        v.as_deref()
+            .map(|s| {
+                s.parse::<Timestamp>().map_err(|e| {
+                    anyhow::anyhow!("--{flag} {s}: not an RFC 3339 time such as 2026-11-01T00:00:00+08:00: {e}")
+                })
+            })
+            .transpose()
+    };
+    let end = time("to", &args.to)?.unwrap_or_else(Timestamp::now);
+    let start = match time("from", &args.from)? {
+        Some(s) => s,
+        None => end.checked_sub(SignedDuration::from_hours(24 * 30))?,
+    };
+    anyhow::ensure!(start < end, "--from must be before --to");
+    let provider = std::sync::Arc::new(ev::key_from_secret(&client, &args.namespace, &args.key_secret).await?);
+    let inputs = ev::collect(&client, &args.namespace, &args.agency, start, end).await?;
+    let signed = ev::sign(inputs, provider).await?;
+    match &args.out {
+        Some(p) => std::fs::write(p, &signed.json).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?,
+        None => print!("{}", signed.json),
+    }
+    if let Some(p) = &args.html {
+        std::fs::write(p, &signed.html).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+    }
+    let s = &signed.report.summary;
+    eprintln!(
+        "agency {}: {} controls, {} met, {} missing, {} failing; signed with key {}",
+        args.agency, s.controls, s.met, s.missing, s.failing, signed.key_id
+    );
+    if args.store {
+        let name = format!("ondemand-{}", end.as_second());
+        let (ns, name) = ev::store(&client, &signed, &name, "on-demand").await?;
+        eprintln!("kept as EvidenceReport {ns}/{name}");
+    }
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    use govcloud_core::evidence::{html, sign::PublicKey};
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()));
+    let key = PublicKey::from_pem(&String::from_utf8_lossy(&read(&args.key)?))?;
+    let v = html::verify_file(&read(&args.report)?, &key)
+        .map_err(|e| anyhow::anyhow!("{} does NOT verify: {e}", args.report.display()))?;
+    let r = &v.report;
+    println!(
+        "{} verifies: signed {} by key {}; agency {} ({}), level {}, period {} to {}; {} controls: {} met, {} missing, {} failing",
+        args.report.display(),
+        v.signature.algorithm,
+        v.signature.key_id,
+        r["agency"]["name"].as_str().unwrap_or_default(),
+        r["agency"]["displayName"].as_str().unwrap_or_default(),
+        r["agency"]["securityLevel"],
+        r["periodStart"].as_str().unwrap_or_default(),
+        r["periodEnd"].as_str().unwrap_or_default(),
+        r["summary"]["controls"],
+        r["summary"]["met"],
+        r["summary"]["missing"],
+        r["summary"]["failing"],
+    );
+    Ok(())
+}
+
+fn evidence_key(out_dir: PathBuf) -> anyhow::Result<()> {
+    let (private, public) = govcloud_core::evidence::sign::PemKeyProvider::generate()?;
+    std::fs::create_dir_all(&out_dir)?;
+    let private_path = out_dir.join("private.pem");
+    {
+        use std::io::Write as _;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts
+            .open(&private_path)
+            .map_err(|e| anyhow::anyhow!("cannot create {} (it must not exist yet): {e}", private_path.display()))?;
+        f.write_all(private.as_bytes())?;
+    }
+    std::fs::write(out_dir.join("public.pem"), public)?;
+    println!(
+        "wrote {} (keep it secret: put it in the Secret) and {} (give it to assessors)",
+        private_path.display(),
+        out_dir.join("public.pem").display()
+    );
     Ok(())
 }
 
@@ -268,6 +422,12 @@ fn main() -> ExitCode {
             Ok(rt) => rt.block_on(report(args)),
             Err(e) => Err(e.into()),
         },
+        Command::Evidence(args) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(evidence(args)),
+            Err(e) => Err(e.into()),
+        },
+        Command::Verify(args) => verify(args),
+        Command::EvidenceKey { out_dir } => evidence_key(out_dir),
         Command::Run(args) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(rt) => rt.block_on(run(args)),
             Err(e) => Err(e.into()),

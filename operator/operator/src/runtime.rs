@@ -180,6 +180,10 @@ pub async fn run(
         ctx.settings.daily_reports,
         ctx.settings.monthly_reports,
     ));
+    let evidence = ctx
+        .settings
+        .evidence_retention
+        .map(|r| tokio::spawn(controller::evidence::run_schedule(ctx.clone(), r)));
     let gauges = tokio::spawn(controller::utilization::run_metrics(
         ctx.clone(),
         Duration::from_secs(10),
@@ -192,6 +196,9 @@ pub async fn run(
     }
     gauges.abort();
     scheduled_reports.abort();
+    if let Some(e) = evidence {
+        e.abort();
+    }
     info!("controllers stopped");
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
         error!(error = %e, "HTTP endpoint failed");

@@ -8,6 +8,7 @@
 mod connect;
 mod decide;
 mod errors;
+mod evidence;
 mod format;
 mod output;
 mod report;
@@ -41,7 +42,11 @@ Examples:
   kubectl govcloud status zj-bigdata
 
   # Export a utilization report
-  kubectl govcloud report monthly-2026-10 -o html --output-file monthly-2026-10.html";
+  kubectl govcloud report monthly-2026-10 -o html --output-file monthly-2026-10.html
+
+  # Save the agency's signed evidence report and check it offline
+  kubectl govcloud evidence zj-bigdata --output-file zj-evidence.json
+  kubectl govcloud verify --key evidence-public.pem --report zj-evidence.json";
 
 #[derive(Parser)]
 #[command(
@@ -77,6 +82,12 @@ enum Command {
     /// Export a UtilizationReport as CSV, JSON or a self-contained HTML page.
     #[command(after_help = report::EXAMPLES)]
     Report(report::ReportArgs),
+    /// Save an agency's signed evidence report (等保测评证据) as JSON or HTML.
+    #[command(after_help = evidence::EVIDENCE_EXAMPLES)]
+    Evidence(evidence::EvidenceArgs),
+    /// Check a signed evidence report file offline against the platform's public key.
+    #[command(after_help = evidence::VERIFY_EXAMPLES)]
+    Verify(evidence::VerifyArgs),
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -90,6 +101,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Deny(a) => decide::run(g, &a.name, DecisionAction::Deny, &a.reason, a.generation).await,
         Command::Status(a) => status::run(g, a).await,
         Command::Report(a) => report::run(g, a).await,
+        Command::Evidence(a) => evidence::run(g, a).await,
+        Command::Verify(a) => evidence::verify(a),
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Settings {
     pub monthly_reports: usize,
     /// Leader election (several replicas); None runs the controllers at once.
     pub leader_election: Option<crate::leader::LeaderElection>,
+    /// Monthly evidence reports, kept this long after their period ends; None makes none
+    /// (the default here; the binary makes them unless told otherwise).
+    pub evidence_retention: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             daily_reports: 31,
             monthly_reports: 24,
             leader_election: None,
+            evidence_retention: None,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod backup;
 pub mod context;
 pub mod datacenter;
+pub mod evidence;
 pub mod hosted;
 pub mod lookup;
 pub mod members;

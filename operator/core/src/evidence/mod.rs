@@ -1,0 +1,1556 @@
+//! Evidence reports for security-level assessments (等级保护测评): per agency, for each
+//! control of its level, what enforces it, the live objects that prove it, and what is
+//! missing or failing with what to do — each control line mapped to GB/T 22239-2019 items
+//! (docs/evidence.md). Pure: the operator collects the live objects ([`Inputs`]), this
+//! module decides ([`build`]), renders ([`html`]) and signs ([`sign`]).
+
+pub mod html;
+pub mod sample;
+pub mod sign;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::agency::{self, Child, Kind};
+use crate::backup::{self as bk, PolicyId};
+use crate::levels::{self, InternetExposure};
+use govcloud_api::agency::AgencyCloud;
+use govcloud_api::hosted::ExposureMode;
+use govcloud_api::{BackupPolicy, DataCenterCluster, HostedSystem, TenancyRequest, conditions};
+
+/// Schema of the report document.
+pub const SCHEMA: &str = "govcloud.io/evidence/v1";
+/// Name (on the evidence) of objects on the hub when it is not a registered cluster.
+pub const HUB: &str = "hub";
+
+/// One item of GB/T 22239-2019 a control line stands for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StandardItem {
+    /// The clause of the agency's level: `8.1` (general requirements, level 3), `8.2` (cloud
+    /// extension, level 3); `6.x` level 1, `7.x` level 2, `9.x` level 4.
+    pub clause: String,
+    /// `安全通用要求` or `云计算安全扩展要求`.
+    pub part: String,
+    /// Layer, e.g. `安全区域边界`.
+    pub layer: String,
+    /// Control item, e.g. `访问控制`.
+    pub item: String,
+}
+
+/// How a control stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// In force, proven by the evidence.
+    Met,
+    /// Required, but what enforces it is not there (not placed yet, no backup policy, …).
+    Missing,
+    /// There, but not as the level requires.
+    Failing,
+    /// Not required at this level (shown for completeness).
+    NotRequired,
+}
+
+impl Status {
+    /// Label in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Met => "Met",
+            Status::Missing => "Missing",
+            Status::Failing => "Failing",
+            Status::NotRequired => "NotRequired",
+        }
+    }
+}
+
+/// A live object proving (part of) a control.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    /// DataCenterCluster it lives on, or [`HUB`].
+    pub cluster: String,
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// Namespace, for namespaced objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// `metadata.uid`: the object read, not one of the same name created later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The fields that matter, as read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, String>,
+}
+
+/// Something missing or failing, and what to do.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub action: String,
+}
+
+/// One control line.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Control {
+    /// Stable id, e.g. `NET-ISOLATION` (docs/evidence.md maps each).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Title in Chinese.
+    pub title_zh: String,
+    /// The standard's items this line stands for.
+    pub standard: Vec<StandardItem>,
+    /// What the level requires here.
+    pub requirement: String,
+    /// What enforces it on the platform.
+    pub enforced_by: String,
+    /// How it stands.
+    pub status: Status,
+    /// The live objects that prove it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+    /// What is missing or failing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
+}
+
+/// Who the report is about.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgencyInfo {
+    /// AgencyCloud name (short name).
+    pub name: String,
+    /// Official name.
+    pub display_name: String,
+    /// Unified social credit code.
+    pub credit_code: String,
+    /// Security level 1–4.
+    pub security_level: u8,
+    /// `internal` (政务内网) or `external` (政务外网).
+    pub zone: String,
+    /// `metadata.uid` of the AgencyCloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// Count of control lines by status.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Lines.
+    pub controls: u32,
+    /// Met.
+    pub met: u32,
+    /// Missing.
+    pub missing: u32,
+    /// Failing.
+    pub failing: u32,
+    /// Not required at this level.
+    pub not_required: u32,
+}
+
+/// An evidence report (what is signed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: String,
+    /// The agency.
+    pub agency: AgencyInfo,
+    /// Start of the period (RFC 3339).
+    pub period_start: String,
+    /// End of the period (RFC 3339).
+    pub period_end: String,
+    /// When the live objects were read (RFC 3339).
+    pub generated_at: String,
+    /// Lines by status.
+    pub summary: Summary,
+    /// One line per control.
+    pub controls: Vec<Control>,
+    /// What could not be read (the lines it concerns say so too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A BackupLocation as the report sees it (encryption read leniently: the field is the
+/// backup gateway's).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Location {
+    /// Name.
+    pub name: String,
+    /// uid.
+    pub uid: Option<String>,
+    /// Region.
+    pub region: String,
+    /// Endpoint URL.
+    pub endpoint: String,
+    /// Declared encryption (e.g. `SM4` through the project's gateway), if any.
+    pub encryption: Option<String>,
+}
+
+/// What the operator read for one agency.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    /// The AgencyCloud.
+    pub agency: AgencyCloud,
+    /// The cluster it is placed on (None when not placed or not found).
+    pub cluster: Option<DataCenterCluster>,
+    /// The name evidence on the placed cluster carries (the DataCenterCluster's).
+    pub member_name: String,
+    /// The placed cluster is the hub itself (the hub's objects are the member's).
+    pub member_is_hub: bool,
+    /// The TenancyRequest it was provisioned from, if any.
+    pub request: Option<TenancyRequest>,
+    /// Live objects on the placed cluster, as JSON: the agency's namespaces and the objects
+    /// labelled `govcloud.io/agency=<name>` in them (NetworkPolicies, ResourceQuotas,
+    /// LimitRanges, RoleBindings), and the shared admission policies and bindings.
+    pub member: Vec<Value>,
+    /// Live objects on the hub (its namespaces and RoleBindings of the agency) when the hub
+    /// is not the placed cluster.
+    pub hub: Vec<Value>,
+    /// HostedSystems of the agency (hub).
+    pub systems: Vec<HostedSystem>,
+    /// BackupPolicies of the agency (hub).
+    pub policies: Vec<BackupPolicy>,
+    /// Every BackupLocation.
+    pub locations: Vec<Location>,
+    /// Velero Backups on the placed cluster carrying the agency's credit code.
+    pub backups: Vec<Value>,
+    /// Velero Restores on the placed cluster carrying the agency's credit code.
+    pub restores: Vec<Value>,
+    /// What could not be read.
+    pub notes: Vec<String>,
+    /// Period start.
+    pub period_start: Timestamp,
+    /// Period end.
+    pub period_end: Timestamp,
+    /// When read.
+    pub now: Timestamp,
+}
+
+fn s(v: &Value, path: &[&str]) -> Option<String> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    match cur {
+        Value::String(x) => Some(x.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Evidence for a live JSON object on `cluster`, with `facts`.
+pub fn evidence_of(cluster: &str, v: &Value, facts: &[(&str, String)]) -> Evidence {
+    Evidence {
+        cluster: cluster.to_string(),
+        api_version: s(v, &["apiVersion"]).unwrap_or_default(),
+        kind: s(v, &["kind"]).unwrap_or_default(),
+        namespace: s(v, &["metadata", "namespace"]),
+        name: s(v, &["metadata", "name"]).unwrap_or_default(),
+        uid: s(v, &["metadata", "uid"]),
+        facts: facts.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    }
+}
+
+fn with_type_meta<K: Serialize>(o: &K, api_version: &str, kind: &str) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), Value::from(api_version));
+        m.insert("kind".into(), Value::from(kind));
+    }
+    v
+}
+
+const GOVCLOUD: &str = "govcloud.io/v1alpha1";
+
+fn item(level: u8, cloud: bool, layer: &str, item: &str) -> StandardItem {
+    let clause = u32::from(level.clamp(1, 4)) + 5;
+    StandardItem {
+        clause: format!("{clause}.{}", if cloud { 2 } else { 1 }),
+        part: if cloud {
+            "云计算安全扩展要求"
+        } else {
+            "安全通用要求"
+        }
+        .into(),
+        layer: layer.into(),
+        item: item.into(),
+    }
+}
+
+/// Index of live objects by (kind, namespace, name).
+struct Live<'a> {
+    by_key: BTreeMap<(String, Option<String>, String), &'a Value>,
+}
+
+impl<'a> Live<'a> {
+    fn new(objects: &'a [Value]) -> Live<'a> {
+        Live {
+            by_key: objects
+                .iter()
+                .map(|o| {
+                    (
+                        (
+                            s(o, &["kind"]).unwrap_or_default(),
+                            s(o, &["metadata", "namespace"]),
+                            s(o, &["metadata", "name"]).unwrap_or_default(),
+                        ),
+                        o,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn get(&self, kind: &str, ns: Option<&str>, name: &str) -> Option<&'a Value> {
+        self.by_key
+            .get(&(kind.to_string(), ns.map(str::to_string), name.to_string()))
+            .copied()
+    }
+
+    fn in_namespace(&self, kind: &str, ns: &str) -> Vec<&'a Value> {
+        self.by_key
+            .iter()
+            .filter(|((k, n, _), _)| k == kind && n.as_deref() == Some(ns))
+            .map(|(_, v)| *v)
+            .collect()
+    }
+}
+
+/// A line being built.
+struct Line {
+    c: Control,
+}
+
+impl Line {
+    fn new(
+        id: &str,
+        title: &str,
+        title_zh: &str,
+        standard: Vec<StandardItem>,
+        requirement: String,
+        enforced_by: &str,
+    ) -> Line {
+        Line {
+            c: Control {
+                id: id.into(),
+                title: title.into(),
+                title_zh: title_zh.into(),
+                standard,
+                requirement,
+                enforced_by: enforced_by.into(),
+                status: Status::Met,
+                evidence: vec![],
+                findings: vec![],
+            },
+        }
+    }
+
+    fn missing(&mut self, problem: String, action: &str) {
+        if self.c.status == Status::Met {
+            self.c.status = Status::Missing;
+        }
+        self.c.findings.push(Finding {
+            problem,
+            action: action.into(),
+        });
+    }
+
+    fn failing(&mut self, problem: String, action: &str) {
+        if matches!(self.c.status, Status::Met | Status::Missing) {
+            self.c.status = Status::Failing;
+        }
+        self.c.findings.push(Finding {
+            problem,
+            action: action.into(),
+        });
+    }
+
+    fn not_required(mut self) -> Control {
+        if self.c.findings.is_empty() {
+            self.c.status = Status::NotRequired;
+        }
+        self.c
+    }
+
+    fn done(self) -> Control {
+        self.c
+    }
+}
+
+/// Checks the expected children of `kinds` against the live objects: each present (a
+/// subset of the live body) becomes evidence; each absent or different a finding.
+fn check_children(
+    line: &mut Line,
+    cluster: &str,
+    live: &Live,
+    expected: &[&Child],
+    facts: impl Fn(&Value) -> Vec<(&'static str, String)>,
+) {
+    for c in expected {
+        let kind = c.kind.gvk().2;
+        match live.get(kind, c.namespace.as_deref(), &c.name) {
+            Some(v) if crate::subset::contains(v, &c.body) => {
+                line.c.evidence.push(evidence_of(cluster, v, &facts(v)));
+            }
+            Some(v) => {
+                line.c.evidence.push(evidence_of(cluster, v, &facts(v)));
+                line.failing(
+                    format!(
+                        "{kind} {}{} on {cluster} differs from what the level requires",
+                        c.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+                        c.name
+                    ),
+                    "the operator restores it on its next pass; if this stays, check the AgencyCloud's Isolated condition and the operator's log",
+                );
+            }
+            None => line.missing(
+                format!(
+                    "{kind} {}{} is not on {cluster}",
+                    c.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+                    c.name
+                ),
+                "wait until the AgencyCloud is Ready; if it is and this stays, check its Isolated condition",
+            ),
+        }
+    }
+}
+
+fn json_str(v: Option<&Value>) -> String {
+    v.map(|x| match x {
+        Value::String(s) => s.clone(),
+        other => crate::evidence::sign::canonical_compact(other),
+    })
+    .unwrap_or_default()
+}
+
+fn condition<'a>(
+    conds: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    t: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    conds.iter().find(|c| c.type_ == t)
+}
+
+/// Maximum interval between passed restore drills by level (design table: yearly at
+/// level 2, quarterly at 3, monthly at 4; GB/T 20988 as reference), in days.
+pub fn drill_interval_days(level: u8) -> Option<i64> {
+    match level {
+        2 => Some(366),
+        3 => Some(92),
+        4.. => Some(31),
+        _ => None,
+    }
+}
+
+/// An enum as the API writes it.
+fn enum_str<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn ts(v: &Value, path: &[&str]) -> Option<Timestamp> {
+    s(v, path)?.parse().ok()
+}
+
+fn labels(v: &Value) -> BTreeMap<String, String> {
+    v.pointer("/metadata/labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Builds the report (pure).
+pub fn build(i: &Inputs) -> Report {
+    let spec = &i.agency.spec.cloud;
+    let name = i.agency.metadata.name.clone().unwrap_or_default();
+    let level = spec.security_level;
+    let rules = levels::rules(level);
+    let member = Live::new(&i.member);
+    let hub = Live::new(&i.hub);
+    let mc = i.member_name.as_str();
+    let placement = i.agency.status.as_ref().and_then(|s| s.placement.clone());
+    let ac_json = with_type_meta(&i.agency, GOVCLOUD, "AgencyCloud");
+    let (expected, refused) = agency::member_children(&name, spec);
+    let of_kind = |k: Kind| -> Vec<&Child> { expected.iter().filter(|c| c.kind == k).collect() };
+    let mut controls = Vec::new();
+
+    // 1. Where the agency's systems and data are.
+    {
+        let mut l = Line::new(
+            "DATA-LOCATION",
+            "Infrastructure location and certified level of the cluster",
+            "基础设施位置与承载平台等级",
+            vec![
+                item(level, true, "安全物理环境", "基础设施位置"),
+                item(level, true, "安全通信网络", "网络架构"),
+                item(level, true, "安全计算环境", "数据完整性和保密性"),
+            ],
+            format!(
+                "placed on a national data-center cluster certified for level {} or above, in zone {}{}",
+                rules.min_cluster_level,
+                spec.zone.as_str(),
+                spec.placement
+                    .region
+                    .as_ref()
+                    .map(|r| format!(", region {r}"))
+                    .unwrap_or_default()
+            ),
+            "placement (AgencyCloud status.placement, sticky) against DataCenterCluster certification",
+        );
+        match &placement {
+            Some(p) => {
+                l.c.evidence.push(evidence_of(
+                    HUB,
+                    &ac_json,
+                    &[
+                        ("status.placement.cluster", p.cluster.clone()),
+                        ("status.placement.region", p.region.clone()),
+                        ("status.placement.zone", p.zone.as_str().into()),
+                        ("spec.securityLevel", level.to_string()),
+                    ],
+                ));
+                match &i.cluster {
+                    Some(dcc) => {
+                        let d = &dcc.spec;
+                        l.c.evidence.push(evidence_of(
+                            HUB,
+                            &with_type_meta(dcc, GOVCLOUD, "DataCenterCluster"),
+                            &[
+                                ("spec.region", d.region.clone()),
+                                ("spec.zone", d.zone.as_str().into()),
+                                ("spec.maxSecurityLevel", d.max_security_level.to_string()),
+                                ("spec.ownership", enum_str(&d.ownership)),
+                            ],
+                        ));
+                        if d.max_security_level < rules.min_cluster_level {
+                            l.failing(
+                                format!(
+                                    "cluster {} is certified for level {}, below the agency's level {level}",
+                                    p.cluster, d.max_security_level
+                                ),
+                                "move the agency's systems to a cluster certified for its level (a new AgencyCloud), or have the cluster certified",
+                            );
+                        }
+                        if d.zone != spec.zone {
+                            l.failing(
+                                format!(
+                                    "cluster {} is on zone {}, the agency on {}",
+                                    p.cluster,
+                                    d.zone.as_str(),
+                                    spec.zone.as_str()
+                                ),
+                                "the agency must be re-provisioned on a cluster of its zone",
+                            );
+                        }
+                        if let Some(r) = &spec.placement.region
+                            && r != &d.region
+                        {
+                            l.failing(
+                                format!(
+                                    "cluster {} is in region {}, outside the region {r} the spec allows",
+                                    p.cluster, d.region
+                                ),
+                                "re-provision the agency in its region",
+                            );
+                        }
+                    }
+                    None => l.missing(
+                        format!("DataCenterCluster {} is not registered any more", p.cluster),
+                        "register the cluster again (its DataCenterCluster) or ask the platform team",
+                    ),
+                }
+            }
+            None => l.missing(
+                "the agency is not placed on a cluster yet".into(),
+                "see the AgencyCloud's Placed condition (`kubectl govcloud status`)",
+            ),
+        }
+        controls.push(l.done());
+    }
+
+    let placed = placement.is_some() && i.cluster.is_some();
+
+    // 2. Isolation between tenants: default deny in every namespace.
+    {
+        let mut l = Line::new(
+            "NET-ISOLATION",
+            "Isolation from other agencies (default deny)",
+            "租户网络隔离（默认拒绝）",
+            vec![
+                item(level, true, "安全通信网络", "网络架构"),
+                item(level, true, "安全区域边界", "访问控制"),
+                item(level, false, "安全区域边界", "访问控制"),
+            ],
+            if rules.deny_undeclared_egress {
+                "every namespace denies all ingress and egress not explicitly allowed".into()
+            } else {
+                "every namespace denies all ingress not explicitly allowed".into()
+            },
+            "NetworkPolicy govcloud-default-deny in each namespace, written by the operator; agencies cannot change NetworkPolicies",
+        );
+        let deny: Vec<&Child> = of_kind(Kind::NetworkPolicy)
+            .into_iter()
+            .filter(|c| c.name == "govcloud-default-deny")
+            .collect();
+        if placed {
+            check_children(&mut l, mc, &member, &deny, |v| {
+                vec![
+                    ("spec.podSelector", json_str(v.pointer("/spec/podSelector"))),
+                    ("spec.policyTypes", json_str(v.pointer("/spec/policyTypes"))),
+                ]
+            });
+        } else {
+            l.missing("not placed: no namespaces yet".into(), "see DATA-LOCATION");
+        }
+        controls.push(l.done());
+    }
+
+    // 3. Declared flows and egress.
+    {
+        let mut l = Line::new(
+            "NET-FLOWS",
+            "Allowed flows and egress only as declared",
+            "访问控制策略（仅允许声明的流量）",
+            vec![
+                item(level, true, "安全计算环境", "访问控制"),
+                item(level, false, "安全区域边界", "边界防护"),
+                item(level, false, "安全区域边界", "访问控制"),
+            ],
+            format!(
+                "traffic within the agency, DNS and the declared egress rules only; internet egress {}",
+                match rules.internet_egress {
+                    levels::InternetEgress::Declared => "as declared",
+                    levels::InternetEgress::ExplicitExitRule =>
+                        "only through rules marked internetExit (the unified internet exit)",
+                    levels::InternetEgress::Never => "never",
+                }
+            ),
+            "NetworkPolicies govcloud-allow-agency, govcloud-allow-dns and govcloud-egress-<rule> per namespace, and each hosted system's flow policies",
+        );
+        let flows: Vec<&Child> = of_kind(Kind::NetworkPolicy)
+            .into_iter()
+            .filter(|c| c.name != "govcloud-default-deny")
+            .collect();
+        if placed {
+            check_children(&mut l, mc, &member, &flows, |v| {
+                vec![("spec.policyTypes", json_str(v.pointer("/spec/policyTypes")))]
+            });
+            // The hosted systems' own flow policies.
+            for ns in namespaces(i, &name) {
+                for v in member.in_namespace("NetworkPolicy", &ns) {
+                    let lb = labels(v);
+                    if let Some(sys) = lb.get(govcloud_api::labels::SYSTEM_LABEL) {
+                        l.c.evidence.push(evidence_of(mc, v, &[("system", sys.clone())]));
+                    }
+                }
+            }
+        } else {
+            l.missing("not placed: no namespaces yet".into(), "see DATA-LOCATION");
+        }
+        for r in &refused {
+            l.failing(
+                format!("egress rule {} is refused: {}", r.rule, r.why),
+                "remove the rule from spec.egress or change it as the message says",
+            );
+        }
+        controls.push(l.done());
+    }
+
+    // 4. Pod Security.
+    {
+        let mut l = Line::new(
+            "POD-SECURITY",
+            "Pod Security standard enforced",
+            "容器安全基线（Pod Security）",
+            vec![
+                item(level, false, "安全计算环境", "入侵防范"),
+                item(level, true, "安全计算环境", "入侵防范"),
+            ],
+            format!(
+                "Pod Security `{}` enforced on every namespace",
+                rules.pod_security.as_str()
+            ),
+            "namespace labels pod-security.kubernetes.io/enforce (the API server's admission), written by the operator",
+        );
+        if placed {
+            let ns: Vec<&Child> = of_kind(Kind::Namespace);
+            check_children(&mut l, mc, &member, &ns, |v| {
+                vec![(
+                    "pod-security.kubernetes.io/enforce",
+                    s(v, &["metadata", "labels", "pod-security.kubernetes.io/enforce"]).unwrap_or_default(),
+                )]
+            });
+        } else {
+            l.missing("not placed: no namespaces yet".into(), "see DATA-LOCATION");
+        }
+        controls.push(l.done());
+    }
+
+    // 5. Registries.
+    {
+        let mut l = Line::new(
+            "IMAGE-REGISTRY",
+            "Images only from the agency's allowed registries",
+            "镜像来源控制",
+            vec![
+                item(level, true, "安全计算环境", "镜像和快照保护"),
+                item(level, false, "安全计算环境", "恶意代码防范"),
+            ],
+            format!("images only from: {}", agency::registry_annotation(spec)),
+            "ValidatingAdmissionPolicy govcloud-registries and its binding, reading each namespace's govcloud.io/allowed-registries annotation",
+        );
+        if placed {
+            let shared = agency::shared_children();
+            let reg: Vec<&Child> = shared.iter().filter(|c| c.name == agency::REGISTRY_POLICY).collect();
+            check_children(&mut l, mc, &member, &reg, |v| {
+                vec![("spec.validationActions", json_str(v.pointer("/spec/validationActions")))]
+                    .into_iter()
+                    .filter(|(_, x)| !x.is_empty())
+                    .collect()
+            });
+            for ns in namespaces(i, &name) {
+                match member.get("Namespace", None, &ns) {
+                    Some(v) => {
+                        let ann = s(v, &["metadata", "annotations", agency::REGISTRY_ANNOTATION]).unwrap_or_default();
+                        if ann != agency::registry_annotation(spec) {
+                            l.failing(
+                                format!("namespace {ns} allows registries {ann:?}, the spec {:?}", agency::registry_annotation(spec)),
+                                "the operator rewrites the annotation on its next pass; if this stays, check the operator's log",
+                            );
+                        }
+                    }
+                    None => l.missing(
+                        format!("namespace {ns} is not on {mc}"),
+                        "wait until the AgencyCloud is Ready",
+                    ),
+                }
+            }
+        } else {
+            l.missing("not placed: no namespaces yet".into(), "see DATA-LOCATION");
+        }
+        controls.push(l.done());
+    }
+
+    // 6. Exposure.
+    {
+        let mut l = Line::new(
+            "EXPOSURE",
+            "Exposure only through the operator, internet exposure as the level allows",
+            "对外暴露控制与审批",
+            vec![
+                item(level, false, "安全区域边界", "边界防护"),
+                item(level, true, "安全区域边界", "访问控制"),
+            ],
+            match rules.internet_exposure {
+                InternetExposure::Allowed => "no Service of type LoadBalancer, NodePort or ExternalName; internet exposure allowed (external zone)".into(),
+                InternetExposure::NeedsApproval => "no Service of type LoadBalancer, NodePort or ExternalName; internet exposure only with a recorded platform approval for the host".into(),
+                InternetExposure::Never => "no Service of type LoadBalancer, NodePort or ExternalName; never exposed to the internet".into(),
+            },
+            "ValidatingAdmissionPolicy govcloud-service-exposure; HostedSystem spec.exposure with spec.internetExposureApproval (approved by platform approvers only, checked at admission)",
+        );
+        if placed {
+            let shared = agency::shared_children();
+            let svc: Vec<&Child> = shared.iter().filter(|c| c.name == agency::SERVICE_POLICY).collect();
+            check_children(&mut l, mc, &member, &svc, |_| vec![]);
+        } else {
+            l.missing("not placed: no namespaces yet".into(), "see DATA-LOCATION");
+        }
+        for hs in &i.systems {
+            let Some(x) = &hs.spec.exposure else { continue };
+            if x.mode == ExposureMode::None {
+                continue;
+            }
+            let host = x.host.clone().unwrap_or_default();
+            let mut facts = vec![
+                ("spec.exposure.mode", enum_str(&x.mode)),
+                ("spec.exposure.host", host.clone()),
+            ];
+            if let Some(a) = &hs.spec.internet_exposure_approval {
+                facts.push(("spec.internetExposureApproval.approvedBy", a.approved_by.clone()));
+                facts.push(("spec.internetExposureApproval.host", a.host.clone()));
+                facts.push(("spec.internetExposureApproval.reason", a.reason.clone()));
+            }
+            l.c.evidence
+                .push(evidence_of(HUB, &with_type_meta(hs, GOVCLOUD, "HostedSystem"), &facts));
+            if x.mode == ExposureMode::Internet {
+                let sys = hs.metadata.name.clone().unwrap_or_default();
+                match rules.internet_exposure {
+                    InternetExposure::Never => l.failing(
+                        format!("system {sys} is exposed to the internet; level {level} never is"),
+                        "set spec.exposure.mode to GovernmentNetwork or None",
+                    ),
+                    InternetExposure::NeedsApproval => match &hs.spec.internet_exposure_approval {
+                        Some(a) if a.host == host => {}
+                        Some(a) => l.failing(
+                            format!(
+                                "system {sys}: the approval is for host {}, the exposure uses {host}",
+                                a.host
+                            ),
+                            "ask a platform approver to approve the host in use (kubectl govcloud approve-exposure)",
+                        ),
+                        None => l.failing(
+                            format!("system {sys} asks for internet exposure without a platform approval"),
+                            "ask a platform approver to record spec.internetExposureApproval",
+                        ),
+                    },
+                    InternetExposure::Allowed => {}
+                }
+            }
+        }
+        controls.push(l.done());
+    }
+
+    // 7. Quota and limits.
+    {
+        let mut l = Line::new(
+            "RESOURCES",
+            "Quota and default limits",
+            "资源配额与限制",
+            vec![item(level, true, "安全管理中心", "集中管控")],
+            "a ResourceQuota and a LimitRange in every namespace, as the spec's quotas".into(),
+            "ResourceQuota govcloud-quota and LimitRange govcloud-defaults, written by the operator; agencies cannot change them",
+        );
+        if placed {
+            let q: Vec<&Child> = expected
+                .iter()
+                .filter(|c| matches!(c.kind, Kind::ResourceQuota | Kind::LimitRange))
+                .collect();
+            check_children(&mut l, mc, &member, &q, |v| {
+                let hard = v.pointer("/spec/hard");
+                if hard.is_some() {
+                    vec![("spec.hard", json_str(hard))]
+                } else {
+                    vec![]
+                }
+            });
+        } else {
+            l.missing("not placed: no namespaces yet".into(), "see DATA-LOCATION");
+        }
+        controls.push(l.done());
+    }
+
+    // 8. Access: owners and viewers.
+    {
+        let subjects = |list: &[govcloud_api::agency::Subject]| {
+            list.iter()
+                .map(|s| format!("{:?}:{}", s.kind, s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut l = Line::new(
+            "ACCESS",
+            "Who may use and see the agency's cloud",
+            "访问权限（所有者与查看者）",
+            vec![
+                item(level, false, "安全计算环境", "访问控制"),
+                item(level, true, "安全计算环境", "访问控制"),
+            ],
+            format!(
+                "owners {} and viewers {} only, with the platform's least-privilege roles",
+                subjects(&spec.owners),
+                if spec.viewers.is_empty() {
+                    "(none)".into()
+                } else {
+                    subjects(&spec.viewers)
+                }
+            ),
+            "RoleBindings govcloud-owners and govcloud-viewers in each namespace (member and hub), to the operator's ClusterRoles",
+        );
+        let rb: Vec<&Child> = of_kind(Kind::RoleBinding);
+        let facts = |v: &Value| {
+            vec![
+                ("roleRef.name", s(v, &["roleRef", "name"]).unwrap_or_default()),
+                ("subjects", json_str(v.get("subjects"))),
+            ]
+        };
+        if placed {
+            check_children(&mut l, mc, &member, &rb, facts);
+            if !i.member_is_hub {
+                let hub_children = agency::hub_children(&name, spec);
+                let hrb: Vec<&Child> = hub_children.iter().filter(|c| c.kind == Kind::RoleBinding).collect();
+                check_children(&mut l, HUB, &hub, &hrb, facts);
+            }
+        } else {
+            l.missing("not placed: no namespaces yet".into(), "see DATA-LOCATION");
+        }
+        controls.push(l.done());
+    }
+
+    // 9. Tenancy approval.
+    {
+        let mut l = Line::new(
+            "TENANCY-APPROVAL",
+            "The cloud was approved by a platform approver",
+            "上云审批记录",
+            vec![item(level, false, "安全管理机构", "授权和审批")],
+            "a TenancyRequest approved by a platform approver other than the requester, for the version reviewed"
+                .into(),
+            "TenancyRequest spec.decision (approver, reason, reviewed generation), admitted only from platform approvers in their own name",
+        );
+        let label = i
+            .agency
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|m| m.get(govcloud_api::labels::REQUEST_LABEL))
+            .cloned();
+        match (&i.request, label) {
+            (Some(tr), _) => {
+                let d = tr.spec.decision.as_ref();
+                let decided_at = tr
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.decision_observed_time.as_ref())
+                    .map(|t| t.0.to_string())
+                    .or_else(|| {
+                        tr.status
+                            .as_ref()
+                            .and_then(|s| condition(&s.conditions, conditions::tenancy::DECIDED))
+                            .map(|c| c.last_transition_time.0.to_string())
+                    })
+                    .unwrap_or_default();
+                let mut facts = vec![
+                    ("spec.requestedBy", tr.spec.requested_by.clone().unwrap_or_default()),
+                    ("spec.decision.action", d.map(|d| enum_str(&d.action)).unwrap_or_default()),
+                    ("spec.decision.decidedBy", d.map(|d| d.decided_by.clone()).unwrap_or_default()),
+                    ("spec.decision.reason", d.map(|d| d.reason.clone()).unwrap_or_default()),
+                    ("decidedAt", decided_at),
+                ];
+                if let Some(g) = d.and_then(|d| d.reviewed_generation) {
+                    facts.push(("spec.decision.reviewedGeneration", g.to_string()));
+                }
+                l.c.evidence.push(evidence_of(HUB, &with_type_meta(tr, GOVCLOUD, "TenancyRequest"), &facts));
+                match d {
+                    Some(d) if d.action == govcloud_api::tenancy::DecisionAction::Approve => {
+                        if tr.spec.requested_by.as_deref() == Some(d.decided_by.as_str()) {
+                            l.failing("the requester approved their own request".into(), "have another platform approver review the cloud");
+                        }
+                    }
+                    _ => l.failing("the request is not approved".into(), "the AgencyCloud must come from an approved request"),
+                }
+            }
+            (None, Some(lbl)) => l.missing(
+                format!("the TenancyRequest {lbl} the cloud was provisioned from is gone"),
+                "keep approved TenancyRequests: they are the approval record (restore it from the hub's backup)",
+            ),
+            (None, None) => l.missing(
+                "the AgencyCloud was created directly, not from an approved TenancyRequest: there is no approval record".into(),
+                "record the approval: file a TenancyRequest for the cloud as it is and have a platform approver decide it",
+            ),
+        }
+        controls.push(l.done());
+    }
+
+    // 10-14: backups.
+    controls.extend(backup_controls(i, &name, level, &ac_json));
+
+    let mut summary = Summary {
+        controls: controls.len() as u32,
+        ..Default::default()
+    };
+    for c in &controls {
+        match c.status {
+            Status::Met => summary.met += 1,
+            Status::Missing => summary.missing += 1,
+            Status::Failing => summary.failing += 1,
+            Status::NotRequired => summary.not_required += 1,
+        }
+    }
+    Report {
+        schema: SCHEMA.into(),
+        agency: AgencyInfo {
+            name,
+            display_name: spec.agency.display_name.clone(),
+            credit_code: spec.agency.credit_code.clone(),
+            security_level: level,
+            zone: spec.zone.as_str().into(),
+            uid: i.agency.metadata.uid.clone(),
+        },
+        period_start: i.period_start.to_string(),
+        period_end: i.period_end.to_string(),
+        generated_at: i.now.to_string(),
+        summary,
+        controls,
+        notes: i.notes.clone(),
+    }
+}
+
+/// The agency's namespaces: from its status, else the spec.
+pub fn namespaces(i: &Inputs, name: &str) -> Vec<String> {
+    let _ = name;
+    namespaces_of(&i.agency)
+}
+
+/// The namespaces of an AgencyCloud: from its status, else its spec. The first is where its
+/// EvidenceReports are kept on the hub.
+pub fn namespaces_of(ac: &AgencyCloud) -> Vec<String> {
+    let from_status: Vec<String> = ac
+        .status
+        .as_ref()
+        .map(|s| s.environments.iter().map(|e| e.namespace.clone()).collect())
+        .unwrap_or_default();
+    if !from_status.is_empty() {
+        return from_status;
+    }
+    let name = ac.metadata.name.clone().unwrap_or_default();
+    ac.spec
+        .cloud
+        .environments
+        .iter()
+        .map(|e| agency::namespace_name(&name, &e.name))
+        .collect()
+}
+
+/// A Velero Backup of one of the agency's policies.
+struct BackupSeen<'a> {
+    v: &'a Value,
+    policy: usize,
+    offsite: bool,
+    phase: String,
+    time: Option<Timestamp>,
+    location: String,
+}
+
+fn backup_controls(i: &Inputs, name: &str, level: u8, ac_json: &Value) -> Vec<Control> {
+    let spec = &i.agency.spec.cloud;
+    let rules = levels::rules(level);
+    let mc = i.member_name.as_str();
+    let credit = &spec.agency.credit_code;
+    let region = i
+        .agency
+        .status
+        .as_ref()
+        .and_then(|s| s.placement.as_ref())
+        .map(|p| p.region.clone());
+    let agency_created = i.agency.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let ids: Vec<PolicyId> = i
+        .policies
+        .iter()
+        .map(|p| {
+            PolicyId::new(
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                p.metadata.name.as_deref().unwrap_or_default(),
+                credit,
+            )
+        })
+        .collect();
+    let loc_by_velero: BTreeMap<String, &Location> = i
+        .locations
+        .iter()
+        .map(|l| (bk::storage_location_name(&l.name), l))
+        .collect();
+    let backups: Vec<BackupSeen> = i
+        .backups
+        .iter()
+        .filter_map(|v| {
+            let lb = labels(v);
+            let included: Vec<String> = v
+                .pointer("/spec/includedNamespaces")
+                .and_then(|x| serde_json::from_value(x.clone()).ok())
+                .unwrap_or_default();
+            let started = ts(v, &["status", "startTimestamp"]);
+            let (policy, claim) = ids
+                .iter()
+                .enumerate()
+                .find_map(|(n, id)| bk::claim(id, &lb, &included, started, agency_created).map(|c| (n, c)))?;
+            Some(BackupSeen {
+                v,
+                policy,
+                offsite: claim.offsite,
+                phase: s(v, &["status", "phase"]).unwrap_or_default(),
+                time: ts(v, &["status", "completionTimestamp"]).or(started),
+                location: s(v, &["spec", "storageLocation"]).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let in_period = |t: Option<Timestamp>| t.is_some_and(|t| t >= i.period_start && t < i.period_end);
+    let bp_json = |p: &BackupPolicy| with_type_meta(p, GOVCLOUD, "BackupPolicy");
+    let mut out = Vec::new();
+
+    // Coverage: every hosted system under a backup policy.
+    {
+        let mut l = Line::new(
+            "BACKUP-COVERAGE",
+            "Every hosted system is backed up",
+            "数据备份覆盖",
+            vec![
+                item(level, false, "安全计算环境", "数据备份恢复"),
+                item(level, true, "安全计算环境", "数据备份恢复"),
+            ],
+            if rules.backup_required {
+                "every hosted system covered by a BackupPolicy".into()
+            } else {
+                "backups are optional at this level".into()
+            },
+            "BackupPolicies realised as Velero Schedules on the agency's cluster; the AgencyCloud's BackupCompliant condition",
+        );
+        let cond = i
+            .agency
+            .status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, conditions::agency::BACKUP_COMPLIANT));
+        let mut facts = vec![];
+        if let Some(c) = cond {
+            facts.push(("status.conditions[BackupCompliant].status", c.status.clone()));
+            facts.push(("status.conditions[BackupCompliant].reason", c.reason.clone()));
+        }
+        l.c.evidence.push(evidence_of(HUB, ac_json, &facts));
+        for p in &i.policies {
+            let st = p.status.clone().unwrap_or_default();
+            l.c.evidence.push(evidence_of(
+                HUB,
+                &bp_json(p),
+                &[
+                    ("spec.schedule", p.spec.schedule.clone()),
+                    ("status.systems", st.systems.join(",")),
+                ],
+            ));
+        }
+        let covered: BTreeSet<String> = i
+            .policies
+            .iter()
+            .flat_map(|p| p.status.iter().flat_map(|s| s.systems.iter().cloned()))
+            .collect();
+        if rules.backup_required {
+            for hs in &i.systems {
+                let n = hs.metadata.name.clone().unwrap_or_default();
+                if !covered.contains(&n) {
+                    l.missing(
+                        format!("hosted system {n} is not covered by any BackupPolicy"),
+                        "create a BackupPolicy in its namespace selecting it (kubectl apply -f examples/backup-policy.yaml)",
+                    );
+                }
+            }
+            if let Some(c) = cond
+                && c.status != "True"
+                && l.c.findings.is_empty()
+            {
+                l.failing(
+                    format!("BackupCompliant is {}: {}", c.status, c.message),
+                    "do what the condition says",
+                );
+            }
+        }
+        out.push(if rules.backup_required {
+            l.done()
+        } else {
+            l.not_required()
+        });
+    }
+
+    // Backup stores: location and encryption.
+    {
+        let mut l = Line::new(
+            "BACKUP-STORES",
+            "Where backups are kept, and their encryption",
+            "备份存储位置与加密",
+            vec![
+                item(level, true, "安全计算环境", "数据备份恢复"),
+                item(level, false, "安全计算环境", "数据保密性"),
+                item(level, true, "安全计算环境", "数据完整性和保密性"),
+            ],
+            format!(
+                "backups in the agency's region{}{}",
+                if rules.offsite_required {
+                    " and an off-site region"
+                } else {
+                    ""
+                },
+                if level >= 3 {
+                    ", encrypted with SM4 (GB/T 39786)"
+                } else {
+                    ""
+                }
+            ),
+            "BackupLocations (one object store per region) registered as Velero BackupStorageLocations; the backup gateway encrypts with SM4",
+        );
+        let used: BTreeSet<&str> = backups.iter().map(|b| b.location.as_str()).collect();
+        let mut regions_needed: BTreeSet<String> = region.iter().cloned().collect();
+        regions_needed.extend(i.policies.iter().filter_map(|p| p.spec.offsite_region.clone()));
+        for loc in &i.locations {
+            let vel = bk::storage_location_name(&loc.name);
+            if !(used.contains(vel.as_str()) || regions_needed.contains(&loc.region)) {
+                continue;
+            }
+            l.c.evidence.push(Evidence {
+                cluster: HUB.into(),
+                api_version: GOVCLOUD.into(),
+                kind: "BackupLocation".into(),
+                namespace: None,
+                name: loc.name.clone(),
+                uid: loc.uid.clone(),
+                facts: BTreeMap::from([
+                    ("spec.region".to_string(), loc.region.clone()),
+                    ("spec.endpoint".to_string(), loc.endpoint.clone()),
+                    (
+                        "spec.encryption".to_string(),
+                        loc.encryption.clone().unwrap_or_else(|| "none declared".into()),
+                    ),
+                ]),
+            });
+            if level >= 3
+                && !loc
+                    .encryption
+                    .as_deref()
+                    .is_some_and(|e| e.to_uppercase().contains("SM4"))
+            {
+                l.failing(
+                    format!("backup store {} (region {}) declares no SM4 encryption", loc.name, loc.region),
+                    "put the project's SM4 backup gateway in front of the store and declare it on the BackupLocation (docs/evidence.md)",
+                );
+            }
+        }
+        if rules.backup_required && i.policies.is_empty() {
+            l.missing(
+                "no BackupPolicy: no backups are kept anywhere".into(),
+                "create a BackupPolicy (see BACKUP-COVERAGE)",
+            );
+        }
+        for r in &regions_needed {
+            if !i.locations.iter().any(|x| &x.region == r) {
+                l.missing(
+                    format!("no BackupLocation is registered in region {r}"),
+                    "register a BackupLocation for the region",
+                );
+            }
+        }
+        out.push(if rules.backup_required {
+            l.done()
+        } else {
+            l.not_required()
+        });
+    }
+
+    // RPO over the period, with the backup history.
+    {
+        let max = rules.max_rpo.map(|d| d.as_secs() as i64);
+        let mut l = Line::new(
+            "BACKUP-RPO",
+            "Recovery point objective met over the period",
+            "恢复点目标（RPO）达成",
+            vec![
+                item(level, false, "安全计算环境", "数据备份恢复"),
+                item(level, true, "安全计算环境", "数据备份恢复"),
+            ],
+            match max {
+                Some(m) => format!(
+                    "the newest good backup never older than {} during the period",
+                    bk::format_rpo(m)
+                ),
+                None => "backups are optional at this level".into(),
+            },
+            "Velero backups on the policies' schedules; the operator's RPOMet condition on each BackupPolicy",
+        );
+        for (n, p) in i.policies.iter().enumerate() {
+            let st = p.status.clone().unwrap_or_default();
+            let rpo_cond = condition(&st.conditions, conditions::backup::RPO_MET);
+            let good: Vec<&BackupSeen> = backups
+                .iter()
+                .filter(|b| b.policy == n && !b.offsite && b.phase == "Completed" && in_period(b.time))
+                .collect();
+            let failed = backups
+                .iter()
+                .filter(|b| {
+                    b.policy == n
+                        && !b.offsite
+                        && in_period(b.time)
+                        && matches!(b.phase.as_str(), "Failed" | "PartiallyFailed" | "FailedValidation")
+                })
+                .count();
+            let mut facts = vec![
+                ("status.rpo", st.rpo.clone().unwrap_or_default()),
+                ("backupsCompletedInPeriod", good.len().to_string()),
+                ("backupsFailedInPeriod", failed.to_string()),
+                (
+                    "status.lastSuccessfulBackup",
+                    st.last_successful_backup
+                        .as_ref()
+                        .map(|b| {
+                            format!(
+                                "{} {}",
+                                b.name,
+                                b.time.as_ref().map(|t| t.0.to_string()).unwrap_or_default()
+                            )
+                        })
+                        .unwrap_or_default(),
+                ),
+            ];
+            if let (Some(m), Some(c)) = (max, p.metadata.creation_timestamp.as_ref())
+                && let Ok(from) = c.0.checked_add(jiff::SignedDuration::from_secs(m))
+            {
+                // A new policy has one RPO to take its first backup.
+                facts.push(("rpoObligationFrom", from.max(i.period_start).to_string()));
+            }
+            if let Some(c) = rpo_cond {
+                facts.push(("status.conditions[RPOMet].status", c.status.clone()));
+                facts.push((
+                    "status.conditions[RPOMet].lastTransitionTime",
+                    c.last_transition_time.0.to_string(),
+                ));
+            }
+            l.c.evidence.push(evidence_of(HUB, &bp_json(p), &facts));
+            for b in &good {
+                l.c.evidence.push(evidence_of(
+                    mc,
+                    b.v,
+                    &[
+                        ("status.phase", b.phase.clone()),
+                        (
+                            "status.completionTimestamp",
+                            b.time.map(|t| t.to_string()).unwrap_or_default(),
+                        ),
+                        ("spec.storageLocation", b.location.clone()),
+                    ],
+                ));
+            }
+            if max.is_none() {
+                continue;
+            }
+            let pname = p.metadata.name.clone().unwrap_or_default();
+            let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            match rpo_cond {
+                Some(c) if c.status == "True" => {
+                    let since = c.last_transition_time.0;
+                    // Met continuously since `since`; before that (in the period, after the
+                    // policy's first RPO) it was not.
+                    let grace_end =
+                        created.and_then(|c| max.and_then(|m| c.checked_add(jiff::SignedDuration::from_secs(m)).ok()));
+                    let from = grace_end.map_or(i.period_start, |g| g.max(i.period_start));
+                    if since > from && since < i.period_end {
+                        l.failing(
+                            format!("policy {pname}: the RPO was met only from {since} (the operator's RPOMet condition); it was missed before"),
+                            "see the policy's Velero backups around that time; keep the schedule running (kubectl govcloud status)",
+                        );
+                    }
+                }
+                Some(c) => l.failing(
+                    format!(
+                        "policy {pname}: RPOMet is {} since {}: {}",
+                        c.status, c.last_transition_time.0, c.message
+                    ),
+                    "do what the condition says; a backup must complete within the RPO",
+                ),
+                None => l.missing(
+                    format!("policy {pname} reports no RPO yet"),
+                    "wait for the operator to report on the policy",
+                ),
+            }
+        }
+        if max.is_some() && i.policies.is_empty() {
+            l.missing("no BackupPolicy".into(), "create a BackupPolicy (see BACKUP-COVERAGE)");
+        }
+        out.push(if max.is_some() { l.done() } else { l.not_required() });
+    }
+
+    // Off-site copies.
+    {
+        let mut l = Line::new(
+            "BACKUP-OFFSITE",
+            "Off-site copies in another region",
+            "异地备份",
+            vec![
+                item(level, false, "安全计算环境", "数据备份恢复"),
+                item(level, true, "安全计算环境", "数据备份恢复"),
+            ],
+            if rules.offsite_required {
+                "a successful copy of every policy's backups in another region".into()
+            } else {
+                "off-site copies are optional at this level".into()
+            },
+            "the policy's off-site Velero Schedule to the BackupLocation of spec.offsiteRegion; the OffsiteCompliant condition",
+        );
+        for (n, p) in i.policies.iter().enumerate() {
+            let st = p.status.clone().unwrap_or_default();
+            let pname = p.metadata.name.clone().unwrap_or_default();
+            let off = condition(&st.conditions, conditions::backup::OFFSITE_COMPLIANT);
+            let mut facts = vec![
+                ("spec.offsiteRegion", p.spec.offsite_region.clone().unwrap_or_default()),
+                ("status.copiesInRegions", st.copies_in_regions.join(",")),
+            ];
+            if let Some(c) = off {
+                facts.push(("status.conditions[OffsiteCompliant].status", c.status.clone()));
+            }
+            l.c.evidence.push(evidence_of(HUB, &bp_json(p), &facts));
+            let copies: Vec<&BackupSeen> = backups
+                .iter()
+                .filter(|b| b.policy == n && b.offsite && b.phase == "Completed" && in_period(b.time))
+                .collect();
+            for b in &copies {
+                let reg = loc_by_velero
+                    .get(&b.location)
+                    .map(|x| x.region.clone())
+                    .unwrap_or_default();
+                l.c.evidence.push(evidence_of(
+                    mc,
+                    b.v,
+                    &[
+                        ("status.phase", b.phase.clone()),
+                        (
+                            "status.completionTimestamp",
+                            b.time.map(|t| t.to_string()).unwrap_or_default(),
+                        ),
+                        ("spec.storageLocation", b.location.clone()),
+                        ("region", reg),
+                    ],
+                ));
+            }
+            if rules.offsite_required {
+                match &p.spec.offsite_region {
+                    None => l.missing(
+                        format!("policy {pname} names no spec.offsiteRegion"),
+                        "set spec.offsiteRegion to another region with a BackupLocation",
+                    ),
+                    Some(r) if Some(r) == region.as_ref() => l.failing(
+                        format!("policy {pname}: the off-site region {r} is the agency's own region"),
+                        "set spec.offsiteRegion to another region",
+                    ),
+                    Some(r) => {
+                        if !st.copies_in_regions.contains(r) && copies.is_empty() {
+                            l.missing(
+                                format!("policy {pname}: no successful copy in {r} yet"),
+                                "wait for the off-site schedule, or see OffsiteCompliant",
+                            );
+                        }
+                        if let Some(c) = off
+                            && c.status != "True"
+                        {
+                            l.failing(
+                                format!("policy {pname}: OffsiteCompliant is {}: {}", c.status, c.message),
+                                "do what the condition says",
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if rules.offsite_required && i.policies.is_empty() {
+            l.missing(
+                "no BackupPolicy".into(),
+                "create a BackupPolicy with spec.offsiteRegion",
+            );
+        }
+        out.push(if rules.offsite_required {
+            l.done()
+        } else {
+            l.not_required()
+        });
+    }
+
+    // Restore drills.
+    {
+        let days = drill_interval_days(level);
+        let mut l = Line::new(
+            "RESTORE-DRILLS",
+            "Restore drills passed at the level's interval",
+            "恢复演练",
+            vec![
+                item(level, false, "安全计算环境", "数据备份恢复"),
+                item(level, false, "安全运维管理", "备份与恢复管理"),
+            ],
+            match days {
+                Some(d) => {
+                    format!("a passed restore drill of every policy within the last {d} days (GB/T 20988 as reference)")
+                }
+                None => "drills are optional at this level".into(),
+            },
+            "the operator's restore drills (Velero Restore into a scratch namespace, systems checked, evidence recorded in status.lastDrill)",
+        );
+        for (n, p) in i.policies.iter().enumerate() {
+            let st = p.status.clone().unwrap_or_default();
+            let pname = p.metadata.name.clone().unwrap_or_default();
+            let id = &ids[n];
+            let mut facts = vec![(
+                "spec.drill.schedule",
+                p.spec
+                    .drill
+                    .as_ref()
+                    .and_then(|d| d.schedule.clone())
+                    .unwrap_or_default(),
+            )];
+            if let Some(d) = &st.last_drill {
+                facts.push(("status.lastDrill.result", d.result.clone()));
+                facts.push(("status.lastDrill.restore", d.restore.clone()));
+                facts.push(("status.lastDrill.backup", d.backup.clone()));
+                facts.push((
+                    "status.lastDrill.finished",
+                    d.finished.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+                ));
+                facts.push(("status.lastDrill.message", d.message.clone()));
+            }
+            l.c.evidence.push(evidence_of(HUB, &bp_json(p), &facts));
+            let hash = bk::policy_hash(&id.namespace, &id.policy);
+            for r in &i.restores {
+                let rname = s(r, &["metadata", "name"]).unwrap_or_default();
+                let created = ts(r, &["metadata", "creationTimestamp"]);
+                if id.carried_by(&labels(r)) && rname.starts_with(&format!("gc-{hash}-d")) && in_period(created) {
+                    l.c.evidence.push(evidence_of(
+                        mc,
+                        r,
+                        &[
+                            ("spec.backupName", s(r, &["spec", "backupName"]).unwrap_or_default()),
+                            ("status.phase", s(r, &["status", "phase"]).unwrap_or_default()),
+                        ],
+                    ));
+                }
+            }
+            let Some(days) = days else { continue };
+            let window = i
+                .period_end
+                .checked_sub(jiff::SignedDuration::from_hours(24 * days))
+                .unwrap_or(i.period_start);
+            match &st.last_drill {
+                Some(d) if d.result == "Passed" && d.finished.as_ref().is_some_and(|f| f.0 >= window) => {}
+                Some(d) if d.result == "Failed" => l.failing(
+                    format!("policy {pname}: the last drill failed: {}", d.message),
+                    "fix what the drill found, then drill again (annotate the policy govcloud.io/drill=<new value>)",
+                ),
+                Some(d) => l.missing(
+                    format!("policy {pname}: no drill passed in the last {days} days (last: {} {})", d.result, d.finished.as_ref().map(|t| t.0.to_string()).unwrap_or_default()),
+                    "schedule drills (spec.drill.schedule) or run one now (annotate the policy govcloud.io/drill=<new value>)",
+                ),
+                None => l.missing(
+                    format!("policy {pname}: no restore drill yet"),
+                    "schedule drills (spec.drill.schedule) or run one now (annotate the policy govcloud.io/drill=<new value>)",
+                ),
+            }
+        }
+        if days.is_some() && i.policies.is_empty() {
+            l.missing(
+                "no BackupPolicy, so no drills".into(),
+                "create a BackupPolicy with spec.drill",
+            );
+        }
+        out.push(if days.is_some() { l.done() } else { l.not_required() });
+    }
+    let _ = name;
+    out
+}
+
+/// The two files of a signed report: (JSON, HTML).
+pub fn sign_report(
+    report: &Report,
+    provider: &dyn sign::SigningKeyProvider,
+) -> Result<(String, String), sign::SignError> {
+    let envelope = sign::sign_value(&serde_json::to_value(report)?, provider)?;
+    let html = html::render(&envelope).map_err(|e| sign::SignError::Key {
+        provider: provider.describe(),
+        message: e.to_string(),
+    })?;
+    Ok((sign::canonical_pretty(&envelope), html))
+}
+
+#[cfg(test)]
+mod tests;
