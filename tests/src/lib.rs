@@ -639,6 +639,53 @@ pub fn operator_binary() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/debug/govcloud-operator"))
 }
 
+/// A binary of the workspace: `cargo build -p PACKAGE` (a no-op when up to date) into the
+/// target directory of this test binary (`<target>/<profile>/deps/<test>` →
+/// `<target>/<profile>/BIN`), once per test binary and package.
+pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    static BUILT: OnceLock<Mutex<std::collections::HashMap<String, std::result::Result<PathBuf, String>>>> =
+        OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| anyhow!("a build of {package} panicked"))?;
+    let result = built
+        .entry(package.to_string())
+        .or_insert_with(|| {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .ok_or_else(|| format!("unexpected test binary path {}", exe.display()))?
+                .to_path_buf();
+            let target_dir = profile_dir
+                .parent()
+                .ok_or_else(|| format!("unexpected profile directory {}", profile_dir.display()))?;
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-q", "-p", package, "--target-dir"])
+                .arg(target_dir)
+                .current_dir(repo_root());
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd
+                .status()
+                .map_err(|e| format!("cannot run cargo build -p {package}: {e}"))?;
+            if !status.success() {
+                return Err(format!("cargo build -p {package} failed: {status}"));
+            }
+            let path = profile_dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+            if path.exists() {
+                Ok(path)
+            } else {
+                Err(format!("{} was not built", path.display()))
+            }
+        })
+        .clone();
+    result.map_err(|e| anyhow!(e))
+}
+
 /// Waits until AgencyCloud `name` is `Ready`.
 pub async fn wait_agency_ready(hub: &Client, name: &str, timeout: Duration) -> Result<()> {
     let api: Api<govcloud_api::AgencyCloud> = Api::all(hub.clone());

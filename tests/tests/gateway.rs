@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
@@ -27,40 +26,7 @@ const MARKER: &[u8] = b"GOVCLOUD-PLAINTEXT-MARKER-7f3a9c";
 /// The gateway binary: `cargo build -p govcloud-gateway` (a no-op when up to date) into the
 /// target directory of this test binary.
 fn gateway_bin() -> Result<PathBuf> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .ok_or_else(|| format!("unexpected test binary path {}", exe.display()))?
-            .to_path_buf();
-        let target_dir = profile_dir
-            .parent()
-            .ok_or_else(|| format!("unexpected profile directory {}", profile_dir.display()))?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "govcloud-gateway", "--target-dir"])
-            .arg(target_dir)
-            .current_dir(repo_root());
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot run cargo build -p govcloud-gateway: {e}"))?;
-        if !status.success() {
-            return Err(format!("cargo build -p govcloud-gateway failed: {status}"));
-        }
-        let bin = profile_dir.join("govcloud-s3-gateway");
-        if bin.exists() {
-            Ok(bin)
-        } else {
-            Err(format!("{} was not built", bin.display()))
-        }
-    })
-    .clone()
-    .map_err(|e| anyhow!(e))
+    workspace_binary("govcloud-gateway", "govcloud-s3-gateway")
 }
 
 /// A store, a KEK Secret directory and a gateway with agencies `agency-a` and `agency-b`.

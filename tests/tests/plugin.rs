@@ -4,7 +4,6 @@
 //! impersonated with the plugin's own `--as`.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, ensure};
@@ -22,40 +21,7 @@ const T: Duration = Duration::from_secs(90);
 /// The plugin binary: `cargo build -p kubectl-govcloud` (a no-op when up to date) into the
 /// target directory of this test binary (`target/<profile>/deps/plugin-…` → `target/<profile>`).
 fn plugin_bin() -> Result<PathBuf> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .ok_or_else(|| format!("unexpected test binary path {}", exe.display()))?
-            .to_path_buf();
-        let target_dir = profile_dir
-            .parent()
-            .ok_or_else(|| format!("unexpected profile directory {}", profile_dir.display()))?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "kubectl-govcloud", "--target-dir"])
-            .arg(target_dir)
-            .current_dir(repo_root());
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot run cargo build -p kubectl-govcloud: {e}"))?;
-        if !status.success() {
-            return Err(format!("cargo build -p kubectl-govcloud failed: {status}"));
-        }
-        let bin = profile_dir.join(format!("kubectl-govcloud{}", std::env::consts::EXE_SUFFIX));
-        if bin.exists() {
-            Ok(bin)
-        } else {
-            Err(format!("{} was not built", bin.display()))
-        }
-    })
-    .clone()
-    .map_err(|e| anyhow!(e))
+    workspace_binary("kubectl-govcloud", "kubectl-govcloud")
 }
 
 /// What one run of the plugin printed.

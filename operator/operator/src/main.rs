@@ -340,22 +340,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let key = PublicKey::from_pem(&String::from_utf8_lossy(&read(&args.key)?))?;
     let v = html::verify_file(&read(&args.report)?, &key)
         .map_err(|e| anyhow::anyhow!("{} does NOT verify: {e}", args.report.display()))?;
-    let r = &v.report;
-    println!(
-        "{} verifies: signed {} by key {}; agency {} ({}), level {}, period {} to {}; {} controls: {} met, {} missing, {} failing",
-        args.report.display(),
-        v.signature.algorithm,
-        v.signature.key_id,
-        r["agency"]["name"].as_str().unwrap_or_default(),
-        r["agency"]["displayName"].as_str().unwrap_or_default(),
-        r["agency"]["securityLevel"],
-        r["periodStart"].as_str().unwrap_or_default(),
-        r["periodEnd"].as_str().unwrap_or_default(),
-        r["summary"]["controls"],
-        r["summary"]["met"],
-        r["summary"]["missing"],
-        r["summary"]["failing"],
-    );
+    println!("{}", v.summary(&args.report.display().to_string()));
     Ok(())
 }
 

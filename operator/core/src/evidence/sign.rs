@@ -333,6 +333,27 @@ pub struct Verified {
     pub signature: SignatureBlock,
 }
 
+impl Verified {
+    /// One line for people: what was signed, by which key, for whom and what it says.
+    pub fn summary(&self, file: &str) -> String {
+        let r = &self.report;
+        format!(
+            "{file} verifies: signed {} by key {}; agency {} ({}), level {}, period {} to {}; {} controls: {} met, {} missing, {} failing",
+            self.signature.algorithm,
+            self.signature.key_id,
+            r["agency"]["name"].as_str().unwrap_or_default(),
+            r["agency"]["displayName"].as_str().unwrap_or_default(),
+            r["agency"]["securityLevel"],
+            r["periodStart"].as_str().unwrap_or_default(),
+            r["periodEnd"].as_str().unwrap_or_default(),
+            r["summary"]["controls"],
+            r["summary"]["met"],
+            r["summary"]["missing"],
+            r["summary"]["failing"],
+        )
+    }
+}
+
 /// Verifies a signed envelope (already parsed) under `key`.
 pub fn verify_envelope(envelope: &Value, key: &PublicKey) -> Result<Verified, VerifyError> {
     let obj = envelope
