@@ -8,8 +8,9 @@
 
 use std::time::Instant;
 
+use govcloud_core::evidence::html::sign_report;
 use govcloud_core::evidence::sign::{PemKeyProvider, PublicKey, SigningKeyProvider};
-use govcloud_core::evidence::{build, html, sample, sign_report};
+use govcloud_core::evidence::{build, html, sample};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(2000);

@@ -210,3 +210,16 @@ pub fn verify_file(bytes: &[u8], key: &PublicKey) -> Result<Verified, VerifyErro
         sign::verify_json(bytes, key)
     }
 }
+
+/// The two files of a signed report: (JSON, HTML).
+pub fn sign_report(
+    report: &Report,
+    provider: &dyn sign::SigningKeyProvider,
+) -> Result<(String, String), sign::SignError> {
+    let envelope = sign::sign_value(&serde_json::to_value(report)?, provider)?;
+    let html = render(&envelope).map_err(|e| sign::SignError::Key {
+        provider: provider.describe(),
+        message: e.to_string(),
+    })?;
+    Ok((sign::canonical_pretty(&envelope), html))
+}

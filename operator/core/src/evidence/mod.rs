@@ -1539,18 +1539,5 @@ fn backup_controls(i: &Inputs, name: &str, level: u8, ac_json: &Value) -> Vec<Co
     out
 }
 
-/// The two files of a signed report: (JSON, HTML).
-pub fn sign_report(
-    report: &Report,
-    provider: &dyn sign::SigningKeyProvider,
-) -> Result<(String, String), sign::SignError> {
-    let envelope = sign::sign_value(&serde_json::to_value(report)?, provider)?;
-    let html = html::render(&envelope).map_err(|e| sign::SignError::Key {
-        provider: provider.describe(),
-        message: e.to_string(),
-    })?;
-    Ok((sign::canonical_pretty(&envelope), html))
-}
-
 #[cfg(test)]
 mod tests;

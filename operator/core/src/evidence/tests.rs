@@ -121,7 +121,7 @@ fn signed_reports_verify_as_json_and_html() {
     let k = key();
     let public = PublicKey::from_pem(&k.public_key_pem().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
     let r = build(&sample(3));
-    let (json, html) = sign_report(&r, &k).unwrap_or_else(|e| panic!("{e}"));
+    let (json, html) = html::sign_report(&r, &k).unwrap_or_else(|e| panic!("{e}"));
     let v = html::verify_file(json.as_bytes(), &public).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v.report["agency"]["name"], "mof");
     html::verify_file(html.as_bytes(), &public).unwrap_or_else(|e| panic!("{e}"));
@@ -164,7 +164,7 @@ fn flipping_any_byte_fails_verification() {
         problem: "<script>alert('x')</script> & \"quotes\"".into(),
         action: "é 中文".into(),
     });
-    let (json, html) = sign_report(&r, &k).unwrap_or_else(|e| panic!("{e}"));
+    let (json, html) = html::sign_report(&r, &k).unwrap_or_else(|e| panic!("{e}"));
     for file in [json.into_bytes(), html.into_bytes()] {
         assert!(html::verify_file(&file, &public).is_ok());
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -318,7 +318,7 @@ pub struct Signed {
 pub async fn sign(inputs: Inputs, provider: Arc<dyn SigningKeyProvider>) -> Result<Signed> {
     tokio::task::spawn_blocking(move || {
         let report = ev::build(&inputs);
-        let (json, html) = ev::sign_report(&report, provider.as_ref())?;
+        let (json, html) = ev::html::sign_report(&report, provider.as_ref())?;
         let key_id = ev::sign::PublicKey::from_pem(&provider.public_key_pem()?)?
             .id()
             .to_string();
