@@ -1538,7 +1538,12 @@ impl Bench {
         // What the operator applies once per cluster (the agency roles, the registry policy
         // and its binding): first, as the operator does before any agency's children. Not
         // relabelled: these are the same objects the operator's phase finds and keeps.
-        let shared: Vec<Child> = children::shared_children();
+        // The agency roles are installed by the chart and the member manifest, which the
+        // operator's identity may not write (as the operator, the baseline leaves them be).
+        let shared: Vec<Child> = children::shared_children()
+            .into_iter()
+            .filter(|c| c.kind != children::Kind::ClusterRole)
+            .collect();
         let mut n_children = shared.len() * targets.len();
         let shared_jobs: Vec<(Client, Vec<Child>)> = targets.iter().map(|t| (t.clone(), shared.clone())).collect();
         for i in 0..a.agencies {
