@@ -367,42 +367,58 @@ async fn connection_matrix_across_agencies_levels_and_zones() -> Result<()> {
     )?);
     // Egress: E2's allow-listed destination on its port; the same host on another port;
     // agencies without the rule; the internal zone's cluster.
-    attempts.push((
-        "L2 ext client → allow-listed egress (declared flow)".into(),
-        from(&e2, "client")?,
-        (ext_host.into(), p2),
-        true,
-    ));
-    attempts.push((
-        "L2 ext web → allow-listed egress (agency rule applies to every pod at L2+)".into(),
-        from(&e2, "web")?,
-        (ext_host.into(), p2),
-        true,
-    ));
-    attempts.push((
-        "L2 ext client → allow-listed host, another port".into(),
-        from(&e2, "client")?,
-        (ext_host.into(), p1),
-        false,
-    ));
-    attempts.push((
-        "L3 ext client → egress not in its allow-list".into(),
-        from(&e3, "client")?,
-        (ext_host.into(), p2),
-        false,
-    ));
-    attempts.push((
-        "L1 ext client → egress without a declared flow".into(),
-        from(&e1, "client")?,
-        (ext_host.into(), p2),
-        false,
-    ));
-    attempts.push((
-        "L4 int client → its host's API forward (no egress)".into(),
-        from(&i4, "client")?,
-        ("10.87.1.1".into(), p1),
-        false,
-    ));
+    for (what, ns, component, host, port, open) in [
+        (
+            "L2 ext client → allow-listed egress (declared flow)",
+            &e2,
+            "client",
+            ext_host,
+            p2,
+            true,
+        ),
+        (
+            "L2 ext web → allow-listed egress (agency rule applies to every pod at L2+)",
+            &e2,
+            "web",
+            ext_host,
+            p2,
+            true,
+        ),
+        (
+            "L2 ext client → allow-listed host, another port",
+            &e2,
+            "client",
+            ext_host,
+            p1,
+            false,
+        ),
+        (
+            "L3 ext client → egress not in its allow-list",
+            &e3,
+            "client",
+            ext_host,
+            p2,
+            false,
+        ),
+        (
+            "L1 ext client → egress without a declared flow",
+            &e1,
+            "client",
+            ext_host,
+            p2,
+            false,
+        ),
+        (
+            "L4 int client → its host's API forward (no egress)",
+            &i4,
+            "client",
+            "10.87.1.1",
+            p1,
+            false,
+        ),
+    ] {
+        attempts.push((what.into(), from(ns, component)?, (host.into(), port), open));
+    }
     // Exposure: E2's web port from the entry's namespace (open), its client from there
     // (not exposed), and E2's web from a namespace that is not the entry.
     let (_, _, e2_web) = get(&e2, "web")?;
