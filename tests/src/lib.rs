@@ -686,6 +686,17 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
     result.map_err(|e| anyhow!(e))
 }
 
+/// (status, reason, message) of condition `type_` in `conditions`, if present.
+pub fn condition_of(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
 /// Waits until AgencyCloud `name` is `Ready`.
 pub async fn wait_agency_ready(hub: &Client, name: &str, timeout: Duration) -> Result<()> {
     let api: Api<govcloud_api::AgencyCloud> = Api::all(hub.clone());

@@ -58,12 +58,7 @@ fn web(extra: Value) -> Value {
 }
 
 fn condition(hs: &HostedSystem, t: &str) -> Option<(String, String, String)> {
-    hs.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == t)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    condition_of(&hs.status.as_ref()?.conditions, t)
 }
 
 /// Waits until the system is refused (`Degraded`, `InvalidSpec`) and returns the message.

@@ -52,12 +52,7 @@ fn system(name: &str, level: u8, components: Vec<Value>, flows: Value) -> Result
 }
 
 fn condition(hs: &HostedSystem, t: &str) -> Option<(String, String, String)> {
-    hs.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == t)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    condition_of(&hs.status.as_ref()?.conditions, t)
 }
 
 async fn wait_available(hub: &Client, ns: &str, name: &str) -> Result<()> {
