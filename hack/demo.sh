@@ -32,7 +32,7 @@ fi
 k() { "$KUBECTL" --kubeconfig "$hub_kc" "$@"; }
 
 step "building the operator and the kubectl plugin"
-cargo build --quiet --bin govcloud-operator --bin kubectl-govcloud
+cargo build --quiet --bin govcloud-operator --bin kubectl-govcloud --bin govcloud-s3-gateway
 op="$CARGO_TARGET_DIR/debug/govcloud-operator"
 kgc() { "$CARGO_TARGET_DIR/debug/kubectl-govcloud" --kubeconfig "$hub_kc" "$@"; }
 
@@ -50,7 +50,8 @@ step "running the operator (logs: ${TMPDIR:-/tmp}/govcloud-demo-operator.log)"
 log="${TMPDIR:-/tmp}/govcloud-demo-operator.log"
 $op run --kubeconfig "$hub_kc" --listen 127.0.0.1:0 >"$log" 2>&1 &
 op_pid=$!
-trap 'kill "$op_pid" 2>/dev/null || true; wait "$op_pid" 2>/dev/null || true' EXIT
+gw_pids=()
+trap 'kill "$op_pid" "${gw_pids[@]}" 2>/dev/null || true; wait "$op_pid" 2>/dev/null || true' EXIT
 
 k wait --for condition=Ready --timeout=120s datacentercluster --all || {
   echo "--- operator log ---"; tail -50 "$log"; exit 1; }
@@ -165,24 +166,40 @@ k -n mof-prod wait --for condition=Available --timeout=120s hostedsystem/oa || {
 k -n mof-prod get hostedsystem oa -o jsonpath='{.status.template.name} {.status.template.version}: {range .status.template.components[*]}{.name} {end}{"\n"}'
 k -n mof-prod get deploy,statefulset,ingress -l govcloud.io/system=oa
 
-step "backups (容灾备份): Velero and an object store per region; mof backs up nightly with an off-site copy"
+step "backups (容灾备份): Velero, an object store per region behind the SM4 gateway; mof backs up nightly with an off-site copy"
 bash "$here/build-velero.sh"
 bash "$here/velero.sh" up >/dev/null
 eval "$(bash "$here/velero.sh" env)"
-creds="[default]
-aws_access_key_id=$GOVCLOUD_VELERO_ACCESS_KEY
-aws_secret_access_key=$GOVCLOUD_VELERO_SECRET_KEY"
+# examples/backup/locations.yaml on this machine: the internal-network stores of beijing and
+# guizhou, each behind its own encrypting gateway (examples/backup/gateway.yaml) on
+# 127.0.0.1, with mof's own access key and prefix. Stopped with the operator at the end.
+gw_dir="${TMPDIR:-/tmp}/govcloud-demo-gateways"
+rm -rf "$gw_dir"; mkdir -p "$gw_dir"
+port=${DEMO_GATEWAY_BASE_PORT:-17060}
 for region in beijing guizhou; do
   upper=$(echo "$region" | tr a-z A-Z)
   url_var="GOVCLOUD_VELERO_S3_URL_$upper"; bucket_var="GOVCLOUD_VELERO_BUCKET_$upper"
-  k -n govcloud-system create secret generic "oss-$region" --from-literal=cloud="$creds" \
+  port=$((port + 1)); d="$gw_dir/$region"; mkdir -p "$d/kek"
+  od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$d/kek/kek.demo1"; echo demo1 >"$d/kek/current"
+  mof_secret="$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"; printf '%s\n' "$mof_secret" >"$d/mof"
+  cat >"$d/config.yaml" <<YAML
+listen: 127.0.0.1:$port
+upstream: {endpoint: ${!url_var}, accessKey: $GOVCLOUD_VELERO_ACCESS_KEY, secretKey: $GOVCLOUD_VELERO_SECRET_KEY}
+keyDir: $d/kek
+agencies:
+  - {name: mof, accessKey: GWMOF$upper, secretKeyFile: $d/mof, bucket: ${!bucket_var}, prefix: mof/}
+YAML
+  "$CARGO_TARGET_DIR/debug/govcloud-s3-gateway" --config "$d/config.yaml" serve >"$d/log" 2>&1 &
+  gw_pids+=("$!")
+  k -n govcloud-system create secret generic "oss-$region-internal" \
+    --from-literal=mof="$(printf '[default]\naws_access_key_id=GWMOF%s\naws_secret_access_key=%s\n' "$upper" "$mof_secret")" \
     --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
-  # examples/backup/locations.yaml, pointed at the local object stores.
   k apply --server-side -f - >/dev/null <<YAML
 apiVersion: govcloud.io/v1alpha1
 kind: BackupLocation
-metadata: {name: $region}
-spec: {region: $region, bucket: ${!bucket_var}, endpoint: ${!url_var}, credentialsSecret: oss-$region}
+metadata: {name: $region-internal}
+spec: {region: $region, zone: internal, encryption: SM4-GCM, perAgency: true, bucket: ${!bucket_var},
+       endpoint: "http://127.0.0.1:$port", credentialsSecret: oss-$region-internal}
 YAML
 done
 k get backuplocations

@@ -913,7 +913,13 @@ impl ObjectStore {
 
     /// Names of the backups stored (directories under `backups/backups/`).
     pub fn stored_backups(&self) -> Vec<String> {
-        std::fs::read_dir(self.dir.join("backups").join("backups"))
+        self.stored_backups_of("")
+    }
+
+    /// Names of the backups stored under a Velero prefix (`backups/<prefix>/backups/`; a
+    /// per-agency location's prefix is the agency).
+    pub fn stored_backups_of(&self, prefix: &str) -> Vec<String> {
+        std::fs::read_dir(self.dir.join("backups").join(prefix).join("backups"))
             .map(|d| {
                 d.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -947,13 +953,39 @@ pub fn figures_dir() -> PathBuf {
     dir
 }
 
-/// Registers a BackupLocation `name` in `region` on `store`, with its credentials Secret
-/// `<name>-s3` in the operator's namespace.
-pub async fn backup_location(hub: &Client, name: &str, region: &str, store: &ObjectStore) -> Result<()> {
+/// A BackupLocation as a test registers it: a plain store shared by all agencies, or an
+/// encrypting gateway with each agency's own credentials and prefix.
+pub enum Store<'a> {
+    /// An object store directly: `encryption: None`, shared credentials (key `cloud`).
+    Plain(&'a ObjectStore),
+    /// govcloud-s3-gateway in front of a store: `encryption: SM4-GCM`, `perAgency: true`.
+    Gateway(&'a Gateway),
+}
+
+/// Registers a BackupLocation `name` in `region` on the `zone` network on `store`, with its
+/// credentials Secret `<name>-s3` in the operator's namespace.
+pub async fn backup_location(hub: &Client, name: &str, region: &str, zone: &str, store: Store<'_>) -> Result<()> {
     use k8s_openapi::api::core::v1::Secret;
+    let (endpoint, creds, encryption, per_agency) = match store {
+        Store::Plain(s) => (
+            s.endpoint(),
+            std::collections::BTreeMap::from([("cloud".to_string(), ObjectStore::credentials())]),
+            "None",
+            false,
+        ),
+        Store::Gateway(g) => (
+            g.endpoint(),
+            g.agencies
+                .iter()
+                .map(|a| (a.clone(), Gateway::credentials(a)))
+                .collect(),
+            "SM4-GCM",
+            true,
+        ),
+    };
     let secret: Secret = serde_json::from_value(serde_json::json!({
         "metadata": {"name": format!("{name}-s3"), "namespace": OPERATOR_NAMESPACE},
-        "stringData": {"cloud": ObjectStore::credentials()}
+        "stringData": creds
     }))?;
     Api::<Secret>::namespaced(hub.clone(), OPERATOR_NAMESPACE)
         .create(&PostParams::default(), &secret)
@@ -961,12 +993,177 @@ pub async fn backup_location(hub: &Client, name: &str, region: &str, store: &Obj
     let bl: govcloud_api::BackupLocation = serde_json::from_value(serde_json::json!({
         "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupLocation",
         "metadata": {"name": name, "labels": {"govcloud.io/test": "true"}},
-        "spec": {"region": region, "bucket": "backups", "endpoint": store.endpoint(), "credentialsSecret": format!("{name}-s3")}
+        "spec": {"region": region, "zone": zone, "encryption": encryption, "perAgency": per_agency,
+                 "bucket": "backups", "endpoint": endpoint, "credentialsSecret": format!("{name}-s3")}
     }))?;
     Api::<govcloud_api::BackupLocation>::all(hub.clone())
         .create(&PostParams::default(), &bl)
         .await?;
     Ok(())
+}
+
+/// The encrypting S3 gateway (`govcloud-s3-gateway`) in front of an [`ObjectStore`] of its
+/// own, on a random 127.0.0.1 port, stopped by PID. Agency `x` has access key
+/// [`Gateway::access_key`], secret `x-secret` and prefix `x/` of bucket `backups`.
+pub struct Gateway {
+    /// The store behind it.
+    pub store: ObjectStore,
+    /// Its directory: the KEK Secret (`kek/`), agency secrets, config, log.
+    pub dir: PathBuf,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// Port it listens on.
+    pub port: u16,
+    /// The agencies it serves.
+    pub agencies: Vec<String>,
+    child: Mutex<Option<std::process::Child>>,
+}
+
+impl Gateway {
+    /// The gateway binary: `cargo build -p govcloud-gateway` (a no-op when up to date).
+    pub fn binary() -> Result<PathBuf> {
+        workspace_binary("govcloud-gateway", "govcloud-s3-gateway")
+    }
+
+    /// Access key of `agency`: its name upper-cased without dashes.
+    pub fn access_key(agency: &str) -> String {
+        agency.to_uppercase().replace('-', "")
+    }
+
+    /// Secret key of `agency`.
+    pub fn secret_key(agency: &str) -> String {
+        format!("{agency}-secret")
+    }
+
+    /// An AWS credentials file of `agency` for the gateway (what Velero reads).
+    pub fn credentials(agency: &str) -> String {
+        format!(
+            "[default]\naws_access_key_id={}\naws_secret_access_key={}\n",
+            Gateway::access_key(agency),
+            Gateway::secret_key(agency)
+        )
+    }
+
+    /// Starts a store and a gateway named `name` serving `agencies`.
+    pub fn start(name: &str, agencies: &[&str]) -> Result<Gateway> {
+        let store = ObjectStore::start(name)?;
+        let dir = store.dir.with_extension("gateway");
+        let _ = std::fs::remove_dir_all(&dir);
+        govcloud_gateway::keys::FileKeyProvider::generate(&dir.join("kek"), "k1", true)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut entries = String::new();
+        for a in agencies {
+            let file = dir.join(format!("secret-{a}"));
+            std::fs::write(&file, format!("{}\n", Gateway::secret_key(a)))?;
+            entries.push_str(&format!(
+                "- {{name: {a}, accessKey: {}, secretKeyFile: {}, bucket: backups, prefix: {a}/}}\n",
+                Gateway::access_key(a),
+                file.display()
+            ));
+        }
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\n\
+                 upstream:\n  endpoint: {}\n  accessKey: {S3_ACCESS_KEY}\n  secretKey: {S3_SECRET_KEY}\n\
+                 keyDir: {}\nkeyCacheSeconds: 0\nagencies:\n{entries}",
+                store.endpoint(),
+                dir.join("kek").display(),
+            ),
+        )?;
+        let gw = Gateway {
+            store,
+            dir,
+            config,
+            port,
+            agencies: agencies.iter().map(|a| a.to_string()).collect(),
+            child: Mutex::new(None),
+        };
+        gw.resume()?;
+        Ok(gw)
+    }
+
+    /// The S3 endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) the gateway process and waits until it accepts connections.
+    pub fn resume(&self) -> Result<()> {
+        let log = std::fs::File::create(self.dir.join("gateway.log"))?;
+        let child = Command::new(Gateway::binary()?)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        if let Ok(mut g) = self.child.lock() {
+            *g = Some(child);
+        }
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "gateway on port {} did not start; see {}",
+            self.port,
+            self.dir.join("gateway.log").display()
+        )
+    }
+
+    /// Stops the gateway process (by its PID); the store keeps running.
+    pub fn stop(&self) {
+        if let Ok(mut g) = self.child.lock()
+            && let Some(mut c) = g.take()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs `govcloud-s3-gateway --config CONFIG rotate ARGS`; its output.
+    pub fn rotate(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(Gateway::binary()?)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("rotate")
+            .args(args)
+            .output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anyhow::ensure!(out.status.success(), "rotate failed: {text}");
+        Ok(text)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Files under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                hits.push(p);
+            }
+        }
+    }
+    hits
 }
 
 /// The /metrics text of an operator process listening on 127.0.0.1:`port`.

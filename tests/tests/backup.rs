@@ -24,12 +24,43 @@ struct Setup {
     agency: String,
     ns: String,
     region: String,
-    store: ObjectStore,
+    store: Stores,
+}
+
+/// The test's own store: plain, or behind the encrypting gateway (per-agency credentials).
+enum Stores {
+    Plain(ObjectStore),
+    Gateway(Gateway),
+}
+
+impl Setup {
+    /// The object store itself (behind the gateway, if any).
+    fn object_store(&self) -> &ObjectStore {
+        match &self.store {
+            Stores::Plain(s) => s,
+            Stores::Gateway(g) => &g.store,
+        }
+    }
+
+    /// The backups in the store under the agency's prefix (per-agency) or the shared one.
+    fn stored_backups(&self) -> Vec<String> {
+        match &self.store {
+            Stores::Plain(s) => s.stored_backups(),
+            Stores::Gateway(g) => g.store.stored_backups_of(&self.agency),
+        }
+    }
 }
 
 /// An agency at `level` on dc2 in a region of its own, a BackupLocation for that region on a
-/// store of the test's own, and a one-component system `portal`.
+/// store of the test's own (behind the encrypting gateway from level 3, which needs SM4),
+/// and a one-component system `portal`.
 async fn setup(level: u8) -> Result<Setup> {
+    setup_with(level, level >= 3).await
+}
+
+/// [`setup`], choosing whether the store is behind the gateway (which also serves a second
+/// agency, `<agency>x`, that has nothing on the cluster).
+async fn setup_with(level: u8, encrypted: bool) -> Result<Setup> {
     operator()?;
     require_velero(2).await?;
     let hub = client(1).await?;
@@ -51,8 +82,15 @@ async fn setup(level: u8) -> Result<Setup> {
             .then_some(()))
     })
     .await?;
-    let store = ObjectStore::start(&unique("store"))?;
-    backup_location(&hub, &region, &region, &store).await?;
+    let store = if encrypted {
+        let gw = Gateway::start(&unique("gw"), &[&a, &format!("{a}x")])?;
+        backup_location(&hub, &region, &region, "external", Store::Gateway(&gw)).await?;
+        Stores::Gateway(gw)
+    } else {
+        let st = ObjectStore::start(&unique("store"))?;
+        backup_location(&hub, &region, &region, "external", Store::Plain(&st)).await?;
+        Stores::Plain(st)
+    };
     let ns = format!("{a}-prod");
     let hs: HostedSystem = serde_json::from_value(json!({
         "apiVersion": "govcloud.io/v1alpha1", "kind": "HostedSystem",
@@ -168,9 +206,9 @@ async fn scheduled_backup_drill_and_restore_round_trip() -> Result<()> {
     ensure!(st.copies_in_regions == vec![s.region.clone()]);
     ensure!(st.systems == vec!["portal".to_string()]);
     ensure!(
-        s.store.stored_backups().contains(&backup),
+        s.stored_backups().contains(&backup),
         "backup {backup} in the object store: {:?}",
-        s.store.stored_backups()
+        s.stored_backups()
     );
     // The agency now counts as covered.
     let ac = Api::<AgencyCloud>::all(s.hub.clone()).get(&s.agency).await?;
@@ -368,7 +406,7 @@ async fn retention_prunes_old_backups_and_rpo_tracks_the_store() -> Result<()> {
     ensure!(cond(&api.get("minutely").await?, "RPOMet").is_some_and(|c| c.0 == "True"));
 
     // The object store stops: backups fail, and after the RPO the policy says so.
-    s.store.stop();
+    s.object_store().stop();
     let bp = wait_bp(&api, "minutely", "RPOMet False", Duration::from_secs(300), |b| {
         cond(b, "RPOMet").is_some_and(|c| c.0 == "False")
     })
@@ -390,7 +428,7 @@ async fn retention_prunes_old_backups_and_rpo_tracks_the_store() -> Result<()> {
         "rpo metric 0"
     );
     // ... and recovers when the store is back.
-    s.store.resume()?;
+    s.object_store().resume()?;
     wait_bp(&api, "minutely", "RPOMet True again", Duration::from_secs(300), |b| {
         cond(b, "RPOMet").is_some_and(|c| c.0 == "True")
     })
@@ -439,14 +477,54 @@ async fn offsite_copies_by_level_and_bad_policies() -> Result<()> {
         let msg = cond(&bp, "Ready").map(|c| c.2).unwrap_or_default();
         ensure!(msg.starts_with("spec.offsiteRegion"), "{msg}");
     }
-    // A second region with its own store: the off-site copy is taken there.
-    let far = ObjectStore::start(&unique("far"))?;
+    // A second region whose only store is plain (level 3 needs SM4) or on the other
+    // network zone: refused, naming the store's field.
     let far_region = unique_short("far");
-    backup_location(&s.hub, &far_region, &far_region, &far).await?;
+    let plain = ObjectStore::start(&unique("far-plain"))?;
+    backup_location(
+        &s.hub,
+        &format!("{far_region}-a"),
+        &far_region,
+        "external",
+        Store::Plain(&plain),
+    )
+    .await?;
+    let other_zone = Gateway::start(&unique("far-int"), &[&s.agency])?;
+    backup_location(
+        &s.hub,
+        &format!("{far_region}-b"),
+        &far_region,
+        "internal",
+        Store::Gateway(&other_zone),
+    )
+    .await?;
     api.patch(
         "main",
         &PatchParams::default(),
         &Patch::Merge(json!({"spec": {"offsiteRegion": far_region}})),
+    )
+    .await?;
+    let bp = wait_bp(&api, "main", "unfit off-site stores reported", T, |b| {
+        cond(b, "Ready").is_some_and(|c| c.0 == "False" && c.2.contains("fits a level 3 agency"))
+    })
+    .await?;
+    let msg = cond(&bp, "Ready").map(|c| c.2).unwrap_or_default();
+    for needle in [
+        "spec.offsiteRegion: no BackupLocation in region",
+        &format!("BackupLocation {far_region}-a has spec.encryption None (level 3 needs SM4 encryption at rest)"),
+        &format!("BackupLocation {far_region}-b has spec.zone internal"),
+    ] {
+        ensure!(msg.contains(needle), "{needle:?} not in {msg}");
+    }
+    // An encrypted store of the agency's zone there: the off-site copy is taken in it,
+    // under the agency's own prefix.
+    let far = Gateway::start(&unique("far"), &[&s.agency])?;
+    backup_location(
+        &s.hub,
+        &format!("{far_region}-c"),
+        &far_region,
+        "external",
+        Store::Gateway(&far),
     )
     .await?;
     let bp = wait_bp(&api, "main", "off-site copy made", T_BACKUP, |b| {
@@ -459,7 +537,11 @@ async fn offsite_copies_by_level_and_bad_policies() -> Result<()> {
         "{:?}",
         st.copies_in_regions
     );
-    ensure!(!far.stored_backups().is_empty(), "the off-site store holds a backup");
+    ensure!(
+        !far.store.stored_backups_of(&s.agency).is_empty(),
+        "the off-site store holds a backup under the agency's prefix"
+    );
+    ensure!(plain.stored_backups().is_empty() && other_zone.store.stored_backups_of(&s.agency).is_empty());
 
     // An RPO shorter than the schedule's interval, and a selector that matches nothing.
     api.patch(
@@ -504,6 +586,212 @@ async fn offsite_copies_by_level_and_bad_policies() -> Result<()> {
     Ok(())
 }
 
+/// Bytes that must never appear in the store behind the gateway.
+const MARKER: &str = "GOVCLOUD-SECRET-MARKER-0c4e1b7d";
+
+/// Issue 25: real Velero through the encrypting gateway. The agency's Secret and ConfigMap
+/// carry a marker; the backup lands under the agency's own prefix with no plaintext of it
+/// in the store; the member holds only this agency's gateway credentials; the other
+/// agency's credentials get 403 on the agency's objects; a drill and a restore decrypt it
+/// back (the Secret returns with its marker); with the key-encryption key revoked, the
+/// restore fails and the gateway's log says why.
+#[tokio::test]
+async fn encrypted_per_agency_store_backup_drill_and_restore_through_the_gateway() -> Result<()> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let s = setup_with(2, true).await?;
+    let Stores::Gateway(gw) = &s.store else {
+        bail!("setup_with(.., true) gives a gateway");
+    };
+    let secrets: Api<Secret> = Api::namespaced(s.member.clone(), &s.ns);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "db-password"}, "stringData": {"password": MARKER}
+    }))?;
+    secrets.create(&PostParams::default(), &secret).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(s.member.clone(), &s.ns);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "settings"}, "data": {"note": MARKER}
+    }))?;
+    cms.create(&PostParams::default(), &cm).await?;
+
+    let api: Api<BackupPolicy> = Api::namespaced(s.hub.clone(), &s.ns);
+    api.create(
+        &PostParams::default(),
+        &policy("enc", json!({"schedule": "0 2 * * *"}))?,
+    )
+    .await?;
+    let bp = wait_bp(&api, "enc", "first backup through the gateway", T_BACKUP, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_successful_backup.as_ref())
+            .is_some()
+    })
+    .await?;
+    let backup = bp
+        .status
+        .and_then(|s| s.last_successful_backup)
+        .map(|b| b.name)
+        .unwrap_or_default();
+    // Under the agency's prefix, nothing under the shared one, no plaintext anywhere.
+    ensure!(
+        gw.store.stored_backups_of(&s.agency).contains(&backup),
+        "backup {backup} under {}/: {:?}",
+        s.agency,
+        gw.store.stored_backups_of(&s.agency)
+    );
+    ensure!(
+        gw.store.stored_backups().is_empty(),
+        "nothing outside the agency's prefix"
+    );
+    let hits = files_containing(&gw.store.dir, MARKER.as_bytes());
+    ensure!(hits.is_empty(), "plaintext of the marker in the store: {hits:?}");
+
+    // The member holds this agency's credentials only, in a location confined to its prefix.
+    let bsl_name = format!("govcloud-{}.{}", s.region, s.agency);
+    let bsl = Api::<DynamicObject>::namespaced_with(
+        s.member.clone(),
+        "velero",
+        &velero("BackupStorageLocation", "backupstoragelocations"),
+    )
+    .get(&bsl_name)
+    .await?;
+    ensure!(
+        bsl.data["spec"]["objectStorage"]["prefix"] == s.agency.as_str(),
+        "{:?}",
+        bsl.data["spec"]
+    );
+    let held = Api::<Secret>::namespaced(s.member.clone(), "velero")
+        .get(&format!("{bsl_name}-credentials"))
+        .await?;
+    let data = held.data.unwrap_or_default();
+    let cloud = data
+        .get("cloud")
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .unwrap_or_default();
+    ensure!(
+        data.len() == 1 && cloud == Gateway::credentials(&s.agency),
+        "the member's Secret holds exactly this agency's credentials: {:?}",
+        data.keys().collect::<Vec<_>>()
+    );
+    // The other agency of the same gateway reaches none of this agency's objects.
+    let other = format!("{}x", s.agency);
+    let intruder = govcloud_gateway::upstream::S3Client::new(govcloud_gateway::upstream::Endpoint {
+        url: gw.endpoint(),
+        region: "us-east-1".into(),
+        access_key: Gateway::access_key(&other),
+        secret_key: Gateway::secret_key(&other),
+    })?;
+    let key = format!("{}/backups/{backup}/velero-backup.json", s.agency);
+    for (what, status) in [
+        (
+            "GET",
+            intruder
+                .get_object("backups", &key, None)
+                .await
+                .err()
+                .and_then(|e| e.status()),
+        ),
+        (
+            "DELETE",
+            intruder
+                .delete_object("backups", &key)
+                .await
+                .err()
+                .and_then(|e| e.status()),
+        ),
+    ] {
+        ensure!(
+            status.map(|s| s.as_u16()) == Some(403),
+            "{what} of {key} with the other agency's credentials: {status:?}"
+        );
+    }
+
+    // A drill and a restore decrypt it back.
+    api.patch("enc", &PatchParams::default(), &annotate("govcloud.io/drill", "e1"))
+        .await?;
+    let bp = wait_bp(&api, "enc", "drill finished", T_BACKUP, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_drill.as_ref())
+            .is_some_and(|d| d.trigger == "e1" && d.result != "Running")
+    })
+    .await?;
+    let drill = bp
+        .status
+        .and_then(|s| s.last_drill)
+        .ok_or_else(|| anyhow!("no drill"))?;
+    ensure!(drill.result == "Passed", "drill through the gateway: {drill:?}");
+    secrets.delete("db-password", &DeleteParams::default()).await?;
+    wait_for("Secret gone", T, || async {
+        Ok(secrets.get_opt("db-password").await?.is_none().then_some(()))
+    })
+    .await?;
+    api.patch(
+        "enc",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"govcloud.io/restore": "e2", "govcloud.io/restore-backup": backup}}}),
+        ),
+    )
+    .await?;
+    let r = restore_result(&api, "enc", "e2").await?;
+    ensure!(r.result == "Passed", "restore through the gateway: {r:?}");
+    let back = secrets.get("db-password").await?;
+    let password = back
+        .data
+        .unwrap_or_default()
+        .get("password")
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    ensure!(password.as_deref() == Some(MARKER), "restored Secret: {password:?}");
+
+    // The key-encryption key revoked (its Secret emptied of it): the restore fails, and the
+    // gateway's log names the missing key.
+    let kek = gw.dir.join("kek");
+    let saved = gw.dir.join("kek.saved");
+    std::fs::rename(&kek, &saved)?;
+    std::fs::create_dir_all(&kek)?;
+    govcloud_gateway::keys::FileKeyProvider::generate(&kek, "k9", true)?;
+    gw.stop();
+    gw.resume()?;
+    secrets.delete("db-password", &DeleteParams::default()).await?;
+    api.patch(
+        "enc",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"govcloud.io/restore": "e3", "govcloud.io/restore-backup": backup}}}),
+        ),
+    )
+    .await?;
+    let r = restore_result(&api, "enc", "e3").await?;
+    ensure!(r.result != "Passed", "restore with the KEK revoked: {r:?}");
+    let log = std::fs::read_to_string(gw.dir.join("gateway.log")).unwrap_or_default();
+    ensure!(
+        log.contains("k1") && log.contains("is not held by the key provider"),
+        "the gateway's log names the key it lacks:\n{log}"
+    );
+    ensure!(
+        secrets.get_opt("db-password").await?.is_none(),
+        "nothing restored without the key"
+    );
+    // The key back: restorable again (nothing was lost).
+    std::fs::remove_dir_all(&kek)?;
+    std::fs::rename(&saved, &kek)?;
+    gw.stop();
+    gw.resume()?;
+    api.patch(
+        "enc",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"govcloud.io/restore": "e4", "govcloud.io/restore-backup": backup}}}),
+        ),
+    )
+    .await?;
+    let r = restore_result(&api, "enc", "e4").await?;
+    ensure!(r.result == "Passed", "restore with the key back: {r:?}");
+    ensure!(secrets.get_opt("db-password").await?.is_some());
+    delete_policy(&api, "enc").await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn drill_of_a_broken_backup_fails_and_tenants_stay_isolated() -> Result<()> {
     let s = setup(2).await?;
@@ -523,7 +811,7 @@ async fn drill_of_a_broken_backup_fails_and_tenants_stay_isolated() -> Result<()
         .map(|b| b.name)
         .unwrap_or_default();
     // Break the backup in the store: its contents are gone.
-    let dir = s.store.dir.join("backups").join("backups").join(&backup);
+    let dir = s.object_store().dir.join("backups").join("backups").join(&backup);
     for entry in std::fs::read_dir(&dir)? {
         let path = entry?.path();
         if path.to_string_lossy().ends_with(".tar.gz") {
@@ -671,7 +959,7 @@ async fn colliding_old_names_and_reused_short_names_cannot_reach_another_agencys
     let region = unique_short("rg");
     create_test_cluster_in(&hub, &group, &region, "external", 4, 2, None).await?;
     let store = ObjectStore::start(&unique("store"))?;
-    backup_location(&hub, &region, &region, &store).await?;
+    backup_location(&hub, &region, &region, "external", Store::Plain(&store)).await?;
     let location = format!("govcloud-{region}");
     // `<a>-bigdata` must stay a short name (≤ 20 characters).
     let a: String = unique_short("z").chars().take(12).collect();

@@ -131,12 +131,14 @@ async fn a_level_3_agencys_report_is_backed_by_live_objects_signed_and_readable_
     wait_agency_ready(&hub, &a, T).await?;
     wait_agency_ready(&hub, &b, T).await?;
 
-    // Stores in the agency's region and an off-site one; a backup policy of A.
+    // Stores in the agency's region and an off-site one (declarations only: nothing is
+    // backed up there, the report shows them); a backup policy of A.
     for (name, reg) in [(region.clone(), region.clone()), (offsite.clone(), offsite.clone())] {
         let bl: govcloud_api::BackupLocation = serde_json::from_value(json!({
             "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupLocation",
             "metadata": {"name": name, "labels": {"govcloud.io/test": "true"}},
-            "spec": {"region": reg, "bucket": "backups", "endpoint": "http://127.0.0.1:1", "credentialsSecret": format!("{name}-s3")}
+            "spec": {"region": reg, "zone": "external", "encryption": "SM4-GCM", "bucket": "backups",
+                     "endpoint": "http://127.0.0.1:1", "credentialsSecret": format!("{name}-s3")}
         }))?;
         Api::<govcloud_api::BackupLocation>::all(hub.clone())
             .create(&PostParams::default(), &bl)

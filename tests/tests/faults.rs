@@ -593,7 +593,7 @@ async fn the_fleet_survives_faults_without_loss() -> Result<()> {
         clusters.insert(name, member);
     }
     let store = ObjectStore::start(&unique("faults"))?;
-    backup_location(&hub, &region, &region, &store).await?;
+    backup_location(&hub, &region, &region, "external", Store::Plain(&store)).await?;
     let mut fleet = Fleet {
         run: run.clone(),
         group,

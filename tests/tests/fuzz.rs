@@ -303,6 +303,8 @@ const KEYS: &[&str] = &[
     "bucket",
     "endpoint",
     "credentialsSecret",
+    "encryption",
+    "perAgency",
     "migration",
     "phase",
     "category",
@@ -940,7 +942,8 @@ struct PolicyInput {
     spec: BackupPolicySpec,
     level: u8,
     primary: String,
-    regions: BTreeSet<String>,
+    zone: NetworkZone,
+    locations: Vec<BackupLocation>,
     backups: Vec<Backup>,
     labels: BTreeMap<String, String>,
     namespace: String,
@@ -986,8 +989,19 @@ fn backup_policy_validation_and_retention_never_panic() {
         3_000,
         budget_ms(2000),
         |rng| {
-            let regions: BTreeSet<String> = (0..rng.below(4))
-                .map(|_| rng.pick(&["beijing", "guizhou", "", "r1", "统"]).to_string())
+            let locations: Vec<BackupLocation> = (0..rng.below(5))
+                .filter_map(|_| {
+                    serde_json::from_value(json!({
+                        "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupLocation",
+                        "metadata": {"name": rng.pick(&["a", "b", "c", "统"])},
+                        "spec": {"region": rng.pick(&["beijing", "guizhou", "", "r1", "统"]),
+                                 "zone": rng.pick(&["internal", "external"]),
+                                 "encryption": rng.pick(&["None", "SM4-GCM"]),
+                                 "perAgency": rng.bool(),
+                                 "bucket": "b", "endpoint": "http://x", "credentialsSecret": "s"}
+                    }))
+                    .ok()
+                })
                 .collect();
             let tz = rng.pick(ZONES).to_string();
             let t0 = timestamp(rng);
@@ -1016,7 +1030,12 @@ fn backup_policy_validation_and_retention_never_panic() {
                 },
                 level: *rng.pick(&[0u8, 1, 2, 3, 4, 5, 255]),
                 primary: rng.pick(&["beijing", "guizhou", "", "r1"]).to_string(),
-                regions,
+                zone: if rng.bool() {
+                    NetworkZone::Internal
+                } else {
+                    NetworkZone::External
+                },
+                locations,
                 backups: (0..rng.below(40))
                     .map(|i| Backup {
                         name: format!("b{i}-{}", rng.below(5)),
@@ -1050,7 +1069,19 @@ fn backup_policy_validation_and_retention_never_panic() {
         },
         |i| {
             let now = Timestamp::now();
-            let _ = backup::validate(&i.spec, i.level, &i.primary, &i.regions, now);
+            let owner = backup::Owner {
+                level: i.level,
+                zone: i.zone,
+                region: &i.primary,
+            };
+            let (_, problems) = backup::validate(&i.spec, owner, &i.locations, now);
+            // A store the policy may use never breaks the zone or encryption rule.
+            if let Ok(l) = backup::choose_location(&i.locations, &i.primary, owner) {
+                assert_eq!(l.spec.zone, i.zone, "{i:?}");
+                assert!(i.level < 3 || l.spec.encryption.sm4(), "{i:?}");
+            } else {
+                assert!(!problems.is_empty(), "no store chosen but no problem reported: {i:?}");
+            }
             let tz = TimeZone::get(&i.spec.time_zone).unwrap_or(TimeZone::UTC);
             let keep = backup::retained(&i.backups, &i.spec.retention, &tz);
             if let Some(s) = &i.spec.selector {
@@ -1517,7 +1548,8 @@ fn manifests() -> Vec<(&'static str, Value)> {
         (
             "BackupLocation",
             json!({"apiVersion": "govcloud.io/v1alpha1", "kind": "BackupLocation", "metadata": meta("beijing", None),
-                   "spec": {"region": "beijing", "bucket": "govcloud-backups", "endpoint": "https://oss.dc.gov.cn", "s3Region": "us-east-1",
+                   "spec": {"region": "beijing", "zone": "internal", "encryption": "SM4-GCM", "perAgency": true,
+                            "bucket": "govcloud-backups", "endpoint": "https://oss.dc.gov.cn", "s3Region": "us-east-1",
                             "credentialsSecret": "oss-beijing"}}),
         ),
         (

@@ -9,8 +9,6 @@
 //! every object readable without rewriting it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
 use bytes::Bytes;
@@ -23,92 +21,24 @@ const BUCKET: &str = "backups";
 /// Bytes that must never appear in the store.
 const MARKER: &[u8] = b"GOVCLOUD-PLAINTEXT-MARKER-7f3a9c";
 
-/// The gateway binary: `cargo build -p govcloud-gateway` (a no-op when up to date) into the
-/// target directory of this test binary.
-fn gateway_bin() -> Result<PathBuf> {
-    workspace_binary("govcloud-gateway", "govcloud-s3-gateway")
-}
+/// A store and a gateway with agencies `agency-a` and `agency-b` (the harness's [`Gateway`]).
+struct Bed(Gateway);
 
-/// A store, a KEK Secret directory and a gateway with agencies `agency-a` and `agency-b`.
-struct Bed {
-    store: ObjectStore,
-    dir: PathBuf,
-    config: PathBuf,
-    port: u16,
-    child: Option<std::process::Child>,
+impl std::ops::Deref for Bed {
+    type Target = Gateway;
+    fn deref(&self) -> &Gateway {
+        &self.0
+    }
 }
 
 impl Bed {
     fn start(name: &str) -> Result<Bed> {
-        let name = unique(name);
-        let store = ObjectStore::start(&name)?;
-        let dir = store.dir.with_extension("gateway");
-        let _ = std::fs::remove_dir_all(&dir);
-        FileKeyProvider::generate(&dir.join("kek"), "k1", true)?;
-        std::fs::write(dir.join("secret-a"), "agency-a-secret\n")?;
-        std::fs::write(dir.join("secret-b"), "agency-b-secret\n")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let config = dir.join("config.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen: 127.0.0.1:{port}\n\
-                 upstream:\n  endpoint: {}\n  accessKey: {S3_ACCESS_KEY}\n  secretKey: {S3_SECRET_KEY}\n\
-                 keyDir: {}\n\
-                 keyCacheSeconds: 0\n\
-                 agencies:\n\
-                 - {{name: agency-a, accessKey: AGENCYA, secretKeyFile: {}, bucket: {BUCKET}, prefix: agency-a/}}\n\
-                 - {{name: agency-b, accessKey: AGENCYB, secretKeyFile: {}, bucket: {BUCKET}, prefix: agency-b/}}\n",
-                store.endpoint(),
-                dir.join("kek").display(),
-                dir.join("secret-a").display(),
-                dir.join("secret-b").display(),
-            ),
-        )?;
-        let mut bed = Bed {
-            store,
-            dir,
-            config,
-            port,
-            child: None,
-        };
-        bed.resume()?;
-        Ok(bed)
-    }
-
-    fn resume(&mut self) -> Result<()> {
-        let log = std::fs::File::create(self.dir.join("gateway.log"))?;
-        let child = std::process::Command::new(gateway_bin()?)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("serve")
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!(
-            "gateway on port {} did not start; see {}",
-            self.port,
-            self.dir.join("gateway.log").display()
-        )
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        Ok(Bed(Gateway::start(&unique(name), &["agency-a", "agency-b"])?))
     }
 
     fn client(&self, access_key: &str, secret_key: &str) -> Result<S3Client> {
         Ok(S3Client::new(Endpoint {
-            url: format!("http://127.0.0.1:{}", self.port),
+            url: self.endpoint(),
             region: "us-east-1".into(),
             access_key: access_key.into(),
             secret_key: secret_key.into(),
@@ -131,28 +61,6 @@ impl Bed {
             access_key: S3_ACCESS_KEY.into(),
             secret_key: S3_SECRET_KEY.into(),
         })?)
-    }
-
-    fn rotate(&self, args: &[&str]) -> Result<String> {
-        let out = std::process::Command::new(gateway_bin()?)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("rotate")
-            .args(args)
-            .output()?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ensure!(out.status.success(), "rotate failed: {text}");
-        Ok(text)
-    }
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -203,22 +111,6 @@ async fn multipart(c: &S3Client, key: &str, parts: &[&[u8]]) -> Result<(), Upstr
 }
 
 /// Every file under `dir` (the store's data) that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-                hits.push(p);
-            }
-        }
-    }
-    hits
-}
-
 fn status_of<T>(r: &Result<T, UpstreamError>) -> Option<(u16, String)> {
     match r {
         Err(e) => Some((e.status().map_or(0, |s| s.as_u16()), e.code().unwrap_or("").to_string())),
@@ -509,7 +401,7 @@ async fn another_agency_gets_403_on_every_object() -> Result<()> {
 
 #[tokio::test]
 async fn rotation_keeps_objects_readable_and_revoked_or_wrong_keys_fail_clearly() -> Result<()> {
-    let mut bed = Bed::start("gw-keys")?;
+    let bed = Bed::start("gw-keys")?;
     let a = bed.a()?;
     let single = payload(200_000, 10);
     put(&a, "agency-a/single", &single).await?;

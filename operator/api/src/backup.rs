@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::conditions_schema;
+use super::common::{NetworkZone, conditions_schema};
 
 /// Finalizer of a BackupPolicy: the operator removes its Velero Schedules first (backups are kept).
 pub const FINALIZER: &str = "govcloud.io/backup-cleanup";
@@ -24,7 +24,11 @@ pub const FINALIZER: &str = "govcloud.io/backup-cleanup";
     shortname = "bl",
     category = "govcloud",
     derive = "PartialEq",
+    validation = kube::core::Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40").message("metadata.name must be a DNS label of at most 40 characters (no dots): it names the Velero BackupStorageLocations govcloud-<name> and govcloud-<name>.<agency>"),
     printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
+    printcolumn(name = "Per-Agency", type_ = "boolean", json_path = ".spec.perAgency"),
+    printcolumn(name = "Zone", type_ = "string", json_path = ".spec.zone"),
+    printcolumn(name = "Encryption", type_ = "string", json_path = ".spec.encryption"),
     printcolumn(name = "Bucket", type_ = "string", json_path = ".spec.bucket"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".spec.endpoint"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -34,6 +38,17 @@ pub struct BackupLocationSpec {
     /// Region the store is in (as in DataCenterCluster `spec.region`).
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub region: String,
+    /// Network zone the store is on: `internal` (政务内网) or `external` (政务外网). Only
+    /// agencies of the same zone keep backups there, at every level: the two networks are
+    /// physically separate, and internal-network data never goes to the external one.
+    pub zone: NetworkZone,
+    /// What protects the objects at rest. `SM4-GCM` when `endpoint` is the project's
+    /// encrypting gateway (govcloud-s3-gateway: SM4 in GCM mode under per-agency data keys,
+    /// GB/T 39786; authenticated, so it gives integrity too); `None` for a plain store.
+    /// Level 3 and 4 agencies only keep backups in `SM4-GCM` stores. The platform team
+    /// declares it; the operator cannot look inside the store.
+    #[serde(default)]
+    pub encryption: StoreEncryption,
     /// Bucket name.
     #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][-.a-z0-9]*[a-z0-9]$"))]
     pub bucket: String,
@@ -44,10 +59,50 @@ pub struct BackupLocationSpec {
     #[serde(default = "default_s3_region")]
     #[schemars(length(min = 1, max = 63))]
     pub s3_region: String,
-    /// Secret in the operator's namespace with key `cloud`: an AWS credentials file
-    /// (`[default]`, `aws_access_key_id`, `aws_secret_access_key`) for the bucket.
+    /// Secret in the operator's namespace with the credentials: an AWS credentials file
+    /// (`[default]`, `aws_access_key_id`, `aws_secret_access_key`). Under key `cloud` when
+    /// all agencies share them; under one key per agency, named after its AgencyCloud, when
+    /// `perAgency` is true.
     #[schemars(length(min = 1, max = 253))]
     pub credentials_secret: String,
+    /// Each agency gets its own credentials and its own key prefix `<agency>/` in the
+    /// bucket (the encrypting gateway, with one entry per agency, enforces both): the
+    /// operator registers a Velero location per agency (`govcloud-<name>.<agency>`, prefix
+    /// `<agency>`) with only that agency's key of `credentialsSecret`, so a member cluster
+    /// holds only the credentials of the agencies placed on it, and one agency's
+    /// credentials reach none of another's backups. Default false: one shared location.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_agency: bool,
+}
+
+/// Encryption at rest of a backup store.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum StoreEncryption {
+    /// Objects are stored as Velero writes them (plaintext).
+    #[default]
+    None,
+    /// SM4 in Galois/Counter mode through govcloud-s3-gateway: confidentiality and integrity
+    /// (an object altered in the store fails to decrypt).
+    #[serde(rename = "SM4-GCM")]
+    Sm4Gcm,
+}
+
+impl StoreEncryption {
+    /// The value as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreEncryption::None => "None",
+            StoreEncryption::Sm4Gcm => "SM4-GCM",
+        }
+    }
+    /// Objects are encrypted with SM4 (confidentiality, GB/T 39786).
+    pub fn sm4(self) -> bool {
+        matches!(self, StoreEncryption::Sm4Gcm)
+    }
+    /// Objects are authenticated (integrity: a changed object does not decrypt).
+    pub fn authenticated(self) -> bool {
+        matches!(self, StoreEncryption::Sm4Gcm)
+    }
 }
 
 fn default_s3_region() -> String {

@@ -9,7 +9,8 @@ use jiff::{Timestamp, Zoned};
 use serde_json::{Value, json};
 
 use crate::levels;
-use govcloud_api::backup::{BackupPolicySpec, Retention};
+use govcloud_api::backup::{BackupLocation, BackupPolicySpec, Retention};
+use govcloud_api::common::NetworkZone;
 use govcloud_api::labels::{CREDIT_CODE_LABEL, MANAGED_BY, POLICY_LABEL, POLICY_NAMESPACE_LABEL, SYSTEM_LABEL};
 
 /// Namespace of Velero on every member cluster.
@@ -149,15 +150,85 @@ fn longest_gap(expr: &str, time_zone: &str, schedule: &Schedule, now: Timestamp)
     v
 }
 
-/// What is wrong with a policy given the agency's level and the regions that have backup
+/// The agency a policy backs up, as the checks of its stores see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    /// Security level.
+    pub level: u8,
+    /// Network zone of the agency.
+    pub zone: NetworkZone,
+    /// Region of the cluster the agency is placed on (its primary copies' region).
+    pub region: &'a str,
+}
+
+/// The BackupLocation a policy's copies in `region` go to: the first by name of the
+/// region's locations that are on the agency's zone and encrypted as its level demands.
+/// Err says why none fits, naming each candidate's field (`spec.zone`, `spec.encryption`).
+pub fn choose_location<'a>(
+    locations: &'a [BackupLocation],
+    region: &str,
+    owner: Owner<'_>,
+) -> Result<&'a BackupLocation, String> {
+    let rules = levels::rules(owner.level);
+    let mut in_region: Vec<&BackupLocation> = locations.iter().filter(|l| l.spec.region == region).collect();
+    if in_region.is_empty() {
+        let known: BTreeSet<&str> = locations.iter().map(|l| l.spec.region.as_str()).collect();
+        return Err(format!(
+            "no BackupLocation is registered for region {region} (known: {}); ask the platform team",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            }
+        ));
+    }
+    in_region.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut why = Vec::new();
+    for l in in_region {
+        let name = l.metadata.name.as_deref().unwrap_or_default();
+        if rules.backup_same_zone && l.spec.zone != owner.zone {
+            why.push(format!(
+                "BackupLocation {name} has spec.zone {} ({} data never goes to the {} network)",
+                l.spec.zone, owner.zone, l.spec.zone
+            ));
+        } else if !rules.backup_encryption.met_by(l.spec.encryption) {
+            why.push(format!(
+                "BackupLocation {name} has spec.encryption {} (level {} needs {})",
+                l.spec.encryption.as_str(),
+                owner.level,
+                rules.backup_encryption.describe()
+            ));
+        } else {
+            return Ok(l);
+        }
+    }
+    Err(format!(
+        "no BackupLocation in region {region} fits a level {} agency of the {} zone: {}; ask the platform team for a store on the {} zone{}",
+        owner.level,
+        owner.zone,
+        why.join("; "),
+        owner.zone,
+        if rules
+            .backup_encryption
+            .met_by(govcloud_api::backup::StoreEncryption::None)
+        {
+            ""
+        } else {
+            " with spec.encryption SM4-GCM (the project's encrypting gateway)"
+        }
+    ))
+}
+
+/// What is wrong with a policy given the agency it backs up and the registered backup
 /// locations. Returns (effective RPO seconds, problems naming fields).
 pub fn validate(
     spec: &BackupPolicySpec,
-    level: u8,
-    primary_region: &str,
-    regions_with_locations: &BTreeSet<String>,
+    owner: Owner<'_>,
+    locations: &[BackupLocation],
     now: Timestamp,
 ) -> (i64, Vec<String>) {
+    let level = owner.level;
+    let primary_region = owner.region;
     let mut problems = Vec::new();
     let max = max_rpo(level);
     let rpo = match &spec.rpo {
@@ -194,20 +265,21 @@ pub fn validate(
     {
         problems.push(e);
     }
-    if !regions_with_locations.contains(primary_region) {
+    if let Err(e) = choose_location(locations, primary_region, owner) {
         problems.push(format!(
-            "no BackupLocation is registered for region {primary_region} (the agency's cluster's region); ask the platform team"
+            "primary copies (the agency's cluster's region {primary_region}): {e}"
         ));
     }
     match &spec.offsite_region {
         Some(r) if r == primary_region => problems.push(format!(
             "spec.offsiteRegion: {r} is the region of the agency's cluster; an off-site copy must be in another region"
         )),
-        Some(r) if !regions_with_locations.contains(r) => problems.push(format!(
-            "spec.offsiteRegion: no BackupLocation is registered for region {r} (known: {})",
-            regions_with_locations.iter().cloned().collect::<Vec<_>>().join(", ")
-        )),
-        _ => {}
+        Some(r) => {
+            if let Err(e) = choose_location(locations, r, owner) {
+                problems.push(format!("spec.offsiteRegion: {e}"));
+            }
+        }
+        None => {}
     }
     (rpo, problems)
 }
@@ -404,9 +476,21 @@ pub fn velero_label_value(name: &str) -> String {
     format!("{}{}", head(name, 57), sha256_hex(name, 6))
 }
 
-/// Name of the Velero BackupStorageLocation of a BackupLocation.
+/// Name of the Velero BackupStorageLocation of a BackupLocation (a shared one).
 pub fn storage_location_name(location: &str) -> String {
     format!("govcloud-{location}")
+}
+
+/// Name of the Velero BackupStorageLocation through which `agency` uses a BackupLocation:
+/// `govcloud-<location>` when shared, `govcloud-<location>.<agency>` when `perAgency`.
+/// Injective: location names and agency names are DNS labels (no dots; the CRDs' rules),
+/// so the dot separates them unambiguously and a shared name has none.
+pub fn agency_storage_location_name(location: &str, per_agency: bool, agency: &str) -> String {
+    if per_agency {
+        format!("govcloud-{location}.{agency}")
+    } else {
+        storage_location_name(location)
+    }
 }
 
 fn fnv(s: &str) -> u32 {
@@ -660,17 +744,29 @@ pub fn velero_delete_request(backup: &str, id: &PolicyId) -> Value {
     })
 }
 
-/// The Velero BackupStorageLocation for a BackupLocation.
-pub fn velero_location(name: &str, spec: &govcloud_api::backup::BackupLocationSpec, secret: &str) -> Value {
+/// The Velero BackupStorageLocation `name` for a BackupLocation; `agency` (per-agency
+/// locations) confines it to the agency's prefix of the bucket.
+pub fn velero_location(
+    name: &str,
+    spec: &govcloud_api::backup::BackupLocationSpec,
+    secret: &str,
+    agency: Option<&str>,
+) -> Value {
+    let mut labels = serde_json::Map::new();
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    labels.insert("govcloud.io/region".into(), spec.region.clone().into());
+    let mut storage = serde_json::Map::new();
+    storage.insert("bucket".into(), spec.bucket.clone().into());
+    if let Some(a) = agency {
+        labels.insert(govcloud_api::labels::AGENCY_LABEL.into(), a.into());
+        storage.insert("prefix".into(), a.into());
+    }
     json!({
         "apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
-        "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": {
-            "app.kubernetes.io/managed-by": MANAGED_BY,
-            "govcloud.io/region": spec.region,
-        }},
+        "metadata": {"name": name, "namespace": VELERO_NAMESPACE, "labels": labels},
         "spec": {
             "provider": "aws",
-            "objectStorage": {"bucket": spec.bucket},
+            "objectStorage": storage,
             "config": {"region": spec.s3_region, "s3ForcePathStyle": "true", "s3Url": spec.endpoint},
             "credential": {"name": secret, "key": "cloud"},
             "accessMode": "ReadWrite",
@@ -690,8 +786,29 @@ mod tests {
         serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn regions() -> BTreeSet<String> {
-        ["beijing".to_string(), "guizhou".to_string()].into()
+    fn location(name: &str, region: &str, zone: &str, encryption: &str) -> BackupLocation {
+        serde_yaml::from_str(&format!(
+            "{{apiVersion: govcloud.io/v1alpha1, kind: BackupLocation, metadata: {{name: {name}}}, \
+             spec: {{region: {region}, zone: {zone}, encryption: {encryption}, bucket: b-{name}, \
+             endpoint: 'http://127.0.0.1:1', credentialsSecret: s}}}}"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An internal-zone store in beijing and guizhou each, both SM4-GCM.
+    fn regions() -> Vec<BackupLocation> {
+        vec![
+            location("beijing", "beijing", "internal", "SM4-GCM"),
+            location("guizhou", "guizhou", "internal", "SM4-GCM"),
+        ]
+    }
+
+    fn owner(level: u8, region: &str) -> Owner<'_> {
+        Owner {
+            level,
+            zone: NetworkZone::Internal,
+            region,
+        }
     }
 
     #[test]
@@ -734,17 +851,21 @@ mod tests {
     #[test]
     fn validation_names_fields() {
         let now = ts("2026-11-28T12:00:00Z");
-        let (rpo, p) = validate(&spec("{schedule: '0 * * * *'}"), 4, "beijing", &regions(), now);
+        let (rpo, p) = validate(&spec("{schedule: '0 * * * *'}"), owner(4, "beijing"), &regions(), now);
         assert_eq!((rpo, p.len()), (3600, 0), "{p:?}");
-        let (_, p) = validate(&spec("{schedule: '0 2 * * *', rpo: 1h}"), 2, "beijing", &regions(), now);
+        let (_, p) = validate(
+            &spec("{schedule: '0 2 * * *', rpo: 1h}"),
+            owner(2, "beijing"),
+            &regions(),
+            now,
+        );
         assert!(
             p[0].starts_with("spec.rpo: 1h is shorter than the longest interval between scheduled backups (24h)"),
             "{p:?}"
         );
         let (_, p) = validate(
             &spec("{schedule: '0 2 * * *', rpo: 48h}"),
-            3,
-            "beijing",
+            owner(3, "beijing"),
             &regions(),
             now,
         );
@@ -752,15 +873,14 @@ mod tests {
             p[0].starts_with("spec.rpo: 48h is longer than level 3 allows (24h)"),
             "{p:?}"
         );
-        let (_, p) = validate(&spec("{schedule: '61 2 * * *'}"), 2, "beijing", &regions(), now);
+        let (_, p) = validate(&spec("{schedule: '61 2 * * *'}"), owner(2, "beijing"), &regions(), now);
         assert!(
             p[0].starts_with("spec.schedule: \"61 2 * * *\" is not a valid cron expression"),
             "{p:?}"
         );
         let (_, p) = validate(
             &spec("{schedule: '0 2 * * *', timeZone: Mars/Olympus}"),
-            2,
-            "beijing",
+            owner(2, "beijing"),
             &regions(),
             now,
         );
@@ -770,8 +890,7 @@ mod tests {
         );
         let (_, p) = validate(
             &spec("{schedule: '0 2 * * *', offsiteRegion: beijing}"),
-            3,
-            "beijing",
+            owner(3, "beijing"),
             &regions(),
             now,
         );
@@ -781,30 +900,121 @@ mod tests {
         );
         let (_, p) = validate(
             &spec("{schedule: '0 2 * * *', offsiteRegion: lhasa}"),
-            3,
-            "beijing",
+            owner(3, "beijing"),
             &regions(),
             now,
         );
         assert!(
             p[0].contains(
-                "spec.offsiteRegion: no BackupLocation is registered for region lhasa (known: beijing, guizhou)"
+                "spec.offsiteRegion: no BackupLocation is registered for region lhasa (known: beijing, guizhou); ask the platform team"
             ),
             "{p:?}"
         );
         let (_, p) = validate(
             &spec("{schedule: '0 2 * * *', drill: {schedule: 'x y z a b'}}"),
-            2,
-            "beijing",
+            owner(2, "beijing"),
             &regions(),
             now,
         );
         assert!(p[0].starts_with("spec.drill.schedule:"), "{p:?}");
-        let (_, p) = validate(&spec("{schedule: '0 2 * * *'}"), 2, "shanghai", &regions(), now);
+        let (_, p) = validate(&spec("{schedule: '0 2 * * *'}"), owner(2, "shanghai"), &regions(), now);
         assert!(
             p[0].contains("no BackupLocation is registered for region shanghai"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn per_agency_locations_get_their_own_name_prefix_and_credentials() {
+        let loc = location("beijing", "beijing", "internal", "SM4-GCM");
+        assert_eq!(
+            agency_storage_location_name("beijing", false, "mof"),
+            "govcloud-beijing"
+        );
+        let name = agency_storage_location_name("beijing", true, "mof");
+        assert_eq!(name, "govcloud-beijing.mof");
+        let v = velero_location(&name, &loc.spec, "govcloud-beijing.mof-credentials", Some("mof"));
+        assert_eq!(v["spec"]["objectStorage"]["prefix"], "mof");
+        assert_eq!(v["spec"]["credential"]["name"], "govcloud-beijing.mof-credentials");
+        assert_eq!(v["metadata"]["labels"]["govcloud.io/agency"], "mof");
+        let shared = velero_location("govcloud-beijing", &loc.spec, "s", None);
+        assert!(shared["spec"]["objectStorage"].get("prefix").is_none());
+        // Injective: DNS-label location and agency names, one dot between them; a shared
+        // name has none, so no (location, agency) pair yields another pair's name.
+        let pairs = [("a", "b-c"), ("a-b", "c"), ("a", "bc"), ("ab", "c")];
+        let names: std::collections::BTreeSet<String> = pairs
+            .iter()
+            .flat_map(|(l, a)| {
+                [
+                    agency_storage_location_name(l, true, a),
+                    agency_storage_location_name(l, false, a),
+                ]
+            })
+            .collect();
+        assert_eq!(names.len(), pairs.len() + 3, "{names:?}");
+    }
+
+    #[test]
+    fn stores_follow_zone_and_encryption() {
+        let now = ts("2026-11-28T12:00:00Z");
+        // The old examples: mof (internal, level 3) copying off-site to an external store.
+        let locs = vec![
+            location("beijing", "beijing", "internal", "SM4-GCM"),
+            location("guizhou", "guizhou", "external", "SM4-GCM"),
+        ];
+        let mof = spec("{schedule: '0 2 * * *', offsiteRegion: guizhou}");
+        let (_, p) = validate(&mof, owner(3, "beijing"), &locs, now);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("spec.offsiteRegion: no BackupLocation in region guizhou fits a level 3 agency of the internal zone: BackupLocation guizhou has spec.zone external"),
+            "{p:?}"
+        );
+        // And the other way round: an external agency never keeps backups on the internal network.
+        let ext = Owner {
+            level: 2,
+            zone: NetworkZone::External,
+            region: "beijing",
+        };
+        let (_, p) = validate(&spec("{schedule: '0 2 * * *'}"), ext, &locs, now);
+        assert!(
+            p[0].starts_with("primary copies (the agency's cluster's region beijing): no BackupLocation in region beijing fits a level 2 agency of the external zone: BackupLocation beijing has spec.zone internal"),
+            "{p:?}"
+        );
+        // Level 3 refuses a plain store of its own zone; level 2 takes it.
+        let plain = vec![location("bj-plain", "beijing", "internal", "None")];
+        let err = choose_location(&plain, "beijing", owner(3, "beijing"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("BackupLocation bj-plain has spec.encryption None (level 3 needs SM4 encryption at rest)")
+                && err.ends_with("with spec.encryption SM4-GCM (the project's encrypting gateway)"),
+            "{err}"
+        );
+        let err = choose_location(&plain, "beijing", owner(4, "beijing"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("level 4 needs SM4 encryption with integrity (SM4-GCM)"),
+            "{err}"
+        );
+        assert!(choose_location(&plain, "beijing", owner(2, "beijing")).is_ok());
+        // Several stores in a region: the first by name that fits, not merely the first.
+        let mixed = vec![
+            location("a-external", "beijing", "external", "SM4-GCM"),
+            location("b-plain", "beijing", "internal", "None"),
+            location("c-sm4", "beijing", "internal", "SM4-GCM"),
+            location("d-sm4", "beijing", "internal", "SM4-GCM"),
+        ];
+        let got = choose_location(&mixed, "beijing", owner(3, "beijing")).map(|l| l.metadata.name.clone());
+        assert_eq!(got, Ok(Some("c-sm4".into())));
+        let got = choose_location(&mixed, "beijing", owner(2, "beijing")).map(|l| l.metadata.name.clone());
+        assert_eq!(got, Ok(Some("b-plain".into())));
+        // A location without a zone is refused by the schema (no default): nothing to guess.
+        let no_zone: Result<BackupLocation, _> = serde_yaml::from_str(
+            "{apiVersion: govcloud.io/v1alpha1, kind: BackupLocation, metadata: {name: x}, \
+             spec: {region: beijing, bucket: bbb, endpoint: 'http://x', credentialsSecret: s}}",
+        );
+        assert!(no_zone.is_err());
     }
 
     fn b(name: &str, time: &str, phase: &str) -> Backup {

@@ -48,6 +48,36 @@ pub enum InternetExposure {
     Never,
 }
 
+/// What a level demands of the object stores its backups are kept in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupEncryption {
+    /// Any store.
+    Any,
+    /// SM4 at rest (GB/T 39786: confidentiality of important data).
+    Sm4,
+    /// SM4 at rest with integrity (an authenticated mode such as SM4-GCM).
+    Sm4WithIntegrity,
+}
+
+impl BackupEncryption {
+    /// Whether a store with `enc` meets it.
+    pub fn met_by(self, enc: govcloud_api::backup::StoreEncryption) -> bool {
+        match self {
+            BackupEncryption::Any => true,
+            BackupEncryption::Sm4 => enc.sm4(),
+            BackupEncryption::Sm4WithIntegrity => enc.sm4() && enc.authenticated(),
+        }
+    }
+    /// What it demands, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            BackupEncryption::Any => "any store",
+            BackupEncryption::Sm4 => "SM4 encryption at rest",
+            BackupEncryption::Sm4WithIntegrity => "SM4 encryption with integrity (SM4-GCM)",
+        }
+    }
+}
+
 /// The rules of one security level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LevelRules {
@@ -71,6 +101,10 @@ pub struct LevelRules {
     pub max_rpo: Option<Duration>,
     /// An off-site (other region) backup copy is required.
     pub offsite_required: bool,
+    /// Backups only in stores of the agency's own network zone.
+    pub backup_same_zone: bool,
+    /// Encryption the backup stores must have.
+    pub backup_encryption: BackupEncryption,
     /// Internet exposure of hosted systems.
     pub internet_exposure: InternetExposure,
 }
@@ -90,6 +124,8 @@ pub const MATRIX: [LevelRules; 4] = [
         backup_required: false,
         max_rpo: None,
         offsite_required: false,
+        backup_same_zone: true,
+        backup_encryption: BackupEncryption::Any,
         internet_exposure: InternetExposure::Allowed,
     },
     LevelRules {
@@ -103,6 +139,8 @@ pub const MATRIX: [LevelRules; 4] = [
         backup_required: true,
         max_rpo: Some(Duration::from_secs(24 * 3600)),
         offsite_required: false,
+        backup_same_zone: true,
+        backup_encryption: BackupEncryption::Any,
         internet_exposure: InternetExposure::Allowed,
     },
     LevelRules {
@@ -116,6 +154,8 @@ pub const MATRIX: [LevelRules; 4] = [
         backup_required: true,
         max_rpo: Some(Duration::from_secs(24 * 3600)),
         offsite_required: true,
+        backup_same_zone: true,
+        backup_encryption: BackupEncryption::Sm4,
         internet_exposure: InternetExposure::NeedsApproval,
     },
     LevelRules {
@@ -129,6 +169,8 @@ pub const MATRIX: [LevelRules; 4] = [
         backup_required: true,
         max_rpo: Some(HOUR),
         offsite_required: true,
+        backup_same_zone: true,
+        backup_encryption: BackupEncryption::Sm4WithIntegrity,
         internet_exposure: InternetExposure::Never,
     },
 ];
@@ -156,6 +198,16 @@ mod tests {
         assert_eq!(rules(4).internet_exposure, InternetExposure::Never);
         assert!(rules(4).internal_zone_only && rules(4).dedicated);
         assert_eq!(rules(4).internet_egress, InternetEgress::Never);
+        // Backup storage: the zone rule at every level (the networks are physically
+        // separate); SM4 from level 3, with integrity at level 4.
+        assert!(MATRIX.iter().all(|r| r.backup_same_zone));
+        assert_eq!(rules(2).backup_encryption, BackupEncryption::Any);
+        assert_eq!(rules(3).backup_encryption, BackupEncryption::Sm4);
+        assert_eq!(rules(4).backup_encryption, BackupEncryption::Sm4WithIntegrity);
+        use govcloud_api::backup::StoreEncryption;
+        assert!(!rules(3).backup_encryption.met_by(StoreEncryption::None));
+        assert!(rules(4).backup_encryption.met_by(StoreEncryption::Sm4Gcm));
+        assert!(rules(1).backup_encryption.met_by(StoreEncryption::None));
     }
 
     #[test]

@@ -195,8 +195,34 @@ pub struct Location {
     pub region: String,
     /// Endpoint URL.
     pub endpoint: String,
+    /// Network zone (`internal`/`external`), if declared.
+    pub zone: Option<String>,
     /// Declared encryption (e.g. `SM4` through the project's gateway), if any.
     pub encryption: Option<String>,
+}
+
+/// Why a store does not fit an agency of `zone` and `level` (the backup rules of the
+/// level table), or None when it fits.
+fn store_problem(loc: &Location, zone: &str, level: u8) -> Option<String> {
+    let rules = levels::rules(level);
+    let enc = match loc.encryption.as_deref() {
+        Some("SM4-GCM") => govcloud_api::backup::StoreEncryption::Sm4Gcm,
+        _ => govcloud_api::backup::StoreEncryption::None,
+    };
+    if rules.backup_same_zone && loc.zone.as_deref() != Some(zone) {
+        Some(format!(
+            "spec.zone is {}, the agency is on the {zone} zone",
+            loc.zone.as_deref().unwrap_or("not declared")
+        ))
+    } else if !rules.backup_encryption.met_by(enc) {
+        Some(format!(
+            "spec.encryption is {}, level {level} needs {}",
+            loc.encryption.as_deref().unwrap_or("not declared"),
+            rules.backup_encryption.describe()
+        ))
+    } else {
+        None
+    }
 }
 
 /// What the operator read for one agency.
@@ -1029,6 +1055,7 @@ fn backup_controls(i: &Inputs, name: &str, level: u8, ac_json: &Value) -> Vec<Co
     let rules = levels::rules(level);
     let mc = i.member_name.as_str();
     let credit = &spec.agency.credit_code;
+    let zone = spec.zone.as_str();
     let region = i
         .agency
         .status
@@ -1050,7 +1077,12 @@ fn backup_controls(i: &Inputs, name: &str, level: u8, ac_json: &Value) -> Vec<Co
     let loc_by_velero: BTreeMap<String, &Location> = i
         .locations
         .iter()
-        .map(|l| (bk::storage_location_name(&l.name), l))
+        .flat_map(|l| {
+            [
+                (bk::storage_location_name(&l.name), l),
+                (bk::agency_storage_location_name(&l.name, true, name), l),
+            ]
+        })
         .collect();
     let backups: Vec<BackupSeen> = i
         .backups
@@ -1163,16 +1195,16 @@ fn backup_controls(i: &Inputs, name: &str, level: u8, ac_json: &Value) -> Vec<Co
                 item(level, true, "安全计算环境", "数据完整性和保密性"),
             ],
             format!(
-                "backups in the agency's region{}{}",
+                "backups in the agency's region{} on its own network zone ({zone}){}",
                 if rules.offsite_required {
                     " and an off-site region"
                 } else {
                     ""
                 },
-                if level >= 3 {
-                    ", encrypted with SM4 (GB/T 39786)"
+                if rules.backup_encryption == levels::BackupEncryption::Any {
+                    String::new()
                 } else {
-                    ""
+                    format!(", with {} (GB/T 39786)", rules.backup_encryption.describe())
                 }
             ),
             "BackupLocations (one object store per region) registered as Velero BackupStorageLocations; the backup gateway encrypts with SM4",
@@ -1181,8 +1213,10 @@ fn backup_controls(i: &Inputs, name: &str, level: u8, ac_json: &Value) -> Vec<Co
         let mut regions_needed: BTreeSet<String> = region.iter().cloned().collect();
         regions_needed.extend(i.policies.iter().filter_map(|p| p.spec.offsite_region.clone()));
         for loc in &i.locations {
-            let vel = bk::storage_location_name(&loc.name);
-            if !(used.contains(vel.as_str()) || regions_needed.contains(&loc.region)) {
+            let shared = bk::storage_location_name(&loc.name);
+            let own = bk::agency_storage_location_name(&loc.name, true, name);
+            let in_use = used.contains(shared.as_str()) || used.contains(own.as_str());
+            if !(in_use || regions_needed.contains(&loc.region)) {
                 continue;
             }
             l.c.evidence.push(Evidence {
@@ -1196,20 +1230,34 @@ fn backup_controls(i: &Inputs, name: &str, level: u8, ac_json: &Value) -> Vec<Co
                     ("spec.region".to_string(), loc.region.clone()),
                     ("spec.endpoint".to_string(), loc.endpoint.clone()),
                     (
+                        "spec.zone".to_string(),
+                        loc.zone.clone().unwrap_or_else(|| "none declared".into()),
+                    ),
+                    (
                         "spec.encryption".to_string(),
                         loc.encryption.clone().unwrap_or_else(|| "none declared".into()),
                     ),
                 ]),
             });
-            if level >= 3
-                && !loc
-                    .encryption
-                    .as_deref()
-                    .is_some_and(|e| e.to_uppercase().contains("SM4"))
-            {
+            if in_use && let Some(why) = store_problem(loc, zone, level) {
                 l.failing(
-                    format!("backup store {} (region {}) declares no SM4 encryption", loc.name, loc.region),
-                    "put the project's SM4 backup gateway in front of the store and declare it on the BackupLocation (docs/evidence.md)",
+                    format!("the agency's backups are in store {} (region {}): {why}", loc.name, loc.region),
+                    "the operator moves new backups to a fitting store; ask the platform team for one (docs/platform-guide.md, Registering BackupLocations)",
+                );
+            }
+        }
+        for r in &regions_needed {
+            if !i
+                .locations
+                .iter()
+                .any(|x| &x.region == r && store_problem(x, zone, level).is_none())
+            {
+                l.missing(
+                    format!(
+                        "no BackupLocation in region {r} on the {zone} zone with {}",
+                        rules.backup_encryption.describe()
+                    ),
+                    "register one (docs/platform-guide.md, Registering BackupLocations)",
                 );
             }
         }
@@ -1218,14 +1266,6 @@ fn backup_controls(i: &Inputs, name: &str, level: u8, ac_json: &Value) -> Vec<Co
                 "no BackupPolicy: no backups are kept anywhere".into(),
                 "create a BackupPolicy (see BACKUP-COVERAGE)",
             );
-        }
-        for r in &regions_needed {
-            if !i.locations.iter().any(|x| &x.region == r) {
-                l.missing(
-                    format!("no BackupLocation is registered in region {r}"),
-                    "register a BackupLocation for the region",
-                );
-            }
         }
         out.push(if rules.backup_required {
             l.done()

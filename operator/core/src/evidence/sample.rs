@@ -158,14 +158,16 @@ pub fn inputs(name: &str, level: u8, end: Timestamp) -> Result<Inputs, String> {
             uid: Some("uid-bl-beijing".into()),
             region: "beijing".into(),
             endpoint: "https://oss-beijing.dc.gov.cn".into(),
-            encryption: Some("SM4 (govcloud-s3-gateway)".into()),
+            zone: Some(zone.into()),
+            encryption: Some("SM4-GCM".into()),
         },
         Location {
             name: "guizhou".into(),
             uid: Some("uid-bl-guizhou".into()),
             region: "guizhou".into(),
             endpoint: "https://oss-guizhou.dc.gov.cn".into(),
-            encryption: Some("SM4 (govcloud-s3-gateway)".into()),
+            zone: Some(zone.into()),
+            encryption: Some("SM4-GCM".into()),
         },
     ];
     let hub = agency::hub_children(name, &agency.spec.cloud)

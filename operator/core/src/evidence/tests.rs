@@ -93,6 +93,38 @@ fn what_is_missing_or_failing_says_what_to_do() {
 }
 
 #[test]
+fn a_store_of_the_other_zone_fails_the_backup_stores_line() {
+    let mut i = sample(3);
+    // The sample agency is on the external zone; its beijing store is moved to the internal one.
+    i.locations[0].zone = Some("internal".into());
+    let r = build(&i);
+    let l = line(&r, "BACKUP-STORES");
+    assert_eq!(l.status, Status::Failing);
+    let problems: Vec<&str> = l.findings.iter().map(|f| f.problem.as_str()).collect();
+    assert!(
+        problems.contains(&"the agency's backups are in store beijing (region beijing): spec.zone is internal, the agency is on the external zone"),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&"no BackupLocation in region beijing on the external zone with SM4 encryption at rest"),
+        "{problems:?}"
+    );
+    // Level 4 (internal) needs integrity too: SM4-GCM gives it, a plain store does not.
+    let mut i = sample(4);
+    assert_eq!(line(&build(&i), "BACKUP-STORES").status, Status::Met);
+    i.locations[1].encryption = Some("None".into());
+    let r = build(&i);
+    let l = line(&r, "BACKUP-STORES");
+    assert!(
+        l.findings.iter().any(|f| f
+            .problem
+            .contains("spec.encryption is None, level 4 needs SM4 encryption with integrity (SM4-GCM)")),
+        "{:?}",
+        l.findings
+    );
+}
+
+#[test]
 fn a_changed_guardrail_fails_and_level_1_needs_no_backups() {
     let mut i = sample(3);
     for o in i.member.iter_mut() {

@@ -98,18 +98,21 @@ async fn ensure(ctx: &Context, api: &Api<DynamicObject>, name: &str, body: &Valu
     Ok(())
 }
 
-/// Registers a BackupLocation with Velero on the target cluster: its credentials Secret
-/// (copied from the operator's namespace on the hub) and a BackupStorageLocation.
+/// Registers a BackupLocation with Velero on the target cluster for the agency of `t`: its
+/// credentials Secret (copied from the operator's namespace on the hub: key `cloud`, or the
+/// agency's own key of a per-agency location) and a BackupStorageLocation.
 async fn ensure_location(ctx: &Context, t: &Target, loc: &BackupLocation) -> std::result::Result<String, String> {
-    let name = core::storage_location_name(&loc.name_any());
+    let agency = t.agency.name_any();
+    let name = core::agency_storage_location_name(&loc.name_any(), loc.spec.per_agency, &agency);
     let secret_name = format!("{name}-credentials");
+    let key = if loc.spec.per_agency { agency.as_str() } else { "cloud" };
     let hub_secret = Api::<Secret>::namespaced(ctx.client.clone(), &ctx.settings.namespace)
         .get_opt(&loc.spec.credentials_secret)
         .await
         .map_err(|e| format!("cannot read Secret {}: {e}", loc.spec.credentials_secret))?
         .ok_or_else(|| {
             format!(
-                "BackupLocation {}: Secret {}/{} is missing; the platform team must create it (key `cloud`)",
+                "BackupLocation {}: Secret {}/{} is missing; the platform team must create it (key `{key}`)",
                 loc.name_any(),
                 ctx.settings.namespace,
                 loc.spec.credentials_secret
@@ -118,15 +121,24 @@ async fn ensure_location(ctx: &Context, t: &Target, loc: &BackupLocation) -> std
     let cloud = hub_secret
         .data
         .as_ref()
-        .and_then(|d| d.get("cloud"))
+        .and_then(|d| d.get(key))
         .cloned()
         .ok_or_else(|| {
-            format!(
-                "BackupLocation {}: Secret {} has no key `cloud`",
-                loc.name_any(),
-                loc.spec.credentials_secret
-            )
+            if loc.spec.per_agency {
+                format!(
+                    "BackupLocation {} gives each agency its own credentials (spec.perAgency), and Secret {} has no key `{key}` for this agency; the platform team must add the agency's gateway credentials",
+                    loc.name_any(),
+                    loc.spec.credentials_secret
+                )
+            } else {
+                format!(
+                    "BackupLocation {}: Secret {} has no key `cloud`",
+                    loc.name_any(),
+                    loc.spec.credentials_secret
+                )
+            }
         })?;
+    // Only this agency's credentials reach the member cluster (under Velero's key `cloud`).
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": secret_name, "namespace": core::VELERO_NAMESPACE,
@@ -147,7 +159,12 @@ async fn ensure_location(ctx: &Context, t: &Target, loc: &BackupLocation) -> std
         )
     };
     ensure(ctx, &secrets, &secret_name, &secret).await.map_err(fail)?;
-    let bsl = core::velero_location(&name, &loc.spec, &secret_name);
+    let bsl = core::velero_location(
+        &name,
+        &loc.spec,
+        &secret_name,
+        loc.spec.per_agency.then_some(agency.as_str()),
+    );
     ensure(
         ctx,
         &velero_api(&t.client, "BackupStorageLocation", "backupstoragelocations"),
@@ -298,13 +315,13 @@ async fn plan(ctx: &Context, bp: &BackupPolicy, t: &Target, ns: &str) -> std::re
                 .items
         }
     };
-    let mut by_region: BTreeMap<String, BackupLocation> = BTreeMap::new();
     sorted.sort_by_key(|l| l.name_any());
-    for l in sorted {
-        by_region.entry(l.spec.region.clone()).or_insert(l);
-    }
-    let regions: BTreeSet<String> = by_region.keys().cloned().collect();
-    let (rpo, mut problems) = core::validate(&bp.spec, level, &region, &regions, now());
+    let owner = core::Owner {
+        level,
+        zone: t.agency.spec.cloud.zone,
+        region: &region,
+    };
+    let (rpo, mut problems) = core::validate(&bp.spec, owner, &sorted, now());
     let mut systems: Vec<String> = ctx
         .systems
         .get()
@@ -329,11 +346,13 @@ async fn plan(ctx: &Context, bp: &BackupPolicy, t: &Target, ns: &str) -> std::re
     if !problems.is_empty() {
         return Err(problems);
     }
-    let primary = by_region
-        .get(&region)
+    let primary = core::choose_location(&sorted, &region, owner)
         .cloned()
-        .ok_or_else(|| vec![format!("no BackupLocation for region {region}")])?;
-    let offsite = bp.spec.offsite_region.as_ref().and_then(|r| by_region.get(r).cloned());
+        .map_err(|e| vec![e])?;
+    let offsite = match &bp.spec.offsite_region {
+        Some(r) => Some(core::choose_location(&sorted, r, owner).cloned().map_err(|e| vec![e])?),
+        None => None,
+    };
     Ok(Plan {
         level,
         rpo,

@@ -128,6 +128,7 @@ async fn locations(hub: &Client, notes: &mut Vec<String>) -> Vec<Location> {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .into(),
+                zone: v.pointer("/spec/zone").and_then(Value::as_str).map(str::to_string),
                 encryption: enc,
             }
         })
