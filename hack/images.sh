@@ -9,7 +9,8 @@
 #   --push           start the local registry if needed (hack/registry.sh up) and push
 #   --oci-dir DIR    also write each image as an OCI layout tar into DIR
 #                    (for "ctr -n k8s.io images import FILE")
-#   --skip-operator  only the sample-app images (the operator's release build is slow)
+#   --skip-operator  only the sample-app images (the operator's, plugin's and gateway's
+#                    release build is slow)
 #
 # Without --push and --oci-dir it builds everything and prints the digests.
 #
@@ -34,6 +35,10 @@
 #     /etc/ssl/certs/ca-certificates.crt (rustls-platform-verifier reads the system roots),
 #     /etc/passwd and /etc/group with the non-root user 65532, /etc/nsswitch.conf and /tmp.
 #     Install the chart with image.repository=registry.gov.cn/govcloud/govcloud-operator.
+#   - registry.gov.cn/govcloud/kubectl-govcloud:<version>: the kubectl plugin (entrypoint
+#     /kubectl-govcloud), and registry.gov.cn/govcloud/govcloud-s3-gateway:<version>: the
+#     encrypting S3 gateway; both static release builds made in the same cargo run as the
+#     operator's.
 # Every image runs as user 65532 (nonroot). The sample app binary is also static, so the
 # images need no shared libraries.
 #
@@ -83,13 +88,15 @@ with_heartbeat() {
   log "built $what in $((SECONDS - start))s"
 }
 
-# cargo build --release, static glibc, stripped. Needs --target so that RUSTFLAGS do not
+# cargo build --release, static glibc, stripped, of one or more packages (one cargo run:
+# their shared dependencies are compiled once). Needs --target so that RUSTFLAGS do not
 # apply to build scripts and proc macros.
 static_build() {
-  local pkg="$1"
-  with_heartbeat "$pkg (release, static)" \
+  local pkgs=() p
+  for p in "$@"; do pkgs+=(-p "$p"); done
+  with_heartbeat "$* (release, static)" \
     env RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=symbols \
-    "$CARGO" build --release --locked --target "$TARGET" -p "$pkg" --manifest-path "$repo/Cargo.toml"
+    "$CARGO" build --release --locked --target "$TARGET" "${pkgs[@]}" --manifest-path "$repo/Cargo.toml"
 }
 
 check_static() {
@@ -202,8 +209,8 @@ main() {
   static_build govcloud-sample-app
   check_static "$STATIC_DIR/govcloud-sample-app"
   if [ "$skip_operator" = 0 ]; then
-    static_build govcloud-operator
-    check_static "$STATIC_DIR/govcloud-operator"
+    static_build govcloud-operator kubectl-govcloud govcloud-gateway
+    for b in govcloud-operator kubectl-govcloud govcloud-s3-gateway; do check_static "$STATIC_DIR/$b"; done
   fi
 
   local ref port data
@@ -237,6 +244,24 @@ main() {
       --label "org.opencontainers.image.title=govcloud-operator" \
       --label "org.opencontainers.image.version=$version" \
       --comment "govcloud-operator $version, static release build"
+    # The kubectl plugin, for running it where kubectl plugins cannot be installed (a CI job,
+    # a CronJob that makes monthly evidence reports): `kubectl-govcloud` is the entrypoint.
+    image "$IMAGES_HOST/govcloud/kubectl-govcloud:$version" \
+      --file "$STATIC_DIR/kubectl-govcloud:/kubectl-govcloud:0755" \
+      --file "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:0644" \
+      --entrypoint '["/kubectl-govcloud"]' \
+      --label "org.opencontainers.image.title=kubectl-govcloud" \
+      --label "org.opencontainers.image.version=$version" \
+      --comment "kubectl-govcloud $version, static release build"
+    # The encrypting S3 gateway (SM4-GCM, per-agency keys): configuration and key Secrets
+    # are mounted (examples/backup/gateway.yaml).
+    image "$IMAGES_HOST/govcloud/govcloud-s3-gateway:$version" \
+      --file "$STATIC_DIR/govcloud-s3-gateway:/govcloud-s3-gateway:0755" \
+      --file "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:0644" \
+      --entrypoint '["/govcloud-s3-gateway"]' --expose "9000/tcp" \
+      --label "org.opencontainers.image.title=govcloud-s3-gateway" \
+      --label "org.opencontainers.image.version=$version" \
+      --comment "govcloud-s3-gateway $version, static release build"
   fi
 
   echo

@@ -8,7 +8,8 @@
 #   3. leader takeover with real pods: the Lease holder's pod is killed (deleted with no
 #      grace period), the other replica takes the Lease and converges a new agency;
 #      the takeover time is printed and must be <= E2E_TAKEOVER_TARGET seconds (15);
-#   4. the examples (examples/clusters.yaml, examples/agencies/) converged by it.
+#   4. the examples (examples/clusters.yaml, examples/agencies/) converged by it;
+#   5. the kubectl plugin's and the S3 gateway's images run on dc1-real (--version).
 # Afterwards the chart is put back as it was (pods on the KWOK nodes, the default image),
 # and the test objects are deleted.
 #
@@ -113,6 +114,37 @@ pods_on_real_node() {
 }
 poll "two Ready operator pods on dc1-real running $digest" pods_on_real_node
 k -n "$ns" get pods -l app.kubernetes.io/name=govcloud-operator -o wide
+
+# The plugin's and the gateway's images run on the real node too (their --version).
+image_runs() {
+  local name="$1" image="$2"; shift 2
+  k -n "$ns" delete pod "$name" --ignore-not-found --wait=false >/dev/null
+  k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $name, namespace: $ns, labels: {govcloud.io/e2e: "$run"}}
+spec:
+  restartPolicy: Never
+  nodeSelector: {govcloud.io/node-kind: real}
+  tolerations: [{key: govcloud.io/node-kind, operator: Equal, value: real, effect: NoSchedule}]
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: main
+    image: $image
+    args: [$(printf '"%s",' "$@" | sed 's/,$//')]
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+    resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 200m, memory: 64Mi}}
+EOF
+  pod_succeeded() { [ "$(k -n "$ns" get pod "$1" -o 'jsonpath={.status.phase}')" = Succeeded ]; }
+  poll "pod $name ($image) Succeeded on dc1-real" pod_succeeded "$name"
+  local out
+  out="$(k -n "$ns" logs "$name")"
+  grep -q "$version" <<<"$out" || fail "$image printed '$out', not its version $version"
+  log "$image on dc1-real: $out"
+  k -n "$ns" delete pod "$name" --wait=false >/dev/null
+}
+image_runs "$run-plugin" "registry.gov.cn/govcloud/kubectl-govcloud:$version" --version
+image_runs "$run-gateway" "registry.gov.cn/govcloud/govcloud-s3-gateway:$version" --version
 
 # The hub and dc2, registered for this run; dc2 through the real node's forward (the pod
 # cannot reach the host's 127.0.0.1).
