@@ -203,6 +203,22 @@ async fn request_approve_status_report_and_deny() -> Result<()> {
     );
     ensure!(tr.spec.cloud.placement.cluster.as_deref() == Some(dc.as_str()));
 
+    // The plugin approves only what the operator has checked and found Valid.
+    let checked = |g: i64| {
+        let trs = trs.clone();
+        let name = name.clone();
+        async move {
+            wait_for("request checked and Valid", T, || async {
+                let tr = trs.get(&name).await?;
+                let st = tr.status.unwrap_or_default();
+                Ok((st.observed_generation == Some(g)
+                    && st.conditions.iter().any(|c| c.type_ == "Valid" && c.status == "True"))
+                .then_some(()))
+            })
+            .await
+        }
+    };
+    checked(1).await?;
     // A user without the approver role is refused, and told which role is missing.
     let run = kgc(&["approve", &name, "-n", &ns, "--as", &requester, "--generation", "1"]).await?;
     ensure!(!run.ok, "a non-approver approved: {run}");
@@ -241,6 +257,7 @@ async fn request_approve_status_report_and_deny() -> Result<()> {
 
     // The approver approves what they reviewed: the decision is recorded in the approver's
     // name, for generation 2, and the cloud is provisioned.
+    checked(2).await?;
     let run = kgc(&[
         "approve",
         &name,

@@ -57,6 +57,11 @@ pub struct ApproveArgs {
     /// command shows the request and asks you to confirm (on a terminal only).
     #[arg(long, value_name = "N")]
     pub generation: Option<i64>,
+    /// Approve although the operator has not found the request Valid (or not yet checked
+    /// this generation). The decision is final either way; the operator provisions the
+    /// cloud only once the request is Valid.
+    #[arg(long)]
+    pub not_valid: bool,
 }
 
 /// Arguments of `deny`.
@@ -146,6 +151,32 @@ pub fn reviewed_generation(
     }
 }
 
+/// Whether a request may be approved as it is: the operator must have checked the current
+/// generation and found it Valid, unless the approver overrides with `--not-valid`.
+pub fn approvable(tr: &TenancyRequest, current: i64, override_not_valid: bool) -> Result<()> {
+    if override_not_valid {
+        return Ok(());
+    }
+    let name = tr.metadata.name.as_deref().unwrap_or_default();
+    let observed = tr.status.as_ref().and_then(|s| s.observed_generation);
+    if observed != Some(current) {
+        bail!(
+            "TenancyRequest {name}: the operator has not checked generation {current} yet, so nobody knows whether it is Valid. Nothing was recorded.\nwhat to do: wait a few seconds and run again (`kubectl get tr {name} -o wide` shows VALID); --not-valid approves anyway"
+        );
+    }
+    match condition(tr, VALID) {
+        Some(c) if c.status == "True" => Ok(()),
+        Some(c) => bail!(
+            "TenancyRequest {name} is not Valid: {} ({}). A decision is final, so approving it would leave an approved request the operator cannot provision. Nothing was recorded.\nwhat to do: deny it with that reason so the agency files a corrected request, or wait for the requester to fix it; --not-valid approves anyway",
+            c.message,
+            c.reason
+        ),
+        None => bail!(
+            "TenancyRequest {name} has no Valid condition yet. Nothing was recorded.\nwhat to do: wait a few seconds and run again; --not-valid approves anyway"
+        ),
+    }
+}
+
 /// Reads the approver's reply from the terminal, `None` if stdin is not one.
 fn ask(question: &str) -> Option<String> {
     use std::io::{BufRead, IsTerminal, Write};
@@ -161,7 +192,14 @@ fn ask(question: &str) -> Option<String> {
 }
 
 /// Shows the request and records the decision on the generation shown.
-pub async fn run(g: &Global, name: &str, action: DecisionAction, reason: &str, generation: Option<i64>) -> Result<()> {
+pub async fn run(
+    g: &Global,
+    name: &str,
+    action: DecisionAction,
+    reason: &str,
+    generation: Option<i64>,
+    not_valid: bool,
+) -> Result<()> {
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 2000 {
         bail!("--reason: write 1 to 2000 characters");
@@ -214,6 +252,9 @@ pub async fn run(g: &Global, name: &str, action: DecisionAction, reason: &str, g
             }
         ))
     })?;
+    if action == DecisionAction::Approve {
+        approvable(&tr, reviewed, not_valid)?;
+    }
     let me = connect::whoami(&conn.client).await?;
     let pp = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
@@ -241,6 +282,54 @@ pub async fn run(g: &Global, name: &str, action: DecisionAction, reason: &str, g
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(observed: Option<i64>, valid: Option<(&str, &str)>) -> TenancyRequest {
+        let mut v: serde_json::Value = serde_yaml::from_str(include_str!("../../../examples/tenancy/zj-bigdata.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        v["metadata"]["generation"] = json!(2);
+        v["status"] = json!({"conditions": []});
+        if let Some(o) = observed {
+            v["status"]["observedGeneration"] = json!(o);
+        }
+        if let Some((st, msg)) = valid {
+            v["status"]["conditions"] = json!([{"type": "Valid", "status": st, "reason": "R", "message": msg,
+                "lastTransitionTime": "2026-12-07T00:00:00Z"}]);
+        }
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn approve_refuses_a_request_that_is_not_valid_unless_overridden() {
+        let ok = request(Some(2), Some(("True", "ok")));
+        assert!(approvable(&ok, 2, false).is_ok());
+        let bad = request(
+            Some(2),
+            Some(("False", "spec.cloud.agency.creditCode: check digit is wrong")),
+        );
+        let e = approvable(&bad, 2, false)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("is not Valid: spec.cloud.agency.creditCode: check digit is wrong")
+                && e.contains("Nothing was recorded"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("approver role") && !e.contains("ask for"),
+            "never suggests escalation: {e}"
+        );
+        assert!(approvable(&bad, 2, true).is_ok());
+        // Not yet checked: the Valid of an older generation says nothing about this one.
+        let stale = request(Some(1), Some(("True", "ok")));
+        let e = approvable(&stale, 2, false)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("has not checked generation 2 yet"), "{e}");
+        let unchecked = request(Some(2), None);
+        assert!(approvable(&unchecked, 2, false).is_err());
+    }
 
     #[test]
     fn the_patch_sets_only_the_decision() {

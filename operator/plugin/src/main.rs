@@ -96,9 +96,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Request(args) => request::run(g, *args).await,
         Command::Approve(a) => {
             let reason = a.reason.unwrap_or_else(|| "Approved".to_string());
-            decide::run(g, &a.name, DecisionAction::Approve, &reason, a.generation).await
+            decide::run(g, &a.name, DecisionAction::Approve, &reason, a.generation, a.not_valid).await
         }
-        Command::Deny(a) => decide::run(g, &a.name, DecisionAction::Deny, &a.reason, a.generation).await,
+        Command::Deny(a) => decide::run(g, &a.name, DecisionAction::Deny, &a.reason, a.generation, false).await,
         Command::Status(a) => status::run(g, a).await,
         Command::Report(a) => report::run(g, a).await,
         Command::Evidence(a) => evidence::run(g, a).await,
