@@ -549,3 +549,82 @@ async fn chart_user_roles_grant_what_they_say() -> Result<()> {
     ensure!(wrong.is_empty(), "roles grant the wrong things:\n{}", wrong.join("\n"));
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// What the best charts have: a disruption budget, spread replicas, overridable security
+// contexts, a described and strict values schema, Artifact Hub metadata, the settings
+// kube-prometheus-stack users expect, a `helm test`, and NOTES naming only what exists.
+// ---------------------------------------------------------------------------------------
+
+/// `helm template` that must fail; returns its error output.
+fn refused(sets: &[&str]) -> Result<String> {
+    let mut args = vec!["template"];
+    for s in sets {
+        args.extend_from_slice(&["--set", s]);
+    }
+    let (ok, _, err) = chart(&args)?;
+    ensure!(!ok, "helm template accepted --set {sets:?}");
+    Ok(err)
+}
+
+/// Walks a JSON schema: (path, property schema) of every property, in objects and in
+/// array items.
+fn schema_properties<'a>(schema: &'a Value, path: &str, out: &mut Vec<(String, &'a Value)>) {
+    if let Some(props) = schema["properties"].as_object() {
+        for (name, prop) in props {
+            let p = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            out.push((p.clone(), prop));
+            schema_properties(prop, &p, out);
+        }
+    }
+    if schema["items"].is_object() {
+        schema_properties(&schema["items"], &format!("{path}[]"), out);
+    }
+}
+
+/// Every value is described in the schema, and every object that lists its properties
+/// refuses others, so a typo fails the install with the field's name.
+#[test]
+fn chart_values_schema_describes_every_value_and_refuses_typos() -> Result<()> {
+    let path = repo_root().join("charts/govcloud-operator/values.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let mut props = Vec::new();
+    schema_properties(&schema, "", &mut props);
+    ensure!(props.len() > 50, "only {} properties found", props.len());
+    let mut problems = Vec::new();
+    if schema["additionalProperties"] != false {
+        problems.push("the top level does not refuse unknown values".to_string());
+    }
+    for (p, prop) in &props {
+        if prop["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
+            problems.push(format!("{p}: no description"));
+        }
+        for (what, s) in [(p.clone(), *prop), (format!("{p}[]"), &prop["items"])] {
+            if s["properties"].is_object() && s["additionalProperties"] != false {
+                problems.push(format!("{what}: lists its properties but accepts others (typos pass)"));
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "values.schema.json:\n{}", problems.join("\n"));
+
+    for (sets, field, at) in [
+        (&["replicaCount=2", "replicaz=3"][..], "'replicaz'", "at ''"),
+        (
+            &["metrics.serviceMonitor.label.release=x"],
+            "'label'",
+            "/metrics/serviceMonitor",
+        ),
+        (&["resources.limit.cpu=1"], "'limit'", "/resources"),
+    ] {
+        let err = refused(sets)?;
+        ensure!(
+            err.contains(field) && err.contains(at),
+            "the refusal of --set {sets:?} does not name {field} {at}: {err}"
+        );
+    }
+    Ok(())
+}
