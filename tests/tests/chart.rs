@@ -556,6 +556,17 @@ async fn chart_user_roles_grant_what_they_say() -> Result<()> {
 // kube-prometheus-stack users expect, a `helm test`, and NOTES naming only what exists.
 // ---------------------------------------------------------------------------------------
 
+fn deployment(docs: &[Value]) -> Result<&Value> {
+    find(docs, "Deployment", "govcloud-operator")
+}
+
+/// True when every label of `selector` (a matchLabels map) is on `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels[k] == *v))
+}
+
 /// `helm template` that must fail; returns its error output.
 fn refused(sets: &[&str]) -> Result<String> {
     let mut args = vec!["template"];
@@ -565,6 +576,275 @@ fn refused(sets: &[&str]) -> Result<String> {
     let (ok, _, err) = chart(&args)?;
     ensure!(!ok, "helm template accepted --set {sets:?}");
     Ok(err)
+}
+
+/// What the Pod Security Standard "restricted" refuses in a pod spec (its checks of
+/// host namespaces, privileged, capabilities, hostPath and hostPort, privilege escalation,
+/// non-root, seccomp and volume types).
+fn restricted_violations(what: &str, pod: &Value) -> Vec<String> {
+    let mut v = Vec::new();
+    for k in ["hostNetwork", "hostPID", "hostIPC"] {
+        if pod[k] == true {
+            v.push(format!("{what}: {k}"));
+        }
+    }
+    const VOLUMES: &[&str] = &[
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    ];
+    for vol in pod["volumes"].as_array().into_iter().flatten() {
+        let ok = vol
+            .as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "name" || VOLUMES.contains(&k.as_str())));
+        if !ok {
+            v.push(format!("{what}: volume type not allowed: {vol}"));
+        }
+    }
+    let psc = &pod["securityContext"];
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| pod[*k].as_array().into_iter().flatten())
+        .collect();
+    if containers.is_empty() {
+        v.push(format!("{what}: no containers"));
+    }
+    for c in containers {
+        let name = format!("{what}/{}", c["name"].as_str().unwrap_or("?"));
+        let sc = &c["securityContext"];
+        if sc["privileged"] == true {
+            v.push(format!("{name}: privileged"));
+        }
+        if sc["allowPrivilegeEscalation"] != false {
+            v.push(format!("{name}: allowPrivilegeEscalation is not false"));
+        }
+        let drop = sc["capabilities"]["drop"].as_array().cloned().unwrap_or_default();
+        if !drop.contains(&json!("ALL")) {
+            v.push(format!("{name}: capabilities do not drop ALL"));
+        }
+        for add in sc["capabilities"]["add"].as_array().into_iter().flatten() {
+            if add != "NET_BIND_SERVICE" {
+                v.push(format!("{name}: adds capability {add}"));
+            }
+        }
+        let non_root = if sc["runAsNonRoot"].is_boolean() {
+            sc["runAsNonRoot"] == true
+        } else {
+            psc["runAsNonRoot"] == true
+        };
+        if !non_root {
+            v.push(format!("{name}: runAsNonRoot is not true"));
+        }
+        if sc["runAsUser"] == 0 || (sc["runAsUser"].is_null() && psc["runAsUser"] == 0) {
+            v.push(format!("{name}: runs as UID 0"));
+        }
+        let seccomp = if sc["seccompProfile"]["type"].is_string() {
+            &sc["seccompProfile"]["type"]
+        } else {
+            &psc["seccompProfile"]["type"]
+        };
+        if *seccomp != "RuntimeDefault" && *seccomp != "Localhost" {
+            v.push(format!(
+                "{name}: seccompProfile is {seccomp}, not RuntimeDefault or Localhost"
+            ));
+        }
+        for p in c["ports"].as_array().into_iter().flatten() {
+            if p["hostPort"].as_u64().is_some_and(|h| h != 0) {
+                v.push(format!("{name}: hostPort {}", p["hostPort"]));
+            }
+        }
+    }
+    v
+}
+
+/// The PodDisruptionBudget keeps one operator through drains with 2 replicas, and is not
+/// rendered for one (it would block every drain of its node).
+#[test]
+fn chart_pdb_keeps_an_operator_through_voluntary_disruptions() -> Result<()> {
+    let docs = render(&[])?;
+    let dep = deployment(&docs)?;
+    let pdb = find(&docs, "PodDisruptionBudget", "govcloud-operator")?;
+    ensure!(pdb["apiVersion"] == "policy/v1", "{}", pdb["apiVersion"]);
+    ensure!(pdb["metadata"]["namespace"] == "govcloud-system");
+    let spec = &pdb["spec"];
+    ensure!(spec["minAvailable"] == 1, "minAvailable: {}", spec["minAvailable"]);
+    ensure!(
+        spec.get("maxUnavailable").is_none(),
+        "both minAvailable and maxUnavailable: {spec}"
+    );
+    ensure!(
+        spec["selector"] == dep["spec"]["selector"],
+        "the budget selects {} but the Deployment's pods are {}",
+        spec["selector"],
+        dep["spec"]["selector"]
+    );
+    ensure!(selects(
+        &spec["selector"]["matchLabels"],
+        &dep["spec"]["template"]["metadata"]["labels"]
+    ));
+    ensure!(
+        spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow",
+        "a crash-looping pod must not block a drain: {}",
+        spec["unhealthyPodEvictionPolicy"]
+    );
+    for sets in [
+        &["replicaCount=1"][..],
+        &["replicaCount=0"],
+        &["podDisruptionBudget.enabled=false"],
+    ] {
+        let mut args = Vec::new();
+        for s in sets {
+            args.extend_from_slice(&["--set", *s]);
+        }
+        let d = render(&args)?;
+        ensure!(
+            !d.iter().any(|x| x["kind"] == "PodDisruptionBudget"),
+            "a PodDisruptionBudget with --set {sets:?}"
+        );
+    }
+    let max = render(&["--set", "podDisruptionBudget.maxUnavailable=1"])?;
+    let spec = &find(&max, "PodDisruptionBudget", "govcloud-operator")?["spec"];
+    ensure!(
+        spec["maxUnavailable"] == 1 && spec.get("minAvailable").is_none(),
+        "maxUnavailable replaces minAvailable: {spec}"
+    );
+    let pct = render(&[
+        "--set",
+        "replicaCount=4",
+        "--set",
+        "podDisruptionBudget.minAvailable=50%",
+    ])?;
+    let spec = &find(&pct, "PodDisruptionBudget", "govcloud-operator")?["spec"];
+    ensure!(spec["minAvailable"] == "50%", "{spec}");
+    let err = refused(&["podDisruptionBudget.minAvailable=half"])?;
+    ensure!(err.contains("/podDisruptionBudget/minAvailable"), "{err}");
+    Ok(())
+}
+
+/// The two replicas prefer different nodes (soft: a one-node cluster still runs both);
+/// `affinity` replaces that entirely; topology spread constraints get the pods' labels.
+#[test]
+fn chart_replicas_prefer_different_nodes_unless_told_otherwise() -> Result<()> {
+    let docs = render(&[])?;
+    let dep = deployment(&docs)?;
+    let pod = &dep["spec"]["template"]["spec"];
+    let pod_labels = &dep["spec"]["template"]["metadata"]["labels"];
+    let anti = &pod["affinity"]["podAntiAffinity"];
+    ensure!(
+        anti.get("requiredDuringSchedulingIgnoredDuringExecution").is_none(),
+        "hard anti-affinity would leave the second replica (and a rolling update) pending on a one-node cluster: {anti}"
+    );
+    let preferred = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(preferred.len() == 1, "one preferred anti-affinity term: {anti}");
+    let term = &preferred[0]["podAffinityTerm"];
+    ensure!(term["topologyKey"] == "kubernetes.io/hostname", "{term}");
+    ensure!(preferred[0]["weight"] == 100, "{}", preferred[0]);
+    ensure!(
+        term["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"],
+        "the term must match the operator's own pods: {term}"
+    );
+    ensure!(selects(&term["labelSelector"]["matchLabels"], pod_labels));
+    ensure!(
+        pod.get("topologySpreadConstraints").is_none(),
+        "no spread constraints by default: {}",
+        pod["topologySpreadConstraints"]
+    );
+
+    let node_affinity = json!({"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "govcloud.io/node-kind", "operator": "In", "values": ["real"]}]}]}});
+    let own = render(&[
+        "--set-json",
+        &format!("affinity={}", json!({"nodeAffinity": node_affinity})),
+    ])?;
+    let aff = &deployment(&own)?["spec"]["template"]["spec"]["affinity"];
+    ensure!(
+        *aff == json!({"nodeAffinity": node_affinity}),
+        "affinity replaces the default entirely: {aff}"
+    );
+    let none = render(&["--set", "podAntiAffinityPreset=none"])?;
+    let pod = &deployment(&none)?["spec"]["template"]["spec"];
+    ensure!(pod.get("affinity").is_none(), "{}", pod["affinity"]);
+    let err = refused(&["podAntiAffinityPreset=hard"])?;
+    ensure!(err.contains("/podAntiAffinityPreset"), "{err}");
+
+    let spread = render(&[
+        "--set-json",
+        r#"topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone","whenUnsatisfiable":"ScheduleAnyway"},{"maxSkew":2,"topologyKey":"kubernetes.io/hostname","whenUnsatisfiable":"DoNotSchedule","labelSelector":{"matchLabels":{"team":"platform"}}}]"#,
+    ])?;
+    let dep = deployment(&spread)?;
+    let tsc = &dep["spec"]["template"]["spec"]["topologySpreadConstraints"];
+    ensure!(
+        tsc[0]
+            == json!({"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                       "labelSelector": {"matchLabels": dep["spec"]["selector"]["matchLabels"]}}),
+        "a constraint without labelSelector gets the pods' labels: {}",
+        tsc[0]
+    );
+    ensure!(
+        tsc[1]["labelSelector"] == json!({"matchLabels": {"team": "platform"}}) && tsc[1]["maxSkew"] == 2,
+        "a given labelSelector is kept: {}",
+        tsc[1]
+    );
+    Ok(())
+}
+
+/// The security contexts are values whose defaults are the hardened ones; a value changes
+/// one field and keeps the others.
+#[test]
+fn chart_security_contexts_are_values_with_hardened_defaults() -> Result<()> {
+    let docs = render(&[])?;
+    let pod = &deployment(&docs)?["spec"]["template"]["spec"];
+    ensure!(
+        pod["securityContext"]
+            == json!({"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+                       "seccompProfile": {"type": "RuntimeDefault"}}),
+        "pod securityContext: {}",
+        pod["securityContext"]
+    );
+    ensure!(
+        pod["containers"][0]["securityContext"]
+            == json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "privileged": false,
+                       "capabilities": {"drop": ["ALL"]}}),
+        "container securityContext: {}",
+        pod["containers"][0]["securityContext"]
+    );
+    let v = restricted_violations("operator", pod);
+    ensure!(v.is_empty(), "Pod Security restricted:\n{}", v.join("\n"));
+
+    let other = render(&[
+        "--set",
+        "podSecurityContext.runAsUser=10001",
+        "--set",
+        "podSecurityContext.fsGroup=10001",
+        "--set",
+        "securityContext.readOnlyRootFilesystem=false",
+    ])?;
+    let pod = &deployment(&other)?["spec"]["template"]["spec"];
+    let psc = &pod["securityContext"];
+    ensure!(psc["runAsUser"] == 10001 && psc["fsGroup"] == 10001, "{psc}");
+    ensure!(
+        psc["runAsNonRoot"] == true && psc["seccompProfile"]["type"] == "RuntimeDefault",
+        "the other defaults are kept: {psc}"
+    );
+    let sc = &pod["containers"][0]["securityContext"];
+    ensure!(sc["readOnlyRootFilesystem"] == false, "{sc}");
+    ensure!(
+        sc["capabilities"]["drop"] == json!(["ALL"]) && sc["allowPrivilegeEscalation"] == false,
+        "the other defaults are kept: {sc}"
+    );
+    // And the restricted check can fail: a privileged container is refused by it.
+    let weak = render(&["--set", "securityContext.privileged=true"])?;
+    let v = restricted_violations("operator", &deployment(&weak)?["spec"]["template"]["spec"]);
+    ensure!(v.iter().any(|x| x.contains("privileged")), "{v:?}");
+    Ok(())
 }
 
 /// Walks a JSON schema: (path, property schema) of every property, in objects and in
@@ -614,6 +894,11 @@ fn chart_values_schema_describes_every_value_and_refuses_typos() -> Result<()> {
     for (sets, field, at) in [
         (&["replicaCount=2", "replicaz=3"][..], "'replicaz'", "at ''"),
         (
+            &["podDisruptionBudget.minAvailabel=1"],
+            "'minAvailabel'",
+            "/podDisruptionBudget",
+        ),
+        (
             &["metrics.serviceMonitor.label.release=x"],
             "'label'",
             "/metrics/serviceMonitor",
@@ -626,5 +911,65 @@ fn chart_values_schema_describes_every_value_and_refuses_typos() -> Result<()> {
             "the refusal of --set {sets:?} does not name {field} {at}: {err}"
         );
     }
+    Ok(())
+}
+
+/// What the suite and hack/operator-image-e2e.sh install still renders as they need.
+#[test]
+fn chart_renders_the_suite_and_image_e2e_installs() -> Result<()> {
+    let suite = render(&["--set", "rbac.hubIsMember=true"])?;
+    find(&suite, "ClusterRole", "govcloud-operator-member")?;
+    find(&suite, "Deployment", "govcloud-operator")?;
+    let values = std::env::temp_dir().join(format!("{}.yaml", unique("e2e-values")));
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    std::fs::write(
+        &values,
+        format!(
+            r#"image:
+  repository: registry.gov.cn/govcloud/govcloud-operator
+  digest: "{digest}"
+nodeSelector:
+  govcloud.io/node-kind: real
+tolerations:
+- {{key: govcloud.io/node-kind, operator: Equal, value: real, effect: NoSchedule}}
+rbac:
+  hubIsMember: true
+networkPolicy:
+  apiServerPorts: [443, 6443, 16443, 26443]
+"#
+        ),
+    )?;
+    let values_s = values.to_string_lossy().into_owned();
+    let docs = render(&["-f", &values_s]);
+    let _ = std::fs::remove_file(&values);
+    let docs = docs?;
+    let pod = &deployment(&docs)?["spec"]["template"]["spec"];
+    ensure!(
+        pod["containers"][0]["image"] == format!("registry.gov.cn/govcloud/govcloud-operator@{digest}"),
+        "{}",
+        pod["containers"][0]["image"]
+    );
+    ensure!(pod["nodeSelector"] == json!({"govcloud.io/node-kind": "real"}));
+    ensure!(pod["tolerations"][0]["value"] == "real");
+    // Both replicas go to the one real node: the anti-affinity must stay a preference.
+    ensure!(
+        pod["affinity"]["podAntiAffinity"]
+            .get("requiredDuringSchedulingIgnoredDuringExecution")
+            .is_none()
+    );
+    let np = find(&docs, "NetworkPolicy", "govcloud-operator")?;
+    let ports: Vec<Value> = np["spec"]["egress"][1]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["port"].clone())
+        .collect();
+    ensure!(
+        ports == vec![json!(443), json!(6443), json!(16443), json!(26443)],
+        "{ports:?}"
+    );
+    find(&docs, "ClusterRole", "govcloud-operator-member")?;
+    let pdb = find(&docs, "PodDisruptionBudget", "govcloud-operator")?;
+    ensure!(pdb["spec"]["minAvailable"] == 1);
     Ok(())
 }
