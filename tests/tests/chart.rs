@@ -914,6 +914,71 @@ fn chart_values_schema_describes_every_value_and_refuses_typos() -> Result<()> {
     Ok(())
 }
 
+/// The ServiceMonitor and the PrometheusRule take what kube-prometheus-stack users set:
+/// selector labels, their namespace, interval, timeout and relabelings.
+#[test]
+fn chart_service_monitor_takes_kube_prometheus_stack_settings() -> Result<()> {
+    let plain = render(&["--set", "metrics.serviceMonitor.enabled=true"])?;
+    let svc = find(&plain, "Service", "govcloud-operator-metrics")?;
+    let sm = find(&plain, "ServiceMonitor", "govcloud-operator")?;
+    ensure!(sm["metadata"]["namespace"] == "govcloud-system");
+    ensure!(
+        selects(&sm["spec"]["selector"]["matchLabels"], &svc["metadata"]["labels"]),
+        "the ServiceMonitor's selector {} does not match the Service's labels {}",
+        sm["spec"]["selector"],
+        svc["metadata"]["labels"]
+    );
+    let ep = &sm["spec"]["endpoints"][0];
+    ensure!(ep["port"] == svc["spec"]["ports"][0]["name"], "{ep}");
+    ensure!(ep["interval"] == "30s" && ep["scrapeTimeout"] == "10s", "{ep}");
+    ensure!(
+        ep.get("relabelings").is_none() && ep.get("metricRelabelings").is_none(),
+        "{ep}"
+    );
+
+    let relabel = json!([{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]);
+    let drop = json!([{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}]);
+    let docs = render(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=kube-prometheus-stack",
+        "--set",
+        "metrics.serviceMonitor.namespace=monitoring",
+        "--set",
+        "metrics.serviceMonitor.interval=15s",
+        "--set",
+        "metrics.serviceMonitor.scrapeTimeout=5s",
+        "--set-json",
+        &format!("metrics.serviceMonitor.relabelings={relabel}"),
+        "--set-json",
+        &format!("metrics.serviceMonitor.metricRelabelings={drop}"),
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "prometheusRule.labels.release=kube-prometheus-stack",
+        "--set",
+        "prometheusRule.namespace=monitoring",
+    ])?;
+    let sm = find(&docs, "ServiceMonitor", "govcloud-operator")?;
+    ensure!(sm["metadata"]["namespace"] == "monitoring", "{}", sm["metadata"]);
+    ensure!(sm["metadata"]["labels"]["release"] == "kube-prometheus-stack");
+    ensure!(
+        sm["spec"]["namespaceSelector"]["matchNames"] == json!(["govcloud-system"]),
+        "a ServiceMonitor in another namespace must still look for the Service in the release's: {}",
+        sm["spec"]["namespaceSelector"]
+    );
+    let ep = &sm["spec"]["endpoints"][0];
+    ensure!(ep["interval"] == "15s" && ep["scrapeTimeout"] == "5s", "{ep}");
+    ensure!(ep["relabelings"] == relabel, "{ep}");
+    ensure!(ep["metricRelabelings"] == drop, "{ep}");
+    let rule = find(&docs, "PrometheusRule", "govcloud-operator-alerts")?;
+    ensure!(rule["metadata"]["namespace"] == "monitoring", "{}", rule["metadata"]);
+    ensure!(rule["metadata"]["labels"]["release"] == "kube-prometheus-stack");
+    ensure!(rule["spec"]["groups"].as_array().is_some_and(|g| !g.is_empty()));
+    Ok(())
+}
+
 /// What the suite and hack/operator-image-e2e.sh install still renders as they need.
 #[test]
 fn chart_renders_the_suite_and_image_e2e_installs() -> Result<()> {
