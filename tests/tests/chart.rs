@@ -903,6 +903,7 @@ fn chart_values_schema_describes_every_value_and_refuses_typos() -> Result<()> {
             "'label'",
             "/metrics/serviceMonitor",
         ),
+        (&["helmTest.image.repo=x"], "'repo'", "/helmTest/image"),
         (&["resources.limit.cpu=1"], "'limit'", "/resources"),
     ] {
         let err = refused(sets)?;
@@ -976,6 +977,80 @@ fn chart_service_monitor_takes_kube_prometheus_stack_settings() -> Result<()> {
     ensure!(rule["metadata"]["namespace"] == "monitoring", "{}", rule["metadata"]);
     ensure!(rule["metadata"]["labels"]["release"] == "kube-prometheus-stack");
     ensure!(rule["spec"]["groups"].as_array().is_some_and(|g| !g.is_empty()));
+    Ok(())
+}
+
+/// `helm test`: a restricted Pod running the plugin's image of the chart's version, on the
+/// operator's nodes, outside the operator's Service, budget and NetworkPolicy.
+#[test]
+fn chart_helm_test_pod_is_restricted_and_runs_the_plugin_image() -> Result<()> {
+    let chart_yaml: Value = serde_yaml::from_str(&std::fs::read_to_string(
+        repo_root().join("charts/govcloud-operator/Chart.yaml"),
+    )?)?;
+    let app_version = chart_yaml["appVersion"].as_str().context("appVersion")?;
+    let docs = render(&[])?;
+    let pod = find(&docs, "Pod", "govcloud-operator-test")?;
+    let ann = &pod["metadata"]["annotations"];
+    ensure!(ann["helm.sh/hook"] == "test", "{ann}");
+    ensure!(
+        ann["helm.sh/hook-delete-policy"]
+            .as_str()
+            .is_some_and(|p| p.split(',').any(|x| x == "before-hook-creation")),
+        "a second `helm test` must replace the pod: {ann}"
+    );
+    let spec = &pod["spec"];
+    ensure!(spec["restartPolicy"] == "Never");
+    ensure!(
+        spec["automountServiceAccountToken"] == false,
+        "the test needs no API token"
+    );
+    let c = &spec["containers"][0];
+    ensure!(
+        c["image"] == format!("registry.gov.cn/govcloud/kubectl-govcloud:{app_version}"),
+        "{}",
+        c["image"]
+    );
+    ensure!(c["args"] == json!(["--version"]) && c.get("command").is_none(), "{c}");
+    let v = restricted_violations("helm test", spec);
+    ensure!(v.is_empty(), "Pod Security restricted:\n{}", v.join("\n"));
+    let labels = &pod["metadata"]["labels"];
+    let svc = find(&docs, "Service", "govcloud-operator-metrics")?;
+    let np = find(&docs, "NetworkPolicy", "govcloud-operator")?;
+    let pdb = find(&docs, "PodDisruptionBudget", "govcloud-operator")?;
+    for (what, selector) in [
+        ("the metrics Service", &svc["spec"]["selector"]),
+        ("the NetworkPolicy", &np["spec"]["podSelector"]["matchLabels"]),
+        ("the PodDisruptionBudget", &pdb["spec"]["selector"]["matchLabels"]),
+        ("the Deployment", &deployment(&docs)?["spec"]["selector"]["matchLabels"]),
+    ] {
+        ensure!(!selects(selector, labels), "{what} selects the test pod ({labels})");
+    }
+    // Pinned by digest, placed with the operator, and off when asked.
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let pinned = render(&[
+        "--set",
+        &format!("helmTest.image.digest={digest}"),
+        "--set",
+        "nodeSelector.govcloud\\.io/node-kind=real",
+        "--set-json",
+        r#"tolerations=[{"key":"govcloud.io/node-kind","operator":"Equal","value":"real","effect":"NoSchedule"}]"#,
+        "--set-json",
+        r#"imagePullSecrets=[{"name":"harbor"}]"#,
+    ])?;
+    let spec = &find(&pinned, "Pod", "govcloud-operator-test")?["spec"];
+    ensure!(
+        spec["containers"][0]["image"] == format!("registry.gov.cn/govcloud/kubectl-govcloud@{digest}"),
+        "{}",
+        spec["containers"][0]["image"]
+    );
+    ensure!(
+        spec["nodeSelector"] == json!({"govcloud.io/node-kind": "real"}),
+        "{spec}"
+    );
+    ensure!(spec["tolerations"][0]["key"] == "govcloud.io/node-kind", "{spec}");
+    ensure!(spec["imagePullSecrets"] == json!([{"name": "harbor"}]), "{spec}");
+    let off = render(&["--set", "helmTest.enabled=false"])?;
+    ensure!(!off.iter().any(|d| d["kind"] == "Pod"));
     Ok(())
 }
 

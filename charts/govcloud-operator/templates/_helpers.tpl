@@ -65,3 +65,12 @@ podAntiAffinity:
             {{- include "govcloud.selectorLabels" . | nindent 12 }}
 {{- end -}}
 {{- end -}}
+
+{{- define "govcloud.testImage" -}}
+{{- $img := .Values.helmTest.image -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
