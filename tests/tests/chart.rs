@@ -915,6 +915,153 @@ fn chart_values_schema_describes_every_value_and_refuses_typos() -> Result<()> {
     Ok(())
 }
 
+/// Chart.yaml carries what Artifact Hub shows: license, links, every CRD, the images,
+/// operator and prerelease marks; and the Kubernetes floor is enforced.
+#[test]
+fn chart_metadata_lists_its_crds_images_and_links() -> Result<()> {
+    let root = repo_root();
+    let dir = root.join("charts/govcloud-operator");
+    let meta: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("Chart.yaml"))?)?;
+    let values: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("values.yaml"))?)?;
+    let app_version = meta["appVersion"].as_str().context("appVersion")?;
+    let version = meta["version"].as_str().context("version")?;
+    let mut problems = Vec::new();
+    if meta["kubeVersion"] != ">=1.30.0-0" {
+        problems.push(format!("kubeVersion {}", meta["kubeVersion"]));
+    }
+    for k in ["keywords", "sources"] {
+        if meta[k].as_array().is_none_or(|a| a.is_empty()) {
+            problems.push(format!("no {k}"));
+        }
+    }
+    if meta["home"].as_str().is_none_or(|h| !h.starts_with("https://")) {
+        problems.push(format!("home {}", meta["home"]));
+    }
+    let ann = &meta["annotations"];
+    let yaml = |key: &str| -> Result<Value> {
+        let text = ann[key].as_str().with_context(|| format!("no annotation {key}"))?;
+        serde_yaml::from_str(text).with_context(|| format!("annotation {key} is not YAML"))
+    };
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let license = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("license = "))
+        .map(|l| l.trim_matches('"'))
+        .context("no license in Cargo.toml")?;
+    if ann["artifacthub.io/license"] != license {
+        problems.push(format!(
+            "artifacthub.io/license {} is not the project's {license}",
+            ann["artifacthub.io/license"]
+        ));
+    }
+    if ann["artifacthub.io/operator"] != "true" {
+        problems.push("artifacthub.io/operator is not \"true\"".into());
+    }
+    let pre = version.starts_with("0.") || version.contains('-');
+    if ann["artifacthub.io/prerelease"].as_str() != Some(if pre { "true" } else { "false" }) {
+        problems.push(format!(
+            "artifacthub.io/prerelease {} for version {version}",
+            ann["artifacthub.io/prerelease"]
+        ));
+    }
+    // Links into the repository name files that exist.
+    let links = yaml("artifacthub.io/links")?;
+    for l in links.as_array().into_iter().flatten() {
+        let (Some(name), Some(url)) = (l["name"].as_str(), l["url"].as_str()) else {
+            problems.push(format!("link without name or url: {l:?}"));
+            continue;
+        };
+        if let Some((_, file)) = url.split_once("/blob/main/") {
+            if !root.join(file).is_file() {
+                problems.push(format!("link {name}: {file} does not exist"));
+            }
+        } else if !url.starts_with("https://") {
+            problems.push(format!("link {name}: {url}"));
+        }
+    }
+    if links.as_array().is_none_or(|a| a.is_empty()) {
+        problems.push("no artifacthub.io/links".into());
+    }
+    // Every CRD of crds/, and nothing else.
+    let mut want = Vec::new();
+    for e in std::fs::read_dir(root.join("crds"))? {
+        let p = e?.path();
+        if p.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(&p)?)?;
+        let names = &crd["spec"]["names"];
+        for v in crd["spec"]["versions"].as_array().into_iter().flatten() {
+            if v["storage"] == true {
+                want.push(format!(
+                    "{} {} {}",
+                    names["kind"].as_str().unwrap_or(""),
+                    v["name"].as_str().unwrap_or(""),
+                    names["singular"].as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+    want.sort();
+    let crds = yaml("artifacthub.io/crds")?;
+    let mut listed = Vec::new();
+    for c in crds.as_array().into_iter().flatten() {
+        listed.push(format!(
+            "{} {} {}",
+            c["kind"].as_str().unwrap_or(""),
+            c["version"].as_str().unwrap_or(""),
+            c["name"].as_str().unwrap_or("")
+        ));
+        for k in ["displayName", "description"] {
+            if c[k].as_str().is_none_or(|d| d.trim().is_empty()) {
+                problems.push(format!(
+                    "artifacthub.io/crds {}: no {k}",
+                    c["kind"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    listed.sort();
+    if listed != want {
+        problems.push(format!(
+            "artifacthub.io/crds lists {listed:?}, the chart installs {want:?}"
+        ));
+    }
+    // The images the chart runs, at the chart's appVersion.
+    let images = yaml("artifacthub.io/images")?;
+    let mut got: Vec<String> = images
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["name"].as_str().unwrap_or(""),
+                i["image"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    got.sort();
+    let repo = |v: &Value| v["repository"].as_str().unwrap_or("").to_string();
+    let mut expected = vec![
+        format!("govcloud-operator {}:{app_version}", repo(&values["image"])),
+        format!("kubectl-govcloud {}:{app_version}", repo(&values["helmTest"]["image"])),
+    ];
+    expected.sort();
+    if got != expected {
+        problems.push(format!("artifacthub.io/images {got:?}, the chart runs {expected:?}"));
+    }
+    ensure!(problems.is_empty(), "Chart.yaml:\n{}", problems.join("\n"));
+    // The Kubernetes floor is enforced at install.
+    let (ok, _, err) = chart(&["template", "--kube-version", "1.29.9"])?;
+    ensure!(
+        !ok && err.contains("kubeVersion"),
+        "installable on Kubernetes 1.29: {err}"
+    );
+    render(&["--kube-version", "1.30.0"])?;
+    Ok(())
+}
+
 /// The ServiceMonitor and the PrometheusRule take what kube-prometheus-stack users set:
 /// selector labels, their namespace, interval, timeout and relabelings.
 #[test]
