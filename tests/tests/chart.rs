@@ -1201,6 +1201,208 @@ fn chart_helm_test_pod_is_restricted_and_runs_the_plugin_image() -> Result<()> {
     Ok(())
 }
 
+/// NOTES.txt rendered as `helm install` prints it (through a copy of the chart that turns
+/// it into a ConfigMap, so that no cluster is needed).
+fn render_notes(extra: &[&str]) -> Result<String> {
+    fn copy(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)? {
+            let e = e?;
+            let target = to.join(e.file_name());
+            if e.file_type()?.is_dir() {
+                copy(&e.path(), &target)?;
+            } else {
+                std::fs::copy(e.path(), &target)?;
+            }
+        }
+        Ok(())
+    }
+    let dir = std::env::temp_dir().join(unique("chart-notes"));
+    copy(&repo_root().join("charts/govcloud-operator"), &dir)?;
+    std::fs::rename(dir.join("templates/NOTES.txt"), dir.join("notes.txt"))?;
+    std::fs::write(
+        dir.join("templates/zz-notes.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ tpl (.Files.Get \"notes.txt\") . | toJson }}\n",
+    )?;
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut args = vec![
+        "helm",
+        "template",
+        "govcloud-operator",
+        &dir_s,
+        "--namespace",
+        "govcloud-system",
+        "--show-only",
+        "templates/zz-notes.yaml",
+    ];
+    args.extend_from_slice(extra);
+    let result = chart(&args);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, out, err) = result?;
+    ensure!(ok, "rendering NOTES.txt failed: {err}");
+    let cm: Value = serde_yaml::from_str(&out)?;
+    Ok(cm["data"]["notes"].as_str().context("no notes")?.to_string())
+}
+
+/// The words after each occurrence of `prefix` (up to whitespace, closing punctuation cut).
+fn after(text: &str, prefix: &str) -> Vec<String> {
+    text.match_indices(prefix)
+        .map(|(i, _)| {
+            text[i + prefix.len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_end_matches([',', '.', ')', ':', '"'])
+                .to_string()
+        })
+        .collect()
+}
+
+/// Every role, object, Secret, file and command the NOTES name exists: the chart renders
+/// it, the operator installs it, or the repository has it (issue: they named roles that
+/// did not exist).
+#[test]
+fn chart_notes_name_only_what_exists() -> Result<()> {
+    let root = repo_root();
+    let clusters = std::fs::read_to_string(root.join("examples/clusters.yaml"))?;
+    let mut secrets_of_clusters = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&clusters) {
+        let v = Value::deserialize(doc)?;
+        if let Some(n) = v["spec"]["kubeconfigSecret"]["name"].as_str() {
+            secrets_of_clusters.push(n.to_string());
+        }
+    }
+    let hub_objects = govcloud_core::hub::hub_objects();
+    let operator_roles: Vec<&str> = hub_objects
+        .iter()
+        .filter(|(kind, _, _)| *kind == "ClusterRole")
+        .map(|(_, name, _)| *name)
+        .collect();
+    let operator_objects: Vec<&str> = hub_objects.iter().map(|(_, name, _)| *name).collect();
+    let lease = govcloud::leader::LeaderElection::new("govcloud-system", "x").name;
+    let mut problems = Vec::new();
+    for sets in [
+        &[][..],
+        &[
+            "--set",
+            "userRoles.enabled=false",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ],
+        &[
+            "--set",
+            "helmTest.enabled=false",
+            "--set",
+            "networkPolicy.enabled=false",
+        ],
+    ] {
+        let notes = render_notes(sets)?;
+        let docs = render(sets)?;
+        let has = |kind: &str, name: &str| docs.iter().any(|d| d["kind"] == kind && d["metadata"]["name"] == name);
+        let mut p = |m: String| problems.push(format!("{sets:?}: {m}"));
+        // Roles: every govcloud:* word is a ClusterRole of this render; every role to
+        // bind is one of this render or one the operator installs.
+        for w in notes.split_whitespace() {
+            let w = w.trim_end_matches([',', '.', ')', ':']);
+            if w.starts_with("govcloud:") && !has("ClusterRole", w) {
+                p(format!("names ClusterRole {w}, which is not rendered"));
+            }
+        }
+        for r in after(&notes, "--clusterrole=") {
+            if !has("ClusterRole", &r) && !operator_roles.contains(&r.as_str()) {
+                p(format!(
+                    "binds ClusterRole {r}, which neither the chart nor the operator installs"
+                ));
+            }
+        }
+        // Every other govcloud-* name is an object of this render, one the operator
+        // installs, its Lease, the namespace or the chart.
+        for w in notes.split_whitespace().flat_map(|w| w.split(['/', '.'])) {
+            let w = w.trim_matches(['(', ',', '.', ')', ':', '"']);
+            let known = docs.iter().any(|d| d["metadata"]["name"] == w)
+                || operator_objects.contains(&w)
+                || [lease.as_str(), "govcloud-system"].contains(&w);
+            if w.starts_with("govcloud-") && !known {
+                p(format!(
+                    "names {w}, which neither the chart, the operator nor the namespace has"
+                ));
+            }
+        }
+        for d in after(&notes, "deployment/") {
+            if !has("Deployment", &d) {
+                p(format!("names deployment/{d}"));
+            }
+        }
+        for l in after(&notes, "get lease ") {
+            if l != lease {
+                p(format!("names Lease {l}; the operator's is {lease}"));
+            }
+        }
+        for sa in after(&notes, "create serviceaccount ") {
+            if !has("ServiceAccount", &sa) {
+                p(format!("names ServiceAccount {sa}"));
+            }
+        }
+        for s in after(&notes, "create secret generic ") {
+            if !secrets_of_clusters.contains(&s) {
+                p(format!(
+                    "creates Secret {s}, which examples/clusters.yaml does not name ({secrets_of_clusters:?})"
+                ));
+            }
+        }
+        for t in after(&notes, "--show-only ") {
+            if !root.join("charts/govcloud-operator").join(&t).is_file() {
+                p(format!("names chart file {t}"));
+            }
+        }
+        for f in after(&notes, "-f ")
+            .into_iter()
+            .chain(after(&notes, "docs/").into_iter().map(|d| format!("docs/{d}")))
+        {
+            if f != "-" && !root.join(&f).exists() {
+                p(format!("names file {f}"));
+            }
+        }
+        for url in after(&notes, "http://") {
+            // NAME.NAMESPACE.svc:PORT/metrics
+            let (host, rest) = url.split_once(".svc:").unwrap_or((&url, ""));
+            let (svc, ns) = host.split_once('.').unwrap_or((host, ""));
+            let port = rest.split('/').next().unwrap_or("");
+            let ok = docs.iter().any(|d| {
+                d["kind"] == "Service"
+                    && d["metadata"]["name"] == svc
+                    && d["metadata"]["namespace"] == ns
+                    && port
+                        .parse::<u64>()
+                        .is_ok_and(|want| d["spec"]["ports"][0]["port"].as_u64() == Some(want))
+            });
+            if !ok {
+                p(format!("names http://{url}, which no rendered Service serves"));
+            }
+        }
+        for s in after(&notes, "ServiceMonitor ") {
+            let name = s.rsplit('/').next().unwrap_or(&s);
+            if !has("ServiceMonitor", name) {
+                p(format!("names ServiceMonitor {s}"));
+            }
+        }
+        let tests = docs
+            .iter()
+            .any(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test");
+        if notes.contains("helm test") != tests {
+            p(format!(
+                "mentions `helm test`: {}, renders a test: {tests}",
+                notes.contains("helm test")
+            ));
+        }
+        if notes.contains("reachable only from") && !docs.iter().any(|d| d["kind"] == "NetworkPolicy") {
+            p("says the metrics port is closed, but renders no NetworkPolicy".into());
+        }
+    }
+    ensure!(problems.is_empty(), "NOTES.txt:\n{}", problems.join("\n"));
+    Ok(())
+}
+
 /// What the suite and hack/operator-image-e2e.sh install still renders as they need.
 #[test]
 fn chart_renders_the_suite_and_image_e2e_installs() -> Result<()> {
