@@ -1462,3 +1462,25 @@ networkPolicy:
     ensure!(pdb["spec"]["minAvailable"] == 1);
     Ok(())
 }
+
+/// Every value of the schema is in the install guide's table, in English and Chinese.
+#[test]
+fn chart_every_value_is_in_the_install_guides() -> Result<()> {
+    let root = repo_root();
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(
+        root.join("charts/govcloud-operator/values.schema.json"),
+    )?)?;
+    let mut props = Vec::new();
+    schema_properties(&schema, "", &mut props);
+    let mut missing = Vec::new();
+    for guide in ["docs/install.md", "docs/install.zh-CN.md"] {
+        let text = std::fs::read_to_string(root.join(guide))?;
+        for (p, _) in &props {
+            if !p.contains("[]") && !text.contains(&format!("`{p}")) {
+                missing.push(format!("{guide}: `{p}`"));
+            }
+        }
+    }
+    ensure!(missing.is_empty(), "values not documented:\n{}", missing.join("\n"));
+    Ok(())
+}
