@@ -549,3 +549,938 @@ async fn chart_user_roles_grant_what_they_say() -> Result<()> {
     ensure!(wrong.is_empty(), "roles grant the wrong things:\n{}", wrong.join("\n"));
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// What the best charts have: a disruption budget, spread replicas, overridable security
+// contexts, a described and strict values schema, Artifact Hub metadata, the settings
+// kube-prometheus-stack users expect, a `helm test`, and NOTES naming only what exists.
+// ---------------------------------------------------------------------------------------
+
+fn deployment(docs: &[Value]) -> Result<&Value> {
+    find(docs, "Deployment", "govcloud-operator")
+}
+
+/// True when every label of `selector` (a matchLabels map) is on `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels[k] == *v))
+}
+
+/// `helm template` that must fail; returns its error output.
+fn refused(sets: &[&str]) -> Result<String> {
+    let mut args = vec!["template"];
+    for s in sets {
+        args.extend_from_slice(&["--set", s]);
+    }
+    let (ok, _, err) = chart(&args)?;
+    ensure!(!ok, "helm template accepted --set {sets:?}");
+    Ok(err)
+}
+
+/// What the Pod Security Standard "restricted" refuses in a pod spec (its checks of
+/// host namespaces, privileged, capabilities, hostPath and hostPort, privilege escalation,
+/// non-root, seccomp and volume types).
+fn restricted_violations(what: &str, pod: &Value) -> Vec<String> {
+    let mut v = Vec::new();
+    for k in ["hostNetwork", "hostPID", "hostIPC"] {
+        if pod[k] == true {
+            v.push(format!("{what}: {k}"));
+        }
+    }
+    const VOLUMES: &[&str] = &[
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    ];
+    for vol in pod["volumes"].as_array().into_iter().flatten() {
+        let ok = vol
+            .as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "name" || VOLUMES.contains(&k.as_str())));
+        if !ok {
+            v.push(format!("{what}: volume type not allowed: {vol}"));
+        }
+    }
+    let psc = &pod["securityContext"];
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|k| pod[*k].as_array().into_iter().flatten())
+        .collect();
+    if containers.is_empty() {
+        v.push(format!("{what}: no containers"));
+    }
+    for c in containers {
+        let name = format!("{what}/{}", c["name"].as_str().unwrap_or("?"));
+        let sc = &c["securityContext"];
+        if sc["privileged"] == true {
+            v.push(format!("{name}: privileged"));
+        }
+        if sc["allowPrivilegeEscalation"] != false {
+            v.push(format!("{name}: allowPrivilegeEscalation is not false"));
+        }
+        let drop = sc["capabilities"]["drop"].as_array().cloned().unwrap_or_default();
+        if !drop.contains(&json!("ALL")) {
+            v.push(format!("{name}: capabilities do not drop ALL"));
+        }
+        for add in sc["capabilities"]["add"].as_array().into_iter().flatten() {
+            if add != "NET_BIND_SERVICE" {
+                v.push(format!("{name}: adds capability {add}"));
+            }
+        }
+        let non_root = if sc["runAsNonRoot"].is_boolean() {
+            sc["runAsNonRoot"] == true
+        } else {
+            psc["runAsNonRoot"] == true
+        };
+        if !non_root {
+            v.push(format!("{name}: runAsNonRoot is not true"));
+        }
+        if sc["runAsUser"] == 0 || (sc["runAsUser"].is_null() && psc["runAsUser"] == 0) {
+            v.push(format!("{name}: runs as UID 0"));
+        }
+        let seccomp = if sc["seccompProfile"]["type"].is_string() {
+            &sc["seccompProfile"]["type"]
+        } else {
+            &psc["seccompProfile"]["type"]
+        };
+        if *seccomp != "RuntimeDefault" && *seccomp != "Localhost" {
+            v.push(format!(
+                "{name}: seccompProfile is {seccomp}, not RuntimeDefault or Localhost"
+            ));
+        }
+        for p in c["ports"].as_array().into_iter().flatten() {
+            if p["hostPort"].as_u64().is_some_and(|h| h != 0) {
+                v.push(format!("{name}: hostPort {}", p["hostPort"]));
+            }
+        }
+    }
+    v
+}
+
+/// The PodDisruptionBudget keeps one operator through drains with 2 replicas, and is not
+/// rendered for one (it would block every drain of its node).
+#[test]
+fn chart_pdb_keeps_an_operator_through_voluntary_disruptions() -> Result<()> {
+    let docs = render(&[])?;
+    let dep = deployment(&docs)?;
+    let pdb = find(&docs, "PodDisruptionBudget", "govcloud-operator")?;
+    ensure!(pdb["apiVersion"] == "policy/v1", "{}", pdb["apiVersion"]);
+    ensure!(pdb["metadata"]["namespace"] == "govcloud-system");
+    let spec = &pdb["spec"];
+    ensure!(spec["minAvailable"] == 1, "minAvailable: {}", spec["minAvailable"]);
+    ensure!(
+        spec.get("maxUnavailable").is_none(),
+        "both minAvailable and maxUnavailable: {spec}"
+    );
+    ensure!(
+        spec["selector"] == dep["spec"]["selector"],
+        "the budget selects {} but the Deployment's pods are {}",
+        spec["selector"],
+        dep["spec"]["selector"]
+    );
+    ensure!(selects(
+        &spec["selector"]["matchLabels"],
+        &dep["spec"]["template"]["metadata"]["labels"]
+    ));
+    ensure!(
+        spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow",
+        "a crash-looping pod must not block a drain: {}",
+        spec["unhealthyPodEvictionPolicy"]
+    );
+    for sets in [
+        &["replicaCount=1"][..],
+        &["replicaCount=0"],
+        &["podDisruptionBudget.enabled=false"],
+    ] {
+        let mut args = Vec::new();
+        for s in sets {
+            args.extend_from_slice(&["--set", *s]);
+        }
+        let d = render(&args)?;
+        ensure!(
+            !d.iter().any(|x| x["kind"] == "PodDisruptionBudget"),
+            "a PodDisruptionBudget with --set {sets:?}"
+        );
+    }
+    let max = render(&["--set", "podDisruptionBudget.maxUnavailable=1"])?;
+    let spec = &find(&max, "PodDisruptionBudget", "govcloud-operator")?["spec"];
+    ensure!(
+        spec["maxUnavailable"] == 1 && spec.get("minAvailable").is_none(),
+        "maxUnavailable replaces minAvailable: {spec}"
+    );
+    let pct = render(&[
+        "--set",
+        "replicaCount=4",
+        "--set",
+        "podDisruptionBudget.minAvailable=50%",
+    ])?;
+    let spec = &find(&pct, "PodDisruptionBudget", "govcloud-operator")?["spec"];
+    ensure!(spec["minAvailable"] == "50%", "{spec}");
+    let err = refused(&["podDisruptionBudget.minAvailable=half"])?;
+    ensure!(err.contains("/podDisruptionBudget/minAvailable"), "{err}");
+    Ok(())
+}
+
+/// The two replicas prefer different nodes (soft: a one-node cluster still runs both);
+/// `affinity` replaces that entirely; topology spread constraints get the pods' labels.
+#[test]
+fn chart_replicas_prefer_different_nodes_unless_told_otherwise() -> Result<()> {
+    let docs = render(&[])?;
+    let dep = deployment(&docs)?;
+    let pod = &dep["spec"]["template"]["spec"];
+    let pod_labels = &dep["spec"]["template"]["metadata"]["labels"];
+    let anti = &pod["affinity"]["podAntiAffinity"];
+    ensure!(
+        anti.get("requiredDuringSchedulingIgnoredDuringExecution").is_none(),
+        "hard anti-affinity would leave the second replica (and a rolling update) pending on a one-node cluster: {anti}"
+    );
+    let preferred = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(preferred.len() == 1, "one preferred anti-affinity term: {anti}");
+    let term = &preferred[0]["podAffinityTerm"];
+    ensure!(term["topologyKey"] == "kubernetes.io/hostname", "{term}");
+    ensure!(preferred[0]["weight"] == 100, "{}", preferred[0]);
+    ensure!(
+        term["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"],
+        "the term must match the operator's own pods: {term}"
+    );
+    ensure!(selects(&term["labelSelector"]["matchLabels"], pod_labels));
+    ensure!(
+        pod.get("topologySpreadConstraints").is_none(),
+        "no spread constraints by default: {}",
+        pod["topologySpreadConstraints"]
+    );
+
+    let node_affinity = json!({"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "govcloud.io/node-kind", "operator": "In", "values": ["real"]}]}]}});
+    let own = render(&[
+        "--set-json",
+        &format!("affinity={}", json!({"nodeAffinity": node_affinity})),
+    ])?;
+    let aff = &deployment(&own)?["spec"]["template"]["spec"]["affinity"];
+    ensure!(
+        *aff == json!({"nodeAffinity": node_affinity}),
+        "affinity replaces the default entirely: {aff}"
+    );
+    let none = render(&["--set", "podAntiAffinityPreset=none"])?;
+    let pod = &deployment(&none)?["spec"]["template"]["spec"];
+    ensure!(pod.get("affinity").is_none(), "{}", pod["affinity"]);
+    let err = refused(&["podAntiAffinityPreset=hard"])?;
+    ensure!(err.contains("/podAntiAffinityPreset"), "{err}");
+
+    let spread = render(&[
+        "--set-json",
+        r#"topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone","whenUnsatisfiable":"ScheduleAnyway"},{"maxSkew":2,"topologyKey":"kubernetes.io/hostname","whenUnsatisfiable":"DoNotSchedule","labelSelector":{"matchLabels":{"team":"platform"}}}]"#,
+    ])?;
+    let dep = deployment(&spread)?;
+    let tsc = &dep["spec"]["template"]["spec"]["topologySpreadConstraints"];
+    ensure!(
+        tsc[0]
+            == json!({"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                       "labelSelector": {"matchLabels": dep["spec"]["selector"]["matchLabels"]}}),
+        "a constraint without labelSelector gets the pods' labels: {}",
+        tsc[0]
+    );
+    ensure!(
+        tsc[1]["labelSelector"] == json!({"matchLabels": {"team": "platform"}}) && tsc[1]["maxSkew"] == 2,
+        "a given labelSelector is kept: {}",
+        tsc[1]
+    );
+    Ok(())
+}
+
+/// The security contexts are values whose defaults are the hardened ones; a value changes
+/// one field and keeps the others.
+#[test]
+fn chart_security_contexts_are_values_with_hardened_defaults() -> Result<()> {
+    let docs = render(&[])?;
+    let pod = &deployment(&docs)?["spec"]["template"]["spec"];
+    ensure!(
+        pod["securityContext"]
+            == json!({"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+                       "seccompProfile": {"type": "RuntimeDefault"}}),
+        "pod securityContext: {}",
+        pod["securityContext"]
+    );
+    ensure!(
+        pod["containers"][0]["securityContext"]
+            == json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "privileged": false,
+                       "capabilities": {"drop": ["ALL"]}}),
+        "container securityContext: {}",
+        pod["containers"][0]["securityContext"]
+    );
+    let v = restricted_violations("operator", pod);
+    ensure!(v.is_empty(), "Pod Security restricted:\n{}", v.join("\n"));
+
+    let other = render(&[
+        "--set",
+        "podSecurityContext.runAsUser=10001",
+        "--set",
+        "podSecurityContext.fsGroup=10001",
+        "--set",
+        "securityContext.readOnlyRootFilesystem=false",
+    ])?;
+    let pod = &deployment(&other)?["spec"]["template"]["spec"];
+    let psc = &pod["securityContext"];
+    ensure!(psc["runAsUser"] == 10001 && psc["fsGroup"] == 10001, "{psc}");
+    ensure!(
+        psc["runAsNonRoot"] == true && psc["seccompProfile"]["type"] == "RuntimeDefault",
+        "the other defaults are kept: {psc}"
+    );
+    let sc = &pod["containers"][0]["securityContext"];
+    ensure!(sc["readOnlyRootFilesystem"] == false, "{sc}");
+    ensure!(
+        sc["capabilities"]["drop"] == json!(["ALL"]) && sc["allowPrivilegeEscalation"] == false,
+        "the other defaults are kept: {sc}"
+    );
+    // And the restricted check can fail: a privileged container is refused by it.
+    let weak = render(&["--set", "securityContext.privileged=true"])?;
+    let v = restricted_violations("operator", &deployment(&weak)?["spec"]["template"]["spec"]);
+    ensure!(v.iter().any(|x| x.contains("privileged")), "{v:?}");
+    Ok(())
+}
+
+/// Walks a JSON schema: (path, property schema) of every property, in objects and in
+/// array items.
+fn schema_properties<'a>(schema: &'a Value, path: &str, out: &mut Vec<(String, &'a Value)>) {
+    if let Some(props) = schema["properties"].as_object() {
+        for (name, prop) in props {
+            let p = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            out.push((p.clone(), prop));
+            schema_properties(prop, &p, out);
+        }
+    }
+    if schema["items"].is_object() {
+        schema_properties(&schema["items"], &format!("{path}[]"), out);
+    }
+}
+
+/// Every value is described in the schema, and every object that lists its properties
+/// refuses others, so a typo fails the install with the field's name.
+#[test]
+fn chart_values_schema_describes_every_value_and_refuses_typos() -> Result<()> {
+    let path = repo_root().join("charts/govcloud-operator/values.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let mut props = Vec::new();
+    schema_properties(&schema, "", &mut props);
+    ensure!(props.len() > 50, "only {} properties found", props.len());
+    let mut problems = Vec::new();
+    if schema["additionalProperties"] != false {
+        problems.push("the top level does not refuse unknown values".to_string());
+    }
+    for (p, prop) in &props {
+        if prop["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
+            problems.push(format!("{p}: no description"));
+        }
+        for (what, s) in [(p.clone(), *prop), (format!("{p}[]"), &prop["items"])] {
+            if s["properties"].is_object() && s["additionalProperties"] != false {
+                problems.push(format!("{what}: lists its properties but accepts others (typos pass)"));
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "values.schema.json:\n{}", problems.join("\n"));
+
+    for (sets, field, at) in [
+        (&["replicaCount=2", "replicaz=3"][..], "'replicaz'", "at ''"),
+        (
+            &["podDisruptionBudget.minAvailabel=1"],
+            "'minAvailabel'",
+            "/podDisruptionBudget",
+        ),
+        (
+            &["metrics.serviceMonitor.label.release=x"],
+            "'label'",
+            "/metrics/serviceMonitor",
+        ),
+        (&["helmTest.image.repo=x"], "'repo'", "/helmTest/image"),
+        (&["resources.limit.cpu=1"], "'limit'", "/resources"),
+    ] {
+        let err = refused(sets)?;
+        ensure!(
+            err.contains(field) && err.contains(at),
+            "the refusal of --set {sets:?} does not name {field} {at}: {err}"
+        );
+    }
+    Ok(())
+}
+
+/// Chart.yaml carries what Artifact Hub shows: license, links, every CRD, the images,
+/// operator and prerelease marks; and the Kubernetes floor is enforced.
+#[test]
+fn chart_metadata_lists_its_crds_images_and_links() -> Result<()> {
+    let root = repo_root();
+    let dir = root.join("charts/govcloud-operator");
+    let meta: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("Chart.yaml"))?)?;
+    let values: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("values.yaml"))?)?;
+    let app_version = meta["appVersion"].as_str().context("appVersion")?;
+    let version = meta["version"].as_str().context("version")?;
+    let mut problems = Vec::new();
+    if meta["kubeVersion"] != ">=1.30.0-0" {
+        problems.push(format!("kubeVersion {}", meta["kubeVersion"]));
+    }
+    for k in ["keywords", "sources"] {
+        if meta[k].as_array().is_none_or(|a| a.is_empty()) {
+            problems.push(format!("no {k}"));
+        }
+    }
+    if meta["home"].as_str().is_none_or(|h| !h.starts_with("https://")) {
+        problems.push(format!("home {}", meta["home"]));
+    }
+    let ann = &meta["annotations"];
+    let yaml = |key: &str| -> Result<Value> {
+        let text = ann[key].as_str().with_context(|| format!("no annotation {key}"))?;
+        serde_yaml::from_str(text).with_context(|| format!("annotation {key} is not YAML"))
+    };
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let license = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("license = "))
+        .map(|l| l.trim_matches('"'))
+        .context("no license in Cargo.toml")?;
+    if ann["artifacthub.io/license"] != license {
+        problems.push(format!(
+            "artifacthub.io/license {} is not the project's {license}",
+            ann["artifacthub.io/license"]
+        ));
+    }
+    if ann["artifacthub.io/operator"] != "true" {
+        problems.push("artifacthub.io/operator is not \"true\"".into());
+    }
+    let pre = version.starts_with("0.") || version.contains('-');
+    if ann["artifacthub.io/prerelease"].as_str() != Some(if pre { "true" } else { "false" }) {
+        problems.push(format!(
+            "artifacthub.io/prerelease {} for version {version}",
+            ann["artifacthub.io/prerelease"]
+        ));
+    }
+    // Links into the repository name files that exist.
+    let links = yaml("artifacthub.io/links")?;
+    for l in links.as_array().into_iter().flatten() {
+        let (Some(name), Some(url)) = (l["name"].as_str(), l["url"].as_str()) else {
+            problems.push(format!("link without name or url: {l:?}"));
+            continue;
+        };
+        if let Some((_, file)) = url.split_once("/blob/main/") {
+            if !root.join(file).is_file() {
+                problems.push(format!("link {name}: {file} does not exist"));
+            }
+        } else if !url.starts_with("https://") {
+            problems.push(format!("link {name}: {url}"));
+        }
+    }
+    if links.as_array().is_none_or(|a| a.is_empty()) {
+        problems.push("no artifacthub.io/links".into());
+    }
+    // Every CRD of crds/, and nothing else.
+    let mut want = Vec::new();
+    for e in std::fs::read_dir(root.join("crds"))? {
+        let p = e?.path();
+        if p.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(&p)?)?;
+        let names = &crd["spec"]["names"];
+        for v in crd["spec"]["versions"].as_array().into_iter().flatten() {
+            if v["storage"] == true {
+                want.push(format!(
+                    "{} {} {}",
+                    names["kind"].as_str().unwrap_or(""),
+                    v["name"].as_str().unwrap_or(""),
+                    names["singular"].as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+    want.sort();
+    let crds = yaml("artifacthub.io/crds")?;
+    let mut listed = Vec::new();
+    for c in crds.as_array().into_iter().flatten() {
+        listed.push(format!(
+            "{} {} {}",
+            c["kind"].as_str().unwrap_or(""),
+            c["version"].as_str().unwrap_or(""),
+            c["name"].as_str().unwrap_or("")
+        ));
+        for k in ["displayName", "description"] {
+            if c[k].as_str().is_none_or(|d| d.trim().is_empty()) {
+                problems.push(format!(
+                    "artifacthub.io/crds {}: no {k}",
+                    c["kind"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    listed.sort();
+    if listed != want {
+        problems.push(format!(
+            "artifacthub.io/crds lists {listed:?}, the chart installs {want:?}"
+        ));
+    }
+    // The images the chart runs, at the chart's appVersion.
+    let images = yaml("artifacthub.io/images")?;
+    let mut got: Vec<String> = images
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["name"].as_str().unwrap_or(""),
+                i["image"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    got.sort();
+    let repo = |v: &Value| v["repository"].as_str().unwrap_or("").to_string();
+    let mut expected = vec![
+        format!("govcloud-operator {}:{app_version}", repo(&values["image"])),
+        format!("kubectl-govcloud {}:{app_version}", repo(&values["helmTest"]["image"])),
+    ];
+    expected.sort();
+    if got != expected {
+        problems.push(format!("artifacthub.io/images {got:?}, the chart runs {expected:?}"));
+    }
+    ensure!(problems.is_empty(), "Chart.yaml:\n{}", problems.join("\n"));
+    // The Kubernetes floor is enforced at install.
+    let (ok, _, err) = chart(&["template", "--kube-version", "1.29.9"])?;
+    ensure!(
+        !ok && err.contains("kubeVersion"),
+        "installable on Kubernetes 1.29: {err}"
+    );
+    render(&["--kube-version", "1.30.0"])?;
+    Ok(())
+}
+
+/// The ServiceMonitor and the PrometheusRule take what kube-prometheus-stack users set:
+/// selector labels, their namespace, interval, timeout and relabelings.
+#[test]
+fn chart_service_monitor_takes_kube_prometheus_stack_settings() -> Result<()> {
+    let plain = render(&["--set", "metrics.serviceMonitor.enabled=true"])?;
+    let svc = find(&plain, "Service", "govcloud-operator-metrics")?;
+    let sm = find(&plain, "ServiceMonitor", "govcloud-operator")?;
+    ensure!(sm["metadata"]["namespace"] == "govcloud-system");
+    ensure!(
+        selects(&sm["spec"]["selector"]["matchLabels"], &svc["metadata"]["labels"]),
+        "the ServiceMonitor's selector {} does not match the Service's labels {}",
+        sm["spec"]["selector"],
+        svc["metadata"]["labels"]
+    );
+    let ep = &sm["spec"]["endpoints"][0];
+    ensure!(ep["port"] == svc["spec"]["ports"][0]["name"], "{ep}");
+    ensure!(ep["interval"] == "30s" && ep["scrapeTimeout"] == "10s", "{ep}");
+    ensure!(
+        ep.get("relabelings").is_none() && ep.get("metricRelabelings").is_none(),
+        "{ep}"
+    );
+
+    let relabel = json!([{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]);
+    let drop = json!([{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}]);
+    let docs = render(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=kube-prometheus-stack",
+        "--set",
+        "metrics.serviceMonitor.namespace=monitoring",
+        "--set",
+        "metrics.serviceMonitor.interval=15s",
+        "--set",
+        "metrics.serviceMonitor.scrapeTimeout=5s",
+        "--set-json",
+        &format!("metrics.serviceMonitor.relabelings={relabel}"),
+        "--set-json",
+        &format!("metrics.serviceMonitor.metricRelabelings={drop}"),
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "prometheusRule.labels.release=kube-prometheus-stack",
+        "--set",
+        "prometheusRule.namespace=monitoring",
+    ])?;
+    let sm = find(&docs, "ServiceMonitor", "govcloud-operator")?;
+    ensure!(sm["metadata"]["namespace"] == "monitoring", "{}", sm["metadata"]);
+    ensure!(sm["metadata"]["labels"]["release"] == "kube-prometheus-stack");
+    ensure!(
+        sm["spec"]["namespaceSelector"]["matchNames"] == json!(["govcloud-system"]),
+        "a ServiceMonitor in another namespace must still look for the Service in the release's: {}",
+        sm["spec"]["namespaceSelector"]
+    );
+    let ep = &sm["spec"]["endpoints"][0];
+    ensure!(ep["interval"] == "15s" && ep["scrapeTimeout"] == "5s", "{ep}");
+    ensure!(ep["relabelings"] == relabel, "{ep}");
+    ensure!(ep["metricRelabelings"] == drop, "{ep}");
+    let rule = find(&docs, "PrometheusRule", "govcloud-operator-alerts")?;
+    ensure!(rule["metadata"]["namespace"] == "monitoring", "{}", rule["metadata"]);
+    ensure!(rule["metadata"]["labels"]["release"] == "kube-prometheus-stack");
+    ensure!(rule["spec"]["groups"].as_array().is_some_and(|g| !g.is_empty()));
+    Ok(())
+}
+
+/// `helm test`: a restricted Pod running the plugin's image of the chart's version, on the
+/// operator's nodes, outside the operator's Service, budget and NetworkPolicy.
+#[test]
+fn chart_helm_test_pod_is_restricted_and_runs_the_plugin_image() -> Result<()> {
+    let chart_yaml: Value = serde_yaml::from_str(&std::fs::read_to_string(
+        repo_root().join("charts/govcloud-operator/Chart.yaml"),
+    )?)?;
+    let app_version = chart_yaml["appVersion"].as_str().context("appVersion")?;
+    let docs = render(&[])?;
+    let pod = find(&docs, "Pod", "govcloud-operator-test")?;
+    let ann = &pod["metadata"]["annotations"];
+    ensure!(ann["helm.sh/hook"] == "test", "{ann}");
+    ensure!(
+        ann["helm.sh/hook-delete-policy"]
+            .as_str()
+            .is_some_and(|p| p.split(',').any(|x| x == "before-hook-creation")),
+        "a second `helm test` must replace the pod: {ann}"
+    );
+    let spec = &pod["spec"];
+    ensure!(spec["restartPolicy"] == "Never");
+    ensure!(
+        spec["automountServiceAccountToken"] == false,
+        "the test needs no API token"
+    );
+    let c = &spec["containers"][0];
+    ensure!(
+        c["image"] == format!("registry.gov.cn/govcloud/kubectl-govcloud:{app_version}"),
+        "{}",
+        c["image"]
+    );
+    ensure!(c["args"] == json!(["--version"]) && c.get("command").is_none(), "{c}");
+    let v = restricted_violations("helm test", spec);
+    ensure!(v.is_empty(), "Pod Security restricted:\n{}", v.join("\n"));
+    let labels = &pod["metadata"]["labels"];
+    let svc = find(&docs, "Service", "govcloud-operator-metrics")?;
+    let np = find(&docs, "NetworkPolicy", "govcloud-operator")?;
+    let pdb = find(&docs, "PodDisruptionBudget", "govcloud-operator")?;
+    for (what, selector) in [
+        ("the metrics Service", &svc["spec"]["selector"]),
+        ("the NetworkPolicy", &np["spec"]["podSelector"]["matchLabels"]),
+        ("the PodDisruptionBudget", &pdb["spec"]["selector"]["matchLabels"]),
+        ("the Deployment", &deployment(&docs)?["spec"]["selector"]["matchLabels"]),
+    ] {
+        ensure!(!selects(selector, labels), "{what} selects the test pod ({labels})");
+    }
+    // Pinned by digest, placed with the operator, and off when asked.
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let pinned = render(&[
+        "--set",
+        &format!("helmTest.image.digest={digest}"),
+        "--set",
+        "nodeSelector.govcloud\\.io/node-kind=real",
+        "--set-json",
+        r#"tolerations=[{"key":"govcloud.io/node-kind","operator":"Equal","value":"real","effect":"NoSchedule"}]"#,
+        "--set-json",
+        r#"imagePullSecrets=[{"name":"harbor"}]"#,
+    ])?;
+    let spec = &find(&pinned, "Pod", "govcloud-operator-test")?["spec"];
+    ensure!(
+        spec["containers"][0]["image"] == format!("registry.gov.cn/govcloud/kubectl-govcloud@{digest}"),
+        "{}",
+        spec["containers"][0]["image"]
+    );
+    ensure!(
+        spec["nodeSelector"] == json!({"govcloud.io/node-kind": "real"}),
+        "{spec}"
+    );
+    ensure!(spec["tolerations"][0]["key"] == "govcloud.io/node-kind", "{spec}");
+    ensure!(spec["imagePullSecrets"] == json!([{"name": "harbor"}]), "{spec}");
+    let off = render(&["--set", "helmTest.enabled=false"])?;
+    ensure!(!off.iter().any(|d| d["kind"] == "Pod"));
+    Ok(())
+}
+
+/// NOTES.txt rendered as `helm install` prints it (through a copy of the chart that turns
+/// it into a ConfigMap, so that no cluster is needed).
+fn render_notes(extra: &[&str]) -> Result<String> {
+    fn copy(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)? {
+            let e = e?;
+            let target = to.join(e.file_name());
+            if e.file_type()?.is_dir() {
+                copy(&e.path(), &target)?;
+            } else {
+                std::fs::copy(e.path(), &target)?;
+            }
+        }
+        Ok(())
+    }
+    let dir = std::env::temp_dir().join(unique("chart-notes"));
+    copy(&repo_root().join("charts/govcloud-operator"), &dir)?;
+    std::fs::rename(dir.join("templates/NOTES.txt"), dir.join("notes.txt"))?;
+    std::fs::write(
+        dir.join("templates/zz-notes.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ tpl (.Files.Get \"notes.txt\") . | toJson }}\n",
+    )?;
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut args = vec![
+        "helm",
+        "template",
+        "govcloud-operator",
+        &dir_s,
+        "--namespace",
+        "govcloud-system",
+        "--show-only",
+        "templates/zz-notes.yaml",
+    ];
+    args.extend_from_slice(extra);
+    let result = chart(&args);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, out, err) = result?;
+    ensure!(ok, "rendering NOTES.txt failed: {err}");
+    let cm: Value = serde_yaml::from_str(&out)?;
+    Ok(cm["data"]["notes"].as_str().context("no notes")?.to_string())
+}
+
+/// The words after each occurrence of `prefix` (up to whitespace, closing punctuation cut).
+fn after(text: &str, prefix: &str) -> Vec<String> {
+    text.match_indices(prefix)
+        .map(|(i, _)| {
+            text[i + prefix.len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_end_matches([',', '.', ')', ':', '"'])
+                .to_string()
+        })
+        .collect()
+}
+
+/// Every role, object, Secret, file and command the NOTES name exists: the chart renders
+/// it, the operator installs it, or the repository has it (issue: they named roles that
+/// did not exist).
+#[test]
+fn chart_notes_name_only_what_exists() -> Result<()> {
+    let root = repo_root();
+    let clusters = std::fs::read_to_string(root.join("examples/clusters.yaml"))?;
+    let mut secrets_of_clusters = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&clusters) {
+        let v = Value::deserialize(doc)?;
+        if let Some(n) = v["spec"]["kubeconfigSecret"]["name"].as_str() {
+            secrets_of_clusters.push(n.to_string());
+        }
+    }
+    let hub_objects = govcloud_core::hub::hub_objects();
+    let operator_roles: Vec<&str> = hub_objects
+        .iter()
+        .filter(|(kind, _, _)| *kind == "ClusterRole")
+        .map(|(_, name, _)| *name)
+        .collect();
+    let operator_objects: Vec<&str> = hub_objects.iter().map(|(_, name, _)| *name).collect();
+    let lease = govcloud::leader::LeaderElection::new("govcloud-system", "x").name;
+    let mut problems = Vec::new();
+    for sets in [
+        &[][..],
+        &[
+            "--set",
+            "userRoles.enabled=false",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ],
+        &[
+            "--set",
+            "helmTest.enabled=false",
+            "--set",
+            "networkPolicy.enabled=false",
+        ],
+    ] {
+        let notes = render_notes(sets)?;
+        let docs = render(sets)?;
+        let has = |kind: &str, name: &str| docs.iter().any(|d| d["kind"] == kind && d["metadata"]["name"] == name);
+        let mut p = |m: String| problems.push(format!("{sets:?}: {m}"));
+        // Roles: every govcloud:* word is a ClusterRole of this render; every role to
+        // bind is one of this render or one the operator installs.
+        for w in notes.split_whitespace() {
+            let w = w.trim_end_matches([',', '.', ')', ':']);
+            if w.starts_with("govcloud:") && !has("ClusterRole", w) {
+                p(format!("names ClusterRole {w}, which is not rendered"));
+            }
+        }
+        for r in after(&notes, "--clusterrole=") {
+            if !has("ClusterRole", &r) && !operator_roles.contains(&r.as_str()) {
+                p(format!(
+                    "binds ClusterRole {r}, which neither the chart nor the operator installs"
+                ));
+            }
+        }
+        // Every other govcloud-* name is an object of this render, one the operator
+        // installs, its Lease, the namespace or the chart.
+        for w in notes.split_whitespace().flat_map(|w| w.split(['/', '.'])) {
+            let w = w.trim_matches(['(', ',', '.', ')', ':', '"']);
+            let known = docs.iter().any(|d| d["metadata"]["name"] == w)
+                || operator_objects.contains(&w)
+                || [lease.as_str(), "govcloud-system"].contains(&w);
+            if w.starts_with("govcloud-") && !known {
+                p(format!(
+                    "names {w}, which neither the chart, the operator nor the namespace has"
+                ));
+            }
+        }
+        for d in after(&notes, "deployment/") {
+            if !has("Deployment", &d) {
+                p(format!("names deployment/{d}"));
+            }
+        }
+        for l in after(&notes, "get lease ") {
+            if l != lease {
+                p(format!("names Lease {l}; the operator's is {lease}"));
+            }
+        }
+        for sa in after(&notes, "create serviceaccount ") {
+            if !has("ServiceAccount", &sa) {
+                p(format!("names ServiceAccount {sa}"));
+            }
+        }
+        for s in after(&notes, "create secret generic ") {
+            if !secrets_of_clusters.contains(&s) {
+                p(format!(
+                    "creates Secret {s}, which examples/clusters.yaml does not name ({secrets_of_clusters:?})"
+                ));
+            }
+        }
+        for t in after(&notes, "--show-only ") {
+            if !root.join("charts/govcloud-operator").join(&t).is_file() {
+                p(format!("names chart file {t}"));
+            }
+        }
+        for f in after(&notes, "-f ")
+            .into_iter()
+            .chain(after(&notes, "docs/").into_iter().map(|d| format!("docs/{d}")))
+        {
+            if f != "-" && !root.join(&f).exists() {
+                p(format!("names file {f}"));
+            }
+        }
+        for url in after(&notes, "http://") {
+            // NAME.NAMESPACE.svc:PORT/metrics
+            let (host, rest) = url.split_once(".svc:").unwrap_or((&url, ""));
+            let (svc, ns) = host.split_once('.').unwrap_or((host, ""));
+            let port = rest.split('/').next().unwrap_or("");
+            let ok = docs.iter().any(|d| {
+                d["kind"] == "Service"
+                    && d["metadata"]["name"] == svc
+                    && d["metadata"]["namespace"] == ns
+                    && port
+                        .parse::<u64>()
+                        .is_ok_and(|want| d["spec"]["ports"][0]["port"].as_u64() == Some(want))
+            });
+            if !ok {
+                p(format!("names http://{url}, which no rendered Service serves"));
+            }
+        }
+        for s in after(&notes, "ServiceMonitor ") {
+            let name = s.rsplit('/').next().unwrap_or(&s);
+            if !has("ServiceMonitor", name) {
+                p(format!("names ServiceMonitor {s}"));
+            }
+        }
+        let tests = docs
+            .iter()
+            .any(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test");
+        if notes.contains("helm test") != tests {
+            p(format!(
+                "mentions `helm test`: {}, renders a test: {tests}",
+                notes.contains("helm test")
+            ));
+        }
+        if notes.contains("reachable only from") && !docs.iter().any(|d| d["kind"] == "NetworkPolicy") {
+            p("says the metrics port is closed, but renders no NetworkPolicy".into());
+        }
+    }
+    ensure!(problems.is_empty(), "NOTES.txt:\n{}", problems.join("\n"));
+    Ok(())
+}
+
+/// What the suite and hack/operator-image-e2e.sh install still renders as they need.
+#[test]
+fn chart_renders_the_suite_and_image_e2e_installs() -> Result<()> {
+    let suite = render(&["--set", "rbac.hubIsMember=true"])?;
+    find(&suite, "ClusterRole", "govcloud-operator-member")?;
+    find(&suite, "Deployment", "govcloud-operator")?;
+    let values = std::env::temp_dir().join(format!("{}.yaml", unique("e2e-values")));
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    std::fs::write(
+        &values,
+        format!(
+            r#"image:
+  repository: registry.gov.cn/govcloud/govcloud-operator
+  digest: "{digest}"
+nodeSelector:
+  govcloud.io/node-kind: real
+tolerations:
+- {{key: govcloud.io/node-kind, operator: Equal, value: real, effect: NoSchedule}}
+rbac:
+  hubIsMember: true
+networkPolicy:
+  apiServerPorts: [443, 6443, 16443, 26443]
+"#
+        ),
+    )?;
+    let values_s = values.to_string_lossy().into_owned();
+    let docs = render(&["-f", &values_s]);
+    let _ = std::fs::remove_file(&values);
+    let docs = docs?;
+    let pod = &deployment(&docs)?["spec"]["template"]["spec"];
+    ensure!(
+        pod["containers"][0]["image"] == format!("registry.gov.cn/govcloud/govcloud-operator@{digest}"),
+        "{}",
+        pod["containers"][0]["image"]
+    );
+    ensure!(pod["nodeSelector"] == json!({"govcloud.io/node-kind": "real"}));
+    ensure!(pod["tolerations"][0]["value"] == "real");
+    // Both replicas go to the one real node: the anti-affinity must stay a preference.
+    ensure!(
+        pod["affinity"]["podAntiAffinity"]
+            .get("requiredDuringSchedulingIgnoredDuringExecution")
+            .is_none()
+    );
+    let np = find(&docs, "NetworkPolicy", "govcloud-operator")?;
+    let ports: Vec<Value> = np["spec"]["egress"][1]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["port"].clone())
+        .collect();
+    ensure!(
+        ports == vec![json!(443), json!(6443), json!(16443), json!(26443)],
+        "{ports:?}"
+    );
+    find(&docs, "ClusterRole", "govcloud-operator-member")?;
+    let pdb = find(&docs, "PodDisruptionBudget", "govcloud-operator")?;
+    ensure!(pdb["spec"]["minAvailable"] == 1);
+    Ok(())
+}
+
+/// Every value of the schema is in the install guide's table, in English and Chinese.
+#[test]
+fn chart_every_value_is_in_the_install_guides() -> Result<()> {
+    let root = repo_root();
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(
+        root.join("charts/govcloud-operator/values.schema.json"),
+    )?)?;
+    let mut props = Vec::new();
+    schema_properties(&schema, "", &mut props);
+    let mut missing = Vec::new();
+    for guide in ["docs/install.md", "docs/install.zh-CN.md"] {
+        let text = std::fs::read_to_string(root.join(guide))?;
+        for (p, _) in &props {
+            if !p.contains("[]") && !text.contains(&format!("`{p}")) {
+                missing.push(format!("{guide}: `{p}`"));
+            }
+        }
+    }
+    ensure!(missing.is_empty(), "values not documented:\n{}", missing.join("\n"));
+    Ok(())
+}

@@ -46,3 +46,31 @@ app.kubernetes.io/part-of: govcloud
 {{- printf "%s:%s" .Values.image.repository $tag -}}
 {{- end -}}
 {{- end -}}
+
+{{- /*
+The pod's affinity: `affinity` when given (it replaces the default entirely), else the
+replicas prefer different nodes (podAntiAffinityPreset soft), else none.
+*/ -}}
+{{- define "govcloud.affinity" -}}
+{{- if .Values.affinity -}}
+{{- toYaml .Values.affinity -}}
+{{- else if eq .Values.podAntiAffinityPreset "soft" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "govcloud.selectorLabels" . | nindent 12 }}
+{{- end -}}
+{{- end -}}
+
+{{- define "govcloud.testImage" -}}
+{{- $img := .Values.helmTest.image -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
