@@ -9,7 +9,8 @@
 #      grace period), the other replica takes the Lease and converges a new agency;
 #      the takeover time is printed and must be <= E2E_TAKEOVER_TARGET seconds (15);
 #   4. the examples (examples/clusters.yaml, examples/agencies/) converged by it;
-#   5. the kubectl plugin's and the S3 gateway's images run on dc1-real (--version).
+#   5. the chart's `helm test` (the kubectl plugin's image, --version) and the S3 gateway's
+#      image run on dc1-real.
 # Afterwards the chart is put back as it was (pods on the KWOK nodes, the default image),
 # and the test objects are deleted.
 #
@@ -143,7 +144,12 @@ EOF
   log "$image on dc1-real: $out"
   k -n "$ns" delete pod "$name" --wait=false >/dev/null
 }
-image_runs "$run-plugin" "registry.gov.cn/govcloud/kubectl-govcloud:$version" --version
+# The chart's own test (templates/tests/): the plugin's image of this version, on the
+# operator's nodes (here the real node).
+out="$(bash "$here/chart.sh" helm test govcloud-operator --namespace "$ns" --logs --timeout 3m 2>&1)" \
+  || fail "helm test failed: $out"
+grep -q "Phase: *Succeeded" <<<"$out" && grep -q "$version" <<<"$out" || fail "helm test: $out"
+log "helm test: $(grep -m1 'kubectl-govcloud' <<<"$out")"
 image_runs "$run-gateway" "registry.gov.cn/govcloud/govcloud-s3-gateway:$version" --version
 
 # The hub and dc2, registered for this run; dc2 through the real node's forward (the pod
