@@ -7,6 +7,10 @@
 //! The graph is read from the source text, not from the compiler: comments are skipped, a
 //! path is resolved to the longest module it names, and an inline module (`mod tests {`)
 //! counts as part of its file.
+//!
+//! The same source reading checks that no function under `operator/` is longer than
+//! [`MAX_FN_LINES`] lines (`no_function_over_120_lines`), test code aside; the few long
+//! controller functions still to be split are listed by name, and the list may only shrink.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -432,4 +436,332 @@ fn the_checker_sees_each_kind_of_path() {
         "{}",
         found[0]
     );
+}
+
+/// Longest a function may be, from its `fn` line to its closing brace.
+const MAX_FN_LINES: usize = 120;
+
+/// Functions longer than [`MAX_FN_LINES`] still to be split, as `file::name`. The check
+/// fails when one of them is gone or shorter, so that the list only shrinks: remove it here.
+const LONG_FUNCTIONS_TO_SPLIT: &[&str] = &[
+    "operator/operator/src/controller/agency.rs::apply",
+    "operator/operator/src/controller/agency.rs::cleanup",
+    "operator/operator/src/controller/backup.rs::apply",
+    "operator/operator/src/controller/evidence.rs::collect",
+    "operator/operator/src/controller/hosted.rs::apply",
+    "operator/operator/src/controller/tenancy.rs::reconcile",
+    "operator/operator/src/metrics.rs::new",
+    "operator/operator/src/runtime.rs::run",
+];
+
+/// The text of a Rust file with comments and the contents of string and character
+/// literals blanked (line breaks kept), so that only code braces and words remain.
+fn blank_literals(text: &str) -> String {
+    let c: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let blank = |ch: char| if ch == '\n' { '\n' } else { ' ' };
+    let mut i = 0;
+    while i < c.len() {
+        let at = |k: usize| c.get(i + k).copied();
+        // Where a literal or comment starting here ends (exclusive), if one does.
+        let end = match (at(0), at(1)) {
+            (Some('/'), Some('/')) => Some(c[i..].iter().position(|&x| x == '\n').map_or(c.len(), |p| i + p)),
+            (Some('/'), Some('*')) => Some(block_comment_end(&c, i)),
+            (Some('r'), Some('"' | '#'))
+                if i == 0 || !is_ident(c[i - 1]) || (c[i - 1] == 'b' && (i < 2 || !is_ident(c[i - 2]))) =>
+            {
+                raw_string_end(&c, i)
+            }
+            (Some('"'), _) => Some(string_end(&c, i)),
+            (Some('\''), Some('\\')) => c
+                .get(i + 3..)
+                .and_then(|r| r.iter().position(|&q| q == '\''))
+                .map(|p| i + p + 4),
+            (Some('\''), Some(_)) if at(2) == Some('\'') => Some(i + 3),
+            _ => None,
+        };
+        match end {
+            Some(end) => {
+                let end = end.min(c.len());
+                out.extend(c[i..end].iter().map(|&ch| blank(ch)));
+                i = end;
+            }
+            None => {
+                out.push(c[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// End (exclusive) of the block comment starting at `i`; block comments nest.
+fn block_comment_end(c: &[char], mut i: usize) -> usize {
+    let mut depth = 0;
+    while i < c.len() {
+        if c[i] == '/' && c.get(i + 1) == Some(&'*') {
+            depth += 1;
+            i += 2;
+        } else if c[i] == '*' && c.get(i + 1) == Some(&'/') {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    c.len()
+}
+
+/// End (exclusive) of the raw string `r"…"`, `r#"…"#`, … starting at `i`; None when the
+/// `r` starts no raw string.
+fn raw_string_end(c: &[char], i: usize) -> Option<usize> {
+    let hashes = c[i + 1..].iter().take_while(|&&h| h == '#').count();
+    if c.get(i + 1 + hashes) != Some(&'"') {
+        return None;
+    }
+    let mut k = i + 2 + hashes;
+    while k < c.len() {
+        if c[k] == '"' && c[k + 1..].iter().take(hashes).filter(|&&h| h == '#').count() == hashes {
+            return Some(k + 1 + hashes);
+        }
+        k += 1;
+    }
+    Some(c.len())
+}
+
+/// End (exclusive) of the string starting at `i` (escapes skipped).
+fn string_end(c: &[char], mut i: usize) -> usize {
+    i += 1;
+    while i < c.len() {
+        match c[i] {
+            '\\' => i += 2,
+            '"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    c.len()
+}
+
+/// Line (0-based) of each char offset's start, for a blanked text.
+fn line_at(text: &[char], pos: usize) -> usize {
+    text[..pos].iter().filter(|&&c| c == '\n').count()
+}
+
+/// The offset of the brace closing the one at `open`.
+fn closing_brace(text: &[char], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (k, &c) in text.iter().enumerate().skip(open) {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Functions of a file: (name, first line (1-based), lines).
+type Functions = Vec<(String, usize, usize)>;
+
+/// Functions of a file outside `#[cfg(test)]` items, and the names of the modules declared
+/// `#[cfg(test)] mod NAME;` (test files).
+fn functions(text: &str) -> (Functions, Vec<String>) {
+    let code: Vec<char> = blank_literals(text).chars().collect();
+    let mut fns = Vec::new();
+    let mut test_mods = Vec::new();
+    let word_at = |k: usize| -> String { code[k..].iter().take_while(|c| is_ident(**c)).collect() };
+    let cfg_test: Vec<char> = "#[cfg(test)]".chars().collect();
+    let mut i = 0;
+    while i < code.len() {
+        let starts_word = is_ident(code[i]) && (i == 0 || !is_ident(code[i - 1]));
+        if code[i..].starts_with(&cfg_test) {
+            // The item after the attribute: skip it whole (a module, a function, a use).
+            let mut k = i + cfg_test.len();
+            while k < code.len() && code[k] != '{' && code[k] != ';' {
+                k += 1;
+            }
+            let item: String = code[i + cfg_test.len()..k].iter().collect();
+            let item = item.split_whitespace().collect::<Vec<_>>();
+            if code.get(k) == Some(&';')
+                && let Some(name) = item.iter().position(|w| *w == "mod").and_then(|p| item.get(p + 1))
+            {
+                test_mods.push(name.to_string());
+            }
+            i = if code.get(k) == Some(&'{') {
+                closing_brace(&code, k).unwrap_or(code.len())
+            } else {
+                k
+            } + 1;
+            continue;
+        }
+        if starts_word && word_at(i) == "fn" {
+            let mut k = i + 2;
+            while k < code.len() && code[k].is_whitespace() {
+                k += 1;
+            }
+            let name = word_at(k);
+            if k > i + 2 && !name.is_empty() {
+                let mut b = k;
+                while b < code.len() && code[b] != '{' && code[b] != ';' {
+                    b += 1;
+                }
+                if code.get(b) == Some(&'{')
+                    && let Some(end) = closing_brace(&code, b)
+                {
+                    let first = line_at(&code, i);
+                    fns.push((name, first + 1, line_at(&code, end) - first + 1));
+                }
+            }
+            i = k.max(i + 1);
+            continue;
+        }
+        i += 1;
+    }
+    (fns, test_mods)
+}
+
+/// Every `.rs` file under `dir`, except in `tests/` and `target/` folders.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "tests" && name != "target" {
+                rust_files(&path, out);
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The file of module `name` declared in `file` (as `load_crate` resolves it).
+fn module_file(file: &Path, name: &str) -> PathBuf {
+    let dir = match file.file_name().and_then(|n| n.to_str()) {
+        Some("lib.rs" | "main.rs" | "mod.rs") => file.parent().map(Path::to_path_buf),
+        _ => file.parent().map(|p| p.join(file.file_stem().unwrap_or_default())),
+    }
+    .unwrap_or_default();
+    let flat = dir.join(format!("{name}.rs"));
+    if flat.exists() {
+        flat
+    } else {
+        dir.join(name).join("mod.rs")
+    }
+}
+
+/// Functions over [`MAX_FN_LINES`] in the `.rs` files under `root`, test code aside, as
+/// (`file::name`, where, lines); `file` is relative to `root`'s parent.
+fn long_functions(root: &Path) -> Vec<(String, String, usize)> {
+    let mut files = Vec::new();
+    rust_files(root, &mut files);
+    files.sort();
+    let parsed: Vec<(PathBuf, Functions, Vec<String>)> = files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("cannot read {}: {e}", f.display()));
+            let (fns, test_mods) = functions(&text);
+            (f, fns, test_mods)
+        })
+        .collect();
+    let test_files: BTreeSet<PathBuf> = parsed
+        .iter()
+        .flat_map(|(f, _, mods)| mods.iter().map(|m| module_file(f, m)))
+        .collect();
+    let base = root.parent().unwrap_or(root);
+    let mut out = Vec::new();
+    for (file, fns, _) in &parsed {
+        if test_files.contains(file) {
+            continue;
+        }
+        let rel = file.strip_prefix(base).unwrap_or(file).display().to_string();
+        for (name, line, len) in fns {
+            if *len > MAX_FN_LINES {
+                out.push((format!("{rel}::{name}"), format!("{rel}:{line}"), *len));
+            }
+        }
+    }
+    out
+}
+
+/// The problems of a list of long functions against the allowlist.
+fn long_function_problems(found: &[(String, String, usize)], allowed: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (key, at, len) in found {
+        if !allowed.contains(&key.as_str()) {
+            problems.push(format!(
+                "{at}: fn {} is {len} lines (at most {MAX_FN_LINES}): split it into named steps",
+                key.rsplit("::").next().unwrap_or(key)
+            ));
+        }
+    }
+    for key in allowed {
+        if !found.iter().any(|(k, _, _)| k == key) {
+            problems.push(format!(
+                "{key} is no longer over {MAX_FN_LINES} lines (or is gone): remove it from LONG_FUNCTIONS_TO_SPLIT"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn no_function_over_120_lines() {
+    let operator = govcloud_tests::repo_root().join("operator");
+    let found = long_functions(&operator);
+    for (key, _, len) in &found {
+        println!("{len:4} lines  {key}");
+    }
+    let problems = long_function_problems(&found, LONG_FUNCTIONS_TO_SPLIT);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The function checker reads past braces in strings, characters and comments, skips
+/// test code, and fails both for a new long function and for a stale allowlist entry.
+#[test]
+fn the_function_checker_measures_and_skips_tests() {
+    let body = |n: usize| "    let _ = 1;\n".repeat(n);
+    let long = [
+        "pub fn long() {\n",
+        "    let s = \"}\\\"}\"; let c = '{'; let q = '\\''; let r = r#\"}\"#; let b = br\"}\"; // }\n",
+        "    /* } /* } */ } */\n",
+        &body(MAX_FN_LINES - 3),
+        "}\n",
+    ]
+    .concat();
+    let short = [
+        "fn short<'a>(x: &'a str) -> &'a str {\n",
+        &body(MAX_FN_LINES - 2),
+        "}\n",
+    ]
+    .concat();
+    let tests = [
+        "#[cfg(test)]\nmod tests {\n    fn in_test() {\n",
+        &body(200),
+        "    }\n}\n",
+    ]
+    .concat();
+    let text = [long, short, tests, "#[cfg(test)]\nmod more;\n".into()].concat();
+    let (fns, test_mods) = functions(&text);
+    let lens: Vec<(&str, usize)> = fns.iter().map(|(n, _, l)| (n.as_str(), *l)).collect();
+    assert_eq!(lens, vec![("long", MAX_FN_LINES + 1), ("short", MAX_FN_LINES)]);
+    assert_eq!(test_mods, vec!["more".to_string()]);
+    let found = vec![("src/a.rs::long".to_string(), "src/a.rs:1".to_string(), 121)];
+    assert_eq!(
+        long_function_problems(&found, &["src/a.rs::long"]),
+        Vec::<String>::new()
+    );
+    let new = long_function_problems(&found, &[]);
+    assert!(new.len() == 1 && new[0].contains("fn long is 121 lines"), "{new:?}");
+    let stale = long_function_problems(&[], &["src/a.rs::long"]);
+    assert!(stale[0].contains("remove it from LONG_FUNCTIONS_TO_SPLIT"), "{stale:?}");
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::levels::{self, InternetEgress};
 use super::quantity::Milli;
 use govcloud_api::NetworkZone;
-use govcloud_api::agency::{CloudSpec, EgressRule, Protocol, Subject, SubjectKind};
+use govcloud_api::agency::{CloudSpec, EgressRule, Protocol, Quota, Subject, SubjectKind};
 use govcloud_api::labels::{AGENCY_LABEL, CREDIT_CODE_LABEL, ENVIRONMENT_LABEL, MANAGED_BY, SYSTEM_LABEL};
 
 /// Owner ClusterRole installed on every member.
@@ -504,7 +504,6 @@ pub fn registry_annotation(spec: &CloudSpec) -> String {
 
 /// Everything an agency needs on its placed cluster, and the refused egress rules.
 pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<RefusedEgress>) {
-    let rules = levels::rules(spec.security_level);
     let mut out = Vec::new();
     let (egress, refused) = egress_allowed(spec.security_level, spec.zone, &spec.egress);
     let registries = registry_annotation(spec);
@@ -512,134 +511,153 @@ pub fn member_children(name: &str, spec: &CloudSpec) -> (Vec<Child>, Vec<Refused
         let ns = namespace_name(name, &env.name);
         let mut labels = base_labels(name);
         labels.insert(ENVIRONMENT_LABEL.into(), env.name.clone());
-        let mut ns_labels = labels.clone();
-        ns_labels.insert(CREDIT_CODE_LABEL.into(), spec.agency.credit_code.clone());
-        ns_labels.insert("govcloud.io/security-level".into(), spec.security_level.to_string());
-        ns_labels.insert("govcloud.io/zone".into(), spec.zone.as_str().into());
-        for mode in ["enforce", "audit", "warn"] {
-            ns_labels.insert(
-                format!("pod-security.kubernetes.io/{mode}"),
-                rules.pod_security.as_str().into(),
-            );
-            ns_labels.insert(format!("pod-security.kubernetes.io/{mode}-version"), "latest".into());
-        }
-        out.push(Child::new(
-            Kind::Namespace,
-            None,
-            &ns,
-            &ns_labels,
-            json!({"metadata": {"annotations": {"govcloud.io/display-name": spec.agency.display_name, REGISTRY_ANNOTATION: registries}}}),
-        ));
+        out.push(namespace_child(&ns, &labels, spec, &registries));
+        out.extend(quota_children(&ns, &labels, &env.quota));
+        out.extend(network_children(&ns, &labels, name, spec.security_level, &egress));
+        out.extend(access_children(&ns, &labels, spec));
+    }
+    (out, refused)
+}
 
-        let q = &env.quota;
-        let mut hard = BTreeMap::from([
-            ("requests.cpu".to_string(), canonical_cpu(&q.cpu)),
-            ("requests.memory".to_string(), canonical_bytes(&q.memory)),
-            (
-                "requests.storage".to_string(),
-                canonical_bytes(q.storage.as_deref().unwrap_or("0")),
-            ),
-            ("pods".to_string(), q.pods.unwrap_or(100).to_string()),
-        ]);
-        if let Some(g) = q.gpus {
-            hard.insert("requests.nvidia.com/gpu".into(), g.to_string());
-        }
-        out.push(Child::new(
+/// An environment's namespace: identity, level, zone and Pod Security labels, and the
+/// allowed registries.
+fn namespace_child(ns: &str, labels: &BTreeMap<String, String>, spec: &CloudSpec, registries: &str) -> Child {
+    let rules = levels::rules(spec.security_level);
+    let mut ns_labels = labels.clone();
+    ns_labels.insert(CREDIT_CODE_LABEL.into(), spec.agency.credit_code.clone());
+    ns_labels.insert("govcloud.io/security-level".into(), spec.security_level.to_string());
+    ns_labels.insert("govcloud.io/zone".into(), spec.zone.as_str().into());
+    for mode in ["enforce", "audit", "warn"] {
+        ns_labels.insert(
+            format!("pod-security.kubernetes.io/{mode}"),
+            rules.pod_security.as_str().into(),
+        );
+        ns_labels.insert(format!("pod-security.kubernetes.io/{mode}-version"), "latest".into());
+    }
+    Child::new(
+        Kind::Namespace,
+        None,
+        ns,
+        &ns_labels,
+        json!({"metadata": {"annotations": {"govcloud.io/display-name": spec.agency.display_name, REGISTRY_ANNOTATION: registries}}}),
+    )
+}
+
+/// An environment's ResourceQuota (its quota, canonical) and LimitRange (defaults).
+fn quota_children(ns: &str, labels: &BTreeMap<String, String>, q: &Quota) -> [Child; 2] {
+    let mut hard = BTreeMap::from([
+        ("requests.cpu".to_string(), canonical_cpu(&q.cpu)),
+        ("requests.memory".to_string(), canonical_bytes(&q.memory)),
+        (
+            "requests.storage".to_string(),
+            canonical_bytes(q.storage.as_deref().unwrap_or("0")),
+        ),
+        ("pods".to_string(), q.pods.unwrap_or(100).to_string()),
+    ]);
+    if let Some(g) = q.gpus {
+        hard.insert("requests.nvidia.com/gpu".into(), g.to_string());
+    }
+    [
+        Child::new(
             Kind::ResourceQuota,
-            Some(&ns),
+            Some(ns),
             "govcloud-quota",
-            &labels,
+            labels,
             json!({"spec": {"hard": hard}}),
-        ));
-        out.push(Child::new(
+        ),
+        Child::new(
             Kind::LimitRange,
-            Some(&ns),
+            Some(ns),
             "govcloud-defaults",
-            &labels,
+            labels,
             json!({"spec": {"limits": [{"type": "Container",
                 "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
                 "default": {"memory": "1Gi"}}]}}),
-        ));
+        ),
+    ]
+}
 
-        // Network isolation.
-        let mut types = vec!["Ingress"];
-        if rules.deny_undeclared_egress {
-            types.push("Egress");
-        }
-        out.push(Child::new(
+/// Network isolation of an environment: default deny, traffic within the agency, and (where
+/// the level denies undeclared egress) DNS and the allowed egress rules.
+fn network_children(
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+    name: &str,
+    level: u8,
+    egress: &[&EgressRule],
+) -> Vec<Child> {
+    let rules = levels::rules(level);
+    let policy = |policy_name: &str, spec: Value| {
+        Child::new(
             Kind::NetworkPolicy,
-            Some(&ns),
-            "govcloud-default-deny",
-            &labels,
-            json!({"spec": {"podSelector": {}, "policyTypes": types}}),
-        ));
-        let same_agency = json!([{"namespaceSelector": {"matchLabels": {AGENCY_LABEL: name}}}]);
-        // Pods of hosted systems get exactly their declared flows (their own policies), not
-        // the agency-wide allowance.
-        let not_systems = json!({"matchExpressions": [{"key": SYSTEM_LABEL, "operator": "DoesNotExist"}]});
-        let mut allow =
-            json!({"podSelector": not_systems, "policyTypes": ["Ingress"], "ingress": [{"from": same_agency}]});
-        if rules.deny_undeclared_egress {
-            allow["policyTypes"] = json!(["Ingress", "Egress"]);
-            allow["egress"] = json!([{"to": same_agency}]);
-        }
-        out.push(Child::new(
-            Kind::NetworkPolicy,
-            Some(&ns),
-            "govcloud-allow-agency",
-            &labels,
-            json!({"spec": allow}),
-        ));
-        if rules.deny_undeclared_egress {
-            out.push(Child::new(
-                Kind::NetworkPolicy,
-                Some(&ns),
-                "govcloud-allow-dns",
-                &labels,
-                json!({"spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{
-                    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
-                    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]}}),
-            ));
-            for r in &egress {
-                let ports: Vec<Value> = r
-                    .ports
-                    .iter()
-                    .map(|p| json!({"port": p.port, "protocol": match p.protocol { Protocol::TCP => "TCP", Protocol::UDP => "UDP" }}))
-                    .collect();
-                let mut rule = json!({"to": [{"ipBlock": {"cidr": r.cidr}}]});
-                if !ports.is_empty() {
-                    rule["ports"] = Value::Array(ports);
-                }
-                out.push(Child::new(
-                    Kind::NetworkPolicy,
-                    Some(&ns),
-                    &format!("govcloud-egress-{}", r.name),
-                    &labels,
-                    json!({"spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [rule]}}),
-                ));
-            }
-        }
-
-        // Access.
-        out.push(Child::new(
-            Kind::RoleBinding,
-            Some(&ns),
-            "govcloud-owners",
-            &labels,
-            json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": OWNER_ROLE}, "subjects": subjects(&spec.owners)}),
-        ));
-        if !spec.viewers.is_empty() {
-            out.push(Child::new(
-                Kind::RoleBinding,
-                Some(&ns),
-                "govcloud-viewers",
-                &labels,
-                json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": VIEWER_ROLE}, "subjects": subjects(&spec.viewers)}),
-            ));
-        }
+            Some(ns),
+            policy_name,
+            labels,
+            json!({"spec": spec}),
+        )
+    };
+    let mut out = Vec::new();
+    let mut types = vec!["Ingress"];
+    if rules.deny_undeclared_egress {
+        types.push("Egress");
     }
+    out.push(policy(
+        "govcloud-default-deny",
+        json!({"podSelector": {}, "policyTypes": types}),
+    ));
+    let same_agency = json!([{"namespaceSelector": {"matchLabels": {AGENCY_LABEL: name}}}]);
+    // Pods of hosted systems get exactly their declared flows (their own policies), not
+    // the agency-wide allowance.
+    let not_systems = json!({"matchExpressions": [{"key": SYSTEM_LABEL, "operator": "DoesNotExist"}]});
+    let mut allow = json!({"podSelector": not_systems, "policyTypes": ["Ingress"], "ingress": [{"from": same_agency}]});
+    if rules.deny_undeclared_egress {
+        allow["policyTypes"] = json!(["Ingress", "Egress"]);
+        allow["egress"] = json!([{"to": same_agency}]);
+    }
+    out.push(policy("govcloud-allow-agency", allow));
+    if !rules.deny_undeclared_egress {
+        return out;
+    }
+    out.push(policy(
+        "govcloud-allow-dns",
+        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]}),
+    ));
+    for r in egress {
+        let ports: Vec<Value> = r
+            .ports
+            .iter()
+            .map(|p| json!({"port": p.port, "protocol": match p.protocol { Protocol::TCP => "TCP", Protocol::UDP => "UDP" }}))
+            .collect();
+        let mut rule = json!({"to": [{"ipBlock": {"cidr": r.cidr}}]});
+        if !ports.is_empty() {
+            rule["ports"] = Value::Array(ports);
+        }
+        out.push(policy(
+            &format!("govcloud-egress-{}", r.name),
+            json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [rule]}),
+        ));
+    }
+    out
+}
 
-    (out, refused)
+/// Access to an environment: its owners, and its viewers if any.
+fn access_children(ns: &str, labels: &BTreeMap<String, String>, spec: &CloudSpec) -> Vec<Child> {
+    let binding = |name: &str, role: &str, list: &[Subject]| {
+        Child::new(
+            Kind::RoleBinding,
+            Some(ns),
+            name,
+            labels,
+            json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}, "subjects": subjects(list)}),
+        )
+    };
+    let mut out = vec![binding("govcloud-owners", OWNER_ROLE, &spec.owners)];
+    if !spec.viewers.is_empty() {
+        out.push(binding("govcloud-viewers", VIEWER_ROLE, &spec.viewers));
+    }
+    out
 }
 
 /// The kinds of `hub_children` and `hub_roles`: all the hub holds for agencies.

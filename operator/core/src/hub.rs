@@ -33,7 +33,40 @@ pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
         "app.kubernetes.io/managed-by": "govcloud-operator",
         "govcloud.io/aggregate-to-platform-admin": "true"
     });
-    let policy = json!({
+    vec![
+        ("ClusterRole", CATALOG_READER_ROLE, catalog_reader(&labels)),
+        ("ClusterRoleBinding", CATALOG_READER_ROLE, catalog_binding(&labels)),
+        ("ValidatingAdmissionPolicy", EXPOSURE_POLICY, exposure_policy(&labels)),
+        (
+            "ValidatingAdmissionPolicyBinding",
+            EXPOSURE_POLICY,
+            policy_binding(EXPOSURE_POLICY, &labels),
+        ),
+        ("ClusterRole", EXPOSURE_APPROVER_ROLE, exposure_approver(&admin_labels)),
+        ("ValidatingAdmissionPolicy", APPROVAL_POLICY, approval_policy(&labels)),
+        (
+            "ValidatingAdmissionPolicyBinding",
+            APPROVAL_POLICY,
+            policy_binding(APPROVAL_POLICY, &labels),
+        ),
+        ("ClusterRole", APPROVER_ROLE, approver_role(&approver_labels)),
+        ("ClusterRole", REQUESTER_ROLE, requester_role(&labels)),
+    ]
+}
+
+/// The binding of the ValidatingAdmissionPolicy `name`: denies what it refuses.
+fn policy_binding(name: &str, labels: &Value) -> Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"policyName": name, "validationActions": ["Deny"]}
+    })
+}
+
+/// The approval policy: tenancy decisions only by platform approvers, in their own name,
+/// for the generation they reviewed; requests only changed by their requester.
+fn approval_policy(labels: &Value) -> Value {
+    json!({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": APPROVAL_POLICY, "labels": labels},
         "spec": {
@@ -41,78 +74,95 @@ pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
             "matchConstraints": {"resourceRules": [{
                 "apiGroups": ["govcloud.io"], "apiVersions": ["*"],
                 "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["tenancyrequests"]}]},
-            "variables": [
-                // On DELETE `object` is null: nothing is decided by a deletion.
-                {"name": "decided", "expression": "request.operation != 'DELETE' && has(object.spec.decision)"},
-                {"name": "changed", "expression": "request.operation == 'DELETE' ? false : (request.operation == 'CREATE' ? variables.decided : (variables.decided != has(oldObject.spec.decision) || (variables.decided && object.spec.decision != oldObject.spec.decision)))"},
-                {"name": "approver", "expression": "authorizer.group('govcloud.io').resource('tenancyrequests').subresource('approve').namespace(request.namespace).check('create').allowed()"},
-                // The requester recorded at creation (immutable by the schema); '' if none.
-                {"name": "requester", "expression": "request.operation == 'CREATE' || !has(oldObject.spec.requestedBy) ? '' : oldObject.spec.requestedBy"},
-                {"name": "isRequester", "expression": "variables.requester != '' && request.userInfo.username == variables.requester"},
-                // The namespace controller empties a namespace being deleted.
-                {"name": "namespaceDeleting", "expression": "request.operation == 'DELETE' && has(namespaceObject.metadata.deletionTimestamp)"}
-            ],
-            "validations": [
-                {
-                    "expression": "request.operation != 'CREATE' || (has(object.spec.requestedBy) && object.spec.requestedBy == request.userInfo.username)",
-                    "messageExpression": "'spec.requestedBy must be set to your own user name (' + request.userInfo.username + ')'",
-                    "reason": "Invalid"
-                },
-                {
-                    "expression": "request.operation == 'CREATE' || variables.isRequester || variables.approver || variables.namespaceDeleting",
-                    "messageExpression": "variables.requester == '' ? 'spec.requestedBy: tenancy request ' + oldObject.metadata.name + ' records no requester, so only a platform approver may change or delete it; file a new request (kubectl govcloud request)' : 'spec.requestedBy: tenancy request ' + oldObject.metadata.name + ' was filed by ' + variables.requester + '; only they or a platform approver may change or delete it, not ' + request.userInfo.username + '. File your own request (kubectl govcloud request)'",
-                    "reason": "Forbidden"
-                },
-                {
-                    "expression": "request.operation != 'UPDATE' || variables.isRequester || (object.spec.cloud == oldObject.spec.cloud && object.spec.justification == oldObject.spec.justification)",
-                    "messageExpression": "'spec.cloud: only the requester (' + (variables.requester == '' ? 'none recorded' : variables.requester) + ') may change what tenancy request ' + oldObject.metadata.name + ' asks for (spec.cloud, spec.justification); approvers decide it as filed: deny it with a reason saying what to change'",
-                    "reason": "Forbidden"
-                },
-                {
-                    "expression": "!variables.changed || variables.approver",
-                    "messageExpression": "'spec.decision: only platform approvers (allowed to create tenancyrequests/approve) may decide a tenancy request; ' + request.userInfo.username + ' is not one'",
-                    "reason": "Forbidden"
-                },
-                {
-                    "expression": "!variables.changed || object.spec.decision.decidedBy == request.userInfo.username",
-                    "messageExpression": "'spec.decision.decidedBy must be your own user name (' + request.userInfo.username + '); decisions cannot be recorded in someone else\\'s name'",
-                    "reason": "Forbidden"
-                },
-                {
-                    "expression": "!variables.changed || !has(object.spec.requestedBy) || object.spec.requestedBy != request.userInfo.username",
-                    "message": "spec.decision: approvers cannot decide their own tenancy request; ask another approver",
-                    "reason": "Forbidden"
-                },
-                {
-                    "expression": "!variables.changed || !variables.decided || request.operation != 'UPDATE' || (has(object.spec.decision.reviewedGeneration) && object.spec.decision.reviewedGeneration == oldObject.metadata.generation)",
-                    "messageExpression": "!has(object.spec.decision.reviewedGeneration) ? 'spec.decision.reviewedGeneration must be set to the metadata.generation of the request you reviewed (now ' + string(oldObject.metadata.generation) + '); if you did set it, the TenancyRequest CRD on the hub is older than the operator: upgrade the CRDs' : 'spec.decision.reviewedGeneration: you reviewed generation ' + string(object.spec.decision.reviewedGeneration) + ' of tenancy request ' + oldObject.metadata.name + ', but it is now at generation ' + string(oldObject.metadata.generation) + ': it changed after your review. Review it again and decide with reviewedGeneration ' + string(oldObject.metadata.generation)",
-                    "reason": "Invalid"
-                }
-            ]
+            "variables": approval_variables(),
+            "validations": approval_validations()
         }
-    });
-    let binding = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": APPROVAL_POLICY, "labels": labels},
-        "spec": {"policyName": APPROVAL_POLICY, "validationActions": ["Deny"]}
-    });
-    let approver = json!({
+    })
+}
+
+/// The CEL variables of [`approval_policy`].
+fn approval_variables() -> Value {
+    json!([
+        // On DELETE `object` is null: nothing is decided by a deletion.
+        {"name": "decided", "expression": "request.operation != 'DELETE' && has(object.spec.decision)"},
+        {"name": "changed", "expression": "request.operation == 'DELETE' ? false : (request.operation == 'CREATE' ? variables.decided : (variables.decided != has(oldObject.spec.decision) || (variables.decided && object.spec.decision != oldObject.spec.decision)))"},
+        {"name": "approver", "expression": "authorizer.group('govcloud.io').resource('tenancyrequests').subresource('approve').namespace(request.namespace).check('create').allowed()"},
+        // The requester recorded at creation (immutable by the schema); '' if none.
+        {"name": "requester", "expression": "request.operation == 'CREATE' || !has(oldObject.spec.requestedBy) ? '' : oldObject.spec.requestedBy"},
+        {"name": "isRequester", "expression": "variables.requester != '' && request.userInfo.username == variables.requester"},
+        // The namespace controller empties a namespace being deleted.
+        {"name": "namespaceDeleting", "expression": "request.operation == 'DELETE' && has(namespaceObject.metadata.deletionTimestamp)"}
+    ])
+}
+
+/// The CEL validations of [`approval_policy`].
+fn approval_validations() -> Value {
+    json!([
+        {
+            "expression": "request.operation != 'CREATE' || (has(object.spec.requestedBy) && object.spec.requestedBy == request.userInfo.username)",
+            "messageExpression": "'spec.requestedBy must be set to your own user name (' + request.userInfo.username + ')'",
+            "reason": "Invalid"
+        },
+        {
+            "expression": "request.operation == 'CREATE' || variables.isRequester || variables.approver || variables.namespaceDeleting",
+            "messageExpression": "variables.requester == '' ? 'spec.requestedBy: tenancy request ' + oldObject.metadata.name + ' records no requester, so only a platform approver may change or delete it; file a new request (kubectl govcloud request)' : 'spec.requestedBy: tenancy request ' + oldObject.metadata.name + ' was filed by ' + variables.requester + '; only they or a platform approver may change or delete it, not ' + request.userInfo.username + '. File your own request (kubectl govcloud request)'",
+            "reason": "Forbidden"
+        },
+        {
+            "expression": "request.operation != 'UPDATE' || variables.isRequester || (object.spec.cloud == oldObject.spec.cloud && object.spec.justification == oldObject.spec.justification)",
+            "messageExpression": "'spec.cloud: only the requester (' + (variables.requester == '' ? 'none recorded' : variables.requester) + ') may change what tenancy request ' + oldObject.metadata.name + ' asks for (spec.cloud, spec.justification); approvers decide it as filed: deny it with a reason saying what to change'",
+            "reason": "Forbidden"
+        },
+        {
+            "expression": "!variables.changed || variables.approver",
+            "messageExpression": "'spec.decision: only platform approvers (allowed to create tenancyrequests/approve) may decide a tenancy request; ' + request.userInfo.username + ' is not one'",
+            "reason": "Forbidden"
+        },
+        {
+            "expression": "!variables.changed || object.spec.decision.decidedBy == request.userInfo.username",
+            "messageExpression": "'spec.decision.decidedBy must be your own user name (' + request.userInfo.username + '); decisions cannot be recorded in someone else\\'s name'",
+            "reason": "Forbidden"
+        },
+        {
+            "expression": "!variables.changed || !has(object.spec.requestedBy) || object.spec.requestedBy != request.userInfo.username",
+            "message": "spec.decision: approvers cannot decide their own tenancy request; ask another approver",
+            "reason": "Forbidden"
+        },
+        {
+            "expression": "!variables.changed || !variables.decided || request.operation != 'UPDATE' || (has(object.spec.decision.reviewedGeneration) && object.spec.decision.reviewedGeneration == oldObject.metadata.generation)",
+            "messageExpression": "!has(object.spec.decision.reviewedGeneration) ? 'spec.decision.reviewedGeneration must be set to the metadata.generation of the request you reviewed (now ' + string(oldObject.metadata.generation) + '); if you did set it, the TenancyRequest CRD on the hub is older than the operator: upgrade the CRDs' : 'spec.decision.reviewedGeneration: you reviewed generation ' + string(object.spec.decision.reviewedGeneration) + ' of tenancy request ' + oldObject.metadata.name + ', but it is now at generation ' + string(oldObject.metadata.generation) + ': it changed after your review. Review it again and decide with reviewedGeneration ' + string(oldObject.metadata.generation)",
+            "reason": "Invalid"
+        }
+    ])
+}
+
+/// The ClusterRole of platform approvers of tenancy requests.
+fn approver_role(labels: &Value) -> Value {
+    json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": APPROVER_ROLE, "labels": approver_labels},
+        "metadata": {"name": APPROVER_ROLE, "labels": labels},
         "rules": [
             {"apiGroups": ["govcloud.io"], "resources": ["tenancyrequests"], "verbs": ["get", "list", "watch", "update", "patch"]},
             {"apiGroups": ["govcloud.io"], "resources": ["tenancyrequests/approve"], "verbs": ["create"]},
             {"apiGroups": ["govcloud.io"], "resources": ["agencyclouds", "datacenterclusters"], "verbs": ["get", "list", "watch"]}
         ]
-    });
-    let requester = json!({
+    })
+}
+
+/// The ClusterRole of agency staff who file tenancy requests.
+fn requester_role(labels: &Value) -> Value {
+    json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": REQUESTER_ROLE, "labels": labels},
         "rules": [
             {"apiGroups": ["govcloud.io"], "resources": ["tenancyrequests"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
         ]
-    });
-    let exposure = json!({
+    })
+}
+
+/// The policy guarding internet-exposure approvals: only platform approvers, in their own name.
+fn exposure_policy(labels: &Value) -> Value {
+    json!({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": EXPOSURE_POLICY, "labels": labels},
         "spec": {
@@ -138,43 +188,38 @@ pub fn hub_objects() -> Vec<(&'static str, &'static str, Value)> {
                 }
             ]
         }
-    });
-    let exposure_binding = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": EXPOSURE_POLICY, "labels": labels},
-        "spec": {"policyName": EXPOSURE_POLICY, "validationActions": ["Deny"]}
-    });
-    let exposure_approver = json!({
+    })
+}
+
+/// The ClusterRole of platform staff who approve internet exposure.
+fn exposure_approver(labels: &Value) -> Value {
+    json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": EXPOSURE_APPROVER_ROLE, "labels": admin_labels},
+        "metadata": {"name": EXPOSURE_APPROVER_ROLE, "labels": labels},
         "rules": [
             {"apiGroups": ["govcloud.io"], "resources": ["hostedsystems"], "verbs": ["get", "list", "watch", "update", "patch"]},
             {"apiGroups": ["govcloud.io"], "resources": ["hostedsystems/approve-exposure"], "verbs": ["create"]}
         ]
-    });
-    // The service catalogue is public inside the platform: every signed-in user may read it.
-    let catalog_reader = json!({
+    })
+}
+
+/// The service catalogue is public inside the platform: every signed-in user may read it.
+fn catalog_reader(labels: &Value) -> Value {
+    json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": CATALOG_READER_ROLE, "labels": labels},
         "rules": [{"apiGroups": ["govcloud.io"], "resources": ["servicetemplates"], "verbs": ["get", "list", "watch"]}]
-    });
-    let catalog_binding = json!({
+    })
+}
+
+/// The binding of [`catalog_reader`] to every authenticated user.
+fn catalog_binding(labels: &Value) -> Value {
+    json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": CATALOG_READER_ROLE, "labels": labels},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CATALOG_READER_ROLE},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]
-    });
-    vec![
-        ("ClusterRole", CATALOG_READER_ROLE, catalog_reader),
-        ("ClusterRoleBinding", CATALOG_READER_ROLE, catalog_binding),
-        ("ValidatingAdmissionPolicy", EXPOSURE_POLICY, exposure),
-        ("ValidatingAdmissionPolicyBinding", EXPOSURE_POLICY, exposure_binding),
-        ("ClusterRole", EXPOSURE_APPROVER_ROLE, exposure_approver),
-        ("ValidatingAdmissionPolicy", APPROVAL_POLICY, policy),
-        ("ValidatingAdmissionPolicyBinding", APPROVAL_POLICY, binding),
-        ("ClusterRole", APPROVER_ROLE, approver),
-        ("ClusterRole", REQUESTER_ROLE, requester),
-    ]
+    })
 }
 
 /// Name of the mutating admission policy (and binding) that gives new AgencyClouds,

@@ -351,9 +351,22 @@ pub fn to_html(
         t = esc(title),
         g = esc(generated)
     );
+    summary_html(&mut h, clusters, agencies);
+    charts_html(&mut h, clusters, agencies);
+    clusters_html(&mut h, clusters);
+    agencies_html(&mut h, agencies, currency);
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The opening line: counts, and CPU allocated and requested against allocatable.
+fn summary_html(h: &mut String, clusters: &[ClusterRow], agencies: &[AgencyRow]) {
     let alloc = sum(clusters.iter().map(|c| &c.allocatable));
     let placed = sum(clusters.iter().map(|c| &c.allocated));
     let used = sum(clusters.iter().map(|c| &c.used));
+    let percent = |part: f64| {
+        if alloc.cpu > 0.0 { part / alloc.cpu * 100.0 } else { 0.0 }
+    };
     let _ = write!(
         h,
         "<p><b>{}</b> clusters, <b>{}</b> agencies. CPU: {:.1} cores allocatable, {:.1} allocated to agencies ({:.0}%), {:.1} requested ({:.0}%).</p>",
@@ -361,39 +374,30 @@ pub fn to_html(
         agencies.len(),
         alloc.cpu,
         placed.cpu,
-        if alloc.cpu > 0.0 {
-            placed.cpu / alloc.cpu * 100.0
-        } else {
-            0.0
-        },
+        percent(placed.cpu),
         used.cpu,
-        if alloc.cpu > 0.0 {
-            used.cpu / alloc.cpu * 100.0
-        } else {
-            0.0
-        },
+        percent(used.cpu),
     );
+}
+
+/// Charts of CPU and memory by cluster, and of the top agencies by CPU quota.
+fn charts_html(h: &mut String, clusters: &[ClusterRow], agencies: &[AgencyRow]) {
     let legend = ["allocatable", "allocated (quotas)", "used (requests)"];
-    let cpu: Vec<(String, [f64; 3])> = clusters
-        .iter()
-        .map(|c| {
-            (
-                format!("{} ({})", c.cluster, c.region),
-                [c.allocatable.cpu, c.allocated.cpu, c.used.cpu],
-            )
-        })
-        .collect();
-    h.push_str(&bars("CPU by cluster (cores)", &cpu, legend, &|v| format!("{v:.1}")));
-    let mem: Vec<(String, [f64; 3])> = clusters
-        .iter()
-        .map(|c| {
-            (
-                format!("{} ({})", c.cluster, c.region),
-                [c.allocatable.memory, c.allocated.memory, c.used.memory],
-            )
-        })
-        .collect();
-    h.push_str(&bars("Memory by cluster", &mem, legend, &gib));
+    let by_cluster = |of: fn(&Totals) -> f64| -> Vec<(String, [f64; 3])> {
+        clusters
+            .iter()
+            .map(|c| {
+                (
+                    format!("{} ({})", c.cluster, c.region),
+                    [of(&c.allocatable), of(&c.allocated), of(&c.used)],
+                )
+            })
+            .collect()
+    };
+    h.push_str(&bars("CPU by cluster (cores)", &by_cluster(|t| t.cpu), legend, &|v| {
+        format!("{v:.1}")
+    }));
+    h.push_str(&bars("Memory by cluster", &by_cluster(|t| t.memory), legend, &gib));
     let mut top: Vec<&AgencyRow> = agencies.iter().collect();
     top.sort_by(|a, b| b.quota.cpu.total_cmp(&a.quota.cpu));
     let top: Vec<(String, [f64; 3])> = top
@@ -407,6 +411,10 @@ pub fn to_html(
         ["", "quota", "used (requests)"],
         &|v| format!("{v:.1}"),
     ));
+}
+
+/// The table of clusters.
+fn clusters_html(h: &mut String, clusters: &[ClusterRow]) {
     h.push_str("<h2>Clusters</h2><table><tr><th>cluster</th><th>region</th><th>zone</th><th>reachable</th><th>agencies</th><th>CPU allocatable</th><th>CPU allocated</th><th>CPU used</th><th>memory allocatable</th><th>memory allocated</th><th>memory used</th></tr>");
     for c in clusters {
         let _ = write!(
@@ -426,7 +434,12 @@ pub fn to_html(
             gib(c.used.memory)
         );
     }
-    h.push_str("</table><h2>Agencies</h2><table><tr><th>agency</th><th>level</th><th>cluster</th><th>CPU quota</th><th>CPU used</th><th>memory quota</th><th>memory used</th><th>storage quota</th><th>systems ready</th><th>backup compliant</th>");
+    h.push_str("</table>");
+}
+
+/// The table of agencies, with their cost when priced.
+fn agencies_html(h: &mut String, agencies: &[AgencyRow], currency: Option<&str>) {
+    h.push_str("<h2>Agencies</h2><table><tr><th>agency</th><th>level</th><th>cluster</th><th>CPU quota</th><th>CPU used</th><th>memory quota</th><th>memory used</th><th>storage quota</th><th>systems ready</th><th>backup compliant</th>");
     if let Some(cur) = currency {
         let _ = write!(h, "<th>cost ({})</th>", esc(cur));
     }
@@ -462,8 +475,7 @@ pub fn to_html(
         }
         h.push_str("</tr>");
     }
-    h.push_str("</table></body></html>\n");
-    h
+    h.push_str("</table>");
 }
 
 #[cfg(test)]

@@ -258,7 +258,54 @@ fn apply_override(env: &str, spec: &str, q: &mut Quota, problems: &mut Vec<Strin
 pub fn build(args: &RequestArgs, namespace: &str, me: Option<&str>) -> Result<TenancyRequest> {
     let mut problems = Vec::new();
     let short_name = args.short_name.clone().unwrap_or_else(|| args.name.clone());
-    if !valid_dns_name(&short_name, 20, true) || short_name.len() < 2 {
+    let justification = args.justification.trim().to_string();
+    check_scalars(args, &short_name, &justification, &mut problems);
+    let environments = environments(args, &mut problems);
+    let mut owners = parse_subjects(&args.owners, "--owner", &mut problems);
+    if owners.is_empty() {
+        match me {
+            Some(me) => owners.push(Subject {
+                kind: SubjectKind::User,
+                name: me.to_string(),
+            }),
+            None => problems.push("--owner: give at least one owner (User:NAME or Group:NAME)".to_string()),
+        }
+    }
+    let viewers = parse_subjects(&args.viewers, "--viewer", &mut problems);
+    let registries: Vec<Registry> = args
+        .registries
+        .iter()
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .map(|r| Registry(r.to_string()))
+        .collect();
+    if registries.is_empty() {
+        problems.push("--registry: give at least one image registry, e.g. registry.gov.cn".to_string());
+    }
+    if !problems.is_empty() {
+        bail!(
+            "the request is not valid:\n  {}\nSee `kubectl govcloud request --help`.",
+            problems.join("\n  ")
+        );
+    }
+    let cloud = cloud_spec(args, short_name, environments, owners, viewers, registries);
+    let mut tr = TenancyRequest::new(
+        &args.name,
+        TenancyRequestSpec {
+            cloud,
+            justification,
+            requested_by: args.requested_by.clone().or_else(|| me.map(str::to_string)),
+            decision: None,
+        },
+    );
+    tr.metadata.namespace = Some(namespace.to_string());
+    Ok(tr)
+}
+
+/// Checks the single-valued arguments: names, credit code, contact, justification, zone
+/// and the default quota.
+fn check_scalars(args: &RequestArgs, short_name: &str, justification: &str, problems: &mut Vec<String>) {
+    if !valid_dns_name(short_name, 20, true) || short_name.len() < 2 {
         problems.push(format!(
             "short name {short_name:?}: use 2–20 lowercase letters, digits and dashes, starting with a letter (pass --short-name if NAME is not one)"
         ));
@@ -269,7 +316,6 @@ pub fn build(args: &RequestArgs, namespace: &str, me: Option<&str>) -> Result<Te
     if args.contact_phone.is_none() && args.contact_email.is_none() {
         problems.push("--contact-phone or --contact-email: give at least one".to_string());
     }
-    let justification = args.justification.trim().to_string();
     let chars = justification.chars().count();
     if !(10..=4000).contains(&chars) {
         problems.push(format!(
@@ -282,12 +328,15 @@ pub fn build(args: &RequestArgs, namespace: &str, me: Option<&str>) -> Result<Te
             args.level
         ));
     }
-    check_quantity("--cpu", &args.cpu, true, &mut problems);
-    check_quantity("--memory", &args.memory, true, &mut problems);
+    check_quantity("--cpu", &args.cpu, true, problems);
+    check_quantity("--memory", &args.memory, true, problems);
     if let Some(s) = &args.storage {
-        check_quantity("--storage", s, false, &mut problems);
+        check_quantity("--storage", s, false, problems);
     }
+}
 
+/// The environments with the default quota, then the `--quota` overrides applied.
+fn environments(args: &RequestArgs, problems: &mut Vec<String>) -> Vec<Environment> {
     let mut environments: Vec<Environment> = Vec::new();
     for e in args.environments.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
         if !valid_dns_name(e, 15, false) {
@@ -322,55 +371,38 @@ pub fn build(args: &RequestArgs, namespace: &str, me: Option<&str>) -> Result<Te
             continue;
         };
         match environments.iter_mut().find(|e| e.name == env.trim()) {
-            Some(e) => apply_override(env.trim(), spec, &mut e.quota, &mut problems),
+            Some(e) => apply_override(env.trim(), spec, &mut e.quota, problems),
             None => problems.push(format!(
                 "--quota {o}: environment {env:?} is not in --environments ({})",
                 args.environments.join(",")
             )),
         }
     }
+    environments
+}
 
-    let mut owners = Vec::new();
-    for o in &args.owners {
+/// The subjects of a repeatable `flag` (`--owner`, `--viewer`).
+fn parse_subjects(list: &[String], flag: &str, problems: &mut Vec<String>) -> Vec<Subject> {
+    let mut out = Vec::new();
+    for o in list {
         match parse_subject(o) {
-            Ok(s) => owners.push(s),
-            Err(e) => problems.push(format!("--owner {e}")),
+            Ok(s) => out.push(s),
+            Err(e) => problems.push(format!("{flag} {e}")),
         }
     }
-    if owners.is_empty() {
-        match me {
-            Some(me) => owners.push(Subject {
-                kind: SubjectKind::User,
-                name: me.to_string(),
-            }),
-            None => problems.push("--owner: give at least one owner (User:NAME or Group:NAME)".to_string()),
-        }
-    }
-    let mut viewers = Vec::new();
-    for v in &args.viewers {
-        match parse_subject(v) {
-            Ok(s) => viewers.push(s),
-            Err(e) => problems.push(format!("--viewer {e}")),
-        }
-    }
-    let registries: Vec<Registry> = args
-        .registries
-        .iter()
-        .map(|r| r.trim())
-        .filter(|r| !r.is_empty())
-        .map(|r| Registry(r.to_string()))
-        .collect();
-    if registries.is_empty() {
-        problems.push("--registry: give at least one image registry, e.g. registry.gov.cn".to_string());
-    }
-    if !problems.is_empty() {
-        bail!(
-            "the request is not valid:\n  {}\nSee `kubectl govcloud request --help`.",
-            problems.join("\n  ")
-        );
-    }
+    out
+}
 
-    let cloud = CloudSpec {
+/// The cloud the arguments ask for, with the parts [`build`] checked.
+fn cloud_spec(
+    args: &RequestArgs,
+    short_name: String,
+    environments: Vec<Environment>,
+    owners: Vec<Subject>,
+    viewers: Vec<Subject>,
+    registries: Vec<Registry>,
+) -> CloudSpec {
+    CloudSpec {
         agency: AgencyIdentity {
             display_name: args.agency_name.trim().to_string(),
             short_name,
@@ -414,18 +446,7 @@ pub fn build(args: &RequestArgs, namespace: &str, me: Option<&str>) -> Result<Te
             Some(Deletion::Delete) => DeletionPolicy::Delete,
             Some(Deletion::Retain) => DeletionPolicy::Retain,
         },
-    };
-    let mut tr = TenancyRequest::new(
-        &args.name,
-        TenancyRequestSpec {
-            cloud,
-            justification,
-            requested_by: args.requested_by.clone().or_else(|| me.map(str::to_string)),
-            decision: None,
-        },
-    );
-    tr.metadata.namespace = Some(namespace.to_string());
-    Ok(tr)
+    }
 }
 
 /// Runs `request`.

@@ -385,6 +385,33 @@ fn cond_rows(conds: &[Cond]) -> Vec<Vec<String>> {
 /// Renders the summary as text (pure).
 pub fn render(s: &Summary) -> String {
     let mut out = String::new();
+    header_text(&mut out, s);
+    conditions_text(&mut out, s);
+    quota_text(&mut out, s);
+    systems_text(&mut out, s);
+    policies_text(&mut out, s);
+    out.push_str("\nCompliance:\n");
+    if s.compliance.is_empty() {
+        out.push_str("  BackupCompliant not reported yet\n");
+    } else {
+        out.push_str(&conditions_table(&s.compliance));
+    }
+    if !s.notes.is_empty() {
+        out.push_str("\nNot shown:\n");
+        for n in &s.notes {
+            let _ = writeln!(out, "  {n}");
+        }
+    }
+    out
+}
+
+/// A table of conditions.
+fn conditions_table(conds: &[Cond]) -> String {
+    format::table("  ", &["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], &cond_rows(conds))
+}
+
+/// Who the cloud is for, its level and zone, and where it is placed (or why not).
+fn header_text(out: &mut String, s: &Summary) {
     let _ = writeln!(out, "AgencyCloud {}: {} ({})", s.name, s.display_name, s.credit_code);
     let _ = writeln!(
         out,
@@ -412,9 +439,11 @@ pub fn render(s: &Summary) -> String {
             let _ = writeln!(out, "Placement:      not placed yet{why}");
         }
     }
+}
 
+/// The conditions other than compliance (shown in their own section).
+fn conditions_text(out: &mut String, s: &Summary) {
     out.push_str("\nConditions:\n");
-    // Compliance conditions have their own section below.
     let general: Vec<Cond> = s
         .conditions
         .iter()
@@ -424,13 +453,12 @@ pub fn render(s: &Summary) -> String {
     if general.is_empty() {
         out.push_str("  none yet (the operator has not reported on this cloud)\n");
     } else {
-        out.push_str(&format::table(
-            "  ",
-            &["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"],
-            &cond_rows(&general),
-        ));
+        out.push_str(&conditions_table(&general));
     }
+}
 
+/// Quota use per environment, as bars.
+fn quota_text(out: &mut String, s: &Summary) {
     out.push_str("\nQuota (used/limit):\n");
     if s.quota.is_empty() {
         out.push_str("  no quota yet: the namespaces are created once the cloud is placed\n");
@@ -453,84 +481,72 @@ pub fn render(s: &Summary) -> String {
             );
         }
     }
+}
 
+/// The hosted systems.
+fn systems_text(out: &mut String, s: &Summary) {
     out.push_str("\nHosted systems:\n");
     if s.systems.is_empty() {
         out.push_str("  none\n");
-    } else {
-        let rows: Vec<Vec<String>> = s
-            .systems
-            .iter()
-            .map(|h| {
-                vec![
-                    h.name.clone(),
-                    h.environment.clone(),
-                    h.ready.clone(),
-                    h.available.clone(),
-                    h.url.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        out.push_str(&format::table(
-            "  ",
-            &["NAME", "ENVIRONMENT", "READY", "AVAILABLE", "URL"],
-            &rows,
-        ));
+        return;
     }
+    let rows: Vec<Vec<String>> = s
+        .systems
+        .iter()
+        .map(|h| {
+            vec![
+                h.name.clone(),
+                h.environment.clone(),
+                h.ready.clone(),
+                h.available.clone(),
+                h.url.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&format::table(
+        "  ",
+        &["NAME", "ENVIRONMENT", "READY", "AVAILABLE", "URL"],
+        &rows,
+    ));
+}
 
+/// The backup policies.
+fn policies_text(out: &mut String, s: &Summary) {
     out.push_str("\nBackup policies:\n");
     if s.backup_policies.is_empty() {
         out.push_str("  none\n");
-    } else {
-        let rows: Vec<Vec<String>> = s
-            .backup_policies
-            .iter()
-            .map(|b| {
-                vec![
-                    b.name.clone(),
-                    b.environment.clone(),
-                    b.rpo.clone().unwrap_or_else(|| "-".into()),
-                    b.last_success_age_seconds
-                        .map(|a| format!("{} ago", format::age(a)))
-                        .unwrap_or_else(|| "never".into()),
-                    b.rpo_met.clone(),
-                    b.offsite.clone(),
-                    b.drill.clone(),
-                ]
-            })
-            .collect();
-        out.push_str(&format::table(
-            "  ",
-            &[
-                "NAME",
-                "ENVIRONMENT",
-                "RPO",
-                "LAST SUCCESS",
-                "RPO MET",
-                "OFFSITE",
-                "DRILL",
-            ],
-            &rows,
-        ));
+        return;
     }
-
-    out.push_str("\nCompliance:\n");
-    if s.compliance.is_empty() {
-        out.push_str("  BackupCompliant not reported yet\n");
-    } else {
-        out.push_str(&format::table(
-            "  ",
-            &["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"],
-            &cond_rows(&s.compliance),
-        ));
-    }
-    if !s.notes.is_empty() {
-        out.push_str("\nNot shown:\n");
-        for n in &s.notes {
-            let _ = writeln!(out, "  {n}");
-        }
-    }
-    out
+    let rows: Vec<Vec<String>> = s
+        .backup_policies
+        .iter()
+        .map(|b| {
+            vec![
+                b.name.clone(),
+                b.environment.clone(),
+                b.rpo.clone().unwrap_or_else(|| "-".into()),
+                b.last_success_age_seconds
+                    .map(|a| format!("{} ago", format::age(a)))
+                    .unwrap_or_else(|| "never".into()),
+                b.rpo_met.clone(),
+                b.offsite.clone(),
+                b.drill.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&format::table(
+        "  ",
+        &[
+            "NAME",
+            "ENVIRONMENT",
+            "RPO",
+            "LAST SUCCESS",
+            "RPO MET",
+            "OFFSITE",
+            "DRILL",
+        ],
+        &rows,
+    ));
 }
 
 /// Lists `K` in each environment namespace; a refusal or error becomes a note instead of failing.

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::sign::{self, PublicKey, Verified, VerifyError};
-use super::{Report, Status};
+use super::{Control, Report, Status};
 
 /// Opening of the element holding the signed envelope.
 const OPEN: &str = "<script type=\"application/json\" id=\"govcloud-evidence\">";
@@ -45,18 +45,42 @@ section{border-top:1px solid #ddd;margin-top:1.2em}code{font-size:12px;word-brea
 
 /// Renders the page of a signed envelope (as [`sign::sign_value`] returns it).
 pub fn render(envelope: &Value) -> Result<String, VerifyError> {
-    let report: Report = envelope
-        .get("report")
-        .cloned()
-        .ok_or_else(|| VerifyError::Malformed("no `report`".into()))
-        .and_then(|r| serde_json::from_value(r).map_err(|e| VerifyError::Malformed(format!("report: {e}"))))?;
-    let sig: sign::SignatureBlock = envelope
-        .get("signature")
-        .cloned()
-        .ok_or_else(|| VerifyError::Malformed("no `signature`".into()))
-        .and_then(|r| serde_json::from_value(r).map_err(|e| VerifyError::Malformed(format!("signature: {e}"))))?;
-    let a = &report.agency;
+    let report: Report = part(envelope, "report")?;
+    let sig: sign::SignatureBlock = part(envelope, "signature")?;
     let mut o = String::with_capacity(64 * 1024);
+    header(&mut o, &report, &sig);
+    controls_table(&mut o, &report);
+    for c in &report.controls {
+        control_section(&mut o, c);
+    }
+    if !report.notes.is_empty() {
+        o.push_str("<h2>Not read / 未能读取</h2><ul>");
+        for n in &report.notes {
+            let _ = write!(o, "<li>{}</li>", esc(n));
+        }
+        o.push_str("</ul>\n");
+    }
+    // The signed envelope, for `verify` (`<` escaped so that no string ends the element).
+    let _ = write!(
+        o,
+        "{OPEN}{}{CLOSE}\n</body></html>\n",
+        sign::canonical_compact(envelope).replace('<', "\\u003c")
+    );
+    Ok(o)
+}
+
+/// The field `key` of the envelope, read as `T`.
+fn part<T: serde::de::DeserializeOwned>(envelope: &Value, key: &str) -> Result<T, VerifyError> {
+    envelope
+        .get(key)
+        .cloned()
+        .ok_or_else(|| VerifyError::Malformed(format!("no `{key}`")))
+        .and_then(|r| serde_json::from_value(r).map_err(|e| VerifyError::Malformed(format!("{key}: {e}"))))
+}
+
+/// The page's head, who the report is about, the count by status and the signature.
+fn header(o: &mut String, report: &Report, sig: &sign::SignatureBlock) {
+    let a = &report.agency;
     let _ = write!(
         o,
         "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>等保测评证据 Evidence report — {} ({})</title><style>{STYLE}</style></head><body>\n",
@@ -89,6 +113,10 @@ pub fn render(envelope: &Value) -> Result<String, VerifyError> {
         esc(&sig.key_id),
         esc(&sig.digest)
     );
+}
+
+/// The table of every control line, linking to its section.
+fn controls_table(o: &mut String, report: &Report) {
     o.push_str("<h2>Controls / 控制项</h2>\n<table><tr><th>ID</th><th>Control</th><th>GB/T 22239-2019</th><th>Status</th></tr>\n");
     for c in &report.controls {
         let items: Vec<String> = c
@@ -108,78 +136,66 @@ pub fn render(envelope: &Value) -> Result<String, VerifyError> {
         );
     }
     o.push_str("</table>\n");
-    for c in &report.controls {
-        let _ = write!(
-            o,
-            "<section id=\"{}\"><h3>{} — {} / {} <span class=\"{}\">{}</span></h3>\n<p><b>Requirement:</b> {}<br><b>Enforced by:</b> {}</p>\n",
-            esc(&c.id),
-            esc(&c.id),
-            esc(&c.title),
-            esc(&c.title_zh),
-            status_class(c.status),
-            c.status.as_str(),
-            esc(&c.requirement),
-            esc(&c.enforced_by)
-        );
-        o.push_str("<ul>");
-        for s in &c.standard {
-            let _ = write!(
-                o,
-                "<li>GB/T 22239-2019 {} {} / {} / {}</li>",
-                esc(&s.clause),
-                esc(&s.part),
-                esc(&s.layer),
-                esc(&s.item)
-            );
-        }
-        o.push_str("</ul>\n");
-        if !c.findings.is_empty() {
-            o.push_str("<table><tr><th>Problem</th><th>What to do</th></tr>");
-            for f in &c.findings {
-                let _ = write!(o, "<tr><td>{}</td><td>{}</td></tr>", esc(&f.problem), esc(&f.action));
-            }
-            o.push_str("</table>\n");
-        }
-        if !c.evidence.is_empty() {
-            o.push_str("<table><tr><th>Cluster</th><th>Object</th><th>uid</th><th>Facts</th></tr>");
-            for e in &c.evidence {
-                let facts: Vec<String> = e
-                    .facts
-                    .iter()
-                    .map(|(k, v)| format!("<code>{}</code>: {}", esc(k), esc(v)))
-                    .collect();
-                let _ = write!(
-                    o,
-                    "<tr><td>{}</td><td>{} {}{}</td><td><code>{}</code></td><td>{}</td></tr>",
-                    esc(&e.cluster),
-                    esc(&e.kind),
-                    e.namespace
-                        .as_deref()
-                        .map(|n| format!("{}/", esc(n)))
-                        .unwrap_or_default(),
-                    esc(&e.name),
-                    esc(e.uid.as_deref().unwrap_or("")),
-                    facts.join("<br>")
-                );
-            }
-            o.push_str("</table>\n");
-        }
-        o.push_str("</section>\n");
-    }
-    if !report.notes.is_empty() {
-        o.push_str("<h2>Not read / 未能读取</h2><ul>");
-        for n in &report.notes {
-            let _ = write!(o, "<li>{}</li>", esc(n));
-        }
-        o.push_str("</ul>\n");
-    }
-    // The signed envelope, for `verify` (`<` escaped so that no string ends the element).
+}
+
+/// One control line: requirement, standard items, findings and evidence.
+fn control_section(o: &mut String, c: &Control) {
     let _ = write!(
         o,
-        "{OPEN}{}{CLOSE}\n</body></html>\n",
-        sign::canonical_compact(envelope).replace('<', "\\u003c")
+        "<section id=\"{}\"><h3>{} — {} / {} <span class=\"{}\">{}</span></h3>\n<p><b>Requirement:</b> {}<br><b>Enforced by:</b> {}</p>\n",
+        esc(&c.id),
+        esc(&c.id),
+        esc(&c.title),
+        esc(&c.title_zh),
+        status_class(c.status),
+        c.status.as_str(),
+        esc(&c.requirement),
+        esc(&c.enforced_by)
     );
-    Ok(o)
+    o.push_str("<ul>");
+    for s in &c.standard {
+        let _ = write!(
+            o,
+            "<li>GB/T 22239-2019 {} {} / {} / {}</li>",
+            esc(&s.clause),
+            esc(&s.part),
+            esc(&s.layer),
+            esc(&s.item)
+        );
+    }
+    o.push_str("</ul>\n");
+    if !c.findings.is_empty() {
+        o.push_str("<table><tr><th>Problem</th><th>What to do</th></tr>");
+        for f in &c.findings {
+            let _ = write!(o, "<tr><td>{}</td><td>{}</td></tr>", esc(&f.problem), esc(&f.action));
+        }
+        o.push_str("</table>\n");
+    }
+    if !c.evidence.is_empty() {
+        o.push_str("<table><tr><th>Cluster</th><th>Object</th><th>uid</th><th>Facts</th></tr>");
+        for e in &c.evidence {
+            let facts: Vec<String> = e
+                .facts
+                .iter()
+                .map(|(k, v)| format!("<code>{}</code>: {}", esc(k), esc(v)))
+                .collect();
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{} {}{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                esc(&e.cluster),
+                esc(&e.kind),
+                e.namespace
+                    .as_deref()
+                    .map(|n| format!("{}/", esc(n)))
+                    .unwrap_or_default(),
+                esc(&e.name),
+                esc(e.uid.as_deref().unwrap_or("")),
+                facts.join("<br>")
+            );
+        }
+        o.push_str("</table>\n");
+    }
+    o.push_str("</section>\n");
 }
 
 /// Verifies the HTML form: the embedded envelope verifies under `key` and the page is

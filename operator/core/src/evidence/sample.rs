@@ -31,13 +31,73 @@ pub fn inputs(name: &str, level: u8, end: Timestamp) -> Result<Inputs, String> {
         .checked_sub(SignedDuration::from_hours(24 * 90))
         .map_err(|e| e.to_string())?;
     let zone = if level >= 4 { "internal" } else { "external" };
-    let code = "11100000MB0123456X";
-    let agency: govcloud_api::AgencyCloud = parse(json!({
+    let agency = agency_cloud(name, level, zone, created)?;
+    let cluster: govcloud_api::DataCenterCluster = parse(json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "DataCenterCluster",
+        "metadata": {"name": "dc-beijing-1", "uid": "uid-dc-beijing-1"},
+        "spec": {"region": "beijing", "zone": zone, "maxSecurityLevel": 4}
+    }))?;
+    let request = request(name, &agency, created)?;
+    let (children, _) = agency::member_children(name, &agency.spec.cloud);
+    let mut member: Vec<Value> = children
+        .iter()
+        .enumerate()
+        .map(|(n, c)| live(c, &format!("uid-{name}-{n}")))
+        .collect();
+    for (n, c) in agency::shared_children().iter().enumerate() {
+        member.push(live(c, &format!("uid-shared-{n}")));
+    }
+    let systems = systems(name, level, &mut member)?;
+    let ns = format!("{name}-prod");
+    let id = PolicyId::new(&ns, "daily", CREDIT_CODE);
+    let backups = backups(&ns, &id, start)?;
+    let drill_at = end
+        .checked_sub(SignedDuration::from_hours(24 * 10))
+        .map_err(|e| e.to_string())?;
+    let restore = format!("gc-{}-d{}", bk::policy_hash(&ns, "daily"), drill_at.as_second());
+    let restores = vec![json!({
+        "apiVersion": "velero.io/v1", "kind": "Restore",
+        "metadata": {"name": restore, "namespace": bk::VELERO_NAMESPACE, "uid": format!("uid-{restore}"),
+                     "labels": id.labels(), "creationTimestamp": drill_at.to_string()},
+        "spec": {"backupName": "b"}, "status": {"phase": "Completed"}
+    })];
+    let policy = policy(name, level, &ns, &restore, created, drill_at, end)?;
+    let hub = agency::hub_children(name, &agency.spec.cloud)
+        .iter()
+        .enumerate()
+        .map(|(n, c)| live(c, &format!("uid-hub-{name}-{n}")))
+        .collect();
+    Ok(Inputs {
+        agency,
+        cluster: Some(cluster),
+        member_name: "dc-beijing-1".into(),
+        member_is_hub: false,
+        request: Some(request),
+        hub,
+        member,
+        systems,
+        policies: vec![policy],
+        locations: vec![location("beijing", zone), location("guizhou", zone)],
+        backups,
+        restores,
+        notes: vec![],
+        period_start: start,
+        period_end: end,
+        now: end,
+    })
+}
+
+/// The sample agency's unified social credit code.
+const CREDIT_CODE: &str = "11100000MB0123456X";
+
+/// The AgencyCloud, placed on dc-beijing-1 and Ready since `created`.
+fn agency_cloud(name: &str, level: u8, zone: &str, created: Timestamp) -> Result<govcloud_api::AgencyCloud, String> {
+    parse(json!({
         "apiVersion": "govcloud.io/v1alpha1", "kind": "AgencyCloud",
         "metadata": {"name": name, "uid": format!("uid-ac-{name}"), "creationTimestamp": created.to_string(),
                      "labels": {REQUEST_LABEL: format!("tenancy-requests.{name}")}},
         "spec": {
-            "agency": {"displayName": format!("示例机关 {name}"), "shortName": name, "creditCode": code,
+            "agency": {"displayName": format!("示例机关 {name}"), "shortName": name, "creditCode": CREDIT_CODE,
                        "adminLevel": "provincial", "contact": {"name": "张工", "email": "ops@example.gov.cn"}},
             "securityLevel": level, "zone": zone,
             "environments": [{"name": "prod", "quota": {"cpu": "16", "memory": "64Gi", "storage": "500Gi"}},
@@ -57,29 +117,28 @@ pub fn inputs(name: &str, level: u8, end: Timestamp) -> Result<Inputs, String> {
                 {"type": "BackupCompliant", "status": "True", "reason": "AllCovered", "message": "", "lastTransitionTime": created.to_string()}
             ]
         }
-    }))?;
-    let cluster: govcloud_api::DataCenterCluster = parse(json!({
-        "apiVersion": "govcloud.io/v1alpha1", "kind": "DataCenterCluster",
-        "metadata": {"name": "dc-beijing-1", "uid": "uid-dc-beijing-1"},
-        "spec": {"region": "beijing", "zone": zone, "maxSecurityLevel": 4}
-    }))?;
-    let request: govcloud_api::TenancyRequest = parse(json!({
+    }))
+}
+
+/// The TenancyRequest the cloud came from, approved by another user.
+fn request(
+    name: &str,
+    agency: &govcloud_api::AgencyCloud,
+    created: Timestamp,
+) -> Result<govcloud_api::TenancyRequest, String> {
+    parse(json!({
         "apiVersion": "govcloud.io/v1alpha1", "kind": "TenancyRequest",
         "metadata": {"name": name, "namespace": "tenancy-requests", "uid": format!("uid-tr-{name}"), "generation": 1},
         "spec": {"cloud": agency.spec.cloud, "justification": "迁移政务服务系统上云，服务全省群众办事。",
                  "requestedBy": format!("{name}-admin"),
                  "decision": {"action": "Approve", "decidedBy": "platform-approver", "reason": "符合年度上云计划", "reviewedGeneration": 1}},
         "status": {"decisionObservedTime": created.to_string(), "agencyCloud": name}
-    }))?;
-    let (children, _) = agency::member_children(name, &agency.spec.cloud);
-    let mut member: Vec<Value> = children
-        .iter()
-        .enumerate()
-        .map(|(n, c)| live(c, &format!("uid-{name}-{n}")))
-        .collect();
-    for (n, c) in agency::shared_children().iter().enumerate() {
-        member.push(live(c, &format!("uid-shared-{n}")));
-    }
+    }))
+}
+
+/// Three HostedSystems in the prod namespace, their flow policies added to `member`; the
+/// first exposed to the internet below level 4 (approved at level 3).
+fn systems(name: &str, level: u8, member: &mut Vec<Value>) -> Result<Vec<govcloud_api::HostedSystem>, String> {
     let mut systems = Vec::new();
     for (n, sys) in ["portal", "office", "survey"].iter().enumerate() {
         let ns = format!("{name}-prod");
@@ -106,8 +165,11 @@ pub fn inputs(name: &str, level: u8, end: Timestamp) -> Result<Inputs, String> {
             "spec": spec
         }))?);
     }
-    let ns = format!("{name}-prod");
-    let id = PolicyId::new(&ns, "daily", code);
+    Ok(systems)
+}
+
+/// A daily backup and its off-site copy, completed at 02:00 each day from `start` on.
+fn backups(ns: &str, id: &PolicyId, start: Timestamp) -> Result<Vec<Value>, String> {
     let mut backups = Vec::new();
     for day in 0..31 {
         let t = start
@@ -115,8 +177,8 @@ pub fn inputs(name: &str, level: u8, end: Timestamp) -> Result<Inputs, String> {
             .map_err(|e| e.to_string())?;
         for offsite in [false, true] {
             let mut l = id.labels();
-            l.insert(bk::SCHEDULE_NAME_LABEL.into(), bk::schedule_name(&ns, "daily", offsite));
-            let bname = format!("{}-{}", bk::schedule_name(&ns, "daily", offsite), t.as_second());
+            l.insert(bk::SCHEDULE_NAME_LABEL.into(), bk::schedule_name(ns, "daily", offsite));
+            let bname = format!("{}-{}", bk::schedule_name(ns, "daily", offsite), t.as_second());
             backups.push(json!({
                 "apiVersion": "velero.io/v1", "kind": "Backup",
                 "metadata": {"name": bname, "namespace": bk::VELERO_NAMESPACE, "uid": format!("uid-{bname}"), "labels": l},
@@ -125,17 +187,20 @@ pub fn inputs(name: &str, level: u8, end: Timestamp) -> Result<Inputs, String> {
             }));
         }
     }
-    let drill_at = end
-        .checked_sub(SignedDuration::from_hours(24 * 10))
-        .map_err(|e| e.to_string())?;
-    let restore = format!("gc-{}-d{}", bk::policy_hash(&ns, "daily"), drill_at.as_second());
-    let restores = vec![json!({
-        "apiVersion": "velero.io/v1", "kind": "Restore",
-        "metadata": {"name": restore, "namespace": bk::VELERO_NAMESPACE, "uid": format!("uid-{restore}"),
-                     "labels": id.labels(), "creationTimestamp": drill_at.to_string()},
-        "spec": {"backupName": "b"}, "status": {"phase": "Completed"}
-    })];
-    let policy: govcloud_api::BackupPolicy = parse(json!({
+    Ok(backups)
+}
+
+/// The BackupPolicy `daily` in `ns`, compliant: RPO met, copies in guizhou, a passed drill.
+fn policy(
+    name: &str,
+    level: u8,
+    ns: &str,
+    restore: &str,
+    created: Timestamp,
+    drill_at: Timestamp,
+    end: Timestamp,
+) -> Result<govcloud_api::BackupPolicy, String> {
+    parse(json!({
         "apiVersion": "govcloud.io/v1alpha1", "kind": "BackupPolicy",
         "metadata": {"name": "daily", "namespace": ns, "uid": format!("uid-{name}-bp"), "creationTimestamp": created.to_string()},
         "spec": {"schedule": "0 2 * * *", "offsiteRegion": "guizhou", "drill": {"schedule": "0 3 1 * *"}},
@@ -151,46 +216,17 @@ pub fn inputs(name: &str, level: u8, end: Timestamp) -> Result<Inputs, String> {
                 {"type": "DrillPassed", "status": "True", "reason": "Passed", "message": "", "lastTransitionTime": drill_at.to_string()}
             ]
         }
-    }))?;
-    let locations = vec![
-        Location {
-            name: "beijing".into(),
-            uid: Some("uid-bl-beijing".into()),
-            region: "beijing".into(),
-            endpoint: "https://oss-beijing.dc.gov.cn".into(),
-            zone: Some(zone.into()),
-            encryption: Some("SM4-GCM".into()),
-        },
-        Location {
-            name: "guizhou".into(),
-            uid: Some("uid-bl-guizhou".into()),
-            region: "guizhou".into(),
-            endpoint: "https://oss-guizhou.dc.gov.cn".into(),
-            zone: Some(zone.into()),
-            encryption: Some("SM4-GCM".into()),
-        },
-    ];
-    let hub = agency::hub_children(name, &agency.spec.cloud)
-        .iter()
-        .enumerate()
-        .map(|(n, c)| live(c, &format!("uid-hub-{name}-{n}")))
-        .collect();
-    Ok(Inputs {
-        agency,
-        cluster: Some(cluster),
-        member_name: "dc-beijing-1".into(),
-        member_is_hub: false,
-        request: Some(request),
-        hub,
-        member,
-        systems,
-        policies: vec![policy],
-        locations,
-        backups,
-        restores,
-        notes: vec![],
-        period_start: start,
-        period_end: end,
-        now: end,
-    })
+    }))
+}
+
+/// The SM4-GCM store of `region` on `zone`.
+fn location(region: &str, zone: &str) -> Location {
+    Location {
+        name: region.into(),
+        uid: Some(format!("uid-bl-{region}")),
+        region: region.into(),
+        endpoint: format!("https://oss-{region}.dc.gov.cn"),
+        zone: Some(zone.into()),
+        encryption: Some("SM4-GCM".into()),
+    }
 }
