@@ -9,6 +9,8 @@
 #   --push           start the local registry if needed (hack/registry.sh up) and push
 #   --oci-dir DIR    also write each image as an OCI layout tar into DIR
 #                    (for "ctr -n k8s.io images import FILE")
+#   --binaries-only  only the static release builds (no images; hack/test.sh starts this
+#                    early, beside the control plane's build)
 #   --skip-operator  only the sample-app images (the operator's, plugin's and gateway's
 #                    release build is slow)
 #
@@ -62,9 +64,10 @@ STATIC_DIR="$CARGO_TARGET_DIR/$TARGET/release"
 log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[images] ERROR: %s\n' "$*" >&2; exit 1; }
 
-push=0 oci_dir="" skip_operator=0
+push=0 oci_dir="" skip_operator=0 binaries_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --binaries-only) binaries_only=1;;
     --push) push=1;;
     --oci-dir) [ $# -ge 2 ] || die "--oci-dir needs a directory"; oci_dir="$2"; shift;;
     --skip-operator) skip_operator=1;;
@@ -204,14 +207,14 @@ main() {
   local start=$SECONDS
   for b in python3 jq ldd; do command -v "$b" >/dev/null || die "$b is required"; done
   if [ -n "$oci_dir" ]; then mkdir -p "$oci_dir"; oci_dir="$(cd "$oci_dir" && pwd)"; fi
-  if [ "$push" = 1 ]; then "$here/registry.sh" up; fi
-
   static_build govcloud-sample-app
   check_static "$STATIC_DIR/govcloud-sample-app"
   if [ "$skip_operator" = 0 ]; then
     static_build govcloud-operator kubectl-govcloud govcloud-gateway
     for b in govcloud-operator kubectl-govcloud govcloud-s3-gateway; do check_static "$STATIC_DIR/$b"; done
   fi
+  if [ "$binaries_only" = 1 ]; then log "binaries built in $((SECONDS - start))s"; return 0; fi
+  if [ "$push" = 1 ]; then "$here/registry.sh" up; fi
 
   local ref port data
   while read -r ref port data; do

@@ -23,6 +23,41 @@ unit_only=false
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+# On a new machine the independent builds (Velero and its object store, Helm, the static
+# release binaries of the images) start now, beside clippy and the control plane's build:
+# the 2 cores stay busy through the downloads and single-threaded links of each. Each step
+# below waits for its own build; on a warm machine each is done in seconds.
+bg_dir="$(mktemp -d)"
+declare -A bg_pid=()
+bg() {
+  local name="$1"; shift
+  ( rc=0; "$@" >"$bg_dir/$name.log" 2>&1 || rc=$?; echo "$rc" >"$bg_dir/$name.rc" ) &
+  bg_pid[$name]=$!
+}
+wait_bg() {
+  local name="$1" rc
+  if [ -n "${bg_pid[$name]:-}" ]; then
+    wait "${bg_pid[$name]}" || true
+    unset "bg_pid[$name]"
+  fi
+  rc="$(cat "$bg_dir/$name.rc" 2>/dev/null || echo 1)"
+  grep -E "built|cache:|FAILED|ERROR" "$bg_dir/$name.log" | sed "s/^/  ($name, in the background) /" || true
+  if [ "$rc" != 0 ]; then
+    echo "background build $name failed (exit $rc):" >&2
+    tail -n 40 "$bg_dir/$name.log" >&2
+    exit 1
+  fi
+}
+# Background builds still running when the script stops (a failed step) are stopped by PID.
+stop_bg() { local p; for p in "${bg_pid[@]}"; do kill -- "$p" 2>/dev/null || true; done; }
+trap stop_bg EXIT
+if ! $unit_only; then
+  step "starting the independent builds in the background (logs in $bg_dir)"
+  bg velero bash "$here/build-velero.sh"
+  bg helm bash "$here/build-helm.sh"
+  bg binaries bash "$here/images.sh" --binaries-only
+fi
+
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
@@ -44,12 +79,12 @@ if $started_here; then
 fi
 # The trap is set before `up`: a start that fails half-way (CI of 9c3637a) is cleaned up too.
 if $started_here && [ "${TESTBED_KEEP:-0}" != 1 ]; then
-  trap 'step "stopping Velero and the control plane this run started"; bash "$here/velero.sh" down || true; bash "$here/testbed.sh" down' EXIT
+  trap 'stop_bg; step "stopping Velero and the control plane this run started"; bash "$here/velero.sh" down || true; bash "$here/testbed.sh" down' EXIT
 fi
 bash "$here/testbed.sh" up
 
 step "Velero, its AWS plugin and the s3s-fs object store (cold: built from the Go module proxy and crates.io; warm: seconds)"
-bash "$here/build-velero.sh"
+wait_bg velero
 step "Velero servers against the testbed clusters (backups of BackupPolicies)"
 bash "$here/velero.sh" up
 
@@ -69,11 +104,12 @@ else
   exit 1
 fi
 
-step "images for the real nodes (sample app stand-ins, pause, crash, the operator; cold: release builds) pushed to the local registry"
+step "images for the real nodes (sample app stand-ins, pause, crash, the operator, plugin and gateway; cold: release builds) pushed to the local registry"
+wait_bg binaries
 bash "$here/images.sh" --push
 
 step "Helm (cold: built from its Go module; warm: seconds); the chart installed into the hub"
-bash "$here/build-helm.sh" >/dev/null
+wait_bg helm
 # The suite also registers the hub as a workload cluster (no kubeconfigSecret).
 bash "$here/chart.sh" install --set rbac.hubIsMember=true
 
