@@ -700,6 +700,54 @@ async fn bad_agency_manifests_are_refused_naming_the_field() -> Result<()> {
     Ok(())
 }
 
+/// Issue 29: editing a placed cloud's spec.placement (here its region) changed nothing and
+/// every condition stayed True. Now Placed says the spec is not followed, naming the field,
+/// and the cloud stays; setting it back clears it.
+#[tokio::test]
+async fn a_placement_edited_after_placement_is_reported_not_followed() -> Result<()> {
+    operator()?;
+    let hub = client(1).await?;
+    let group = unique("grp");
+    let dc = register(&hub, &group, "external", 3, Some((2, None))).await?;
+    let a = unique_short("pe");
+    create_ac(&hub, &agency_cloud(&a, 2, "external", &[("prod", "1", "1Gi")], &group)).await?;
+    let ac = wait_cond(&hub, &a, "Ready", "True").await?;
+    let region = ac
+        .status
+        .and_then(|s| s.placement)
+        .map(|p| p.region)
+        .ok_or_else(|| anyhow!("no placement"))?;
+    let api: Api<AgencyCloud> = Api::all(hub.clone());
+    api.patch(
+        &a,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"placement": {"region": "elsewhere"}}})),
+    )
+    .await?;
+    let ac = wait_cond(&hub, &a, "Placed", "False").await?;
+    let (_, reason, msg) = cond(&ac, "Placed").ok_or_else(|| anyhow!("no Placed"))?;
+    ensure!(reason == "PlacementSpecNotFollowed", "{reason}");
+    ensure!(
+        msg.contains(&format!(
+            "spec.placement.region is elsewhere but the cloud is placed in region {region} (on {dc}); set it back to {region}"
+        )),
+        "{msg}"
+    );
+    ensure!(
+        ac.status.and_then(|s| s.placement).map(|p| p.cluster) == Some(dc),
+        "never moves"
+    );
+    api.patch(
+        &a,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"placement": {"region": region}}})),
+    )
+    .await?;
+    wait_cond(&hub, &a, "Placed", "True").await?;
+    delete_ac(&hub, &a).await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn raising_the_level_above_the_cluster_is_reported_not_moved() -> Result<()> {
     operator()?;

@@ -276,9 +276,70 @@ pub fn recheck(req: &Request, c: &Candidate) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Where a placed cloud disagrees with its own `spec.placement` (edited after placement,
+/// which never moves: the agency's data is on the cluster). One message per hint, naming
+/// the field and saying what to do; empty when the spec still describes the placement.
+pub fn hint_conflicts(
+    hints: Option<&govcloud_api::agency::PlacementHints>,
+    cluster: &str,
+    region: &str,
+    cluster_labels: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let Some(h) = hints else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(c) = h.cluster.as_deref().filter(|c| *c != cluster) {
+        out.push(format!(
+            "spec.placement.cluster is {c} but the cloud is placed on {cluster}; set it back to {cluster}"
+        ));
+    }
+    if let Some(r) = h.region.as_deref().filter(|r| *r != region) {
+        out.push(format!(
+            "spec.placement.region is {r} but the cloud is placed in region {region} (on {cluster}); set it back to {region}"
+        ));
+    }
+    let missing: Vec<String> = h
+        .cluster_selector
+        .iter()
+        .filter(|(k, v)| cluster_labels.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !missing.is_empty() {
+        out.push(format!(
+            "spec.placement.clusterSelector asks for {} but {cluster}, where the cloud is placed, does not carry it; remove it or label the cluster",
+            missing.join(",")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_placed_cloud_reports_hints_it_no_longer_matches() {
+        use govcloud_api::agency::PlacementHints;
+        let labels: std::collections::BTreeMap<String, String> = [("tier".to_string(), "gold".to_string())].into();
+        let same = PlacementHints {
+            cluster: Some("bj-1".into()),
+            region: Some("beijing".into()),
+            cluster_selector: [("tier".to_string(), "gold".to_string())].into(),
+        };
+        assert!(hint_conflicts(Some(&same), "bj-1", "beijing", &labels).is_empty());
+        assert!(hint_conflicts(None, "bj-1", "beijing", &labels).is_empty());
+        let moved = PlacementHints {
+            cluster: Some("sh-1".into()),
+            region: Some("shanghai".into()),
+            cluster_selector: [("tier".to_string(), "silver".to_string())].into(),
+        };
+        let p = hint_conflicts(Some(&moved), "bj-1", "beijing", &labels);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("spec.placement.cluster is sh-1 but the cloud is placed on bj-1"));
+        assert!(p[1].starts_with("spec.placement.region is shanghai but the cloud is placed in region beijing"));
+        assert!(p[2].starts_with("spec.placement.clusterSelector asks for tier=silver"));
+    }
 
     fn gi(n: i128) -> Milli {
         Milli(n * (1 << 30) * 1000)

@@ -467,7 +467,30 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
                 None
             }
         });
+    // Placement never moves: a spec.placement edited afterwards is reported, not followed.
+    let hint_problems = if level_problem.is_none() {
+        let labels = ctx
+            .clusters
+            .state()
+            .into_iter()
+            .find(|d| d.name_any() == placement.cluster)
+            .and_then(|d| d.metadata.labels.clone())
+            .unwrap_or_default();
+        govcloud_core::placement::hint_conflicts(Some(&spec.placement), &placement.cluster, &placement.region, &labels)
+    } else {
+        Vec::new()
+    };
     let placed = match &level_problem {
+        None if !hint_problems.is_empty() => Desired::new(
+            PLACED,
+            false,
+            "PlacementSpecNotFollowed",
+            format!(
+                "{}. The cloud stays on {} (placement never moves: the agency's data is there); to move an agency, migrate it.",
+                hint_problems.join("; "),
+                placement.cluster
+            ),
+        ),
         None => Desired::new(
             PLACED,
             true,
