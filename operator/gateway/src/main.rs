@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 #[derive(Parser)]
 #[command(
+    name = "govcloud-s3-gateway",
     version,
     about = "Encrypting S3 gateway for agency backups (SM4-GCM, per-agency keys and prefixes)"
 )]
