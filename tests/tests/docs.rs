@@ -215,6 +215,7 @@ const GUIDES: &[&str] = &[
     "docs/security.md",
     "docs/kubectl-plugin.md",
     "docs/evidence.md",
+    "docs/glossary.md",
 ];
 
 /// The Chinese twin's path of a guide: `docs/x.md` → `docs/x.zh-CN.md`.
