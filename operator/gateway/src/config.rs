@@ -194,7 +194,16 @@ mod tests {
     #[test]
     fn the_example_configuration_parses() {
         let c = Config::parse(include_str!("../../../examples/backup/gateway.yaml")).unwrap();
-        assert_eq!(c.agencies.len(), 2);
+        // The internal-network store's gateway: mof only (zj-bigdata is on the external zone).
+        assert_eq!(c.agencies.len(), 1);
+        assert_eq!(
+            (
+                c.agencies[0].name.as_str(),
+                c.agencies[0].prefix.as_str(),
+                c.agencies[0].bucket.as_str()
+            ),
+            ("mof", "mof/", "govcloud-backups")
+        );
         assert!(
             c.agencies
                 .iter()
