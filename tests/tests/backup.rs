@@ -124,10 +124,36 @@ fn condition(
     conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     t: &str,
 ) -> Option<(String, String, String)> {
-    conds
-        .iter()
-        .find(|c| c.type_ == t)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    condition_of(conds, t)
+}
+
+/// Waits for policy `name`'s first good backup; its name.
+async fn first_backup(api: &Api<BackupPolicy>, name: &str, what: &str) -> Result<String> {
+    let bp = wait_bp(api, name, what, T_BACKUP, |b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_successful_backup.as_ref())
+            .is_some()
+    })
+    .await?;
+    Ok(bp
+        .status
+        .and_then(|s| s.last_successful_backup)
+        .map(|b| b.name)
+        .unwrap_or_default())
+}
+
+/// Asks policy `name` for a restore of `backup` with trigger `trigger`.
+async fn request_restore(api: &Api<BackupPolicy>, name: &str, trigger: &str, backup: &str) -> Result<()> {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"govcloud.io/restore": trigger, "govcloud.io/restore-backup": backup}}}),
+        ),
+    )
+    .await?;
+    Ok(())
 }
 
 fn cond(bp: &BackupPolicy, t: &str) -> Option<(String, String, String)> {
@@ -619,18 +645,7 @@ async fn encrypted_per_agency_store_backup_drill_and_restore_through_the_gateway
         &policy("enc", json!({"schedule": "0 2 * * *"}))?,
     )
     .await?;
-    let bp = wait_bp(&api, "enc", "first backup through the gateway", T_BACKUP, |b| {
-        b.status
-            .as_ref()
-            .and_then(|s| s.last_successful_backup.as_ref())
-            .is_some()
-    })
-    .await?;
-    let backup = bp
-        .status
-        .and_then(|s| s.last_successful_backup)
-        .map(|b| b.name)
-        .unwrap_or_default();
+    let backup = first_backup(&api, "enc", "first backup through the gateway").await?;
     // Under the agency's prefix, nothing under the shared one, no plaintext anywhere.
     ensure!(
         gw.store.stored_backups_of(&s.agency).contains(&backup),
@@ -725,14 +740,7 @@ async fn encrypted_per_agency_store_backup_drill_and_restore_through_the_gateway
         Ok(secrets.get_opt("db-password").await?.is_none().then_some(()))
     })
     .await?;
-    api.patch(
-        "enc",
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"metadata": {"annotations": {"govcloud.io/restore": "e2", "govcloud.io/restore-backup": backup}}}),
-        ),
-    )
-    .await?;
+    request_restore(&api, "enc", "e2", &backup).await?;
     let r = restore_result(&api, "enc", "e2").await?;
     ensure!(r.result == "Passed", "restore through the gateway: {r:?}");
     let back = secrets.get("db-password").await?;
@@ -753,14 +761,7 @@ async fn encrypted_per_agency_store_backup_drill_and_restore_through_the_gateway
     gw.stop();
     gw.resume()?;
     secrets.delete("db-password", &DeleteParams::default()).await?;
-    api.patch(
-        "enc",
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"metadata": {"annotations": {"govcloud.io/restore": "e3", "govcloud.io/restore-backup": backup}}}),
-        ),
-    )
-    .await?;
+    request_restore(&api, "enc", "e3", &backup).await?;
     let r = restore_result(&api, "enc", "e3").await?;
     ensure!(r.result != "Passed", "restore with the KEK revoked: {r:?}");
     let log = std::fs::read_to_string(gw.dir.join("gateway.log")).unwrap_or_default();
@@ -777,14 +778,7 @@ async fn encrypted_per_agency_store_backup_drill_and_restore_through_the_gateway
     std::fs::rename(&saved, &kek)?;
     gw.stop();
     gw.resume()?;
-    api.patch(
-        "enc",
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"metadata": {"annotations": {"govcloud.io/restore": "e4", "govcloud.io/restore-backup": backup}}}),
-        ),
-    )
-    .await?;
+    request_restore(&api, "enc", "e4", &backup).await?;
     let r = restore_result(&api, "enc", "e4").await?;
     ensure!(r.result == "Passed", "restore with the key back: {r:?}");
     ensure!(secrets.get_opt("db-password").await?.is_some());
@@ -798,18 +792,7 @@ async fn drill_of_a_broken_backup_fails_and_tenants_stay_isolated() -> Result<()
     let api: Api<BackupPolicy> = Api::namespaced(s.hub.clone(), &s.ns);
     api.create(&PostParams::default(), &policy("p", json!({"schedule": "0 2 * * *"}))?)
         .await?;
-    let bp = wait_bp(&api, "p", "first backup", T_BACKUP, |b| {
-        b.status
-            .as_ref()
-            .and_then(|s| s.last_successful_backup.as_ref())
-            .is_some()
-    })
-    .await?;
-    let backup = bp
-        .status
-        .and_then(|s| s.last_successful_backup)
-        .map(|b| b.name)
-        .unwrap_or_default();
+    let backup = first_backup(&api, "p", "first backup").await?;
     // Break the backup in the store: its contents are gone.
     let dir = s.object_store().dir.join("backups").join("backups").join(&backup);
     for entry in std::fs::read_dir(&dir)? {

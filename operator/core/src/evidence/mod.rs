@@ -205,10 +205,12 @@ pub struct Location {
 /// level table), or None when it fits.
 fn store_problem(loc: &Location, zone: &str, level: u8) -> Option<String> {
     let rules = levels::rules(level);
-    let enc = match loc.encryption.as_deref() {
-        Some("SM4-GCM") => govcloud_api::backup::StoreEncryption::Sm4Gcm,
-        _ => govcloud_api::backup::StoreEncryption::None,
-    };
+    // The API type's own spelling (`SM4-GCM`); anything else is no encryption.
+    let enc: govcloud_api::backup::StoreEncryption = loc
+        .encryption
+        .as_deref()
+        .and_then(|e| serde_json::from_value(Value::String(e.into())).ok())
+        .unwrap_or_default();
     if rules.backup_same_zone && loc.zone.as_deref() != Some(zone) {
         Some(format!(
             "spec.zone is {}, the agency is on the {zone} zone",

@@ -445,37 +445,32 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
             });
         }
     };
-    // Placement is sticky, but a raised security level must still be allowed on the cluster.
-    let level_problem = ctx
+    // The placed cluster, looked up once for the checks below and the connection.
+    let dcc: Option<Arc<DataCenterCluster>> = ctx
         .clusters
         .state()
         .into_iter()
-        .find(|d| d.name_any() == placement.cluster)
-        .and_then(|d| {
-            let rules = govcloud_core::levels::rules(spec.security_level);
-            if d.spec.max_security_level < rules.min_cluster_level {
-                Some(format!(
-                    "cluster {} is certified for level {} but the agency is now level {}",
-                    placement.cluster, d.spec.max_security_level, spec.security_level
-                ))
-            } else if rules.internal_zone_only && d.spec.zone != govcloud_api::NetworkZone::Internal {
-                Some(format!(
-                    "level {} needs the internal zone; {} is external",
-                    spec.security_level, placement.cluster
-                ))
-            } else {
-                None
-            }
-        });
+        .find(|d| d.name_any() == placement.cluster);
+    // Placement is sticky, but a raised security level must still be allowed on the cluster.
+    let level_problem = dcc.as_ref().and_then(|d| {
+        let rules = govcloud_core::levels::rules(spec.security_level);
+        if d.spec.max_security_level < rules.min_cluster_level {
+            Some(format!(
+                "cluster {} is certified for level {} but the agency is now level {}",
+                placement.cluster, d.spec.max_security_level, spec.security_level
+            ))
+        } else if rules.internal_zone_only && d.spec.zone != govcloud_api::NetworkZone::Internal {
+            Some(format!(
+                "level {} needs the internal zone; {} is external",
+                spec.security_level, placement.cluster
+            ))
+        } else {
+            None
+        }
+    });
     // Placement never moves: a spec.placement edited afterwards is reported, not followed.
     let hint_problems = if level_problem.is_none() {
-        let labels = ctx
-            .clusters
-            .state()
-            .into_iter()
-            .find(|d| d.name_any() == placement.cluster)
-            .and_then(|d| d.metadata.labels.clone())
-            .unwrap_or_default();
+        let labels = dcc.as_ref().and_then(|d| d.metadata.labels.clone()).unwrap_or_default();
         govcloud_core::placement::hint_conflicts(Some(&spec.placement), &placement.cluster, &placement.region, &labels)
     } else {
         Vec::new()
@@ -511,11 +506,6 @@ async fn apply(ac: Arc<AgencyCloud>, ctx: &Context) -> Result<Outcome> {
     };
 
     // Connect to the placed cluster.
-    let dcc: Option<Arc<DataCenterCluster>> = ctx
-        .clusters
-        .state()
-        .into_iter()
-        .find(|d| d.name_any() == placement.cluster);
     let unreachable = |reason: &'static str, msg: String| {
         status_with(
             &ac,
