@@ -1026,7 +1026,13 @@ fn backup_policy_validation_and_retention_never_panic() {
                         .then(|| rng.pick(&["beijing", "guizhou", "mars", ""]).to_string()),
                     drill: rng.bool().then(|| DrillSpec {
                         schedule: rng.bool().then(|| cron(rng)),
+                        history: rng.below(120) as u32,
                     }),
+                    volume_data: if rng.bool() {
+                        govcloud_api::backup::VolumeData::All
+                    } else {
+                        govcloud_api::backup::VolumeData::None
+                    },
                 },
                 level: *rng.pick(&[0u8, 1, 2, 3, 4, 5, 255]),
                 primary: rng.pick(&["beijing", "guizhou", "", "r1"]).to_string(),
@@ -1094,8 +1100,8 @@ fn backup_policy_validation_and_retention_never_panic() {
             let _ = backup::storage_location_name(&i.policy);
             let _ = backup::backup_list_selector(&i.namespace, &i.policy);
             let id = backup::PolicyId::new(&i.namespace, &i.policy, "11100000MB0123456X");
-            let v = backup::velero_schedule(&name, &id, &i.spec, i.systems.as_deref(), "loc");
-            let _ = backup::velero_initial_backup(&name, &id, &i.spec, i.systems.as_deref(), "loc", now);
+            let v = backup::velero_schedule(&name, &id, &i.spec, i.systems.as_deref(), "loc", true);
+            let _ = backup::velero_initial_backup(&name, &id, &i.spec, i.systems.as_deref(), "loc", false, now);
             let _ = backup::velero_restore(&name, "b0", &id, Some(&i.policy));
             let _ = backup::velero_delete_request(&i.policy, &id);
             let _ = backup::velero_label_value(&i.policy);

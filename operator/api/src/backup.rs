@@ -183,6 +183,36 @@ pub struct BackupPolicySpec {
     /// annotation `govcloud.io/drill` to a new value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillSpec>,
+    /// Whether backups also take the contents of the systems' volumes. `All` (the
+    /// default): every volume of the covered systems' pods (persistent volumes and
+    /// scratch space alike, not Secrets or ConfigMaps, which are backed up as objects),
+    /// copied file by file by Velero's node-agent with kopia into the same locations,
+    /// off-site copy included. `None`: objects only (manifests, Secrets, claims), e.g. for
+    /// systems whose data is replicated by the application itself. On a cluster without
+    /// Velero's node-agent the backups hold objects only and the `VolumeData` condition
+    /// says so.
+    #[serde(default)]
+    pub volume_data: VolumeData,
+}
+
+/// Which volumes' contents a policy backs up.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum VolumeData {
+    /// Every volume of the covered systems' pods.
+    #[default]
+    All,
+    /// No volume contents: objects only.
+    None,
+}
+
+impl VolumeData {
+    /// The value as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeData::All => "All",
+            VolumeData::None => "None",
+        }
+    }
 }
 
 fn default_time_zone() -> String {
@@ -241,6 +271,14 @@ pub struct DrillSpec {
     #[schemars(length(min = 9, max = 100))]
     #[x_kube(validation = kube::core::Rule::new("self.matches('^\\\\s*\\\\S+(\\\\s+\\\\S+){4}\\\\s*$')").message("must be a five-field cron expression"))]
     pub schedule: Option<String>,
+    /// How many drills `status.drills` keeps (newest first), 1–100; default 10.
+    #[serde(default = "ten")]
+    #[schemars(range(min = 1, max = 100))]
+    pub history: u32,
+}
+
+fn ten() -> u32 {
+    10
 }
 
 /// A Velero backup as the policy sees it.
@@ -257,6 +295,12 @@ pub struct BackupRecord {
     /// Region of the location it is stored in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Volumes whose contents it holds (Velero pod volume backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<u32>,
+    /// Bytes of volume contents it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
 }
 
 /// Evidence of a restore drill or a recovery.
@@ -285,6 +329,12 @@ pub struct RestoreRecord {
     /// Seconds from start to finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<i64>,
+    /// Volumes whose contents were restored (Velero pod volume restores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<u32>,
+    /// Bytes of volume contents restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
 }
 
 /// Observed state of a backup policy.
@@ -322,6 +372,9 @@ pub struct BackupPolicyStatus {
     /// The newest restore drill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<RestoreRecord>,
+    /// The last drills, newest first (as many as `spec.drill.history`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drills: Vec<RestoreRecord>,
     /// The newest recovery into the system's own namespace (annotation `govcloud.io/restore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_restore: Option<RestoreRecord>,

@@ -48,6 +48,8 @@ pub mod backup {
     pub const RPO_MET: &str = "RPOMet";
     /// An off-site copy exists where the level requires one.
     pub const OFFSITE_COMPLIANT: &str = "OffsiteCompliant";
-    /// The last restore drill passed.
+    /// The last restore drill passed, within the window the security level sets.
     pub const DRILL_PASSED: &str = "DrillPassed";
+    /// The backups hold the volumes' contents (or the policy asks for none).
+    pub const VOLUME_DATA: &str = "VolumeData";
 }

@@ -9,7 +9,7 @@ use jiff::{Timestamp, Zoned};
 use serde_json::{Value, json};
 
 use crate::levels;
-use govcloud_api::backup::{BackupLocation, BackupPolicySpec, Retention};
+use govcloud_api::backup::{BackupLocation, BackupPolicySpec, RestoreRecord, Retention};
 use govcloud_api::common::NetworkZone;
 use govcloud_api::labels::{CREDIT_CODE_LABEL, MANAGED_BY, POLICY_LABEL, POLICY_NAMESPACE_LABEL, SYSTEM_LABEL};
 
@@ -19,6 +19,10 @@ pub const VELERO_NAMESPACE: &str = "velero";
 pub const SCHEDULE_NAME_LABEL: &str = "velero.io/schedule-name";
 /// Velero's label naming the Backup a DeleteBackupRequest is for.
 pub const BACKUP_NAME_LABEL: &str = "velero.io/backup-name";
+/// Velero's label naming the Restore a PodVolumeRestore is for.
+pub const RESTORE_NAME_LABEL: &str = "velero.io/restore-name";
+/// The DaemonSet of Velero's node-agent (file-system backups of volumes).
+pub const NODE_AGENT: &str = "node-agent";
 /// Backups live until the operator prunes them by retention (Velero's own TTL is ten years).
 pub const VELERO_TTL: &str = "87600h0m0s";
 
@@ -607,6 +611,77 @@ pub fn legacy_schedules_may_run(backups: &[(Timestamp, Claim)]) -> bool {
     }
 }
 
+/// The drill history after `d` (a new drill, or a running one progressed): newest first, a
+/// record of the same Velero Restore replaced in place, at most `keep` (at least 1) kept.
+pub fn drill_history(history: &[RestoreRecord], d: &RestoreRecord, keep: u32) -> Vec<RestoreRecord> {
+    let mut out = vec![d.clone()];
+    out.extend(
+        history
+            .iter()
+            .filter(|h| !(h.restore == d.restore && h.started == d.started))
+            .cloned(),
+    );
+    out.truncate(keep.max(1) as usize);
+    out
+}
+
+/// The level's drill window in days when no drill passed within it (counted from the
+/// policy's creation when none ever passed); None when drills are not required or one
+/// passed in time.
+pub fn drill_overdue(level: u8, history: &[RestoreRecord], created: Timestamp, now: Timestamp) -> Option<u64> {
+    let window = levels::rules(level).drill_window?.as_secs();
+    let last_passed = history
+        .iter()
+        .filter(|d| d.result == "Passed")
+        .filter_map(|d| d.started.as_ref().map(|t| t.0))
+        .max()
+        .unwrap_or(created);
+    let age = now.as_second().saturating_sub(last_passed.as_second());
+    (age > i64::try_from(window).unwrap_or(i64::MAX)).then_some(window / 86_400)
+}
+
+/// What Velero's pod volume backups (or restores) of one backup (restore) say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodVolumes {
+    /// Volumes.
+    pub volumes: u32,
+    /// Of them completed.
+    pub completed: u32,
+    /// Bytes (the total of each volume, as its progress reports it).
+    pub bytes: i64,
+    /// `pod/volume: message` of each failed one.
+    pub failed: Vec<String>,
+}
+
+impl PodVolumes {
+    /// Every volume completed or failed.
+    pub fn done(&self) -> bool {
+        self.completed as usize + self.failed.len() == self.volumes as usize
+    }
+}
+
+/// Sums PodVolumeBackup or PodVolumeRestore objects (their JSON); malformed ones count as
+/// volumes that have not finished.
+pub fn pod_volumes(items: &[Value]) -> PodVolumes {
+    let mut s = PodVolumes::default();
+    for i in items {
+        s.volumes += 1;
+        let st = &i["status"];
+        s.bytes += st["progress"]["totalBytes"].as_i64().unwrap_or(0);
+        match st["phase"].as_str() {
+            Some("Completed") => s.completed += 1,
+            Some("Failed" | "Canceled") => s.failed.push(format!(
+                "{}/{}: {}",
+                i["spec"]["pod"]["name"].as_str().unwrap_or("?"),
+                i["spec"]["volume"].as_str().unwrap_or("?"),
+                st["message"].as_str().unwrap_or("no message")
+            )),
+            _ => {}
+        }
+    }
+    s
+}
+
 fn with_managed_by(id: &PolicyId) -> BTreeMap<String, String> {
     let mut labels = id.labels();
     labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
@@ -614,26 +689,37 @@ fn with_managed_by(id: &PolicyId) -> BTreeMap<String, String> {
 }
 
 /// The Velero Schedule of a policy: its namespace (or only the selected systems' objects),
-/// to one location. Volumes are not snapshotted (no CSI or node agent here): manifests,
-/// Secrets and claims are backed up. The Schedule and the backups it takes carry the
-/// policy's identity labels.
+/// to one location. Volumes are never snapshotted (no CSI snapshots); with `data` their
+/// contents are copied file by file by Velero's node-agent (kopia), which needs the pods in
+/// the backup (a pod volume backup is taken per pod); without, manifests, Secrets and
+/// claims only, and pods are left to their controllers. The Schedule and the backups it
+/// takes carry the policy's identity labels.
 pub fn velero_schedule(
     name: &str,
     id: &PolicyId,
     spec: &BackupPolicySpec,
     systems: Option<&[String]>,
     location: &str,
+    data: bool,
 ) -> Value {
+    // Recreated by their controllers on restore.
+    let mut excluded = vec![
+        "endpoints",
+        "endpointslices.discovery.k8s.io",
+        "events",
+        "events.events.k8s.io",
+    ];
+    if !data {
+        excluded.splice(0..0, ["pods", "replicasets.apps", "controllerrevisions.apps"]);
+    }
     let mut template = json!({
         "includedNamespaces": [id.namespace],
         "storageLocation": location,
         "ttl": VELERO_TTL,
         "snapshotVolumes": false,
-        "defaultVolumesToFsBackup": false,
+        "defaultVolumesToFsBackup": data,
         "includeClusterResources": false,
-        // Recreated by their controllers on restore.
-        "excludedResources": ["pods", "replicasets.apps", "controllerrevisions.apps", "endpoints",
-                              "endpointslices.discovery.k8s.io", "events", "events.events.k8s.io"],
+        "excludedResources": excluded,
         "metadata": {"labels": id.labels()},
     });
     if let Some(systems) = systems {
@@ -661,9 +747,10 @@ pub fn velero_initial_backup(
     spec: &BackupPolicySpec,
     systems: Option<&[String]>,
     location: &str,
+    data: bool,
     now: Timestamp,
 ) -> Value {
-    let s = velero_schedule(schedule, id, spec, systems, location);
+    let s = velero_schedule(schedule, id, spec, systems, location, data);
     let mut template = s["spec"]["template"].clone();
     if let Some(t) = template.as_object_mut() {
         t.remove("metadata");
@@ -1413,13 +1500,14 @@ mod tests {
     fn velero_objects_carry_the_identity() {
         let s = spec("{schedule: '0 2 * * *'}");
         let me = id("mof-prod", "daily", ZJ);
-        let sched = velero_schedule("mof-prod.daily", &me, &s, None, "govcloud-beijing");
+        let sched = velero_schedule("mof-prod.daily", &me, &s, None, "govcloud-beijing", true);
         let initial = velero_initial_backup(
             "mof-prod.daily",
             &me,
             &s,
             None,
             "govcloud-beijing",
+            true,
             ts("2026-11-28T18:00:09Z"),
         );
         let restore = velero_restore("gc-x-r1", "mof-prod.daily-20261128180009", &me, None);
@@ -1460,6 +1548,7 @@ mod tests {
             &s,
             Some(&["oa".to_string()]),
             "govcloud-beijing",
+            true,
         );
         assert_eq!(v["spec"]["schedule"], "CRON_TZ=Asia/Shanghai 0 2 * * *");
         assert_eq!(v["spec"]["template"]["includedNamespaces"], json!(["mof-prod"]));
@@ -1468,7 +1557,103 @@ mod tests {
             json!(["oa"])
         );
         assert_eq!(v["spec"]["template"]["storageLocation"], "govcloud-beijing");
-        let all = velero_schedule("n-p", &id("mof-prod", "p", ZJ), &s, None, "govcloud-beijing");
+        let all = velero_schedule("n-p", &id("mof-prod", "p", ZJ), &s, None, "govcloud-beijing", false);
         assert!(all["spec"]["template"].get("labelSelector").is_none());
+        // Volume contents need the pods in the backup (one pod volume backup per pod);
+        // objects only leave pods to their controllers.
+        let t = &v["spec"]["template"];
+        assert_eq!(t["defaultVolumesToFsBackup"], true);
+        assert_eq!(t["snapshotVolumes"], false);
+        assert!(
+            !t["excludedResources"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!("pods")))
+        );
+        let t = &all["spec"]["template"];
+        assert_eq!(t["defaultVolumesToFsBackup"], false);
+        assert!(
+            t["excludedResources"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!("pods")))
+        );
+    }
+
+    fn drill(restore: &str, result: &str, started: &str) -> RestoreRecord {
+        RestoreRecord {
+            restore: restore.into(),
+            result: result.into(),
+            started: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(started))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn drill_history_keeps_the_newest_first_and_updates_a_running_drill_in_place() {
+        let a = drill("r1", "Passed", "2026-01-01T00:00:00Z");
+        let b = drill("r2", "Running", "2026-02-01T00:00:00Z");
+        let h = drill_history(&[], &a, 3);
+        let h = drill_history(&h, &b, 3);
+        assert_eq!(h.iter().map(|d| d.restore.as_str()).collect::<Vec<_>>(), ["r2", "r1"]);
+        let b2 = RestoreRecord {
+            result: "Failed".into(),
+            ..b.clone()
+        };
+        let h = drill_history(&h, &b2, 3);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].result, "Failed");
+        let mut h = h;
+        for i in 3..9 {
+            h = drill_history(&h, &drill(&format!("r{i}"), "Passed", "2026-03-01T00:00:00Z"), 3);
+        }
+        assert_eq!(
+            h.iter().map(|d| d.restore.as_str()).collect::<Vec<_>>(),
+            ["r8", "r7", "r6"]
+        );
+        // A history of 0 still keeps the newest.
+        assert_eq!(drill_history(&h, &a, 0).len(), 1);
+    }
+
+    #[test]
+    fn a_drill_is_overdue_when_no_passed_drill_is_within_the_levels_window() {
+        let h = vec![
+            drill("r3", "Failed", "2026-06-01T00:00:00Z"),
+            drill("r2", "Passed", "2026-01-10T00:00:00Z"),
+        ];
+        let created = ts("2025-06-01T00:00:00Z");
+        // Level 1 demands none.
+        assert_eq!(drill_overdue(1, &h, created, ts("2027-06-01T00:00:00Z")), None);
+        // Level 3: 183 days from the newest passed drill (the failed one does not count).
+        assert_eq!(drill_overdue(3, &h, created, ts("2026-07-01T00:00:00Z")), None);
+        assert_eq!(drill_overdue(3, &h, created, ts("2026-07-13T00:00:00Z")), Some(183));
+        // Level 4: 92 days.
+        assert_eq!(drill_overdue(4, &h, created, ts("2026-04-13T00:00:00Z")), Some(92));
+        // Never drilled: the window runs from the policy's creation.
+        assert_eq!(
+            drill_overdue(2, &[], ts("2026-01-01T00:00:00Z"), ts("2026-06-01T00:00:00Z")),
+            None
+        );
+        assert_eq!(
+            drill_overdue(2, &[], ts("2025-01-01T00:00:00Z"), ts("2026-06-01T00:00:00Z")),
+            Some(366)
+        );
+    }
+
+    #[test]
+    fn pod_volume_summaries_add_up_and_name_what_failed() {
+        let items = vec![
+            json!({"metadata": {"name": "b-1"}, "spec": {"pod": {"namespace": "n", "name": "db-0"}, "volume": "data"},
+                   "status": {"phase": "Completed", "progress": {"totalBytes": 1000, "bytesDone": 1000}}}),
+            json!({"metadata": {"name": "b-2"}, "spec": {"pod": {"namespace": "n", "name": "db-1"}, "volume": "data"},
+                   "status": {"phase": "Failed", "message": "kopia: unable to read"}}),
+            json!({"metadata": {"name": "b-3"}, "spec": {"pod": {"namespace": "n", "name": "db-2"}, "volume": "data"},
+                   "status": {"phase": "InProgress", "progress": {"totalBytes": 50, "bytesDone": 10}}}),
+        ];
+        let s = pod_volumes(&items);
+        assert_eq!((s.volumes, s.completed, s.bytes), (3, 1, 1050));
+        assert_eq!(s.failed, vec!["db-1/data: kopia: unable to read".to_string()]);
+        assert!(!s.done());
+        let s = pod_volumes(&items[..1]);
+        assert!(s.done() && s.failed.is_empty());
+        assert_eq!(pod_volumes(&[json!("garbage"), json!({"status": 7})]).volumes, 2);
     }
 }

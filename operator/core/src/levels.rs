@@ -105,11 +105,17 @@ pub struct LevelRules {
     pub backup_same_zone: bool,
     /// Encryption the backup stores must have.
     pub backup_encryption: BackupEncryption,
+    /// How often a restore drill must pass (the newest passed drill may be no older);
+    /// None: drills are not required. Reference: GB/T 20988-2025's disaster recovery
+    /// levels, which demand regular recovery exercises from DR level 2 on and more
+    /// frequent ones as the level rises (docs/platform-guide.md states the mapping).
+    pub drill_window: Option<Duration>,
     /// Internet exposure of hosted systems.
     pub internet_exposure: InternetExposure,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
 
 /// The default matrix, levels 1 to 4.
 pub const MATRIX: [LevelRules; 4] = [
@@ -126,6 +132,7 @@ pub const MATRIX: [LevelRules; 4] = [
         offsite_required: false,
         backup_same_zone: true,
         backup_encryption: BackupEncryption::Any,
+        drill_window: None,
         internet_exposure: InternetExposure::Allowed,
     },
     LevelRules {
@@ -141,6 +148,7 @@ pub const MATRIX: [LevelRules; 4] = [
         offsite_required: false,
         backup_same_zone: true,
         backup_encryption: BackupEncryption::Any,
+        drill_window: Some(DAY.saturating_mul(366)),
         internet_exposure: InternetExposure::Allowed,
     },
     LevelRules {
@@ -156,6 +164,7 @@ pub const MATRIX: [LevelRules; 4] = [
         offsite_required: true,
         backup_same_zone: true,
         backup_encryption: BackupEncryption::Sm4,
+        drill_window: Some(DAY.saturating_mul(183)),
         internet_exposure: InternetExposure::NeedsApproval,
     },
     LevelRules {
@@ -171,6 +180,7 @@ pub const MATRIX: [LevelRules; 4] = [
         offsite_required: true,
         backup_same_zone: true,
         backup_encryption: BackupEncryption::Sm4WithIntegrity,
+        drill_window: Some(DAY.saturating_mul(92)),
         internet_exposure: InternetExposure::Never,
     },
 ];
@@ -208,6 +218,12 @@ mod tests {
         assert!(!rules(3).backup_encryption.met_by(StoreEncryption::None));
         assert!(rules(4).backup_encryption.met_by(StoreEncryption::Sm4Gcm));
         assert!(rules(1).backup_encryption.met_by(StoreEncryption::None));
+        // Drills: none required at level 1; yearly, half-yearly, quarterly above.
+        let days = |l: u8| rules(l).drill_window.map(|d| d.as_secs() / 86_400);
+        assert_eq!(
+            (days(1), days(2), days(3), days(4)),
+            (None, Some(366), Some(183), Some(92))
+        );
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct Metrics {
     pub backup_drill_passed: IntGaugeVec,
     /// `govcloud_backup_drill_timestamp_seconds{agency,namespace,policy}`.
     pub backup_drill_time: IntGaugeVec,
+    /// `govcloud_backup_drill_overdue{agency,namespace,policy}` (1 when the level's drill
+    /// window passed without a passed drill).
+    pub backup_drill_overdue: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -237,6 +240,10 @@ impl Metrics {
             "govcloud_backup_drill_timestamp_seconds",
             "When the newest finished restore drill ended (Unix seconds).",
         );
+        let backup_drill_overdue = gauge(
+            "govcloud_backup_drill_overdue",
+            "1 when the security level's drill window (366/183/92 days at levels 2/3/4) passed without a passed restore drill, else 0.",
+        );
         let cluster_resource = must(
             prometheus::GaugeVec::new(
                 Opts::new(
@@ -303,6 +310,7 @@ impl Metrics {
             backup_retained,
             backup_drill_passed,
             backup_drill_time,
+            backup_drill_overdue,
             registry,
             per_object: std::sync::Arc::new(per_object),
             last_len: Default::default(),

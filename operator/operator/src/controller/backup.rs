@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -26,9 +26,11 @@ use super::status::{Reconciled, error_policy, field_manager, write_status};
 use super::streams::BackupStreams;
 use crate::error::{Error, Result};
 use crate::server::PendingCache;
-use govcloud_api::backup::{BackupLocation, BackupPolicy, BackupPolicyStatus, BackupRecord, FINALIZER, RestoreRecord};
+use govcloud_api::backup::{
+    BackupLocation, BackupPolicy, BackupPolicyStatus, BackupRecord, FINALIZER, RestoreRecord, VolumeData,
+};
 use govcloud_api::conditions::READY;
-use govcloud_api::conditions::backup::{DRILL_PASSED, OFFSITE_COMPLIANT, RPO_MET};
+use govcloud_api::conditions::backup::{DRILL_PASSED, OFFSITE_COMPLIANT, RPO_MET, VOLUME_DATA};
 use govcloud_api::hosted::HostedSystem;
 use govcloud_api::labels::{MANAGED_BY, RESTORED_BY_ANNOTATION, SPEC_RECORD_LABEL, SYSTEM_LABEL};
 use govcloud_core::backup::{self as core, Backup, Schedule};
@@ -375,7 +377,103 @@ fn record(f: &Found) -> BackupRecord {
             b.time
         })),
         region: Some(f.region.clone()),
+        volumes: None,
+        bytes: None,
     }
+}
+
+/// Velero's pod volume backups (or restores) labelled `label=name`, summed.
+async fn pod_volumes(t: &Target, plural: &str, label: &str, name: &str) -> Result<core::PodVolumes> {
+    let kind = if plural == "podvolumebackups" {
+        "PodVolumeBackup"
+    } else {
+        "PodVolumeRestore"
+    };
+    let items = velero_api(&t.client, kind, plural)
+        .list(&ListParams::default().labels(&format!("{label}={}", core::velero_label_value(name))))
+        .await?
+        .items;
+    Ok(core::pod_volumes(
+        &items.into_iter().map(|o| o.data).collect::<Vec<_>>(),
+    ))
+}
+
+/// A backup's record with the volumes and bytes of its pod volume backups (when the
+/// policy takes volume contents).
+async fn record_with_volumes(t: &Target, f: &Found, data: bool) -> Result<BackupRecord> {
+    let mut r = record(f);
+    if data {
+        let v = pod_volumes(t, "podvolumebackups", core::BACKUP_NAME_LABEL, &f.backup.name).await?;
+        r.volumes = Some(v.volumes);
+        r.bytes = Some(v.bytes);
+    }
+    Ok(r)
+}
+
+/// Whether the policy's backups take volume contents on the target cluster, and the
+/// `VolumeData` condition saying so: wanted by the spec, and Velero's node-agent is
+/// installed there (without it a pod volume backup fails and so would the whole backup).
+async fn volume_data(bp: &BackupPolicy, t: &Target) -> Result<(bool, Desired<'static>)> {
+    if bp.spec.volume_data == VolumeData::None {
+        return Ok((
+            false,
+            Desired::new(
+                VOLUME_DATA,
+                true,
+                "NotRequested",
+                "spec.volumeData is None: backups hold objects only (manifests, Secrets, claims), not the volumes' contents.",
+            ),
+        ));
+    }
+    let agent = Api::<DaemonSet>::namespaced(t.client.clone(), core::VELERO_NAMESPACE)
+        .get_opt(core::NODE_AGENT)
+        .await;
+    Ok(match agent {
+        Ok(Some(_)) => (
+            true,
+            Desired::new(
+                VOLUME_DATA,
+                true,
+                "VolumesBackedUp",
+                format!(
+                    "Backups copy the contents of every volume of the covered systems' pods (Velero's node-agent with kopia on {}).",
+                    t.cluster
+                ),
+            ),
+        ),
+        Ok(None) => (
+            false,
+            Desired::new(
+                VOLUME_DATA,
+                false,
+                "NodeAgentMissing",
+                format!(
+                    "Velero's node-agent (DaemonSet {}/{}) is not installed on {}: backups hold objects only, a restored system comes back with empty volumes. The platform team installs it (docs/install.md); or set spec.volumeData: None to say objects are enough.",
+                    core::VELERO_NAMESPACE,
+                    core::NODE_AGENT,
+                    t.cluster
+                ),
+            ),
+        ),
+        // The operator may not read DaemonSets there: say so, take objects only.
+        Err(kube::Error::Api(e)) if e.code == 403 => (
+            false,
+            Desired::new(
+                VOLUME_DATA,
+                false,
+                "NodeAgentUnknown",
+                format!(
+                    "The operator may not read DaemonSet {}/{} on {} ({}): backups hold objects only; grant it (the chart's member role does).",
+                    core::VELERO_NAMESPACE,
+                    core::NODE_AGENT,
+                    t.cluster,
+                    e.message
+                ),
+            ),
+        ),
+        // Anything else is retried: the schedules are not rewritten on a passing error.
+        Err(e) => return Err(e.into()),
+    })
 }
 
 fn labels_for_metrics<'a>(agency: &'a str, ns: &'a str, name: &'a str) -> [&'a str; 3] {
@@ -461,15 +559,16 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     let primary_name = core::schedule_name(&ns, &name, false);
     let offsite_name = core::schedule_name(&ns, &name, true);
     let selection = (!plan.whole_namespace).then_some(plan.systems.as_slice());
+    let (data, data_cond) = volume_data(&bp, &t).await?;
     if let Some(bsl) = &primary_bsl {
-        let body = core::velero_schedule(&primary_name, &id, &bp.spec, selection, bsl);
+        let body = core::velero_schedule(&primary_name, &id, &bp.spec, selection, bsl, data);
         if let Err(e) = ensure(ctx, &schedules_api, &primary_name, &body).await {
             location_problems.push(format!("cannot create the Velero Schedule on {}: {e}", t.cluster));
         }
     }
     match &offsite_bsl {
         Some((bsl, _)) => {
-            let body = core::velero_schedule(&offsite_name, &id, &bp.spec, selection, bsl);
+            let body = core::velero_schedule(&offsite_name, &id, &bp.spec, selection, bsl, data);
             if let Err(e) = ensure(ctx, &schedules_api, &offsite_name, &body).await {
                 location_problems.push(format!("cannot create the off-site Velero Schedule: {e}"));
             }
@@ -529,7 +628,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
             .await?
             .is_some_and(|l| l.data["status"]["phase"] == "Available");
         if mine.is_empty() && available {
-            let body = core::velero_initial_backup(&schedule, &id, &bp.spec, selection, &bsl, now());
+            let body = core::velero_initial_backup(&schedule, &id, &bp.spec, selection, &bsl, data, now());
             ctx.metrics.child_applied(CONTROLLER);
             match backups_api.create(&PostParams::default(), &object(body)?).await {
                 Ok(b) => {
@@ -748,7 +847,35 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
             });
         }
     }
+    let keep = bp.spec.drill.as_ref().map_or(10, |d| d.history);
+    let drills = match &drill {
+        Some(d) => core::drill_history(&prev.drills, d, keep),
+        None => prev.drills.clone(),
+    };
+    let overdue = core::drill_overdue(plan.level, &drills, created, n);
     let drill_cond = match &drill {
+        Some(d) if d.result != "Running" && overdue.is_some() => Desired::new(
+            DRILL_PASSED,
+            false,
+            "DrillOverdue",
+            format!(
+                "Security level {} requires a passed restore drill every {} days and none passed within them (the newest drill: {} {}). Set spec.drill.schedule, or annotate the policy {DRILL_ANNOTATION}=<new value> to drill now.",
+                plan.level,
+                overdue.unwrap_or_default(),
+                d.result,
+                d.started.as_ref().map(|t| t.0.to_string()).unwrap_or_default()
+            ),
+        ),
+        None if overdue.is_some() => Desired::new(
+            DRILL_PASSED,
+            false,
+            "DrillOverdue",
+            format!(
+                "Security level {} requires a passed restore drill every {} days and this policy has none yet. Set spec.drill.schedule, or annotate the policy {DRILL_ANNOTATION}=<new value> to drill now.",
+                plan.level,
+                overdue.unwrap_or_default()
+            ),
+        ),
         None => Desired::new(
             DRILL_PASSED,
             false,
@@ -778,7 +905,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     let status = BackupPolicyStatus {
         conditions: conditions::merge(
             &prev.conditions,
-            &[ready, rpo_cond.clone(), offsite_cond.clone(), drill_cond],
+            &[ready, rpo_cond.clone(), offsite_cond.clone(), drill_cond, data_cond],
             bp.metadata.generation,
             &stamp,
         ),
@@ -786,11 +913,18 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         cluster: Some(t.cluster.clone()),
         rpo: Some(rpo_txt),
         systems: plan.systems.clone(),
-        last_backup: newest.map(record),
-        last_successful_backup: good.map(record),
+        last_backup: match newest {
+            Some(f) => Some(record_with_volumes(&t, f, data).await?),
+            None => None,
+        },
+        last_successful_backup: match good {
+            Some(f) => Some(record_with_volumes(&t, f, data).await?),
+            None => None,
+        },
         retained,
         copies_in_regions: copies.into_iter().collect(),
         last_drill: drill.clone(),
+        drills,
         last_restore: restore,
     };
     write_status::<BackupPolicy>(ctx, &bp, status).await?;
@@ -812,6 +946,10 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         .backup_retained
         .with_label_values(&l)
         .set(i64::from(retained));
+    ctx.metrics
+        .backup_drill_overdue
+        .with_label_values(&l)
+        .set(i64::from(overdue.is_some()));
     if let Some(d) = drill.as_ref().filter(|d| d.result != "Running") {
         ctx.metrics
             .backup_drill_passed
@@ -876,6 +1014,8 @@ async fn start_restore(
         started: Some(Time(n)),
         finished: None,
         duration_seconds: None,
+        volumes: None,
+        bytes: None,
     })
 }
 
@@ -939,7 +1079,31 @@ async fn progress_drill(ctx: &Context, t: &Target, d: &mut RestoreRecord, system
                 want += x.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                 ready += x.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
             }
-            if !missing.is_empty() {
+            for x in &sets.items {
+                want += x.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                ready += x.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+            }
+            // The volumes' contents Velero's node-agent put back (none for objects-only backups).
+            let vols = pod_volumes(t, "podvolumerestores", core::RESTORE_NAME_LABEL, &d.restore).await?;
+            d.volumes = Some(vols.volumes);
+            d.bytes = Some(vols.bytes);
+            let data = if vols.volumes == 0 {
+                "no volume contents in this backup".to_string()
+            } else {
+                format!("{} volumes, {} bytes of contents restored", vols.completed, vols.bytes)
+            };
+            if !vols.failed.is_empty() {
+                Some((
+                    false,
+                    format!(
+                        "Restore {} could not bring back the contents of {} of {} volumes: {}.",
+                        d.restore,
+                        vols.failed.len(),
+                        vols.volumes,
+                        vols.failed.join("; ")
+                    ),
+                ))
+            } else if !missing.is_empty() {
                 Some((
                     false,
                     format!(
@@ -959,7 +1123,7 @@ async fn progress_drill(ctx: &Context, t: &Target, d: &mut RestoreRecord, system
                 Some((
                     true,
                     format!(
-                        "Backup {} restored into {}: {} Deployments ({ready}/{want} pods running), {} StatefulSets, {} system records, {w} warnings, in {elapsed}s. Volumes' contents are not part of these backups.",
+                        "Backup {} restored into {}: {} Deployments and {} StatefulSets ({ready}/{want} pods running), {} system records, {data}, {w} warnings, in {elapsed}s.",
                         d.backup,
                         d.namespace,
                         deployments.items.len(),
@@ -1049,19 +1213,36 @@ async fn progress_recovery(ctx: &Context, t: &Target, r: &mut RestoreRecord, ns:
                 hub.create(&PostParams::default(), &hs).await?;
                 recreated.push(hs.name_any());
             }
-            finish(
-                r,
-                true,
-                format!(
-                    "Backup {} restored into {ns} (objects that still existed were left alone); HostedSystems recreated on the hub: {}.",
-                    r.backup,
-                    if recreated.is_empty() {
-                        "none".to_string()
-                    } else {
-                        recreated.join(", ")
-                    }
-                ),
-            );
+            let vols = pod_volumes(t, "podvolumerestores", core::RESTORE_NAME_LABEL, &r.restore).await?;
+            r.volumes = Some(vols.volumes);
+            r.bytes = Some(vols.bytes);
+            let systems = if recreated.is_empty() {
+                "none".to_string()
+            } else {
+                recreated.join(", ")
+            };
+            if vols.failed.is_empty() {
+                finish(
+                    r,
+                    true,
+                    format!(
+                        "Backup {} restored into {ns} (objects that still existed were left alone, their volumes too); contents of {} volumes ({} bytes) restored; HostedSystems recreated on the hub: {systems}.",
+                        r.backup, vols.completed, vols.bytes
+                    ),
+                );
+            } else {
+                finish(
+                    r,
+                    false,
+                    format!(
+                        "Backup {} restored into {ns} but the contents of {} of {} volumes could not be restored: {}; HostedSystems recreated on the hub: {systems}.",
+                        r.backup,
+                        vols.failed.len(),
+                        vols.volumes,
+                        vols.failed.join("; ")
+                    ),
+                );
+            }
         }
         Some((p @ ("Failed" | "PartiallyFailed" | "FailedValidation"), e)) => finish(
             r,
@@ -1124,6 +1305,7 @@ async fn cleanup(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         &ctx.metrics.backup_retained,
         &ctx.metrics.backup_drill_passed,
         &ctx.metrics.backup_drill_time,
+        &ctx.metrics.backup_drill_overdue,
     ] {
         let _ = g.remove_label_values(&l);
     }
