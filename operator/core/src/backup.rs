@@ -640,6 +640,33 @@ pub fn drill_overdue(level: u8, history: &[RestoreRecord], created: Timestamp, n
     (age > i64::try_from(window).unwrap_or(i64::MAX)).then_some(window / 86_400)
 }
 
+/// Whether Velero's file-system backup copies a pod volume: claims, scratch space and
+/// generic ephemeral volumes; not Secrets, ConfigMaps, projected or downward API volumes
+/// (backed up as objects) nor host paths (which Velero skips).
+fn volume_with_contents(v: &Value) -> bool {
+    ["persistentVolumeClaim", "emptyDir", "ephemeral", "csi"]
+        .iter()
+        .any(|k| v.get(*k).is_some())
+}
+
+/// The pods (`name on node`) with volumes whose contents a backup would copy, running on a
+/// node without a node-agent pod (`agent_nodes`): Velero fails their pod volume backups,
+/// and with them the whole backup. Pods not yet scheduled are left out.
+pub fn pods_without_node_agent(pods: &[Value], agent_nodes: &BTreeSet<String>) -> Vec<String> {
+    pods.iter()
+        .filter(|p| {
+            p["spec"]["volumes"]
+                .as_array()
+                .is_some_and(|vs| vs.iter().any(volume_with_contents))
+        })
+        .filter_map(|p| {
+            let node = p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())?;
+            (!agent_nodes.contains(node))
+                .then(|| format!("{} on {node}", p["metadata"]["name"].as_str().unwrap_or("?")))
+        })
+        .collect()
+}
+
 /// What Velero's pod volume backups (or restores) of one backup (restore) say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodVolumes {
@@ -1636,6 +1663,52 @@ mod tests {
             drill_overdue(2, &[], ts("2025-01-01T00:00:00Z"), ts("2026-06-01T00:00:00Z")),
             Some(366)
         );
+    }
+
+    #[test]
+    fn pods_on_nodes_without_a_node_agent_are_named_when_they_have_contents() {
+        let pod = |name: &str, node: Option<&str>, volumes: Value| {
+            let mut p = json!({"metadata": {"name": name}, "spec": {"volumes": volumes}});
+            if let Some(n) = node {
+                p["spec"]["nodeName"] = json!(n);
+            }
+            p
+        };
+        let agents: BTreeSet<String> = ["dc1-real".to_string()].into();
+        let pods = vec![
+            pod(
+                "db-0",
+                Some("dc1-real"),
+                json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]),
+            ),
+            pod(
+                "db-1",
+                Some("kwok-1"),
+                json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-1"}}]),
+            ),
+            pod("cache", Some("kwok-2"), json!([{"name": "tmp", "emptyDir": {}}])),
+            pod(
+                "web",
+                Some("kwok-1"),
+                json!([{"name": "token", "projected": {}}, {"name": "cfg", "configMap": {"name": "x"}}]),
+            ),
+            pod(
+                "logs",
+                Some("kwok-1"),
+                json!([{"name": "h", "hostPath": {"path": "/var/log"}}]),
+            ),
+            pod(
+                "pending",
+                None,
+                json!([{"name": "data", "persistentVolumeClaim": {"claimName": "p"}}]),
+            ),
+            pod("bare", Some("kwok-3"), json!(null)),
+        ];
+        assert_eq!(
+            pods_without_node_agent(&pods, &agents),
+            ["db-1 on kwok-1", "cache on kwok-2"]
+        );
+        assert!(pods_without_node_agent(&pods[..1], &agents).is_empty());
     }
 
     #[test]

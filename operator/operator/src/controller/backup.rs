@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PostParams};
@@ -410,10 +410,60 @@ async fn record_with_volumes(t: &Target, f: &Found, data: bool) -> Result<Backup
     Ok(r)
 }
 
+/// The first `n` of `items`, joined, with how many more there are.
+fn head_of(items: &[String], n: usize) -> String {
+    let mut s = items.iter().take(n).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > n {
+        s.push_str(&format!(" and {} more", items.len() - n));
+    }
+    s
+}
+
+/// The covered pods with volume contents on nodes where the node-agent `ds` has no running
+/// pod (the node-agent's own pods are found by its selector).
+async fn pods_without_agent(ns: &str, systems: Option<&[String]>, t: &Target, ds: &DaemonSet) -> Result<Vec<String>> {
+    let selector = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.as_ref())
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
+    if selector.is_empty() {
+        return Ok(vec![format!(
+            "DaemonSet {}/{} has no label selector",
+            core::VELERO_NAMESPACE,
+            core::NODE_AGENT
+        )]);
+    }
+    let agents: BTreeSet<String> = Api::<Pod>::namespaced(t.client.clone(), core::VELERO_NAMESPACE)
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .filter_map(|p| p.spec.and_then(|s| s.node_name))
+        .collect();
+    let pods = Api::<Pod>::namespaced(t.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let pods: Vec<Value> = pods
+        .iter()
+        .filter(|p| systems.is_none_or(|s| p.labels().get(SYSTEM_LABEL).is_some_and(|l| s.contains(l))))
+        .filter_map(|p| serde_json::to_value(p).ok())
+        .collect();
+    Ok(core::pods_without_node_agent(&pods, &agents))
+}
+
 /// Whether the policy's backups take volume contents on the target cluster, and the
 /// `VolumeData` condition saying so: wanted by the spec, and Velero's node-agent is
 /// installed there (without it a pod volume backup fails and so would the whole backup).
-async fn volume_data(bp: &BackupPolicy, t: &Target) -> Result<(bool, Desired<'static>)> {
+async fn volume_data(
+    bp: &BackupPolicy,
+    t: &Target,
+    ns: &str,
+    systems: Option<&[String]>,
+) -> Result<(bool, Desired<'static>)> {
     if bp.spec.volume_data == VolumeData::None {
         return Ok((
             false,
@@ -429,18 +479,34 @@ async fn volume_data(bp: &BackupPolicy, t: &Target) -> Result<(bool, Desired<'st
         .get_opt(core::NODE_AGENT)
         .await;
     Ok(match agent {
-        Ok(Some(_)) => (
-            true,
-            Desired::new(
-                VOLUME_DATA,
-                true,
-                "VolumesBackedUp",
-                format!(
-                    "Backups copy the contents of every volume of the covered systems' pods (Velero's node-agent with kopia on {}).",
-                    t.cluster
+        Ok(Some(ds)) => match pods_without_agent(ns, systems, t, &ds).await? {
+            uncovered if !uncovered.is_empty() => (
+                false,
+                Desired::new(
+                    VOLUME_DATA,
+                    false,
+                    "NodeAgentMissingOnNodes",
+                    format!(
+                        "Pods with volumes run where Velero's node-agent does not ({}): backups hold objects only, so that they do not fail. The platform team extends DaemonSet {}/{} to those nodes; or set spec.volumeData: None to say objects are enough.",
+                        head_of(&uncovered, 5),
+                        core::VELERO_NAMESPACE,
+                        core::NODE_AGENT
+                    ),
                 ),
             ),
-        ),
+            _ => (
+                true,
+                Desired::new(
+                    VOLUME_DATA,
+                    true,
+                    "VolumesBackedUp",
+                    format!(
+                        "Backups copy the contents of every volume of the covered systems' pods (Velero's node-agent with kopia on {}).",
+                        t.cluster
+                    ),
+                ),
+            ),
+        },
         Ok(None) => (
             false,
             Desired::new(
@@ -559,7 +625,7 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
     let primary_name = core::schedule_name(&ns, &name, false);
     let offsite_name = core::schedule_name(&ns, &name, true);
     let selection = (!plan.whole_namespace).then_some(plan.systems.as_slice());
-    let (data, data_cond) = volume_data(&bp, &t).await?;
+    let (data, data_cond) = volume_data(&bp, &t, &ns, selection).await?;
     if let Some(bsl) = &primary_bsl {
         let body = core::velero_schedule(&primary_name, &id, &bp.spec, selection, bsl, data);
         if let Err(e) = ensure(ctx, &schedules_api, &primary_name, &body).await {
