@@ -640,6 +640,43 @@ pub fn drill_overdue(level: u8, history: &[RestoreRecord], created: Timestamp, n
     (age > i64::try_from(window).unwrap_or(i64::MAX)).then_some(window / 86_400)
 }
 
+/// What keeps an agency's backups from complying, policy by policy (`namespace/policy: why`):
+/// the RPO breached, the off-site copy the level requires missing or stale, the newest
+/// drill failed, or no drill passed within the level's window. `policies` are
+/// `(namespace/name, conditions)` of the agency's live policies; a new policy with no
+/// drill yet complies until its window passes, and a policy not yet reconciled has no
+/// conditions and is not judged.
+pub fn policy_problems(
+    policies: &[(String, Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>)],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, conds) in policies {
+        let false_with = |t: &str| {
+            conds
+                .iter()
+                .find(|c| c.type_ == t && c.status == "False")
+                .map(|c| c.reason.as_str())
+        };
+        let mut why = Vec::new();
+        if false_with("RPOMet").is_some() {
+            why.push("RPO breached");
+        }
+        if false_with("OffsiteCompliant").is_some() {
+            why.push("off-site copy missing");
+        }
+        match false_with("DrillPassed") {
+            Some("DrillFailed") => why.push("last drill failed"),
+            Some("DrillOverdue") => why.push("drill overdue"),
+            _ => {}
+        }
+        if !why.is_empty() {
+            out.push(format!("{name}: {}", why.join(", ")));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Whether Velero's file-system backup copies a pod volume: claims, scratch space and
 /// generic ephemeral volumes; not Secrets, ConfigMaps, projected or downward API volumes
 /// (backed up as objects) nor host paths (which Velero skips).
@@ -1662,6 +1699,48 @@ mod tests {
         assert_eq!(
             drill_overdue(2, &[], ts("2025-01-01T00:00:00Z"), ts("2026-06-01T00:00:00Z")),
             Some(366)
+        );
+    }
+
+    #[test]
+    fn policy_problems_name_the_policy_and_what_fails() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+        let c = |t: &str, st: &str, reason: &str| Condition {
+            type_: t.into(),
+            status: st.into(),
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts("2026-01-01T00:00:00Z")),
+            observed_generation: None,
+        };
+        let ok = vec![
+            c("RPOMet", "True", "WithinRPO"),
+            c("OffsiteCompliant", "True", "NotRequired"),
+            c("DrillPassed", "False", "NoDrillYet"),
+        ];
+        let bad = vec![
+            c("RPOMet", "False", "RPOBreached"),
+            c("OffsiteCompliant", "True", "OffsiteCopyCurrent"),
+            c("DrillPassed", "False", "DrillOverdue"),
+        ];
+        let failed = vec![
+            c("DrillPassed", "False", "DrillFailed"),
+            c("OffsiteCompliant", "False", "OffsiteRequired"),
+        ];
+        let running = vec![c("DrillPassed", "False", "DrillRunning")];
+        let p = policy_problems(&[
+            ("a/ok".into(), ok),
+            ("b/bad".into(), bad),
+            ("a/failed".into(), failed),
+            ("c/running".into(), running),
+            ("d/new".into(), vec![]),
+        ]);
+        assert_eq!(
+            p,
+            [
+                "a/failed: off-site copy missing, last drill failed",
+                "b/bad: RPO breached, drill overdue"
+            ]
         );
     }
 

@@ -859,12 +859,37 @@ fn backup_compliance(ctx: &Context, level: u8, namespaces: &[String]) -> Desired
         }
     }
     uncovered.sort();
-    if uncovered.is_empty() {
+    // The policies themselves: RPO, off-site copy and drills as the level requires.
+    let judged: Vec<(String, Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>)> = namespaces
+        .iter()
+        .flat_map(|ns| ctx.policies_by_ns.objects(policies, ns))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            (
+                format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()),
+                p.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let problems = govcloud_core::backup::policy_problems(&judged);
+    if uncovered.is_empty() && problems.is_empty() {
         Desired::new(
             BACKUP_COMPLIANT,
             true,
-            "AllSystemsCovered",
-            format!("Every hosted system is covered by a BackupPolicy, as level {level} requires."),
+            "Compliant",
+            format!(
+                "Every hosted system is covered by a BackupPolicy whose RPO is met, with the off-site copy and the passed restore drills level {level} requires."
+            ),
+        )
+    } else if uncovered.is_empty() {
+        Desired::new(
+            BACKUP_COMPLIANT,
+            false,
+            "PoliciesNotMet",
+            format!(
+                "Level {level} requires backups within their RPO, with the off-site copy and restore drills the level sets; not met by {}. See each policy's conditions (kubectl describe bp).",
+                problems.join("; ")
+            ),
         )
     } else {
         Desired::new(
