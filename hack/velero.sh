@@ -99,6 +99,9 @@ VELERO_BACKUP_SYNC_PERIOD="${VELERO_BACKUP_SYNC_PERIOD:-20s}"
 VELERO_STORE_VALIDATION="${VELERO_STORE_VALIDATION:-30s}"
 VELERO_LOG_LEVEL="${VELERO_LOG_LEVEL:-info}"
 VELERO_TIMEOUT="${VELERO_TIMEOUT:-120}"
+VELERO_IMAGE="${VELERO_IMAGE:-registry.gov.cn/govcloud/velero:$VELERO_VERSION}"
+VELERO_NODE_AGENT_METRICS_PORT="${VELERO_NODE_AGENT_METRICS_PORT:-8085}"
+REGISTRY_PORT="${REGISTRY_PORT:-15000}"
 
 NAMESPACE="$VELERO_NAMESPACE"
 MANAGED_BY=govcloud-testbed
@@ -359,7 +362,7 @@ spec:
     spec:
       containers:
       - name: velero
-        image: velero/velero:$VELERO_VERSION
+        image: $VELERO_IMAGE
         command: ["/velero"]
         args: ["server"]
 EOF
@@ -423,7 +426,181 @@ ensure_velero() {
   fi
   wait_until "$name: velero metrics on 127.0.0.1:$port" "velero-$name" "$(velero_needle "$name")" velero_metrics_ok "$name"
   wait_until "$name: BackupStorageLocations Available" "velero-$name" "$(velero_needle "$name")" bsls_available "$name"
+  if has_real_node "$name"; then ensure_node_agent "$name"; fi
   log "$name: velero ready ($(since "$t0")) — home region $home, BSLs $(for r in $(regions); do printf '%s ' "$(bsl_name "$r")"; done)"
+}
+
+# ---------------------------------------------------------------------------
+# File-system backups on the real nodes (node-agent)
+
+# Clusters with a real node (hack/realnode.sh labels it govcloud.io/node-kind=real).
+has_real_node() { [ -n "$(kc "$1" get nodes -l govcloud.io/node-kind=real -o name 2>/dev/null)" ]; }
+
+# The kubelet root dir of cluster dcN's real node (hack/realnode.sh: --root-dir).
+kubelet_root() { echo "$TESTBED_STATE/$1/node/kubelet"; }
+
+# What "velero install --use-node-agent" creates for the node-agent (pkg/install in the
+# Velero module: DaemonSet "node-agent", pod labels name=node-agent and role=node-agent —
+# the server looks for a Running pod labelled role=node-agent on the backed-up pod's node,
+# pkg/nodeagent — and the ServiceAccount velero bound to cluster-admin), for the real node
+# only and for this testbed (see the top). Velero 1.17 copies its pod template (image, env,
+# volumes, service account) into the pod that moves the data of each PodVolumeBackup and
+# PodVolumeRestore; the MutatingAdmissionPolicy puts those pods on the node's network too.
+node_agent_manifest() {
+  local name="$1"
+  cat <<EOF
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: velero
+  namespace: $NAMESPACE
+  labels: {component: velero, app.kubernetes.io/managed-by: $MANAGED_BY}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: velero-$NAMESPACE
+  labels: {component: velero, app.kubernetes.io/managed-by: $MANAGED_BY}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects:
+- {kind: ServiceAccount, name: velero, namespace: $NAMESPACE}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: node-agent
+  namespace: $NAMESPACE
+  labels: {component: velero, app.kubernetes.io/managed-by: $MANAGED_BY}
+spec:
+  selector:
+    matchLabels: {name: node-agent}
+  template:
+    metadata:
+      labels: {component: velero, name: node-agent, role: node-agent}
+    spec:
+      serviceAccountName: velero
+      hostNetwork: true
+      dnsPolicy: ClusterFirstWithHostNet
+      nodeSelector: {kubernetes.io/os: linux, govcloud.io/node-kind: real}
+      tolerations:
+      - {key: govcloud.io/node-kind, operator: Equal, value: real, effect: NoSchedule}
+      os: {name: linux}
+      securityContext: {runAsUser: 0}
+      containers:
+      - name: node-agent
+        image: $VELERO_IMAGE
+        imagePullPolicy: IfNotPresent
+        command: ["/velero"]
+        args: ["node-agent", "server", "--metrics-address=127.0.0.1:$VELERO_NODE_AGENT_METRICS_PORT",
+          "--log-level=$VELERO_LOG_LEVEL", "--log-format=text"]
+        securityContext: {privileged: true}
+        env:
+        - name: NODE_NAME
+          valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+        - name: VELERO_NAMESPACE
+          valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+        - {name: VELERO_SCRATCH_DIR, value: /scratch}
+        - {name: AWS_SHARED_CREDENTIALS_FILE, value: /credentials/cloud}
+        - {name: AWS_REQUEST_CHECKSUM_CALCULATION, value: when_required}
+        - {name: AWS_RESPONSE_CHECKSUM_VALIDATION, value: when_required}
+        - {name: AWS_EC2_METADATA_DISABLED, value: "true"}
+        volumeMounts:
+        - {name: host-pods, mountPath: /host_pods, mountPropagation: HostToContainer}
+        - {name: scratch, mountPath: /scratch}
+        - {name: cloud-credentials, mountPath: /credentials}
+      volumes:
+      - name: host-pods
+        hostPath: {path: $(kubelet_root "$name")/pods}
+      - name: scratch
+        emptyDir: {}
+      - name: cloud-credentials
+        secret: {secretName: $CRED_SECRET, defaultMode: 0444}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: fs-restore-action-config
+  namespace: $NAMESPACE
+  labels:
+    velero.io/plugin-config: ""
+    velero.io/pod-volume-restore: RestoreItemAction
+    app.kubernetes.io/managed-by: $MANAGED_BY
+data:
+  image: $VELERO_IMAGE
+---
+apiVersion: admissionregistration.k8s.io/v1beta1
+kind: MutatingAdmissionPolicy
+metadata:
+  name: govcloud-testbed-velero-data-path
+  labels: {app.kubernetes.io/managed-by: $MANAGED_BY}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}
+  matchConditions:
+  - name: velero-data-path-pod
+    expression: >-
+      has(object.metadata.ownerReferences) && object.metadata.ownerReferences.exists(r,
+      r.apiVersion == 'velero.io/v1' && (r.kind == 'PodVolumeBackup' || r.kind == 'PodVolumeRestore'))
+  failurePolicy: Fail
+  reinvocationPolicy: Never
+  mutations:
+  - patchType: ApplyConfiguration
+    applyConfiguration:
+      expression: >-
+        Object{spec: Object.spec{hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet'}}
+---
+apiVersion: admissionregistration.k8s.io/v1beta1
+kind: MutatingAdmissionPolicyBinding
+metadata:
+  name: govcloud-testbed-velero-data-path
+  labels: {app.kubernetes.io/managed-by: $MANAGED_BY}
+spec:
+  policyName: govcloud-testbed-velero-data-path
+  matchResources:
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: $NAMESPACE}
+EOF
+}
+
+node_agent_ready() {
+  local out desired ready updated
+  out="$(kc "$1" -n "$NAMESPACE" get daemonset node-agent \
+    -o 'jsonpath={.status.desiredNumberScheduled} {.status.numberReady} {.status.updatedNumberScheduled}')" || return 1
+  read -r desired ready updated <<<"$out"
+  [ "${desired:-0}" -ge 1 ] && [ "$ready" = "$desired" ] && [ "$updated" = "$desired" ]
+}
+
+ensure_node_agent() {
+  local name="$1" t0; t0="$(now_ms)"
+  node_agent_manifest "$name" | kc "$name" apply -f - >/dev/null
+  # Every pod's sandbox is the pause image of hack/images.sh --push (hack/test.sh pushes it
+  # after this step): without it the pods start once it is pushed.
+  if ! image_pushed "registry.gov.cn/govcloud/pause:3.10"; then
+    log "$name: node-agent applied; its pods start once hack/images.sh --push has pushed registry.gov.cn/govcloud/pause:3.10 (hack/velero.sh status shows them)"
+    return 0
+  fi
+  local deadline=$((SECONDS + VELERO_TIMEOUT))
+  while ! node_agent_ready "$name"; do
+    if [ $SECONDS -ge $deadline ]; then
+      err "$name: timed out after ${VELERO_TIMEOUT}s waiting for the node-agent pods Ready:"
+      kc "$name" -n "$NAMESPACE" get pods -l role=node-agent -o wide >&2 || true
+      kc "$name" -n "$NAMESPACE" describe pods -l role=node-agent 2>/dev/null | tail -n 15 >&2 || true
+      exit 1
+    fi
+    sleep 1
+  done
+  log "$name: node-agent Ready on $(kc "$name" -n "$NAMESPACE" get pods -l role=node-agent \
+    -o 'jsonpath={range .items[*]}{.spec.nodeName}{" "}{end}')($(since "$t0"))"
+}
+
+# True if image $1 (default the velero image) is in the local registry (hack/registry.sh;
+# hack/images.sh pushes them).
+image_pushed() {
+  local ref="${1:-$VELERO_IMAGE}" repo
+  repo="${ref#*/}"
+  curl -fsS --max-time 5 -o /dev/null -I -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "http://127.0.0.1:$REGISTRY_PORT/v2/${repo%:*}/manifests/${repo##*:}"
 }
 
 # ---------------------------------------------------------------------------
@@ -459,6 +636,15 @@ cmd_up() {
   log "state: $VELERO_STATE"
   local region name
   for region in $(regions); do ensure_store "$region"; done
+  # The node-agent's image, once for every cluster with a real node.
+  for name in $(clusters); do
+    has_real_node "$name" || continue
+    if ! image_pushed; then
+      log "$VELERO_IMAGE is not in the local registry yet: pushing it (hack/images.sh --velero-only)"
+      bash "$here/images.sh" --velero-only >/dev/null || die "pushing $VELERO_IMAGE failed (run: hack/images.sh --velero-only)"
+    fi
+    break
+  done
   local pids=() names=() failed=0 i
   for name in $(clusters); do
     ensure_velero "$name" &
@@ -493,6 +679,13 @@ cmd_status() {
       printf '       BSLs: (cluster not reachable)\n'
     fi
     bsls_available "$name" || ok=0
+    if has_real_node "$name"; then
+      local agents
+      agents="$(kc "$name" -n "$NAMESPACE" get pods -l role=node-agent -o \
+        'jsonpath={range .items[*]}{.metadata.name}@{.spec.nodeName}={.status.phase}/ready={.status.containerStatuses[0].ready}{" "}{end}' 2>/dev/null)" || agents=""
+      printf '       node-agent: %s\n' "${agents:-none}"
+      node_agent_ready "$name" || ok=0
+    fi
   done
   [ "$any" = 1 ] || log "velero is not running (run: hack/velero.sh up)"
   [ "$ok" = 1 ]
