@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Velero on the local testbed (hack/testbed.sh): real backups and restores of
-# Kubernetes objects into a local S3-compatible object store, no containers.
+# Kubernetes objects into a local S3-compatible object store (servers out of cluster),
+# and of volume data on the real nodes (node-agent).
 #
 #   hack/velero.sh up       build if needed; start (or reuse) one object store per
 #                           region and one Velero server per testbed cluster
@@ -43,8 +44,8 @@
 #     --namespace velero, --plugin-dir with velero-plugin-for-aws only,
 #     --metrics-address 127.0.0.1:(VELERO_BASE_PORT + 100*N) (17100, 17200, ...),
 #     --profiler-address "" (off; its default is localhost:6060 for every
-#     server), --uploader-type kopia (the default; used only by pod-volume
-#     backups, which need the node-agent and are not available here),
+#     server), --uploader-type kopia (the default; file-system backups of
+#     volumes on the real nodes, below),
 #     --default-volumes-to-fs-backup=false, no --features (no CSI). The binary
 #     is built with controller-runtime's extra metrics server (default
 #     0.0.0.0:8080) off (hack/build-velero.sh). TMPDIR is per server: Velero
@@ -58,9 +59,32 @@
 #     namespace and fails without it — every Restore that contains a pod ends
 #     PartiallyFailed with 'deployments.apps "velero" not found' and restores
 #     nothing.
-#   - Only Kubernetes objects are backed up: the testbed has no kubelet, so
-#     pod-volume backups, CSI snapshots and the data mover do not work; create
-#     Backups with snapshotVolumes: false (and defaultVolumesToFsBackup: false).
+#   - The placeholder's image and the ConfigMap fs-restore-action-config (labels
+#     velero.io/plugin-config, velero.io/pod-volume-restore=RestoreItemAction) are
+#     VELERO_IMAGE (registry.gov.cn/govcloud/velero:$VELERO_VERSION, hack/images.sh):
+#     the restore-wait init container of restored pods runs /velero-restore-helper.
+#   - File-system backups (pod volumes, kopia) on the real nodes (hack/realnode.sh):
+#     on every cluster with a node labelled govcloud.io/node-kind=real, the
+#     node-agent DaemonSet of "velero install --use-node-agent" (name node-agent,
+#     pod labels name/role=node-agent: the server looks for a Running role=node-agent
+#     pod on the volume's node) with the ServiceAccount velero (cluster-admin), for
+#     the real node only (nodeSelector and toleration govcloud.io/node-kind=real),
+#     hostNetwork, privileged, hostPath <kubelet root>/pods -> /host_pods with
+#     HostToContainer propagation, the cloud-credentials Secret as
+#     AWS_SHARED_CREDENTIALS_FILE, metrics on 127.0.0.1:8085 in the node's network
+#     namespace (no other listener). The node's namespace reaches the stores as
+#     http://127.0.0.1:PORT, like the servers on the host (TESTBED_HOST_PORTS of
+#     hack/realnode.sh). Velero 1.17 moves each volume's data in a pod it creates
+#     in this namespace from the DaemonSet's template, on the pod network: the
+#     MutatingAdmissionPolicy govcloud-testbed-velero-data-path (pods in this
+#     namespace owned by a PodVolumeBackup/PodVolumeRestore) puts them on the node's
+#     network. `up` pushes the image when the registry lacks it and waits for the
+#     node-agent pods Ready once the pause image is pushed (hack/images.sh --push;
+#     hack/test.sh pushes it after this step, the pods start then). Back up volumes
+#     with defaultVolumesToFsBackup: true (or the backup.velero.io/backup-volumes
+#     annotation) on claims of local-path (`local` volumes: Velero skips hostPath
+#     ones). KWOK nodes have no kubelet: pods there have no volume data to back up.
+#     CSI snapshots and the data mover are not available; use snapshotVolumes: false.
 #   - State (PID files, logs, object data) lives in $TESTBED_STATE/velero.
 #     "hack/testbed.sh down" runs "hack/velero.sh down" first when this state
 #     is in its default place ($TESTBED_STATE/velero); with VELERO_STATE
@@ -79,8 +103,11 @@
 #   VELERO_STORE_VALIDATION    default 30s (how often a BSL is checked for Available)
 #   VELERO_LOG_LEVEL           default info
 #   VELERO_TIMEOUT             seconds per readiness step (default 120)
+#   VELERO_IMAGE               default registry.gov.cn/govcloud/velero:$VELERO_VERSION
+#   VELERO_NODE_AGENT_METRICS_PORT  default 8085 (127.0.0.1 in the real node's namespace)
 #
-# Everything listens on 127.0.0.1 only; processes are stopped only by their PID files.
+# Everything listens on 127.0.0.1 only (the node-agent: 127.0.0.1 of the real node's
+# namespace); processes are stopped only by their PID files.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
