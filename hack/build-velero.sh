@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build Velero and its local object store from the package registries into a
 # cache outside the repository (never committed):
-#   velero                  server and CLI (github.com/vmware-tanzu/velero)
-#                           -> $VELERO_BIN/velero
+#   velero                  server, CLI and node-agent (github.com/vmware-tanzu/velero)
+#                           -> $VELERO_BIN/velero, and its restore helper (the init
+#                           container of pods restored with file-system data)
+#                           -> $VELERO_BIN/velero-restore-helper
 #   velero-plugin-for-aws   object-store plugin (S3 API)
 #                           -> $VELERO_AWS_PLUGIN_BIN/velero-plugin-for-aws
 #                           (its own directory: it is velero server's --plugin-dir,
@@ -62,13 +64,12 @@ module_replaces() {
   ' "$1" | sed 's/[[:space:]]*\/\/.*$//' | awk 'NF >= 4 && $(NF - 1) !~ /^\.\.?\// && $NF !~ /^\.\.?\//'
 }
 
-build_velero() {
-  local out="$VELERO_BIN"
-  if [ -x "$out/velero" ]; then log "velero $VELERO_VERSION: cached in $out"; return 0; fi
-  local wd="$GOVCLOUD_CACHE/src/velero-$VELERO_VERSION"
-  mkdir -p "$wd" "$out.tmp"
+# The wrapper module that builds Velero's commands (in $GOVCLOUD_CACHE/src); prints the
+# module's hash (for buildinfo.GitSHA).
+velero_module() {
+  local wd="$1" info moddir modfile sha
+  mkdir -p "$wd"
   log "velero $VELERO_VERSION: downloading module"
-  local info moddir modfile sha
   info="$(cd "$wd" && go mod download -json "github.com/vmware-tanzu/velero@$VELERO_VERSION")"
   moddir="$(sed -n 's/.*"Dir": "\(.*\)".*/\1/p' <<<"$info")"
   modfile="$moddir/go.mod"
@@ -88,19 +89,39 @@ build_velero() {
   # Velero's go.sum too: the checksum database does not know the kopia fork's
   # pseudo-version (sum.golang.org lookup: 404), Velero's go.sum does.
   cp "$moddir/go.sum" "$wd/go.sum" && chmod u+w "$wd/go.sum"
-  log "velero: wrapper module with $(grep -c '^replace' "$wd/go.mod") replace(s): $(grep '^replace' "$wd/go.mod" | tr '\n' ' ')"
+  log "velero: wrapper module with $(grep -c '^replace' "$wd/go.mod") replace(s): $(grep '^replace' "$wd/go.mod" | tr '\n' ' ')" >&2
+  echo "${sha:-unknown}"
+}
+
+# velero (server, CLI, node-agent) and velero-restore-helper (the init container that
+# restored pods wait in until their file-system restores are done; in the image of
+# hack/images.sh), both static (CGO off) in $VELERO_BIN. Each is built when missing.
+build_velero() {
+  local out="$VELERO_BIN"
+  if [ -x "$out/velero" ] && [ -x "$out/velero-restore-helper" ]; then
+    log "velero $VELERO_VERSION: cached in $out"; return 0
+  fi
+  local wd="$GOVCLOUD_CACHE/src/velero-$VELERO_VERSION" sha
+  sha="$(velero_module "$wd")"
   local pkg=github.com/vmware-tanzu/velero
-  # velero server builds its controller-runtime manager without metrics options,
-  # so controller-runtime would also serve metrics on 0.0.0.0:8080 (one port for
-  # every server on the machine, on every interface). Its default bind address
-  # is a plain string variable: "0" switches that second metrics server off.
-  # Velero's own metrics stay on --metrics-address.
-  local ldflags="-s -w -X $pkg/pkg/buildinfo.Version=$VELERO_VERSION \
-    -X $pkg/pkg/buildinfo.GitSHA=${sha:-unknown} -X $pkg/pkg/buildinfo.GitTreeState=clean \
-    -X $pkg/pkg/buildinfo.ImageRegistry=velero \
-    -X sigs.k8s.io/controller-runtime/pkg/metrics/server.DefaultBindAddress=0"
-  (cd "$wd" && with_heartbeat "velero $VELERO_VERSION" go build -mod=mod -trimpath -ldflags "$ldflags" \
-    -o "$out.tmp/velero" "$pkg/cmd/velero")
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  if [ -x "$out/velero" ]; then
+    cp -p "$out/velero" "$out.tmp/velero"
+  else
+    # velero server builds its controller-runtime manager without metrics options,
+    # so controller-runtime would also serve metrics on 0.0.0.0:8080 (one port for
+    # every server on the machine, on every interface). Its default bind address
+    # is a plain string variable: "0" switches that second metrics server off.
+    # Velero's own metrics stay on --metrics-address.
+    local ldflags="-s -w -X $pkg/pkg/buildinfo.Version=$VELERO_VERSION \
+      -X $pkg/pkg/buildinfo.GitSHA=$sha -X $pkg/pkg/buildinfo.GitTreeState=clean \
+      -X $pkg/pkg/buildinfo.ImageRegistry=velero \
+      -X sigs.k8s.io/controller-runtime/pkg/metrics/server.DefaultBindAddress=0"
+    (cd "$wd" && with_heartbeat "velero $VELERO_VERSION" go build -mod=mod -trimpath -ldflags "$ldflags" \
+      -o "$out.tmp/velero" "$pkg/cmd/velero")
+  fi
+  (cd "$wd" && with_heartbeat "velero-restore-helper $VELERO_VERSION" go build -mod=mod -trimpath -ldflags "-s -w" \
+    -o "$out.tmp/velero-restore-helper" "$pkg/cmd/velero-restore-helper")
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
@@ -138,6 +159,7 @@ main() {
   build_velero
   log "velero binaries ready in $((SECONDS - start))s:"
   log "  $VELERO_BIN/velero"
+  log "  $VELERO_BIN/velero-restore-helper"
   log "  $VELERO_AWS_PLUGIN_BIN/velero-plugin-for-aws"
   log "  $S3S_FS_BIN/bin/s3s-fs"
 }

@@ -13,6 +13,8 @@
 #                    early, beside the control plane's build)
 #   --skip-operator  only the sample-app images (the operator's, plugin's and gateway's
 #                    release build is slow)
+#   --velero-only    only registry.gov.cn/govcloud/velero (no cargo build; hack/velero.sh up
+#                    pushes it when the registry lacks it)
 #
 # Without --push and --oci-dir it builds everything and prints the digests.
 #
@@ -31,6 +33,10 @@
 #   - registry.gov.cn/govcloud/busybox:1.35   Debian's static busybox: the local-path
 #     provisioner's helper pods (create and remove volume directories on the real nodes)
 #   - registry.gov.cn/govcloud/sample-app:1.0.0
+#   - registry.gov.cn/govcloud/velero:$VELERO_VERSION   /velero and /velero-restore-helper
+#     (hack/build-velero.sh's static builds) and a /scratch dir: Velero's node-agent on the
+#     real nodes and the restore-wait init container of pods restored with file-system
+#     backups (hack/velero.sh)
 #   - registry.gov.cn/govcloud/govcloud-operator:<workspace version>: the operator's release
 #     binary. Linked statically (glibc, -C target-feature=+crt-static, the same way as the
 #     sample app; this links, jemalloc and ring included), so the image is the binary,
@@ -64,13 +70,14 @@ STATIC_DIR="$CARGO_TARGET_DIR/$TARGET/release"
 log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[images] ERROR: %s\n' "$*" >&2; exit 1; }
 
-push=0 oci_dir="" skip_operator=0 binaries_only=0
+push=0 oci_dir="" skip_operator=0 binaries_only=0 velero_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --binaries-only) binaries_only=1;;
     --push) push=1;;
     --oci-dir) [ $# -ge 2 ] || die "--oci-dir needs a directory"; oci_dir="$2"; shift;;
     --skip-operator) skip_operator=1;;
+    --velero-only) velero_only=1;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0;;
     *) die "unknown argument '$1' (see --help)";;
   esac
@@ -203,10 +210,33 @@ image_app() {
     --comment "govcloud-sample-app as $ref"
 }
 
+# Velero for the real nodes (hack/velero.sh): the node-agent DaemonSet (file-system backups
+# with kopia) and the restore helper init container of restored pods. The same static
+# binaries as the out-of-cluster servers (hack/build-velero.sh, cached).
+image_velero() {
+  if [ ! -x "$VELERO_BIN/velero" ] || [ ! -x "$VELERO_BIN/velero-restore-helper" ]; then
+    bash "$here/build-velero.sh" || die "building Velero failed (hack/build-velero.sh)"
+  fi
+  image "$IMAGES_HOST/govcloud/velero:$VELERO_VERSION" \
+    --file "$VELERO_BIN/velero:/velero:0755" \
+    --file "$VELERO_BIN/velero-restore-helper:/velero-restore-helper:0755" \
+    --dir /scratch:1777 --dir /root:0700 \
+    --entrypoint '["/velero"]' \
+    --label "org.opencontainers.image.title=velero" \
+    --label "org.opencontainers.image.version=$VELERO_VERSION" \
+    --comment "velero $VELERO_VERSION and velero-restore-helper, static builds (hack/build-velero.sh)"
+}
+
 main() {
   local start=$SECONDS
   for b in python3 jq ldd; do command -v "$b" >/dev/null || die "$b is required"; done
   if [ -n "$oci_dir" ]; then mkdir -p "$oci_dir"; oci_dir="$(cd "$oci_dir" && pwd)"; fi
+  if [ "$velero_only" = 1 ]; then
+    if [ "$push" = 1 ] || [ -z "$oci_dir" ]; then push=1; "$here/registry.sh" up; fi
+    image_velero
+    printf '%s\n' "${results[@]}"
+    return 0
+  fi
   static_build govcloud-sample-app
   check_static "$STATIC_DIR/govcloud-sample-app"
   if [ "$skip_operator" = 0 ]; then
@@ -235,6 +265,8 @@ main() {
     --file "/bin/busybox:/bin/busybox:0755" "${links[@]}" \
     --user 0:0 --entrypoint '["/bin/sh"]' \
     --label "org.opencontainers.image.title=busybox" --comment "Debian busybox-static"
+
+  image_velero
 
   if [ "$skip_operator" = 0 ]; then
     local version

@@ -24,10 +24,31 @@
 #     scheduler.alpha.kubernetes.io/node-selector=govcloud.io/node-kind=real and the
 #     matching defaultTolerations (PodNodeSelector, PodTolerationRestriction) puts all its
 #     pods there: `hack/testbed.sh pin-namespace dcN NS`.
+#   - host stores: a process listening on the host's 127.0.0.1:P, P in TESTBED_HOST_PORTS
+#     (default 17000:17099: the Velero object stores of hack/velero.sh, the tests' own stores
+#     and gateways), is reachable as http://127.0.0.1:P from the node's own network namespace
+#     (the node's processes and hostNetwork pods: Velero's node-agent reads the same
+#     BackupStorageLocation URLs as the out-of-cluster Velero server). In the node's namespace
+#     nat OUTPUT rewrites 127.0.0.1:P to 10.87.N.1:P and POSTROUTING the source to 10.87.N.2
+#     (route_localnet on its eth0); on the host nat PREROUTING rewrites exactly that
+#     (-s 10.87.N.2 -d 10.87.N.1) to 127.0.0.1:P (route_localnet on the host side of the
+#     veth). Ordinary pods keep their 10.88.N.x source (the bridge does not masquerade), match
+#     neither rule and are dropped by the host's INPUT rules: they cannot reach the stores.
+#
+# Volumes (ensure_local_path): the local-path StorageClass provisions `local`
+# PersistentVolumes (directories under the node's state dir), not hostPath ones: Velero's
+# file-system backup skips hostPath volumes. Kubelet's root dir is a bind mount of itself made
+# rshared before kubelet starts (this machine's / is a private mount), so that a volume
+# kubelet mounts for a pod shows in Velero's node-agent (hostPath <root>/pods with
+# mountPropagation HostToContainer); `down` unmounts everything under the node's dir before
+# the state dir is removed, and refuses to remove it while a mount is left there.
 
 REAL_NODE_LABEL="govcloud.io/node-kind"
 REGISTRY_PORT="${REGISTRY_PORT:-15000}"
 REAL_COMPONENTS=(node-apifwd node-regfwd containerd kubelet kube-proxy kube-router local-path)
+# Host ports (first:last) on 127.0.0.1 that the real nodes' own network namespaces reach as
+# 127.0.0.1 too (see the top). Velero's metrics ports (17100, 17200, ...) are outside it.
+TESTBED_HOST_PORTS="${TESTBED_HOST_PORTS:-17000:17099}"
 
 real_node_enabled() { local i="${1#dc}"; [ "$i" -le "${TESTBED_REAL_NODES:-2}" ]; }
 real_node_name() { echo "$1-real"; }
@@ -122,6 +143,33 @@ setup_node_network() {
   fi
   iptables -w -C INPUT -i "$link" -m comment --comment "$tag" -j "$chain" 2>/dev/null ||
     iptables -w -I INPUT -i "$link" -m comment --comment "$tag" -j "$chain"
+  setup_host_port_nat "$name"
+}
+
+# The host's 127.0.0.1:TESTBED_HOST_PORTS as 127.0.0.1 in the node's own namespace (see the
+# top). Idempotent; the node side goes with the namespace, the host side with `down`
+# (remove_host_rules; route_localnet with the link).
+setup_host_port_nat() {
+  local name="$1" link tag chain host node ports
+  link="$(host_link "$name")"; tag="govcloud-testbed-$(state_tag)"; chain="$(input_chain "$name")"
+  host="$(host_addr "$name")"; node="$(node_addr "$name")"; ports="$TESTBED_HOST_PORTS"
+  [[ "$ports" =~ ^[0-9]+:[0-9]+$ ]] || die "TESTBED_HOST_PORTS must be FIRST:LAST (got '$ports')"
+  # Node side: 127.0.0.1:P -> host side of the veth, from the node's address.
+  in_node "$name" sysctl -qw "net.ipv4.conf.eth0.route_localnet=1"
+  local rule=(-d 127.0.0.1/32 -p tcp -m tcp --dport "$ports" -m comment --comment "$tag" -j DNAT --to-destination "$host")
+  in_node "$name" iptables -w -t nat -C OUTPUT "${rule[@]}" 2>/dev/null ||
+    in_node "$name" iptables -w -t nat -A OUTPUT "${rule[@]}"
+  rule=(-s 127.0.0.1/32 -d "$host/32" -o eth0 -p tcp -m tcp --dport "$ports" -m comment --comment "$tag"
+    -j SNAT --to-source "$node")
+  in_node "$name" iptables -w -t nat -C POSTROUTING "${rule[@]}" 2>/dev/null ||
+    in_node "$name" iptables -w -t nat -A POSTROUTING "${rule[@]}"
+  # Host side: only the node's own address (never a pod's) to the host address -> 127.0.0.1.
+  sysctl -qw "net.ipv4.conf.$link.route_localnet=1"
+  rule=(-i "$link" -s "$node/32" -d "$host/32" -p tcp -m tcp --dport "$ports" -m comment --comment "$tag"
+    -j DNAT --to-destination 127.0.0.1)
+  iptables -w -t nat -C PREROUTING "${rule[@]}" 2>/dev/null || iptables -w -t nat -I PREROUTING "${rule[@]}"
+  rule=(-s "$node/32" -d 127.0.0.1/32 -p tcp -m tcp --dport "$ports" -j RETURN)
+  iptables -w -C "$chain" "${rule[@]}" 2>/dev/null || iptables -w -I "$chain" 1 "${rule[@]}"
 }
 
 # The host's INPUT chain for a node's link.
@@ -334,6 +382,7 @@ ensure_real_node() {
     ctr -a "$node/containerd.sock" version
   save_host_sysctls
   if ! component_alive "$name" kubelet; then
+    shared_kubelet_root "$node/kubelet"
     start_component "$name" kubelet "" nsenter --net="$ns" -- "$K8S_BIN/kubelet" \
       --config="$node/kubelet.yaml" --kubeconfig="$node/kubelet.kubeconfig" \
       --root-dir="$node/kubelet" --cert-dir="$node/kubelet-pki" \
@@ -365,9 +414,23 @@ ensure_real_node() {
   log "$name: real node $(real_node_name "$name") Ready (pods $(pod_cidr "$name"), node IP $(node_addr "$name"), netns $(node_netns "$name")) ($(since "$t0"))"
 }
 
+# Kubelet's root dir as a mount of its own, rshared (see the top). Only while kubelet is not
+# running: a bind mount over a live root would hide the volumes mounted under it.
+shared_kubelet_root() {
+  local root="$1"
+  mkdir -p "$root"
+  if [ "$(findmnt -n -o TARGET --target "$root")" != "$root" ]; then
+    mount --bind "$root" "$root"
+  fi
+  mount --make-rshared "$root"
+}
+
 # Volumes: rancher's local-path provisioner, out of cluster (kubeconfig), provisions
 # StorageClass "local-path" (WaitForFirstConsumer) as directories under the node's state
 # dir, created and removed by helper pods on the node (registry.gov.cn/govcloud/busybox:1.35).
+# They are `local` PersistentVolumes (the StorageClass's defaultVolumeType annotation, read by
+# the provisioner; a claim's volumeType annotation overrides it), with the provisioner's node
+# affinity: Velero's file-system backup skips hostPath volumes, the provisioner's default.
 # Claims of pods on KWOK nodes are not provisioned (there is no path for them): those tests
 # bring static PersistentVolumes of their own.
 ensure_local_path() {
@@ -408,6 +471,8 @@ apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata:
   name: local-path
+  annotations:
+    defaultVolumeType: local
 provisioner: rancher.io/local-path
 volumeBindingMode: WaitForFirstConsumer
 reclaimPolicy: Delete
@@ -500,6 +565,10 @@ remove_host_rules() {
   iptables -w -S FORWARD 2>/dev/null | grep -F -- "--comment $tag" | while read -r rule; do
     # shellcheck disable=SC2086
     iptables -w ${rule/-A /-D } || true
+  done
+  iptables -w -t nat -S PREROUTING 2>/dev/null | grep -F -- "--comment $tag" | while read -r rule; do
+    # shellcheck disable=SC2086
+    iptables -w -t nat ${rule/-A /-D } || true
   done
   local chain
   iptables -w -S 2>/dev/null | sed -n "s/^-N \(GC-$(state_tag)-DC[0-9]*\)$/\1/p" | while read -r chain; do

@@ -698,6 +698,10 @@ cmd_down() {
     stop_cluster_components "$name" etcd
     log "$name: stopped"
   done
+  # Never remove through a live mount (a node's kubelet root and pod volumes are mounts).
+  local left
+  left="$(awk -v p="$TESTBED_STATE/" 'index($2, p) == 1 {print $2}' /proc/mounts)"
+  [ -z "$left" ] || die "mounts are left under $TESTBED_STATE; not removing it (unmount them, then run down again): $(tr '\n' ' ' <<<"$left")"
   rm -rf "$TESTBED_STATE"
   log "removed $TESTBED_STATE"
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Velero on the local testbed (hack/testbed.sh): real backups and restores of
-# Kubernetes objects into a local S3-compatible object store, no containers.
+# Kubernetes objects into a local S3-compatible object store (servers out of cluster),
+# and of volume data on the real nodes (node-agent).
 #
 #   hack/velero.sh up       build if needed; start (or reuse) one object store per
 #                           region and one Velero server per testbed cluster
@@ -43,8 +44,8 @@
 #     --namespace velero, --plugin-dir with velero-plugin-for-aws only,
 #     --metrics-address 127.0.0.1:(VELERO_BASE_PORT + 100*N) (17100, 17200, ...),
 #     --profiler-address "" (off; its default is localhost:6060 for every
-#     server), --uploader-type kopia (the default; used only by pod-volume
-#     backups, which need the node-agent and are not available here),
+#     server), --uploader-type kopia (the default; file-system backups of
+#     volumes on the real nodes, below),
 #     --default-volumes-to-fs-backup=false, no --features (no CSI). The binary
 #     is built with controller-runtime's extra metrics server (default
 #     0.0.0.0:8080) off (hack/build-velero.sh). TMPDIR is per server: Velero
@@ -58,9 +59,32 @@
 #     namespace and fails without it — every Restore that contains a pod ends
 #     PartiallyFailed with 'deployments.apps "velero" not found' and restores
 #     nothing.
-#   - Only Kubernetes objects are backed up: the testbed has no kubelet, so
-#     pod-volume backups, CSI snapshots and the data mover do not work; create
-#     Backups with snapshotVolumes: false (and defaultVolumesToFsBackup: false).
+#   - The placeholder's image and the ConfigMap fs-restore-action-config (labels
+#     velero.io/plugin-config, velero.io/pod-volume-restore=RestoreItemAction) are
+#     VELERO_IMAGE (registry.gov.cn/govcloud/velero:$VELERO_VERSION, hack/images.sh):
+#     the restore-wait init container of restored pods runs /velero-restore-helper.
+#   - File-system backups (pod volumes, kopia) on the real nodes (hack/realnode.sh):
+#     on every cluster with a node labelled govcloud.io/node-kind=real, the
+#     node-agent DaemonSet of "velero install --use-node-agent" (name node-agent,
+#     pod labels name/role=node-agent: the server looks for a Running role=node-agent
+#     pod on the volume's node) with the ServiceAccount velero (cluster-admin), for
+#     the real node only (nodeSelector and toleration govcloud.io/node-kind=real),
+#     hostNetwork, privileged, hostPath <kubelet root>/pods -> /host_pods with
+#     HostToContainer propagation, the cloud-credentials Secret as
+#     AWS_SHARED_CREDENTIALS_FILE, metrics on 127.0.0.1:8085 in the node's network
+#     namespace (no other listener). The node's namespace reaches the stores as
+#     http://127.0.0.1:PORT, like the servers on the host (TESTBED_HOST_PORTS of
+#     hack/realnode.sh). Velero 1.17 moves each volume's data in a pod it creates
+#     in this namespace from the DaemonSet's template, on the pod network: the
+#     MutatingAdmissionPolicy govcloud-testbed-velero-data-path (pods in this
+#     namespace owned by a PodVolumeBackup/PodVolumeRestore) puts them on the node's
+#     network. `up` pushes the image when the registry lacks it and waits for the
+#     node-agent pods Ready once the pause image is pushed (hack/images.sh --push;
+#     hack/test.sh pushes it after this step, the pods start then). Back up volumes
+#     with defaultVolumesToFsBackup: true (or the backup.velero.io/backup-volumes
+#     annotation) on claims of local-path (`local` volumes: Velero skips hostPath
+#     ones). KWOK nodes have no kubelet: pods there have no volume data to back up.
+#     CSI snapshots and the data mover are not available; use snapshotVolumes: false.
 #   - State (PID files, logs, object data) lives in $TESTBED_STATE/velero.
 #     "hack/testbed.sh down" runs "hack/velero.sh down" first when this state
 #     is in its default place ($TESTBED_STATE/velero); with VELERO_STATE
@@ -79,8 +103,11 @@
 #   VELERO_STORE_VALIDATION    default 30s (how often a BSL is checked for Available)
 #   VELERO_LOG_LEVEL           default info
 #   VELERO_TIMEOUT             seconds per readiness step (default 120)
+#   VELERO_IMAGE               default registry.gov.cn/govcloud/velero:$VELERO_VERSION
+#   VELERO_NODE_AGENT_METRICS_PORT  default 8085 (127.0.0.1 in the real node's namespace)
 #
-# Everything listens on 127.0.0.1 only; processes are stopped only by their PID files.
+# Everything listens on 127.0.0.1 only (the node-agent: 127.0.0.1 of the real node's
+# namespace); processes are stopped only by their PID files.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -99,6 +126,9 @@ VELERO_BACKUP_SYNC_PERIOD="${VELERO_BACKUP_SYNC_PERIOD:-20s}"
 VELERO_STORE_VALIDATION="${VELERO_STORE_VALIDATION:-30s}"
 VELERO_LOG_LEVEL="${VELERO_LOG_LEVEL:-info}"
 VELERO_TIMEOUT="${VELERO_TIMEOUT:-120}"
+VELERO_IMAGE="${VELERO_IMAGE:-registry.gov.cn/govcloud/velero:$VELERO_VERSION}"
+VELERO_NODE_AGENT_METRICS_PORT="${VELERO_NODE_AGENT_METRICS_PORT:-8085}"
+REGISTRY_PORT="${REGISTRY_PORT:-15000}"
 
 NAMESPACE="$VELERO_NAMESPACE"
 MANAGED_BY=govcloud-testbed
@@ -359,7 +389,7 @@ spec:
     spec:
       containers:
       - name: velero
-        image: velero/velero:$VELERO_VERSION
+        image: $VELERO_IMAGE
         command: ["/velero"]
         args: ["server"]
 EOF
@@ -423,7 +453,181 @@ ensure_velero() {
   fi
   wait_until "$name: velero metrics on 127.0.0.1:$port" "velero-$name" "$(velero_needle "$name")" velero_metrics_ok "$name"
   wait_until "$name: BackupStorageLocations Available" "velero-$name" "$(velero_needle "$name")" bsls_available "$name"
+  if has_real_node "$name"; then ensure_node_agent "$name"; fi
   log "$name: velero ready ($(since "$t0")) — home region $home, BSLs $(for r in $(regions); do printf '%s ' "$(bsl_name "$r")"; done)"
+}
+
+# ---------------------------------------------------------------------------
+# File-system backups on the real nodes (node-agent)
+
+# Clusters with a real node (hack/realnode.sh labels it govcloud.io/node-kind=real).
+has_real_node() { [ -n "$(kc "$1" get nodes -l govcloud.io/node-kind=real -o name 2>/dev/null)" ]; }
+
+# The kubelet root dir of cluster dcN's real node (hack/realnode.sh: --root-dir).
+kubelet_root() { echo "$TESTBED_STATE/$1/node/kubelet"; }
+
+# What "velero install --use-node-agent" creates for the node-agent (pkg/install in the
+# Velero module: DaemonSet "node-agent", pod labels name=node-agent and role=node-agent —
+# the server looks for a Running pod labelled role=node-agent on the backed-up pod's node,
+# pkg/nodeagent — and the ServiceAccount velero bound to cluster-admin), for the real node
+# only and for this testbed (see the top). Velero 1.17 copies its pod template (image, env,
+# volumes, service account) into the pod that moves the data of each PodVolumeBackup and
+# PodVolumeRestore; the MutatingAdmissionPolicy puts those pods on the node's network too.
+node_agent_manifest() {
+  local name="$1"
+  cat <<EOF
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: velero
+  namespace: $NAMESPACE
+  labels: {component: velero, app.kubernetes.io/managed-by: $MANAGED_BY}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: velero-$NAMESPACE
+  labels: {component: velero, app.kubernetes.io/managed-by: $MANAGED_BY}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects:
+- {kind: ServiceAccount, name: velero, namespace: $NAMESPACE}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: node-agent
+  namespace: $NAMESPACE
+  labels: {component: velero, app.kubernetes.io/managed-by: $MANAGED_BY}
+spec:
+  selector:
+    matchLabels: {name: node-agent}
+  template:
+    metadata:
+      labels: {component: velero, name: node-agent, role: node-agent}
+    spec:
+      serviceAccountName: velero
+      hostNetwork: true
+      dnsPolicy: ClusterFirstWithHostNet
+      nodeSelector: {kubernetes.io/os: linux, govcloud.io/node-kind: real}
+      tolerations:
+      - {key: govcloud.io/node-kind, operator: Equal, value: real, effect: NoSchedule}
+      os: {name: linux}
+      securityContext: {runAsUser: 0}
+      containers:
+      - name: node-agent
+        image: $VELERO_IMAGE
+        imagePullPolicy: IfNotPresent
+        command: ["/velero"]
+        args: ["node-agent", "server", "--metrics-address=127.0.0.1:$VELERO_NODE_AGENT_METRICS_PORT",
+          "--log-level=$VELERO_LOG_LEVEL", "--log-format=text"]
+        securityContext: {privileged: true}
+        env:
+        - name: NODE_NAME
+          valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+        - name: VELERO_NAMESPACE
+          valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+        - {name: VELERO_SCRATCH_DIR, value: /scratch}
+        - {name: AWS_SHARED_CREDENTIALS_FILE, value: /credentials/cloud}
+        - {name: AWS_REQUEST_CHECKSUM_CALCULATION, value: when_required}
+        - {name: AWS_RESPONSE_CHECKSUM_VALIDATION, value: when_required}
+        - {name: AWS_EC2_METADATA_DISABLED, value: "true"}
+        volumeMounts:
+        - {name: host-pods, mountPath: /host_pods, mountPropagation: HostToContainer}
+        - {name: scratch, mountPath: /scratch}
+        - {name: cloud-credentials, mountPath: /credentials}
+      volumes:
+      - name: host-pods
+        hostPath: {path: $(kubelet_root "$name")/pods}
+      - name: scratch
+        emptyDir: {}
+      - name: cloud-credentials
+        secret: {secretName: $CRED_SECRET, defaultMode: 0444}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: fs-restore-action-config
+  namespace: $NAMESPACE
+  labels:
+    velero.io/plugin-config: ""
+    velero.io/pod-volume-restore: RestoreItemAction
+    app.kubernetes.io/managed-by: $MANAGED_BY
+data:
+  image: $VELERO_IMAGE
+---
+apiVersion: admissionregistration.k8s.io/v1beta1
+kind: MutatingAdmissionPolicy
+metadata:
+  name: govcloud-testbed-velero-data-path
+  labels: {app.kubernetes.io/managed-by: $MANAGED_BY}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}
+  matchConditions:
+  - name: velero-data-path-pod
+    expression: >-
+      has(object.metadata.ownerReferences) && object.metadata.ownerReferences.exists(r,
+      r.apiVersion == 'velero.io/v1' && (r.kind == 'PodVolumeBackup' || r.kind == 'PodVolumeRestore'))
+  failurePolicy: Fail
+  reinvocationPolicy: Never
+  mutations:
+  - patchType: ApplyConfiguration
+    applyConfiguration:
+      expression: >-
+        Object{spec: Object.spec{hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet'}}
+---
+apiVersion: admissionregistration.k8s.io/v1beta1
+kind: MutatingAdmissionPolicyBinding
+metadata:
+  name: govcloud-testbed-velero-data-path
+  labels: {app.kubernetes.io/managed-by: $MANAGED_BY}
+spec:
+  policyName: govcloud-testbed-velero-data-path
+  matchResources:
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: $NAMESPACE}
+EOF
+}
+
+node_agent_ready() {
+  local out desired ready updated
+  out="$(kc "$1" -n "$NAMESPACE" get daemonset node-agent \
+    -o 'jsonpath={.status.desiredNumberScheduled} {.status.numberReady} {.status.updatedNumberScheduled}')" || return 1
+  read -r desired ready updated <<<"$out"
+  [ "${desired:-0}" -ge 1 ] && [ "$ready" = "$desired" ] && [ "$updated" = "$desired" ]
+}
+
+ensure_node_agent() {
+  local name="$1" t0; t0="$(now_ms)"
+  node_agent_manifest "$name" | kc "$name" apply -f - >/dev/null
+  # Every pod's sandbox is the pause image of hack/images.sh --push (hack/test.sh pushes it
+  # after this step): without it the pods start once it is pushed.
+  if ! image_pushed "registry.gov.cn/govcloud/pause:3.10"; then
+    log "$name: node-agent applied; its pods start once hack/images.sh --push has pushed registry.gov.cn/govcloud/pause:3.10 (hack/velero.sh status shows them)"
+    return 0
+  fi
+  local deadline=$((SECONDS + VELERO_TIMEOUT))
+  while ! node_agent_ready "$name"; do
+    if [ $SECONDS -ge $deadline ]; then
+      err "$name: timed out after ${VELERO_TIMEOUT}s waiting for the node-agent pods Ready:"
+      kc "$name" -n "$NAMESPACE" get pods -l role=node-agent -o wide >&2 || true
+      kc "$name" -n "$NAMESPACE" describe pods -l role=node-agent 2>/dev/null | tail -n 15 >&2 || true
+      exit 1
+    fi
+    sleep 1
+  done
+  log "$name: node-agent Ready on $(kc "$name" -n "$NAMESPACE" get pods -l role=node-agent \
+    -o 'jsonpath={range .items[*]}{.spec.nodeName}{" "}{end}')($(since "$t0"))"
+}
+
+# True if image $1 (default the velero image) is in the local registry (hack/registry.sh;
+# hack/images.sh pushes them).
+image_pushed() {
+  local ref="${1:-$VELERO_IMAGE}" repo
+  repo="${ref#*/}"
+  curl -fsS --max-time 5 -o /dev/null -I -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "http://127.0.0.1:$REGISTRY_PORT/v2/${repo%:*}/manifests/${repo##*:}"
 }
 
 # ---------------------------------------------------------------------------
@@ -459,6 +663,15 @@ cmd_up() {
   log "state: $VELERO_STATE"
   local region name
   for region in $(regions); do ensure_store "$region"; done
+  # The node-agent's image, once for every cluster with a real node.
+  for name in $(clusters); do
+    has_real_node "$name" || continue
+    if ! image_pushed; then
+      log "$VELERO_IMAGE is not in the local registry yet: pushing it (hack/images.sh --velero-only)"
+      bash "$here/images.sh" --velero-only >/dev/null || die "pushing $VELERO_IMAGE failed (run: hack/images.sh --velero-only)"
+    fi
+    break
+  done
   local pids=() names=() failed=0 i
   for name in $(clusters); do
     ensure_velero "$name" &
@@ -493,6 +706,13 @@ cmd_status() {
       printf '       BSLs: (cluster not reachable)\n'
     fi
     bsls_available "$name" || ok=0
+    if has_real_node "$name"; then
+      local agents
+      agents="$(kc "$name" -n "$NAMESPACE" get pods -l role=node-agent -o \
+        'jsonpath={range .items[*]}{.metadata.name}@{.spec.nodeName}={.status.phase}/ready={.status.containerStatuses[0].ready}{" "}{end}' 2>/dev/null)" || agents=""
+      printf '       node-agent: %s\n' "${agents:-none}"
+      node_agent_ready "$name" || ok=0
+    fi
   done
   [ "$any" = 1 ] || log "velero is not running (run: hack/velero.sh up)"
   [ "$ok" = 1 ]

@@ -841,8 +841,41 @@ pub const S3_ACCESS_KEY: &str = "govcloud-test";
 /// Secret key of the tests' object stores.
 pub const S3_SECRET_KEY: &str = "govcloud-test-secret";
 
+/// First and last port of the host's 127.0.0.1 that the testbed's real nodes reach as their
+/// own 127.0.0.1 (`TESTBED_HOST_PORTS` of hack/realnode.sh): Velero's node-agent there reads
+/// the same BackupStorageLocation URLs as the Velero servers on the host. 17000 and 17001
+/// are hack/velero.sh's region stores.
+pub const HOST_STORE_PORTS: (u16, u16) = (17002, 17099);
+
+/// A free port on 127.0.0.1 in [`HOST_STORE_PORTS`] for a test's store or gateway, never one
+/// this process handed out before (a stopped store is resumed on its port). Starts at an
+/// offset of the process id, so that two test processes seldom try the same ports.
+pub fn host_store_port() -> Result<u16> {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let (first, last) = HOST_STORE_PORTS;
+    let span = u32::from(last - first) + 1;
+    let mut given = GIVEN.lock().map_err(|_| anyhow!("host store port registry poisoned"))?;
+    let start = std::process::id() % span;
+    for i in 0..span {
+        let Ok(port) = u16::try_from(u32::from(first) + (start + i) % span) else {
+            continue;
+        };
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    bail!(
+        "no free port on 127.0.0.1 in {first}..={last} for a test's object store (stop what listens there, \
+         or fewer stores at once)"
+    )
+}
+
 /// A test's own S3-compatible object store (s3s-fs, built by hack/build-velero.sh) on
-/// 127.0.0.1, with one bucket `backups`. It can be stopped and started again on the same
+/// 127.0.0.1 (a port in [`HOST_STORE_PORTS`]), with one bucket `backups`. It can be stopped and started again on the same
 /// port and data; it is stopped by PID when dropped.
 pub struct ObjectStore {
     /// Port it listens on.
@@ -857,7 +890,7 @@ impl ObjectStore {
     pub fn start(name: &str) -> Result<ObjectStore> {
         let dir = testbed_state().join("test-stores").join(name);
         std::fs::create_dir_all(dir.join("backups"))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = host_store_port()?;
         let store = ObjectStore {
             port,
             dir,
@@ -1003,7 +1036,7 @@ pub async fn backup_location(hub: &Client, name: &str, region: &str, zone: &str,
 }
 
 /// The encrypting S3 gateway (`govcloud-s3-gateway`) in front of an [`ObjectStore`] of its
-/// own, on a random 127.0.0.1 port, stopped by PID. Agency `x` has access key
+/// own, on a 127.0.0.1 port in [`HOST_STORE_PORTS`], stopped by PID. Agency `x` has access key
 /// [`Gateway::access_key`], secret `x-secret` and prefix `x/` of bucket `backups`.
 pub struct Gateway {
     /// The store behind it.
@@ -1050,7 +1083,7 @@ impl Gateway {
         let dir = store.dir.with_extension("gateway");
         let _ = std::fs::remove_dir_all(&dir);
         govcloud_gateway::keys::FileKeyProvider::generate(&dir.join("kek"), "k1", true)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = host_store_port()?;
         let mut entries = String::new();
         for a in agencies {
             let file = dir.join(format!("secret-{a}"));
