@@ -1220,3 +1220,28 @@ pub fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
         // An empty f64 sum is -0.0.
         + 0.0
 }
+
+/// Waits (up to three minutes) for a Running pod of Velero's node-agent on `node` of
+/// testbed cluster `n` (hack/velero.sh starts the DaemonSet; its pods start once
+/// hack/images.sh has pushed the images).
+pub async fn wait_node_agent(n: usize, node: &str) -> Result<()> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client(n).await?, "velero");
+    wait_for(
+        &format!("a Running node-agent pod on {node} (bash hack/velero.sh status; it needs hack/images.sh --push)"),
+        Duration::from_secs(180),
+        || async {
+            let list = pods
+                .list(&kube::api::ListParams::default().labels("role=node-agent"))
+                .await?;
+            Ok(list
+                .items
+                .iter()
+                .any(|p| {
+                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                })
+                .then_some(()))
+        },
+    )
+    .await
+}

@@ -110,6 +110,7 @@ async fn written_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 async fn volume_contents_come_back_file_for_file_after_the_system_and_its_volume_are_gone() -> Result<()> {
     operator()?;
     require_velero(1).await?;
+    wait_node_agent(1, "dc1-real").await?;
     let hub = client(1).await?;
     let member = hub.clone();
     let group = unique("vd");

@@ -47,21 +47,6 @@ fn phase(o: &DynamicObject) -> String {
         .to_string()
 }
 
-/// A Running node-agent pod on dc1's real node (hack/velero.sh up starts it).
-async fn require_node_agent(c: &Client) -> Result<()> {
-    let pods: Api<Pod> = Api::namespaced(c.clone(), "velero");
-    let list = pods.list(&ListParams::default().labels("role=node-agent")).await?;
-    let running = list.items.iter().any(|p| {
-        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("dc1-real")
-            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-    });
-    ensure!(
-        running,
-        "no Running node-agent pod on dc1-real: run `bash hack/velero.sh up` after `hack/images.sh --push` (hack/velero.sh status shows it)"
-    );
-    Ok(())
-}
-
 async fn create_workload(c: &Client, ns: &str) -> Result<()> {
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), ns);
     pvcs.create(
@@ -245,7 +230,7 @@ async fn file_system_backup_restores_every_file_of_a_volume_on_the_real_node() -
     ensure_testbed()?;
     require_velero(1).await?;
     let c = client(1).await?;
-    require_node_agent(&c).await?;
+    wait_node_agent(1, "dc1-real").await?;
     let ns = unique("fsb");
     let nss: Api<Namespace> = Api::all(c.clone());
     nss.create(
