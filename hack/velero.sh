@@ -103,6 +103,11 @@
 #   VELERO_STORE_VALIDATION    default 30s (how often a BSL is checked for Available)
 #   VELERO_LOG_LEVEL           default info
 #   VELERO_TIMEOUT             seconds per readiness step (default 120)
+#   VELERO_FS_TIMEOUT          --fs-backup-timeout of the servers (default 15m, Velero's is 4h): how
+#                              long a backup or restore waits for one volume's copy. Velero runs
+#                              one restore at a time, so a restore whose pod never starts (a
+#                              failed drill) would hold up every other restore of the cluster
+#                              for hours
 #   VELERO_IMAGE               default registry.gov.cn/govcloud/velero:$VELERO_VERSION
 #   VELERO_NODE_AGENT_METRICS_PORT  default 8085 (127.0.0.1 in the real node's namespace)
 #
@@ -126,6 +131,7 @@ VELERO_BACKUP_SYNC_PERIOD="${VELERO_BACKUP_SYNC_PERIOD:-20s}"
 VELERO_STORE_VALIDATION="${VELERO_STORE_VALIDATION:-30s}"
 VELERO_LOG_LEVEL="${VELERO_LOG_LEVEL:-info}"
 VELERO_TIMEOUT="${VELERO_TIMEOUT:-120}"
+VELERO_FS_TIMEOUT="${VELERO_FS_TIMEOUT:-15m}"
 VELERO_IMAGE="${VELERO_IMAGE:-registry.gov.cn/govcloud/velero:$VELERO_VERSION}"
 VELERO_NODE_AGENT_METRICS_PORT="${VELERO_NODE_AGENT_METRICS_PORT:-8085}"
 REGISTRY_PORT="${REGISTRY_PORT:-15000}"
@@ -445,6 +451,7 @@ ensure_velero() {
       --metrics-address="127.0.0.1:$port" \
       --profiler-address= \
       --uploader-type=kopia \
+      --fs-backup-timeout="$VELERO_FS_TIMEOUT" \
       --default-volumes-to-fs-backup=false \
       --default-backup-storage-location="$(bsl_name "$home")" \
       --backup-sync-period="$VELERO_BACKUP_SYNC_PERIOD" \

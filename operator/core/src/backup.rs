@@ -786,6 +786,15 @@ pub fn velero_schedule(
         "excludedResources": excluded,
         "metadata": {"labels": id.labels()},
     });
+    if data {
+        // Unset: Velero then takes the cluster-scoped objects the namespace's objects refer
+        // to, among them each claim's PersistentVolume. A restore needs it to provision a
+        // new volume for the contents (without it the restored claim names the old volume,
+        // bound elsewhere or gone, and stays Pending).
+        if let Some(t) = template.as_object_mut() {
+            t.remove("includeClusterResources");
+        }
+    }
     if let Some(systems) = systems {
         template["labelSelector"] = json!({"matchExpressions": [
             {"key": SYSTEM_LABEL, "operator": "In", "values": systems}
@@ -1629,12 +1638,17 @@ mod tests {
         assert_eq!(t["defaultVolumesToFsBackup"], true);
         assert_eq!(t["snapshotVolumes"], false);
         assert!(
+            t.get("includeClusterResources").is_none(),
+            "the claims' volumes are needed"
+        );
+        assert!(
             !t["excludedResources"]
                 .as_array()
                 .is_some_and(|a| a.contains(&json!("pods")))
         );
         let t = &all["spec"]["template"];
         assert_eq!(t["defaultVolumesToFsBackup"], false);
+        assert_eq!(t["includeClusterResources"], false);
         assert!(
             t["excludedResources"]
                 .as_array()
