@@ -42,3 +42,8 @@ pub const REQUEST_LABEL: &str = "govcloud.io/tenancy-request";
 /// brought its record back (also what makes a repeated pass over the same restore report
 /// the same systems).
 pub const RESTORED_BY_ANNOTATION: &str = "govcloud.io/restored-by";
+
+/// On an object recreated from a hub backup (`govcloud-operator hub-restore`): the backup's
+/// digest. With the `restore` permission of the hub restorer role it lets the admission
+/// policies accept recorded decisions verbatim (decided by someone else than the writer).
+pub const RESTORED_FROM_ANNOTATION: &str = "govcloud.io/restored-from";

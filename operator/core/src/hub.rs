@@ -16,6 +16,20 @@ pub const EXPOSURE_POLICY: &str = "govcloud-exposure-approval";
 /// ClusterRole of platform staff who approve internet exposure of level-3 systems.
 pub const EXPOSURE_APPROVER_ROLE: &str = "govcloud-exposure-approver";
 
+/// ClusterRole of whoever rebuilds a hub from its backup (`govcloud-operator hub-restore`):
+/// may recreate recorded decisions verbatim. The chart installs it (user-roles.yaml, the
+/// same rules as [`hub_restorer_role`]); bound only for a rebuild, never aggregated.
+pub const HUB_RESTORER_ROLE: &str = "govcloud:hub-restorer";
+
+/// CEL: the request creates an object from a hub backup (it carries the backup's
+/// annotation) and the user may restore `resource` (the restorer role's permission).
+fn restoring(resource: &str) -> String {
+    format!(
+        "request.operation == 'CREATE' && has(object.metadata.annotations) && '{}' in object.metadata.annotations && authorizer.group('govcloud.io').resource('{resource}').subresource('restore').namespace(request.namespace).check('create').allowed()",
+        govcloud_api::labels::RESTORED_FROM_ANNOTATION
+    )
+}
+
 /// ClusterRole (and binding) letting every authenticated user read the service catalogue.
 pub const CATALOG_READER_ROLE: &str = "govcloud-catalog-reader";
 
@@ -91,7 +105,9 @@ fn approval_variables() -> Value {
         {"name": "requester", "expression": "request.operation == 'CREATE' || !has(oldObject.spec.requestedBy) ? '' : oldObject.spec.requestedBy"},
         {"name": "isRequester", "expression": "variables.requester != '' && request.userInfo.username == variables.requester"},
         // The namespace controller empties a namespace being deleted.
-        {"name": "namespaceDeleting", "expression": "request.operation == 'DELETE' && has(namespaceObject.metadata.deletionTimestamp)"}
+        {"name": "namespaceDeleting", "expression": "request.operation == 'DELETE' && has(namespaceObject.metadata.deletionTimestamp)"},
+        // A hub rebuild recreates a request as it was recorded, decision included.
+        {"name": "restoring", "expression": restoring("tenancyrequests")}
     ])
 }
 
@@ -99,7 +115,7 @@ fn approval_variables() -> Value {
 fn approval_validations() -> Value {
     json!([
         {
-            "expression": "request.operation != 'CREATE' || (has(object.spec.requestedBy) && object.spec.requestedBy == request.userInfo.username)",
+            "expression": "request.operation != 'CREATE' || variables.restoring || (has(object.spec.requestedBy) && object.spec.requestedBy == request.userInfo.username)",
             "messageExpression": "'spec.requestedBy must be set to your own user name (' + request.userInfo.username + ')'",
             "reason": "Invalid"
         },
@@ -114,17 +130,17 @@ fn approval_validations() -> Value {
             "reason": "Forbidden"
         },
         {
-            "expression": "!variables.changed || variables.approver",
+            "expression": "!variables.changed || variables.restoring || variables.approver",
             "messageExpression": "'spec.decision: only platform approvers (allowed to create tenancyrequests/approve) may decide a tenancy request; ' + request.userInfo.username + ' is not one'",
             "reason": "Forbidden"
         },
         {
-            "expression": "!variables.changed || object.spec.decision.decidedBy == request.userInfo.username",
+            "expression": "!variables.changed || variables.restoring || object.spec.decision.decidedBy == request.userInfo.username",
             "messageExpression": "'spec.decision.decidedBy must be your own user name (' + request.userInfo.username + '); decisions cannot be recorded in someone else\\'s name'",
             "reason": "Forbidden"
         },
         {
-            "expression": "!variables.changed || !has(object.spec.requestedBy) || object.spec.requestedBy != request.userInfo.username",
+            "expression": "!variables.changed || variables.restoring || !has(object.spec.requestedBy) || object.spec.requestedBy != request.userInfo.username",
             "message": "spec.decision: approvers cannot decide their own tenancy request; ask another approver",
             "reason": "Forbidden"
         },
@@ -173,16 +189,17 @@ fn exposure_policy(labels: &Value) -> Value {
             "variables": [
                 {"name": "set", "expression": "has(object.spec.internetExposureApproval)"},
                 {"name": "changed", "expression": "request.operation == 'CREATE' ? variables.set : (variables.set != has(oldObject.spec.internetExposureApproval) || (variables.set && object.spec.internetExposureApproval != oldObject.spec.internetExposureApproval))"},
-                {"name": "approver", "expression": "authorizer.group('govcloud.io').resource('hostedsystems').subresource('approve-exposure').namespace(object.metadata.namespace).check('create').allowed()"}
+                {"name": "approver", "expression": "authorizer.group('govcloud.io').resource('hostedsystems').subresource('approve-exposure').namespace(object.metadata.namespace).check('create').allowed()"},
+                {"name": "restoring", "expression": restoring("hostedsystems")}
             ],
             "validations": [
                 {
-                    "expression": "!variables.changed || !variables.set || variables.approver",
+                    "expression": "!variables.changed || !variables.set || variables.restoring || variables.approver",
                     "messageExpression": "'spec.internetExposureApproval: only platform approvers (allowed to create hostedsystems/approve-exposure) may approve internet exposure; ' + request.userInfo.username + ' is not one'",
                     "reason": "Forbidden"
                 },
                 {
-                    "expression": "!variables.changed || !variables.set || object.spec.internetExposureApproval.approvedBy == request.userInfo.username",
+                    "expression": "!variables.changed || !variables.set || variables.restoring || object.spec.internetExposureApproval.approvedBy == request.userInfo.username",
                     "messageExpression": "'spec.internetExposureApproval.approvedBy must be your own user name (' + request.userInfo.username + ')'",
                     "reason": "Forbidden"
                 }
@@ -199,6 +216,28 @@ fn exposure_approver(labels: &Value) -> Value {
         "rules": [
             {"apiGroups": ["govcloud.io"], "resources": ["hostedsystems"], "verbs": ["get", "list", "watch", "update", "patch"]},
             {"apiGroups": ["govcloud.io"], "resources": ["hostedsystems/approve-exposure"], "verbs": ["create"]}
+        ]
+    })
+}
+
+/// The hub restorer: writes back every kind of a hub backup, statuses included, with the
+/// `restore` permission that lets recorded decisions through the admission policies.
+pub fn hub_restorer_role() -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": HUB_RESTORER_ROLE},
+        "rules": [
+            {"apiGroups": ["govcloud.io"],
+             "resources": ["datacenterclusters", "backuplocations", "servicetemplates", "agencyclouds",
+                           "tenancyrequests", "hostedsystems", "backuppolicies"],
+             "verbs": ["get", "list", "create"]},
+            {"apiGroups": ["govcloud.io"],
+             "resources": ["datacenterclusters/status", "backuplocations/status", "servicetemplates/status",
+                           "agencyclouds/status", "tenancyrequests/status", "hostedsystems/status",
+                           "backuppolicies/status"],
+             "verbs": ["patch"]},
+            {"apiGroups": ["govcloud.io"], "resources": ["tenancyrequests/restore", "hostedsystems/restore"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "create"]}
         ]
     })
 }

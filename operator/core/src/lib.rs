@@ -14,6 +14,7 @@ pub mod net;
 pub mod owned;
 pub mod placement;
 pub mod quantity;
+pub mod rebuild;
 pub mod report;
 pub mod subset;
 pub mod utilization;

@@ -12,5 +12,6 @@ pub mod leader;
 pub mod lenient;
 pub mod member;
 pub mod metrics;
+pub mod rebuild;
 pub mod runtime;
 pub mod server;

@@ -71,8 +71,47 @@ enum Command {
         #[arg(long, default_value = ".")]
         out_dir: PathBuf,
     },
+    /// Back up the hub's decisions and declarations (tenancy requests and their decisions,
+    /// agency clouds, clusters, backup locations and policies, hosted systems, catalogue
+    /// templates) into one JSON document with a digest. Secrets are not included.
+    HubBackup(HubBackupArgs),
+    /// Rebuild a hub from a hub backup: recreate every object that is missing, with its
+    /// recorded status; existing objects are left as they are. Needs the ClusterRole
+    /// govcloud:hub-restorer (docs/restore-runbook.md).
+    HubRestore(HubRestoreArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(clap::Args)]
+struct HubBackupArgs {
+    /// Write the backup here (JSON) instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Only objects with these labels (a label selector, e.g. `govcloud.io/agency=mof`).
+    #[arg(long, short = 'l')]
+    selector: Option<String>,
+    /// Kubeconfig of the hub cluster. Default: in-cluster config or ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, env = "GOVCLOUD_CONTEXT")]
+    context: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct HubRestoreArgs {
+    /// The backup file (from hub-backup).
+    file: PathBuf,
+    /// Only say what would be created.
+    #[arg(long)]
+    dry_run: bool,
+    /// Kubeconfig of the (new) hub cluster. Default: in-cluster config or ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, env = "GOVCLOUD_CONTEXT")]
+    context: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -382,6 +421,51 @@ fn crd(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn hub_backup(args: HubBackupArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = client(&args.kubeconfig, &args.context).await?;
+    let doc = govcloud::rebuild::backup(&client, args.selector.as_deref()).await?;
+    let text = serde_json::to_string_pretty(&doc)?;
+    match args.out {
+        Some(p) => {
+            std::fs::write(&p, text + "\n").map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+            eprintln!(
+                "hub backup: {} objects, digest {}, written to {}",
+                doc["items"].as_array().map_or(0, Vec::len),
+                doc["digest"].as_str().unwrap_or(""),
+                p.display()
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+async fn hub_restore(args: HubRestoreArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", args.file.display()))?;
+    let client = client(&args.kubeconfig, &args.context).await?;
+    let done = govcloud::rebuild::restore(&client, &doc, args.dry_run).await?;
+    for (kind, id, what) in &done.lines {
+        println!("{what:<13} {kind:<18} {id}");
+    }
+    let created = done.lines.iter().filter(|l| l.2 == "created").count();
+    println!(
+        "{} objects in the backup: {created} created, {} already there{}",
+        done.lines.len(),
+        done.lines.iter().filter(|l| l.2 == "exists").count(),
+        if args.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -412,6 +496,14 @@ fn main() -> ExitCode {
             Err(e) => Err(e.into()),
         },
         Command::Verify(args) => verify(args),
+        Command::HubBackup(args) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(hub_backup(args)),
+            Err(e) => Err(e.into()),
+        },
+        Command::HubRestore(args) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(hub_restore(args)),
+            Err(e) => Err(e.into()),
+        },
         Command::EvidenceKey { out_dir } => evidence_key(out_dir),
         Command::Run(args) => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(rt) => rt.block_on(run(args)),
