@@ -729,11 +729,14 @@ impl PodVolumes {
 pub fn pod_volumes(items: &[Value]) -> PodVolumes {
     let mut s = PodVolumes::default();
     for i in items {
-        s.volumes += 1;
+        s.volumes = s.volumes.saturating_add(1);
         let st = &i["status"];
-        s.bytes += st["progress"]["totalBytes"].as_i64().unwrap_or(0);
+        // From the cluster: a negative or huge figure neither wraps nor subtracts.
+        s.bytes = s
+            .bytes
+            .saturating_add(st["progress"]["totalBytes"].as_i64().unwrap_or(0).max(0));
         match st["phase"].as_str() {
-            Some("Completed") => s.completed += 1,
+            Some("Completed") => s.completed = s.completed.saturating_add(1),
             Some("Failed" | "Canceled") => s.failed.push(format!(
                 "{}/{}: {}",
                 i["spec"]["pod"]["name"].as_str().unwrap_or("?"),
