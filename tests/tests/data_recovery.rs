@@ -1,7 +1,8 @@
 //! Disaster recovery that brings the data back, on a real node (dc1-real): a stateful
 //! HostedSystem writes 1,000 files of known content and one of random bytes on a local
 //! volume; its BackupPolicy's backups copy the volume's contents (Velero's node-agent with
-//! kopia, into the test's own object store); a drill restores them into a scratch namespace
+//! kopia, through the encrypting SM4 gateway into the test's own object store, which then
+//! holds no plaintext of them); a drill restores them into a scratch namespace
 //! and reports the volume it restored; the system is then deleted with its volume, recovered
 //! from the backup, and every file is compared, byte for byte and by SHA-256, with what was
 //! written. The time from the recovery request to the system Available with its data is
@@ -134,8 +135,10 @@ async fn volume_contents_come_back_file_for_file_after_the_system_and_its_volume
     wait_agency_ready(&hub, &a, T).await?;
     let ns = format!("{a}-prod");
     testbed(&["pin-namespace", "dc1", &ns]).await?;
-    let store = ObjectStore::start(&unique("vstore"))?;
-    backup_location(&hub, &region, &region, "external", Store::Plain(&store)).await?;
+    // The encrypting gateway in front of the store (SM4-GCM, the agency's own credentials
+    // and prefix): the volume's contents go through it like the objects do.
+    let gw = Gateway::start(&unique("vgw"), &[&a])?;
+    backup_location(&hub, &region, &region, "external", Store::Gateway(&gw)).await?;
 
     // The system: one stateful component writing its files on a local volume.
     let seed = unique("seed");
@@ -168,6 +171,7 @@ async fn volume_contents_come_back_file_for_file_after_the_system_and_its_volume
     );
     ensure!(written.get("random.bin").is_some_and(|c| c.len() == BIG));
     let sums: BTreeMap<&String, String> = written.iter().map(|(k, v)| (k, sha256(v))).collect();
+    let random = written.get("random.bin").cloned().unwrap_or_default();
 
     // Backups take the volume's contents.
     let api: Api<BackupPolicy> = Api::namespaced(hub.clone(), &ns);
@@ -196,6 +200,18 @@ async fn volume_contents_come_back_file_for_file_after_the_system_and_its_volume
         "bytes of {}: {:?}",
         good.name,
         good.bytes
+    );
+
+    // Only ciphertext in the store: not the seed the small files hold, nor any 64-byte
+    // stretch of the random file.
+    for needle in [seed.as_bytes(), &random[BIG / 2..BIG / 2 + 64]] {
+        let found = files_containing(&gw.store.dir, needle);
+        ensure!(found.is_empty(), "plaintext in the store: {found:?}");
+    }
+    ensure!(
+        !gw.store.stored_backups_of(&a).is_empty(),
+        "the backups are under the agency's prefix: {:?}",
+        gw.store.stored_backups_of(&a)
     );
 
     // A drill restores the contents into a scratch namespace and says so.
