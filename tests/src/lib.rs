@@ -1245,3 +1245,14 @@ pub async fn wait_node_agent(n: usize, node: &str) -> Result<()> {
     )
     .await
 }
+
+/// A Velero kind (`velero.io/v1`) for the dynamic API.
+pub fn velero_resource(kind: &str, plural: &str) -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: "velero.io".into(),
+        version: "v1".into(),
+        api_version: "velero.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}

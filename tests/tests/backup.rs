@@ -10,7 +10,7 @@ use govcloud_api::{AgencyCloud, BackupPolicy, HostedSystem};
 use govcloud_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -179,16 +179,6 @@ async fn wait_bp<F: Fn(&BackupPolicy) -> bool>(
         Ok(f(&bp).then_some(bp))
     })
     .await
-}
-
-fn velero(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "velero.io".into(),
-        version: "v1".into(),
-        api_version: "velero.io/v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
 }
 
 fn annotate(key: &str, value: &str) -> Patch<Value> {
@@ -389,7 +379,8 @@ async fn retention_prunes_old_backups_and_rpo_tracks_the_store() -> Result<()> {
         )?,
     )
     .await?;
-    let backups: Api<DynamicObject> = Api::namespaced_with(s.member.clone(), "velero", &velero("Backup", "backups"));
+    let backups: Api<DynamicObject> =
+        Api::namespaced_with(s.member.clone(), "velero", &velero_resource("Backup", "backups"));
     let schedule = format!("{}.minutely", s.ns);
     // Backups are taken every minute; the policy keeps two (Velero deletes the others on the
     // operator's DeleteBackupRequests) and never the newest good one.
@@ -665,7 +656,7 @@ async fn encrypted_per_agency_store_backup_drill_and_restore_through_the_gateway
     let bsl = Api::<DynamicObject>::namespaced_with(
         s.member.clone(),
         "velero",
-        &velero("BackupStorageLocation", "backupstoragelocations"),
+        &velero_resource("BackupStorageLocation", "backupstoragelocations"),
     )
     .get(&bsl_name)
     .await?;
@@ -847,7 +838,8 @@ async fn drill_of_a_broken_backup_fails_and_tenants_stay_isolated() -> Result<()
     }
     // ... nor create Velero restores on the member cluster,
     let member_outsider = impersonating(2, "someone", &[&format!("{other}-owners")]).await?;
-    let restores: Api<DynamicObject> = Api::namespaced_with(member_outsider, "velero", &velero("Restore", "restores"));
+    let restores: Api<DynamicObject> =
+        Api::namespaced_with(member_outsider, "velero", &velero_resource("Restore", "restores"));
     let r: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "velero.io/v1", "kind": "Restore", "metadata": {"name": unique("steal")},
         "spec": {"backupName": backup, "namespaceMapping": {s.ns.clone(): format!("{other}-prod")}}
@@ -887,7 +879,7 @@ async fn drill_of_a_broken_backup_fails_and_tenants_stay_isolated() -> Result<()
 
 /// Velero objects of `kind` in `velero` on a member, as the platform (cluster admin) sees them.
 fn velero_objects(member: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(member.clone(), "velero", &velero(kind, plural))
+    Api::namespaced_with(member.clone(), "velero", &velero_resource(kind, plural))
 }
 
 fn included_namespaces(spec: &Value) -> Vec<String> {

@@ -168,15 +168,7 @@ async fn the_hub_rebuilt_from_its_backup_loses_no_decision() -> Result<()> {
         &Patch::Merge(json!({"metadata": {"labels": {"govcloud.io/test-group": group}}})),
     )
     .await?;
-    wait_for("AgencyCloud Ready", T, || async {
-        let ac = acs.get(&yes).await?;
-        Ok(ac
-            .status
-            .as_ref()
-            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            .then_some(()))
-    })
-    .await?;
+    wait_agency_ready(&hub, &yes, T).await?;
 
     // The backup, with the operator's own command.
     let file = figures_dir().join(format!("hub-backup-{group}.json"));

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use govcloud_tests::*;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -28,16 +28,6 @@ const APP: &str = "registry.gov.cn/govcloud/sample-app:1.0.0";
 /// dc1's home region (hack/velero.sh) and its object store's port.
 const BSL: &str = "region-beijing";
 const STORE_PORT: u16 = 17000;
-
-fn velero(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "velero.io".into(),
-        version: "v1".into(),
-        api_version: "velero.io/v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
 
 fn phase(o: &DynamicObject) -> String {
     o.data
@@ -162,7 +152,7 @@ async fn wait_completed(api: &Api<DynamicObject>, name: &str) -> Result<()> {
 
 /// The PodVolumeBackups/-Restores labelled `label`: all Completed with bytes done; their count.
 async fn volume_items(c: &Client, kind: &str, plural: &str, label: &str) -> Result<usize> {
-    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "velero", &velero(kind, plural));
+    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "velero", &velero_resource(kind, plural));
     let items = api.list(&ListParams::default().labels(label)).await?.items;
     ensure!(!items.is_empty(), "no {kind} labelled {label}");
     for i in &items {
@@ -269,7 +259,7 @@ async fn file_system_backup_restores_every_file_of_a_volume_on_the_real_node() -
         );
     }
 
-    let backups: Api<DynamicObject> = Api::namespaced_with(c.clone(), "velero", &velero("Backup", "backups"));
+    let backups: Api<DynamicObject> = Api::namespaced_with(c.clone(), "velero", &velero_resource("Backup", "backups"));
     let name = unique("fsb-backup");
     let t = Instant::now();
     backups
@@ -309,7 +299,8 @@ async fn file_system_backup_restores_every_file_of_a_volume_on_the_real_node() -
     );
     eprintln!("namespace deleted in {:?}", t.elapsed());
 
-    let restores: Api<DynamicObject> = Api::namespaced_with(c.clone(), "velero", &velero("Restore", "restores"));
+    let restores: Api<DynamicObject> =
+        Api::namespaced_with(c.clone(), "velero", &velero_resource("Restore", "restores"));
     let rname = unique("fsb-restore");
     let t = Instant::now();
     restores

@@ -398,6 +398,14 @@ async fn pod_volumes(t: &Target, plural: &str, label: &str, name: &str) -> Resul
     ))
 }
 
+/// The pod volume restores of a restore (drill or recovery), recorded in its record.
+async fn restored_volumes(t: &Target, r: &mut RestoreRecord) -> Result<core::PodVolumes> {
+    let vols = pod_volumes(t, "podvolumerestores", core::RESTORE_NAME_LABEL, &r.restore).await?;
+    r.volumes = Some(vols.volumes);
+    r.bytes = Some(vols.bytes);
+    Ok(vols)
+}
+
 /// A backup's record with the volumes and bytes of its pod volume backups (when the
 /// policy takes volume contents).
 async fn record_with_volumes(t: &Target, f: &Found, data: bool) -> Result<BackupRecord> {
@@ -968,6 +976,16 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         ),
     };
 
+    // The newest backup is often the newest good one: its pod volume backups are read once.
+    let last_successful_backup = match good {
+        Some(f) => Some(record_with_volumes(&t, f, data).await?),
+        None => None,
+    };
+    let last_backup = match newest {
+        Some(f) if good.is_some_and(|g| g.backup.name == f.backup.name) => last_successful_backup.clone(),
+        Some(f) => Some(record_with_volumes(&t, f, data).await?),
+        None => None,
+    };
     let status = BackupPolicyStatus {
         conditions: conditions::merge(
             &prev.conditions,
@@ -979,14 +997,8 @@ async fn apply(bp: Arc<BackupPolicy>, ctx: &Context) -> Result<Action> {
         cluster: Some(t.cluster.clone()),
         rpo: Some(rpo_txt),
         systems: plan.systems.clone(),
-        last_backup: match newest {
-            Some(f) => Some(record_with_volumes(&t, f, data).await?),
-            None => None,
-        },
-        last_successful_backup: match good {
-            Some(f) => Some(record_with_volumes(&t, f, data).await?),
-            None => None,
-        },
+        last_backup,
+        last_successful_backup,
         retained,
         copies_in_regions: copies.into_iter().collect(),
         last_drill: drill.clone(),
@@ -1150,9 +1162,7 @@ async fn progress_drill(ctx: &Context, t: &Target, d: &mut RestoreRecord, system
                 ready += x.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
             }
             // The volumes' contents Velero's node-agent put back (none for objects-only backups).
-            let vols = pod_volumes(t, "podvolumerestores", core::RESTORE_NAME_LABEL, &d.restore).await?;
-            d.volumes = Some(vols.volumes);
-            d.bytes = Some(vols.bytes);
+            let vols = restored_volumes(t, d).await?;
             let data = if vols.volumes == 0 {
                 "no volume contents in this backup".to_string()
             } else {
@@ -1279,9 +1289,7 @@ async fn progress_recovery(ctx: &Context, t: &Target, r: &mut RestoreRecord, ns:
                 hub.create(&PostParams::default(), &hs).await?;
                 recreated.push(hs.name_any());
             }
-            let vols = pod_volumes(t, "podvolumerestores", core::RESTORE_NAME_LABEL, &r.restore).await?;
-            r.volumes = Some(vols.volumes);
-            r.bytes = Some(vols.bytes);
+            let vols = restored_volumes(t, r).await?;
             let systems = if recreated.is_empty() {
                 "none".to_string()
             } else {
