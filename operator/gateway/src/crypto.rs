@@ -25,7 +25,7 @@ use sm3::Sm3;
 use zeroize::Zeroizing;
 
 /// SM4 in Galois/Counter Mode with a 96-bit nonce (RFC 8998's `TLS_SM4_GCM_SM3` AEAD).
-pub type Sm4Gcm = AesGcm<sm4::Sm4, U12>;
+pub type Sm4Gcm = AesGcm<crate::sm4_fast::Sm4, U12>;
 
 /// Plaintext bytes in one segment.
 pub const SEGMENT: u64 = 64 * 1024;
@@ -178,44 +178,67 @@ impl ObjectCipher {
 
     /// Appends the sealed segment (`nonce || ciphertext || tag`) of `plain` to `out`.
     pub fn seal(&self, part: u32, index: u64, last: bool, plain: &[u8], out: &mut Vec<u8>) {
+        let mut segment = Vec::with_capacity(NONCE + plain.len() + TAG);
+        segment.resize(NONCE, 0);
+        segment.extend_from_slice(plain);
+        self.seal_in_place(part, index, last, &mut segment);
+        out.extend_from_slice(&segment);
+    }
+
+    /// Seals a segment where it lies: `segment` holds [`NONCE`] bytes of room followed by
+    /// the plaintext, and becomes the stored segment (`nonce || ciphertext || tag`). The
+    /// gateway collects plaintext this way so that no byte is copied to be encrypted.
+    pub fn seal_in_place(&self, part: u32, index: u64, last: bool, segment: &mut Vec<u8>) {
+        if segment.len() < NONCE {
+            // Not a segment with room for its nonce: a bug of the caller; make it one.
+            let mut fixed = vec![0u8; NONCE];
+            fixed.append(segment);
+            *segment = fixed;
+        }
         let nonce: [u8; NONCE] = random();
-        out.extend_from_slice(&nonce);
-        let start = out.len();
-        out.extend_from_slice(plain);
+        segment[..NONCE].copy_from_slice(&nonce);
         // Encryption fails only for plaintexts over 64 GiB; segments are 64 KiB.
         let tag = self
             .aead
             .encrypt_inout_detached(
                 &nonce.into(),
                 &segment_aad(part, index, last),
-                (&mut out[start..]).into(),
+                (&mut segment[NONCE..]).into(),
             )
             .expect("segment is within the SM4-GCM length limit");
-        out.extend_from_slice(&tag);
+        segment.extend_from_slice(&tag);
     }
 
     /// Decrypts one stored segment and appends its plaintext to `out`.
     pub fn open(&self, part: u32, index: u64, last: bool, stored: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        if stored.len() < NONCE + TAG {
-            return Err(CryptoError::Short(stored.len()));
-        }
-        let (nonce, rest) = stored.split_at(NONCE);
-        let (ct, tag) = rest.split_at(rest.len() - TAG);
-        let start = out.len();
-        out.extend_from_slice(ct);
-        let nonce: [u8; NONCE] = nonce.try_into().map_err(|_| CryptoError::Auth)?;
-        let tag: [u8; TAG] = tag.try_into().map_err(|_| CryptoError::Auth)?;
-        let r = self.aead.decrypt_inout_detached(
-            &nonce.into(),
-            &segment_aad(part, index, last),
-            (&mut out[start..]).into(),
-            &tag.into(),
-        );
-        if r.is_err() {
-            out.truncate(start);
-            return Err(CryptoError::Auth);
-        }
+        let mut segment = stored.to_vec();
+        let plain = self.open_in_place(part, index, last, &mut segment)?;
+        out.extend_from_slice(&segment[plain]);
         Ok(())
+    }
+
+    /// Decrypts one stored segment where it lies; the plaintext is the returned range of
+    /// `segment` (between the nonce and the tag). On failure the segment is left as it was
+    /// only in length: its bytes must not be used.
+    pub fn open_in_place(
+        &self,
+        part: u32,
+        index: u64,
+        last: bool,
+        segment: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, CryptoError> {
+        let len = segment.len();
+        if len < NONCE + TAG {
+            return Err(CryptoError::Short(len));
+        }
+        let (head, tail) = segment.split_at_mut(len - TAG);
+        let (nonce, ct) = head.split_at_mut(NONCE);
+        let nonce: [u8; NONCE] = (&*nonce).try_into().map_err(|_| CryptoError::Auth)?;
+        let tag: [u8; TAG] = (&*tail).try_into().map_err(|_| CryptoError::Auth)?;
+        self.aead
+            .decrypt_inout_detached(&nonce.into(), &segment_aad(part, index, last), ct.into(), &tag.into())
+            .map_err(|_| CryptoError::Auth)?;
+        Ok(NONCE..len - TAG)
     }
 
     /// MAC of a manifest's canonical bytes.

@@ -6,6 +6,7 @@ pub mod config;
 pub mod crypto;
 pub mod gateway;
 pub mod keys;
+pub mod sm4_fast;
 pub mod upstream;
 
 use std::sync::Arc;
