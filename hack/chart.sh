@@ -30,7 +30,7 @@ TESTBED_STATE="${TESTBED_STATE:-$GOVCLOUD_CACHE/testbed}"
 export KUBECONFIG="${KUBECONFIG:-$TESTBED_STATE/dc1/kubeconfig}"
 release="${CHART_RELEASE:-govcloud-operator}"
 namespace="${CHART_NAMESPACE:-govcloud-system}"
-chart="$root/charts/govcloud-operator"
+chart="${CHART_DIR:-$root/charts/govcloud-operator}"
 
 # Helm's own state stays in the cache, not in $HOME.
 export HELM_CACHE_HOME="$GOVCLOUD_CACHE/helm/cache"

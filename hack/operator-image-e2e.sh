@@ -10,7 +10,10 @@
 #      the takeover time is printed and must be <= E2E_TAKEOVER_TARGET seconds (15);
 #   4. the examples (examples/clusters.yaml, examples/agencies/) converged by it;
 #   5. the chart's `helm test` (the kubectl plugin's image, --version) and the S3 gateway's
-#      image run on dc1-real.
+#      image run on dc1-real;
+#   6. the gateway's chart (charts/govcloud-s3-gateway) installed on dc1-real, two pods
+#      Ready, and its `helm test` (the gateway's `check --probe` through its Service and
+#      NetworkPolicy).
 # Afterwards the chart is put back as it was (pods on the KWOK nodes, the default image),
 # and the test objects are deleted.
 #
@@ -69,6 +72,7 @@ restore() {
     k -n "$ns" delete secret dc2-kubeconfig --ignore-not-found >/dev/null 2>&1 || true
   fi
   k -n "$ns" delete secret "$run-member" --ignore-not-found >/dev/null 2>&1 || true
+  k delete namespace -l "govcloud.io/e2e=$run" --wait=false >/dev/null 2>&1 || true
   bash "$here/chart.sh" install --set rbac.hubIsMember=true >/dev/null 2>&1 || log "could not restore the chart"
   rm -f "${values:-}" "${values:-}.dc2"
   if [ "$rc" -ne 0 ]; then
@@ -151,6 +155,52 @@ out="$(bash "$here/chart.sh" helm test govcloud-operator --namespace "$ns" --log
 grep -q "Phase: *Succeeded" <<<"$out" && grep -q "$version" <<<"$out" || fail "helm test: $out"
 log "helm test: $(grep -m1 'kubectl-govcloud' <<<"$out")"
 image_runs "$run-gateway" "registry.gov.cn/govcloud/govcloud-s3-gateway:$version" --version
+
+# The gateway's chart (charts/govcloud-s3-gateway) on the real node: its pods Ready under the
+# chart's hardened settings with the Secrets mounted, then its `helm test`, whose pod runs
+# `govcloud-s3-gateway check --probe` through the Service and the chart's NetworkPolicy
+# (enforced by kube-router on the real node). The store behind it is never reached: pods
+# cannot reach the host's stores on this testbed by design (hack/realnode.sh), and the
+# round trip through the gateway binary is proven by tests/tests/gateway.rs and backup.rs.
+gw_release="$run-gw"
+gw_ns="$run-gw"
+k create namespace "$gw_ns" >/dev/null
+k label namespace "$gw_ns" govcloud.io/e2e="$run" pod-security.kubernetes.io/enforce=restricted >/dev/null
+hex16() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
+k -n "$gw_ns" create secret generic store --from-literal=secret-key="$(hex16)" >/dev/null
+k -n "$gw_ns" create secret generic kek --from-literal=current=k1 --from-literal=kek.k1="$(hex16)" >/dev/null
+k -n "$gw_ns" create secret generic agencies --from-literal=mof="$(hex16)" >/dev/null
+gw_values="$(mktemp)"
+cat >"$gw_values" <<EOF
+image: {repository: registry.gov.cn/govcloud/govcloud-s3-gateway, tag: "$version"}
+replicas: 2
+resources: {requests: {cpu: 20m, memory: 32Mi}, limits: {cpu: 500m, memory: 256Mi}}
+upstream: {endpoint: "http://store.invalid:9000", accessKey: gateway, secretName: store}
+kekSecretName: kek
+agencySecretName: agencies
+agencies:
+  - {name: mof, accessKey: GWMOF0001, bucket: govcloud-backups, prefix: mof/}
+nodeSelector: {govcloud.io/node-kind: real}
+tolerations:
+  - {key: govcloud.io/node-kind, operator: Equal, value: real, effect: NoSchedule}
+EOF
+gw_helm() { bash "$here/chart.sh" helm "$@"; }
+t0=$(now_ms)
+gw_helm install "$gw_release" charts/govcloud-s3-gateway -n "$gw_ns" -f "$gw_values" --wait --timeout 3m >/dev/null ||
+  fail "the gateway chart did not install: $(k -n "$gw_ns" get pods -o wide 2>&1)"
+rm -f "$gw_values"
+gw_ready() {
+  [ "$(k -n "$gw_ns" get pods -l app.kubernetes.io/name=govcloud-s3-gateway \
+    -o 'jsonpath={range .items[*]}{.spec.nodeName} {.status.containerStatuses[0].ready}{"\n"}{end}' |
+    grep -c '^dc1-real true$')" -ge 2 ]
+}
+poll "two Ready gateway pods on dc1-real" gw_ready
+log "gateway chart: two pods Ready on dc1-real in $(( ($(now_ms) - t0) / 1000 )) s"
+out="$(gw_helm test "$gw_release" -n "$gw_ns" --logs --timeout 2m 2>&1)" || fail "the gateway's helm test failed: $out"
+grep -q "Phase: *Succeeded" <<<"$out" && grep -q "refuses an unsigned request" <<<"$out" || fail "gateway helm test: $out"
+log "gateway helm test: $(grep -m1 'refuses an unsigned request' <<<"$out")"
+gw_helm uninstall "$gw_release" -n "$gw_ns" --wait >/dev/null 2>&1 || true
+k delete namespace "$gw_ns" --wait=false >/dev/null 2>&1 || true
 
 # The hub and dc2, registered for this run; dc2 through the real node's forward (the pod
 # cannot reach the host's 127.0.0.1).

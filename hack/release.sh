@@ -6,6 +6,7 @@
 #   kubectl-govcloud_<v>_linux_amd64.tar.gz      the kubectl plugin (static), LICENSE
 #   govcloud-s3-gateway_<v>_linux_amd64.tar.gz   the encrypting S3 gateway (static), LICENSE
 #   govcloud-operator-<v>.tgz                    the Helm chart (helm package; CRDs inside)
+#   govcloud-s3-gateway-<v>.tgz                  the gateway's Helm chart (helm package)
 #   crds.yaml                                    the CRDs (`govcloud-operator crd`), one file
 #   member-rbac.yaml                             the member manifest (for member clusters)
 #   krew/govcloud.yaml                           krew plugin manifest (uri under RELEASE_URL,
@@ -77,12 +78,15 @@ for f in crds/*.yaml; do
 done
 bash "$here/chart.sh" template --set rbac.hubIsMember=true --show-only templates/member-rbac.yaml >"$out/member-rbac.yaml" 2>/dev/null
 
-log "Helm chart package"
+log "Helm chart packages"
 helm="$("$here/build-helm.sh")"
-HELM_CACHE_HOME="$GOVCLOUD_CACHE/helm/cache" HELM_CONFIG_HOME="$GOVCLOUD_CACHE/helm/config" \
-  HELM_DATA_HOME="$GOVCLOUD_CACHE/helm/data" \
-  "$helm" package charts/govcloud-operator --destination "$out" >/dev/null
-[ -f "$out/govcloud-operator-$chart_version.tgz" ] || die "helm package did not write govcloud-operator-$chart_version.tgz"
+for c in govcloud-operator govcloud-s3-gateway; do
+  v="$(sed -n 's/^version: *//p' "charts/$c/Chart.yaml")"
+  HELM_CACHE_HOME="$GOVCLOUD_CACHE/helm/cache" HELM_CONFIG_HOME="$GOVCLOUD_CACHE/helm/config" \
+    HELM_DATA_HOME="$GOVCLOUD_CACHE/helm/data" \
+    "$helm" package "charts/$c" --destination "$out" >/dev/null
+  [ -f "$out/$c-$v.tgz" ] || die "helm package did not write $c-$v.tgz"
+done
 
 log "krew plugin manifest"
 plugin_sha="$(sha256sum "$out/kubectl-govcloud_${version}_linux_amd64.tar.gz" | cut -d' ' -f1)"

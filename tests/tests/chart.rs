@@ -1484,3 +1484,203 @@ fn chart_every_value_is_in_the_install_guides() -> Result<()> {
     ensure!(missing.is_empty(), "values not documented:\n{}", missing.join("\n"));
     Ok(())
 }
+
+// ---- The encrypting S3 gateway's chart (charts/govcloud-s3-gateway) ----
+
+/// Runs `hack/chart.sh ARGS` on the gateway's chart, release `oss-gw` in `govcloud-backup`.
+fn gateway_chart(args: &[&str]) -> Result<(bool, String, String)> {
+    let out = Command::new("bash")
+        .arg(repo_root().join("hack/chart.sh"))
+        .args(args)
+        .env("CHART_DIR", repo_root().join("charts/govcloud-s3-gateway"))
+        .env("CHART_RELEASE", "oss-gw")
+        .env("CHART_NAMESPACE", "govcloud-backup")
+        .output()
+        .context("running hack/chart.sh")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn gateway_render(extra: &[&str]) -> Result<Vec<Value>> {
+    let values = repo_root().join("examples/backup/gateway-values.yaml");
+    let values = values.to_string_lossy();
+    let mut args = vec!["template", "-f", &*values];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = gateway_chart(&args)?;
+    ensure!(ok, "helm template of the gateway chart failed: {err}");
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&out) {
+        let v = Value::deserialize(doc)?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok(docs)
+}
+
+/// The configuration file the chart gives the gateway, as the gateway itself reads it.
+fn gateway_config(docs: &[Value]) -> Result<Result<govcloud_gateway::config::Config, String>> {
+    let text = find(docs, "ConfigMap", "oss-gw-govcloud-s3-gateway")?["data"]["config.yaml"]
+        .as_str()
+        .context("no config.yaml in the ConfigMap")?
+        .to_string();
+    Ok(govcloud_gateway::config::Config::parse(&text).map_err(|e| e.to_string()))
+}
+
+#[test]
+fn gateway_chart_renders_a_hardened_gateway_whose_config_the_gateway_accepts() -> Result<()> {
+    let values = repo_root().join("examples/backup/gateway-values.yaml");
+    let (ok, out, err) = gateway_chart(&["lint", "-f", &values.to_string_lossy()])?;
+    ensure!(ok, "helm lint --strict of the gateway chart failed:\n{out}\n{err}");
+    let docs = gateway_render(&[])?;
+    let name = "oss-gw-govcloud-s3-gateway";
+
+    // The configuration is the example's, and the gateway's own parser takes it.
+    let cfg = gateway_config(&docs)?.map_err(|e| anyhow!("the gateway refuses the chart's configuration: {e}"))?;
+    ensure!(cfg.agencies.len() == 1 && cfg.agencies[0].name == "mof" && cfg.agencies[0].prefix == "mof/");
+    ensure!(cfg.upstream.endpoint == "https://oss-beijing.internal.dc.gov.cn");
+    ensure!(cfg.key_dir == std::path::Path::new("/etc/govcloud-gateway/kek"));
+
+    // A hardened pod with no API access: no token, no role of any kind.
+    let dep = find(&docs, "Deployment", name)?;
+    let pod = &dep["spec"]["template"]["spec"];
+    let v = restricted_violations("gateway", pod);
+    ensure!(
+        v.is_empty(),
+        "the gateway's pod breaks the restricted Pod Security level: {v:?}"
+    );
+    ensure!(pod["automountServiceAccountToken"] == false, "{pod}");
+    ensure!(
+        !docs
+            .iter()
+            .any(|d| d["kind"].as_str().is_some_and(|k| k.contains("Role"))),
+        "the gateway chart renders RBAC, but the gateway calls no Kubernetes API"
+    );
+    // The KEK Secret is a whole-directory mount (a subPath would never see a rotation).
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().context("mounts")?;
+    let kek = mounts.iter().find(|m| m["name"] == "kek").context("no kek mount")?;
+    ensure!(
+        kek["subPath"].is_null() && kek["mountPath"] == "/etc/govcloud-gateway/kek",
+        "{kek}"
+    );
+    let vols = pod["volumes"].as_array().context("volumes")?;
+    let agencies = vols
+        .iter()
+        .find(|v| v["name"] == "agencies")
+        .context("no agencies volume")?;
+    ensure!(
+        agencies["secret"]["items"] == json!([{"key": "mof", "path": "mof"}]),
+        "only the listed agencies' keys are mounted: {agencies}"
+    );
+
+    // Only the listed clients and the release's own test pod reach the port; the Service
+    // never routes to the test pod.
+    let np = find(&docs, "NetworkPolicy", name)?;
+    let test = find(&docs, "Pod", &format!("{name}-test"))?;
+    let svc = find(&docs, "Service", name)?;
+    ensure!(
+        !selects(&svc["spec"]["selector"], &test["metadata"]["labels"]),
+        "the Service selects the test pod"
+    );
+    ensure!(selects(
+        &svc["spec"]["selector"],
+        &dep["spec"]["template"]["metadata"]["labels"]
+    ));
+    let ingress = np["spec"]["ingress"].as_array().context("ingress")?;
+    ensure!(ingress.len() == 2, "{np}");
+    ensure!(selects(
+        &ingress[0]["from"][0]["podSelector"]["matchLabels"],
+        &test["metadata"]["labels"]
+    ));
+    ensure!(
+        ingress[1]["from"]
+            == json!([
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "velero"}}},
+                {"ipBlock": {"cidr": "10.10.0.0/16"}}
+            ])
+    );
+    let test_pod = &test["spec"];
+    let v = restricted_violations("gateway test", test_pod);
+    ensure!(v.is_empty(), "{v:?}");
+    ensure!(
+        test_pod["containers"][0]["args"]
+            == json!([
+                "--config",
+                "/etc/govcloud-gateway/config.yaml",
+                "check",
+                "--probe",
+                "http://$(OSS_GW_GOVCLOUD_S3_GATEWAY_SERVICE_HOST):$(OSS_GW_GOVCLOUD_S3_GATEWAY_SERVICE_PORT)"
+            ]),
+        "{test_pod}"
+    );
+    ensure!(
+        test_pod["enableServiceLinks"] == true,
+        "the probe's address comes from service links"
+    );
+    // Two replicas keep one through voluntary disruptions.
+    ensure!(find(&docs, "PodDisruptionBudget", name)?["spec"]["minAvailable"] == 1);
+    // Released together: the same version and appVersion as the operator's chart.
+    let meta = |c: &str| -> Result<Value> {
+        Ok(serde_yaml::from_str(&std::fs::read_to_string(
+            repo_root().join(format!("charts/{c}/Chart.yaml")),
+        )?)?)
+    };
+    let (op, gw) = (meta("govcloud-operator")?, meta("govcloud-s3-gateway")?);
+    ensure!(
+        op["version"] == gw["version"] && op["appVersion"] == gw["appVersion"],
+        "{op} vs {gw}"
+    );
+    Ok(())
+}
+
+#[test]
+fn gateway_chart_refuses_missing_and_overlapping_values_naming_the_field() -> Result<()> {
+    // Without values: the schema names what is missing.
+    let (ok, _, err) = gateway_chart(&["template"])?;
+    ensure!(!ok, "the gateway chart rendered without a store or agencies");
+    for field in ["upstream", "agencies"] {
+        ensure!(err.contains(field), "the refusal does not name {field}: {err}");
+    }
+    for (set, field) in [
+        ("upstream.endpoint=oss.example", "/upstream/endpoint"),
+        ("agencies[0].prefix=mof", "/agencies/0/prefix"),
+        ("agencies[0].name=MOF_", "/agencies/0/name"),
+        ("networkPolicy.form[0].ipBlock.cidr=0.0.0.0/0", "form"),
+    ] {
+        let values = repo_root().join("examples/backup/gateway-values.yaml");
+        let (ok, _, err) = gateway_chart(&["template", "-f", &values.to_string_lossy(), "--set", set])?;
+        ensure!(!ok, "the gateway chart accepted --set {set}");
+        ensure!(
+            err.contains(field),
+            "the refusal of --set {set} does not name {field}: {err}"
+        );
+    }
+    // A hostile second agency whose prefix reaches into mof's: Helm cannot see it, the
+    // gateway refuses the rendered configuration and names the field (it would not start).
+    let docs = gateway_render(&[
+        "--set",
+        "agencies[1].name=intruder",
+        "--set",
+        "agencies[1].accessKey=GWINTRUDER",
+        "--set",
+        "agencies[1].bucket=govcloud-backups",
+        "--set",
+        "agencies[1].prefix=mof/secrets/",
+        "--set",
+        "agencies[0].name=mof",
+        "--set",
+        "agencies[0].accessKey=GWMOF0001",
+        "--set",
+        "agencies[0].bucket=govcloud-backups",
+        "--set",
+        "agencies[0].prefix=mof/",
+    ])?;
+    match gateway_config(&docs)? {
+        Ok(_) => anyhow::bail!("the gateway accepted an agency prefix inside another agency's"),
+        Err(e) => ensure!(e.contains("agencies[1].prefix") && e.contains("overlaps"), "{e}"),
+    }
+    Ok(())
+}

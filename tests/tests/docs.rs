@@ -131,6 +131,8 @@ fn every_documented_command_of_ours_still_parses() -> Result<()> {
             "govcloud-operator",
             "--bin",
             "kubectl-govcloud",
+            "--bin",
+            "govcloud-s3-gateway",
         ])
         .current_dir(&root)
         .status()?;
@@ -141,6 +143,7 @@ fn every_documented_command_of_ours_still_parses() -> Result<()> {
         .unwrap_or_else(|| root.join("target"));
     let operator = target.join("debug/govcloud-operator");
     let plugin = target.join("debug/kubectl-govcloud");
+    let gateway = target.join("debug/govcloud-s3-gateway");
     let mut checked = 0;
     let mut broken = Vec::new();
     for file in doc_files()? {
@@ -151,6 +154,7 @@ fn every_documented_command_of_ours_still_parses() -> Result<()> {
             let (ok, why) = match w.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
                 ["kubectl", "govcloud", ..] => run_help(&plugin, &w[2..])?,
                 ["govcloud-operator", ..] => run_help(&operator, &w[1..])?,
+                ["govcloud-s3-gateway", ..] => run_help(&gateway, &w[1..])?,
                 ["./target/debug/govcloud-operator", ..] => run_help(&operator, &w[1..])?,
                 ["cargo", "run", "-p", "govcloud-operator", "--", ..] => run_help(&operator, &w[5..])?,
                 [script, rest @ ..] if script.starts_with("hack/") => {

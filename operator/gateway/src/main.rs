@@ -1,10 +1,11 @@
-//! govcloud-s3-gateway: `serve` the encrypting S3 gateway, or `rotate` data keys under the
-//! current key-encryption key.
+//! govcloud-s3-gateway: `serve` the encrypting S3 gateway, `rotate` data keys under the
+//! current key-encryption key, or `check` a configuration (and probe a running gateway).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use govcloud_gateway::keys::{FileKeyProvider, KeyProvider};
 use govcloud_gateway::{build, config::Config};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -50,6 +51,15 @@ enum Command {
         #[arg(long)]
         agency: Option<String>,
     },
+    /// Check the configuration without serving: every secret file readable, prefixes
+    /// valid, the current key-encryption key present. With --probe, also check that a
+    /// running gateway at URL answers S3 and refuses an unsigned request (the chart's
+    /// `helm test`). Talks to no object store.
+    Check {
+        /// A running gateway's URL, e.g. http://govcloud-s3-gateway:9000.
+        #[arg(long)]
+        probe: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -64,6 +74,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve { listen } => rt.block_on(serve(cfg, listen)),
         Command::Rotate { new_data_key, agency } => rt.block_on(rotate(cfg, new_data_key, agency)),
+        Command::Check { probe } => rt.block_on(check(cfg, probe)),
     }
 }
 
@@ -150,6 +161,54 @@ async fn rotate(cfg: Config, new_data_key: bool, only: Option<String>) -> Result
     }
     if failed > 0 {
         bail!("{failed} agency(ies) not rotated; the old key-encryption key must stay until they are");
+    }
+    Ok(())
+}
+
+async fn check(cfg: Config, probe: Option<String>) -> Result<()> {
+    build(&cfg)?;
+    for (i, a) in cfg.agencies.iter().enumerate() {
+        govcloud_gateway::config::secret(&format!("agencies[{i}].secretKey"), &a.secret_key, &a.secret_key_file)?;
+    }
+    let keys = FileKeyProvider::new(&cfg.key_dir);
+    let kek = keys
+        .current()
+        .await
+        .with_context(|| format!("keyDir {}: the current key-encryption key", cfg.key_dir.display()))?;
+    if !keys
+        .holds(&kek)
+        .await
+        .with_context(|| format!("keyDir {}", cfg.key_dir.display()))?
+    {
+        bail!(
+            "keyDir {}: `current` names key-encryption key {kek:?} but there is no kek.{kek} beside it",
+            cfg.key_dir.display()
+        );
+    }
+    println!(
+        "configuration OK: {} agency(ies), upstream {}, current key-encryption key {kek}",
+        cfg.agencies.len(),
+        cfg.upstream.endpoint
+    );
+    if let Some(url) = probe {
+        let resp = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?
+            .get(format!("{}/", url.trim_end_matches('/')))
+            .send()
+            .await
+            .with_context(|| format!("--probe {url}: no answer"))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status != reqwest::StatusCode::FORBIDDEN || !body.contains("<Error>") {
+            bail!("--probe {url}: an unsigned request got {status}, not an S3 403 error: {body}");
+        }
+        let code = body
+            .split("<Code>")
+            .nth(1)
+            .and_then(|c| c.split("</Code>").next())
+            .unwrap_or("?");
+        println!("{url} answers S3 and refuses an unsigned request ({status}, {code})");
     }
     Ok(())
 }
