@@ -886,9 +886,18 @@ pub struct ObjectStore {
 }
 
 impl ObjectStore {
-    /// Starts a store named `name` (its data under the testbed state directory).
+    /// Starts a store named `name`: its data under the testbed state directory when a
+    /// testbed is up (removed with it), else under the system's temporary directory — a
+    /// test without a testbed (tests/tests/gateway.rs) must not create the testbed's
+    /// directory, which `hack/testbed.sh up` then refuses as not its own.
     pub fn start(name: &str) -> Result<ObjectStore> {
-        let dir = testbed_state().join("test-stores").join(name);
+        let state = testbed_state();
+        let base = if state.join(".govcloud-testbed").exists() {
+            state
+        } else {
+            std::env::temp_dir().join("govcloud-tests")
+        };
+        let dir = base.join("test-stores").join(name);
         std::fs::create_dir_all(dir.join("backups"))?;
         let port = host_store_port()?;
         let store = ObjectStore {
@@ -965,6 +974,13 @@ impl ObjectStore {
 impl Drop for ObjectStore {
     fn drop(&mut self) {
         self.stop();
+        // A store outside a testbed leaves nothing behind (inside one, `down` removes it):
+        // its data, its log and the files of a gateway in front of it.
+        if self.dir.starts_with(std::env::temp_dir().join("govcloud-tests")) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = std::fs::remove_dir_all(self.dir.with_extension("gateway"));
+            let _ = std::fs::remove_file(self.dir.with_extension("log"));
+        }
     }
 }
 

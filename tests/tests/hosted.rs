@@ -270,6 +270,22 @@ async fn problems_are_reported_in_conditions() -> Result<()> {
     .await?;
     let msg = cond(&hs, "Degraded").map(|c| c.2).unwrap_or_default();
     ensure!(msg.contains("PersistentVolumeClaim"), "the scheduler's reason: {msg}");
+    // A stateful component bigger than the environment's quota (8 CPUs requested at most):
+    // the StatefulSet's pods are refused at creation, which only its events say; Degraded
+    // names the component and the quota.
+    let body = json!({"securityLevel": 2, "dataClassification": "general",
+        "components": [{"name": "huge", "kind": "Stateful", "image": "registry.gov.cn/db:1",
+                        "resources": {"cpu": "20", "memory": "64Mi"}}]});
+    api.create(&PostParams::default(), &system("overquota", body)?).await?;
+    let hs = wait_hs(&api, "overquota", "quota refusal reported", |h| {
+        cond(h, "Degraded").is_some_and(|c| c.0 == "True" && c.2.contains("pods cannot be created"))
+    })
+    .await?;
+    let msg = cond(&hs, "Degraded").map(|c| c.2).unwrap_or_default();
+    ensure!(
+        msg.contains("huge: pods cannot be created") && msg.contains("exceeded quota") && msg.contains("requests.cpu"),
+        "the refusal at creation: {msg}"
+    );
     Ok(())
 }
 

@@ -582,9 +582,90 @@ pub fn pod_problem(pod: &k8s_openapi::api::core::v1::Pod, now_secs: i64) -> Opti
     None
 }
 
+/// How long a workload controller's `FailedCreate` event explains a missing pod: the
+/// controller repeats it (with back-off) for as long as creation fails, so an older one is
+/// a problem that has gone.
+pub const FAILED_CREATE_WINDOW_SECS: i64 = 600;
+
+/// Why a workload controller made no pod: the message of its newest `FailedCreate` event
+/// (a quota or LimitRange refusal, an admission policy) if it is recent. The events are
+/// those of one StatefulSet or ReplicaSet; `now_secs` is the current Unix time.
+pub fn failed_create(events: &[k8s_openapi::api::core::v1::Event], now_secs: i64) -> Option<String> {
+    events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+        .filter_map(|e| {
+            let at = [
+                e.last_timestamp.as_ref().map(|t| t.0.as_second()),
+                e.series
+                    .as_ref()
+                    .and_then(|s| s.last_observed_time.as_ref())
+                    .map(|t| t.0.as_second()),
+                e.event_time.as_ref().map(|t| t.0.as_second()),
+                e.first_timestamp.as_ref().map(|t| t.0.as_second()),
+            ]
+            .into_iter()
+            .flatten()
+            .max()?;
+            Some((at, e.message.clone()?))
+        })
+        .filter(|(at, _)| now_secs - at <= FAILED_CREATE_WINDOW_SECS)
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, message)| message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(reason: &str, message: &str, last: Option<i64>, series: Option<i64>) -> k8s_openapi::api::core::v1::Event {
+        let time = |s: i64| jiff::Timestamp::from_second(s).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        k8s_openapi::api::core::v1::Event {
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            last_timestamp: last.map(|s| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(time(s))),
+            series: series.map(|s| k8s_openapi::api::core::v1::EventSeries {
+                count: Some(2),
+                last_observed_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(time(s))),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn failed_create_is_the_newest_recent_refusal() {
+        let now = 1_800_000_000;
+        let quota =
+            "create Pod db-0 in StatefulSet db failed error: pods \"db-0\" is forbidden: exceeded quota: compute";
+        // The newest FailedCreate wins; other reasons are not refusals.
+        let events = [
+            event("FailedCreate", "older refusal", Some(now - 300), None),
+            event("FailedCreate", quota, Some(now - 20), None),
+            event(
+                "SuccessfulCreate",
+                "create Pod db-0 in StatefulSet db successful",
+                Some(now - 5),
+                None,
+            ),
+        ];
+        assert_eq!(failed_create(&events, now).as_deref(), Some(quota));
+        // A refusal repeated as an event series counts from its last observation.
+        let events = [event("FailedCreate", "series", Some(now - 3_600), Some(now - 30))];
+        assert_eq!(failed_create(&events, now).as_deref(), Some("series"));
+        // Old refusals explain nothing any more; no events, no message.
+        let events = [event(
+            "FailedCreate",
+            quota,
+            Some(now - FAILED_CREATE_WINDOW_SECS - 1),
+            None,
+        )];
+        assert_eq!(failed_create(&events, now), None);
+        assert_eq!(failed_create(&[], now), None);
+        // An event without any time or message is skipped, not a panic.
+        let mut bare = event("FailedCreate", quota, None, None);
+        bare.message = None;
+        assert_eq!(failed_create(&[bare], now), None);
+    }
 
     fn spec(level: u8) -> HostedSystemSpec {
         let yaml = format!(

@@ -399,6 +399,14 @@ async fn apply(hs: Arc<HostedSystem>, ctx: &Context) -> Result<Action> {
                 Some(PodProblem::Containers(why)) => {
                     failing.push(format!("{}: {why}", c.name));
                 }
+                // No pod to explain: a StatefulSet whose pods are refused at creation (quota,
+                // LimitRange, admission) says so only in its events. A Deployment's
+                // ReplicaSet reports the same as the ReplicaFailure condition read below.
+                None if kind == Kind::StatefulSet => {
+                    if let Some(why) = failed_create(&t.client, &ns, &obj).await {
+                        degraded.push(format!("{}: pods cannot be created: {why}", c.name));
+                    }
+                }
                 None => {}
             }
         }
@@ -538,6 +546,18 @@ async fn pod_problems(client: &Client, ns: &str, system: &str, component: &str) 
                 .map(|c| c.message.clone().unwrap_or_else(|| "unschedulable".into()))
         })
         .map(PodProblem::Unschedulable)
+}
+
+/// Why a StatefulSet has no pod: its controller's newest recent `FailedCreate` event.
+async fn failed_create(client: &Client, ns: &str, statefulset: &str) -> Option<String> {
+    let lp = kube::api::ListParams::default().fields(&format!(
+        "involvedObject.kind=StatefulSet,involvedObject.name={statefulset},reason=FailedCreate"
+    ));
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .ok()?;
+    build::failed_create(&events.items, jiff::Timestamp::now().as_second())
 }
 
 /// Deletes objects of the system that are no longer desired (removed components).
