@@ -266,7 +266,46 @@ macro_rules! gfni_backend {
 }
 
 gfni_backend!(Gfni8, 8, U8, encrypt8);
-gfni_backend!(Gfni16, 16, U16, encrypt16);
+
+/// Sixteen blocks at a time with GFNI on AVX-512 (transposed in registers); single blocks
+/// through the `sm4` crate.
+struct Gfni16<'a> {
+    rk: &'a [u32; 32],
+    soft: &'a sm4::Sm4,
+}
+
+impl BlockSizeUser for Gfni16<'_> {
+    type BlockSize = U16;
+}
+
+impl ParBlocksSizeUser for Gfni16<'_> {
+    type ParBlocksSize = U16;
+}
+
+impl BlockCipherEncBackend for Gfni16<'_> {
+    fn encrypt_block(&self, block: InOut<'_, '_, Block<Self>>) {
+        self.soft.encrypt_block_inout(block);
+    }
+
+    fn encrypt_par_blocks(&self, mut blocks: InOut<'_, '_, ParBlocks<Self>>) {
+        let mut input = [0u8; 256];
+        for (k, block) in blocks.get_in().iter().enumerate() {
+            input[16 * k..16 * k + 16].copy_from_slice(block);
+        }
+        let mut output = [0u8; 256];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: this backend is only chosen when `Path::available()` found GFNI, AVX-512F
+        // and AVX-512BW on this CPU.
+        unsafe {
+            x86::encrypt16(self.rk, &input, &mut output)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("the GFNI backends exist on x86-64 only");
+        for (k, block) in blocks.get_out().iter_mut().enumerate() {
+            block.copy_from_slice(&output[16 * k..16 * k + 16]);
+        }
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -345,66 +384,57 @@ mod x86 {
         store(&mut x[2], x2);
         store(&mut x[3], x3);
     }
-    /// 32 rounds on sixteen blocks, words transposed into lanes.
+    /// Sixteen blocks (256 bytes, in order) encrypted from `input` into `output`. The words
+    /// are transposed in registers: after a 4×4 transpose of 32-bit words inside each
+    /// 128-bit lane of the four loaded registers, register `w` holds word `w` of every
+    /// block (in an order the inverse transpose undoes), so a round is lane-parallel.
     #[target_feature(enable = "avx512f,avx512bw,gfni")]
-    pub(super) fn encrypt16(rk: &[u32; 32], x: &mut [[u32; 16]; 4]) {
-        // SAFETY: each `[u32; 16]` is 64 bytes; unaligned loads and stores.
-        let load = |w: &[u32; 16]| unsafe { _mm512_loadu_si512(w.as_ptr().cast()) };
-        let (mut x0, mut x1, mut x2, mut x3) = (load(&x[0]), load(&x[1]), load(&x[2]), load(&x[3]));
+    pub(super) fn encrypt16(rk: &[u32; 32], input: &[u8; 256], output: &mut [u8; 256]) {
+        // Each 32-bit word is big-endian in the block.
+        let bswap = _mm512_broadcast_i32x4(_mm_setr_epi8(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12));
+        // SAFETY: `input` is 256 bytes: four unaligned 64-byte loads.
+        let load =
+            |k: usize| _mm512_shuffle_epi8(unsafe { _mm512_loadu_si512(input.as_ptr().add(64 * k).cast()) }, bswap);
+        let (r0, r1, r2, r3) = (load(0), load(1), load(2), load(3));
+        // 4×4 transpose of 32-bit words in each 128-bit lane (its own inverse).
+        let transpose = |a: __m512i, b: __m512i, c: __m512i, d: __m512i| {
+            let (ab_lo, ab_hi) = (_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+            let (cd_lo, cd_hi) = (_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+            (
+                _mm512_unpacklo_epi64(ab_lo, cd_lo),
+                _mm512_unpackhi_epi64(ab_lo, cd_lo),
+                _mm512_unpacklo_epi64(ab_hi, cd_hi),
+                _mm512_unpackhi_epi64(ab_hi, cd_hi),
+            )
+        };
+        let (mut x0, mut x1, mut x2, mut x3) = transpose(r0, r1, r2, r3);
         let pre = _mm512_set1_epi64(PRE);
         let post = _mm512_set1_epi64(POST);
         let rol8 = _mm512_broadcast_i32x4(_mm_setr_epi8(3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14));
         let rol16 = _mm512_broadcast_i32x4(_mm_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
-        // T as in `encrypt8`; 32-bit rotations are one instruction here.
-        let t = |a: __m512i| {
-            let b = _mm512_gf2p8affineinv_epi64_epi8::<POST_C>(_mm512_gf2p8affine_epi64_epi8::<PRE_C>(a, pre), post);
-            let c = _mm512_xor_si512(
-                b,
-                _mm512_xor_si512(_mm512_shuffle_epi8(b, rol8), _mm512_shuffle_epi8(b, rol16)),
-            );
-            _mm512_xor_si512(_mm512_xor_si512(b, _mm512_rol_epi32::<24>(b)), _mm512_rol_epi32::<2>(c))
+        // One round: x ⊕= L(τ(a ⊕ b ⊕ c ⊕ k)), with L(s) = s ⊕ s⋘24 ⊕ (s ⊕ s⋘8 ⊕ s⋘16)⋘2;
+        // three-input XORs are one ternary-logic instruction (truth table 0x96).
+        let round = |x: __m512i, a: __m512i, b: __m512i, c: __m512i, k: u32| {
+            let i = _mm512_xor_si512(_mm512_ternarylogic_epi32::<0x96>(a, b, c), _mm512_set1_epi32(k as i32));
+            let s = _mm512_gf2p8affineinv_epi64_epi8::<POST_C>(_mm512_gf2p8affine_epi64_epi8::<PRE_C>(i, pre), post);
+            let m = _mm512_ternarylogic_epi32::<0x96>(s, _mm512_shuffle_epi8(s, rol8), _mm512_shuffle_epi8(s, rol16));
+            _mm512_xor_si512(
+                _mm512_ternarylogic_epi32::<0x96>(x, s, _mm512_rol_epi32::<24>(s)),
+                _mm512_rol_epi32::<2>(m),
+            )
         };
-        let key = |k: u32| _mm512_set1_epi32(k as i32);
         for r in rk.chunks_exact(4) {
-            x0 = _mm512_xor_si512(
-                x0,
-                t(_mm512_ternarylogic_epi32::<0x96>(
-                    x1,
-                    x2,
-                    _mm512_xor_si512(x3, key(r[0])),
-                )),
-            );
-            x1 = _mm512_xor_si512(
-                x1,
-                t(_mm512_ternarylogic_epi32::<0x96>(
-                    x2,
-                    x3,
-                    _mm512_xor_si512(x0, key(r[1])),
-                )),
-            );
-            x2 = _mm512_xor_si512(
-                x2,
-                t(_mm512_ternarylogic_epi32::<0x96>(
-                    x3,
-                    x0,
-                    _mm512_xor_si512(x1, key(r[2])),
-                )),
-            );
-            x3 = _mm512_xor_si512(
-                x3,
-                t(_mm512_ternarylogic_epi32::<0x96>(
-                    x0,
-                    x1,
-                    _mm512_xor_si512(x2, key(r[3])),
-                )),
-            );
+            x0 = round(x0, x1, x2, x3, r[0]);
+            x1 = round(x1, x2, x3, x0, r[1]);
+            x2 = round(x2, x3, x0, x1, r[2]);
+            x3 = round(x3, x0, x1, x2, r[3]);
         }
-        // SAFETY: as for the loads.
-        let store = |w: &mut [u32; 16], v: __m512i| unsafe { _mm512_storeu_si512(w.as_mut_ptr().cast(), v) };
-        store(&mut x[0], x0);
-        store(&mut x[1], x1);
-        store(&mut x[2], x2);
-        store(&mut x[3], x3);
+        // The output is (X35, X34, X33, X32): words in reverse order.
+        let (o0, o1, o2, o3) = transpose(x3, x2, x1, x0);
+        for (k, v) in [o0, o1, o2, o3].into_iter().enumerate() {
+            // SAFETY: `output` is 256 bytes: four unaligned 64-byte stores.
+            unsafe { _mm512_storeu_si512(output.as_mut_ptr().add(64 * k).cast(), _mm512_shuffle_epi8(v, bswap)) };
+        }
     }
 }
 
