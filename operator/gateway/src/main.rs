@@ -59,6 +59,10 @@ enum Command {
         /// A running gateway's URL, e.g. http://govcloud-s3-gateway:9000.
         #[arg(long)]
         probe: Option<String>,
+        /// How long to keep trying the probe while nothing answers (a new pod's network
+        /// policy and Service routes take a few seconds to be in place).
+        #[arg(long, default_value_t = 60)]
+        probe_timeout_seconds: u64,
     },
 }
 
@@ -74,7 +78,10 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve { listen } => rt.block_on(serve(cfg, listen)),
         Command::Rotate { new_data_key, agency } => rt.block_on(rotate(cfg, new_data_key, agency)),
-        Command::Check { probe } => rt.block_on(check(cfg, probe)),
+        Command::Check {
+            probe,
+            probe_timeout_seconds,
+        } => rt.block_on(check(cfg, probe, std::time::Duration::from_secs(probe_timeout_seconds))),
     }
 }
 
@@ -165,7 +172,7 @@ async fn rotate(cfg: Config, new_data_key: bool, only: Option<String>) -> Result
     Ok(())
 }
 
-async fn check(cfg: Config, probe: Option<String>) -> Result<()> {
+async fn check(cfg: Config, probe: Option<String>, probe_timeout: std::time::Duration) -> Result<()> {
     build(&cfg)?;
     for (i, a) in cfg.agencies.iter().enumerate() {
         govcloud_gateway::config::secret(&format!("agencies[{i}].secretKey"), &a.secret_key, &a.secret_key_file)?;
@@ -191,13 +198,23 @@ async fn check(cfg: Config, probe: Option<String>) -> Result<()> {
         cfg.upstream.endpoint
     );
     if let Some(url) = probe {
-        let resp = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
-            .build()?
-            .get(format!("{}/", url.trim_end_matches('/')))
-            .send()
-            .await
-            .with_context(|| format!("--probe {url}: no answer"))?;
+            .build()?;
+        let deadline = tokio::time::Instant::now() + probe_timeout;
+        let resp = loop {
+            match http.get(format!("{}/", url.trim_end_matches('/'))).send().await {
+                Ok(r) => break r,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    warn!(error = %e, "no answer from {url} yet; trying again");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("--probe {url}: no answer within {} s", probe_timeout.as_secs())));
+                }
+            }
+        };
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         if status != reqwest::StatusCode::FORBIDDEN || !body.contains("<Error>") {

@@ -389,7 +389,7 @@ where
 
 /// How many object references a shared watch holds for its slowest subscriber before it
 /// waits (kube's controllers take their triggers at once, into an unbounded queue).
-const SHARED_BUFFER: usize = 1024;
+pub const SHARED_BUFFER: usize = 1024;
 
 /// One watch of `K` shared by every controller that reads the kind (kube's shared
 /// reflector): its store, `subscribers` trigger streams and the future that drives the

@@ -127,8 +127,17 @@ pub async fn run(
         metrics.leader.set(1);
     }
 
-    // A hub-wide cache of DataCenterClusters, used for placement.
-    let (clusters, writer) = kube::runtime::reflector::store();
+    // A hub-wide cache of DataCenterClusters, used for placement and reachability. Shared:
+    // the AgencyCloud and TenancyRequest controllers are triggered by the same watch, after
+    // the store has the
+    // change (with a watch of its own, an agency reconciled for a cluster that had just
+    // become unreachable could read the store before the change and stay Ready).
+    let writer: kube::runtime::reflector::store::Writer<govcloud_api::DataCenterCluster> =
+        kube::runtime::reflector::store::Writer::new_shared(crate::lenient::SHARED_BUFFER, ());
+    let clusters = writer.as_reader();
+    let (Some(cluster_events), Some(tenancy_cluster_events)) = (writer.subscribe(), writer.subscribe()) else {
+        return Err(StartError::SharedWatches);
+    };
     let ctx = Context::new(client, metrics, settings, clusters);
     let reflector = kube::runtime::reflector::reflector(
         writer,
@@ -165,13 +174,13 @@ pub async fn run(
     }
     // One watch per kind of AgencyClouds, HostedSystems and BackupPolicies, shared by the
     // controllers that read it.
-    let Some((streams, watches)) = controller::HubStreams::start(&ctx) else {
+    let Some((streams, watches)) = controller::HubStreams::start(&ctx, cluster_events) else {
         reflector.abort();
         return Err(StartError::SharedWatches);
     };
     let dcc = controller::datacenter::run(ctx.clone(), health.pending_cache(), stopped());
     let agency = controller::agency::run(ctx.clone(), health.pending_cache(), stopped(), streams.agency);
-    let tenancy = controller::tenancy::run(ctx.clone(), health.pending_cache(), stopped());
+    let tenancy = controller::tenancy::run(ctx.clone(), health.pending_cache(), stopped(), tenancy_cluster_events);
     let hosted = controller::hosted::run(ctx.clone(), health.pending_cache(), stopped(), streams.hosted);
     let backup = controller::backup::run(ctx.clone(), health.pending_cache(), stopped(), streams.backup);
     let reports = controller::report::run(ctx.clone(), health.pending_cache(), stopped());

@@ -17,7 +17,6 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument};
@@ -1305,7 +1304,12 @@ pub async fn run(
     ctx: Arc<Context>,
     synced: PendingCache,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    AgencyStreams { own, systems, policies }: AgencyStreams,
+    AgencyStreams {
+        own,
+        systems,
+        policies,
+        clusters: cluster_events,
+    }: AgencyStreams,
 ) {
     let reader = own.reader();
     let controller = Controller::for_shared_stream(own, reader);
@@ -1332,12 +1336,8 @@ pub async fn run(
         controller = controller.reconcile_on(rx.map(|agency| ObjectRef::<AgencyCloud>::new(&agency)));
     }
     // A cluster that becomes Ready (or changes) may now take agencies waiting for placement,
-    // and unblocks agencies waiting for it.
-    let dccs = crate::lenient::objects::<DataCenterCluster>(
-        ctx.client.clone(),
-        watcher::Config::default(),
-        ctx.lenient.clone(),
-    );
+    // and unblocks agencies waiting for it. From the watch of `ctx.clusters`, so that the
+    // reconcile reads the cluster as it is after the change.
     let agencies_for_dcc = ctx.agencies.get().cloned();
     // Hosted systems and backup policies change the agency's backup compliance.
     let agency_of_ns = |ctx: Arc<Context>| {
@@ -1351,7 +1351,7 @@ pub async fn run(
         .watches_shared_stream(systems, move |hs| by_system(hs.namespace()))
         .watches_shared_stream(policies, move |bp| by_policy(bp.namespace()));
     controller
-        .watches_stream(dccs, move |dcc: DataCenterCluster| {
+        .watches_shared_stream(cluster_events, move |dcc: Arc<DataCenterCluster>| {
             let name = dcc.name_any();
             agencies_for_dcc
                 .as_ref()

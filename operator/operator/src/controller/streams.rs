@@ -21,7 +21,12 @@ pub struct HubStreams {
 impl HubStreams {
     /// Starts the three shared watches, sets the stores (and namespace indexes) in `ctx`,
     /// and returns the streams with the tasks that drive the watches (abort them at shutdown).
-    pub fn start(ctx: &Context) -> Option<(HubStreams, Vec<tokio::task::JoinHandle<()>>)> {
+    /// `clusters` is the trigger stream of the shared DataCenterCluster watch whose store is
+    /// `ctx.clusters`.
+    pub fn start(
+        ctx: &Context,
+        clusters: ReflectHandle<govcloud_api::DataCenterCluster>,
+    ) -> Option<(HubStreams, Vec<tokio::task::JoinHandle<()>>)> {
         use crate::lenient::shared;
         let config = kube::runtime::watcher::Config::default;
         let (agencies, mut a, a_drive) =
@@ -48,6 +53,7 @@ impl HubStreams {
                 own: a.pop()?,
                 systems: h.pop()?,
                 policies: p.pop()?,
+                clusters,
             },
             hosted: HostedStreams {
                 own: h.pop()?,
@@ -72,6 +78,8 @@ pub struct AgencyStreams {
     pub systems: ReflectHandle<govcloud_api::HostedSystem>,
     /// BackupPolicies (backup compliance).
     pub policies: ReflectHandle<govcloud_api::BackupPolicy>,
+    /// DataCenterClusters (placement, reachability), from the watch of `ctx.clusters`.
+    pub clusters: ReflectHandle<govcloud_api::DataCenterCluster>,
 }
 
 /// The hub's shared watches that trigger the HostedSystem controller.

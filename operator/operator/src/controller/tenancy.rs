@@ -464,7 +464,13 @@ async fn apply_hub_object(
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// `clusters`: the trigger stream of the shared DataCenterCluster watch of `ctx.clusters`.
+pub async fn run(
+    ctx: Arc<Context>,
+    synced: PendingCache,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    clusters: kube::runtime::reflector::ReflectHandle<govcloud_api::DataCenterCluster>,
+) {
     let (reader, stream) = crate::lenient::reflector::<TenancyRequest>(
         ctx.client.clone(),
         watcher::Config::default(),
@@ -478,11 +484,6 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
         watcher::Config::default().labels(REQUEST_LABEL),
         ctx.lenient.clone(),
     );
-    let dccs = crate::lenient::objects::<govcloud_api::DataCenterCluster>(
-        ctx.client.clone(),
-        watcher::Config::default(),
-        ctx.lenient.clone(),
-    );
     let requests = controller.store();
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency))
@@ -492,8 +493,9 @@ pub async fn run(ctx: Arc<Context>, synced: PendingCache, shutdown: impl Future<
                 .and_then(|v| v.split_once('.'))
                 .map(|(ns, n)| ObjectRef::new(n).within(ns))
         })
-        // A cluster that appears or changes may change the placement preview of undecided requests.
-        .watches_stream(dccs, move |_| {
+        // A cluster that appears or changes may change the placement preview of undecided
+        // requests (from the watch of `ctx.clusters`: the preview reads the cluster as changed).
+        .watches_shared_stream(clusters, move |_| {
             requests
                 .state()
                 .into_iter()
