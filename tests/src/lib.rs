@@ -594,6 +594,26 @@ pub fn unique_credit_code() -> String {
     }
 }
 
+/// A TenancyRequest for an agency cloud as [`agency_cloud`] makes it (level 2, external,
+/// one environment), requested by `requested_by`, labelled with the test group (so that a
+/// test can select its own requests, as `hub-backup --selector` does).
+pub fn tenancy_request(name: &str, requested_by: &str, group: &str) -> Result<govcloud_api::TenancyRequest> {
+    let cloud = agency_cloud(name, 2, "external", &[("prod", "2", "4Gi")], group)["spec"].clone();
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "govcloud.io/v1alpha1", "kind": "TenancyRequest",
+        "metadata": {"name": name, "labels": {"govcloud.io/test-group": group, "govcloud.io/test": "true"}},
+        "spec": {"cloud": cloud, "justification": "Host the municipal open-data portal and its database.", "requestedBy": requested_by}
+    }))?)
+}
+
+/// A decision on a TenancyRequest as it is at `generation` (the one the approver reviewed).
+pub fn tenancy_decision(action: &str, by: &str, generation: i64) -> Patch<serde_json::Value> {
+    Patch::Merge(serde_json::json!({"spec": {"decision": {
+        "action": action, "decidedBy": by, "reason": "Checked against the annual plan.",
+        "reviewedGeneration": generation
+    }}}))
+}
+
 /// An AgencyCloud manifest (JSON) for tests: `quota` per environment as (cpu, memory).
 pub fn agency_cloud(
     name: &str,

@@ -18,22 +18,6 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(120);
 
-fn request(name: &str, requested_by: &str, group: &str) -> Result<TenancyRequest> {
-    let cloud = agency_cloud(name, 2, "external", &[("prod", "2", "4Gi")], group)["spec"].clone();
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "govcloud.io/v1alpha1", "kind": "TenancyRequest",
-        "metadata": {"name": name, "labels": {"govcloud.io/test-group": group, "govcloud.io/test": "true"}},
-        "spec": {"cloud": cloud, "justification": "Host the municipal open-data portal and its database.", "requestedBy": requested_by}
-    }))?)
-}
-
-fn decision(action: &str, by: &str, generation: i64) -> Patch<Value> {
-    Patch::Merge(json!({"spec": {"decision": {
-        "action": action, "decidedBy": by, "reason": "Checked against the annual plan.",
-        "reviewedGeneration": generation
-    }}}))
-}
-
 async fn bind(c: &Client, name: &str, role: &str, user: &str, ns: Option<&str>) -> Result<()> {
     let subjects = json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]);
     let role_ref = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role});
@@ -135,7 +119,7 @@ async fn the_hub_rebuilt_from_its_backup_loses_no_decision() -> Result<()> {
     let (yes, no) = (unique_short("hby"), unique_short("hbn"));
     for n in [&yes, &no] {
         as_requester
-            .create(&PostParams::default(), &request(n, &requester, &group)?)
+            .create(&PostParams::default(), &tenancy_request(n, &requester, &group)?)
             .await?;
     }
     for (n, action) in [(&yes, "Approve"), (&no, "Deny")] {
@@ -149,7 +133,7 @@ async fn the_hub_rebuilt_from_its_backup_loses_no_decision() -> Result<()> {
         })
         .await?;
         as_approver
-            .patch(n, &PatchParams::default(), &decision(action, &approver, g))
+            .patch(n, &PatchParams::default(), &tenancy_decision(action, &approver, g))
             .await?;
     }
     let acs: Api<AgencyCloud> = Api::all(hub.clone());
@@ -247,7 +231,7 @@ async fn the_hub_rebuilt_from_its_backup_loses_no_decision() -> Result<()> {
         };
         Ok(
             match probe
-                .create(&dry, &request(&unique_short("probe"), "someone-else", &group)?)
+                .create(&dry, &tenancy_request(&unique_short("probe"), "someone-else", &group)?)
                 .await
             {
                 Err(kube::Error::Api(e)) if e.message.contains("own user name") => Some(()),

@@ -9,7 +9,7 @@ use govcloud_tests::*;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -33,23 +33,6 @@ async fn setup_users(hub: &Client, ns: &str, approver: &str, requester: &str) ->
         .create(&PostParams::default(), &crb)
         .await?;
     Ok(())
-}
-
-fn request(name: &str, requested_by: &str, group: &str) -> Result<TenancyRequest> {
-    let cloud = agency_cloud(name, 2, "external", &[("prod", "2", "4Gi")], group)["spec"].clone();
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "govcloud.io/v1alpha1", "kind": "TenancyRequest",
-        "metadata": {"name": name},
-        "spec": {"cloud": cloud, "justification": "Host the municipal open-data portal and its database.", "requestedBy": requested_by}
-    }))?)
-}
-
-/// A decision on the request as it is at `generation` (the one the approver reviewed).
-fn decision(action: &str, by: &str, generation: i64) -> Patch<Value> {
-    Patch::Merge(json!({"spec": {"decision": {
-        "action": action, "decidedBy": by, "reason": "Checked against the annual plan.",
-        "reviewedGeneration": generation
-    }}}))
 }
 
 /// The request's current generation, as an approver reviewing it sees it.
@@ -116,7 +99,7 @@ async fn approved_request_is_provisioned_and_denied_one_is_not() -> Result<()> {
     // Request: validated, with a placement preview.
     let yes = unique_short("yes");
     as_requester
-        .create(&PostParams::default(), &request(&yes, &requester, &group)?)
+        .create(&PostParams::default(), &tenancy_request(&yes, &requester, &group)?)
         .await?;
     let tr = wait_tr(&admin, &yes, "Placeable", "True").await?;
     ensure!(cond(&tr, "Valid").map(|c| c.0) == Some("True".into()), "valid");
@@ -136,7 +119,11 @@ async fn approved_request_is_provisioned_and_denied_one_is_not() -> Result<()> {
     // Approve as the approver, in the approver's own name.
     let reviewed = generation(&as_approver, &yes).await?;
     as_approver
-        .patch(&yes, &PatchParams::default(), &decision("Approve", &approver, reviewed))
+        .patch(
+            &yes,
+            &PatchParams::default(),
+            &tenancy_decision("Approve", &approver, reviewed),
+        )
         .await?;
     let tr = wait_tr(&admin, &yes, "Provisioned", "True").await?;
     ensure!(tr.status.as_ref().and_then(|s| s.agency_cloud.clone()) == Some(yes.clone()));
@@ -161,7 +148,7 @@ async fn approved_request_is_provisioned_and_denied_one_is_not() -> Result<()> {
             .patch(
                 &yes,
                 &PatchParams::default(),
-                &decision("Deny", &approver, reviewed + 1),
+                &tenancy_decision("Deny", &approver, reviewed + 1),
             )
             .await,
         "decision is final",
@@ -170,13 +157,13 @@ async fn approved_request_is_provisioned_and_denied_one_is_not() -> Result<()> {
     // Deny: nothing is created.
     let no = unique_short("no");
     as_requester
-        .create(&PostParams::default(), &request(&no, &requester, &group)?)
+        .create(&PostParams::default(), &tenancy_request(&no, &requester, &group)?)
         .await?;
     as_approver
         .patch(
             &no,
             &PatchParams::default(),
-            &decision("Deny", &approver, generation(&as_approver, &no).await?),
+            &tenancy_decision("Deny", &approver, generation(&as_approver, &no).await?),
         )
         .await?;
     let tr = wait_tr(&admin, &no, "Decided", "True").await?;
@@ -214,12 +201,12 @@ async fn decisions_cannot_be_forged_or_self_approved() -> Result<()> {
     let n = unique_short("f");
     refused(
         as_requester
-            .create(&PostParams::default(), &request(&n, "the-minister", "none")?)
+            .create(&PostParams::default(), &tenancy_request(&n, "the-minister", "none")?)
             .await,
         "spec.requestedBy must be set to your own user name",
     )?;
     // …cannot create a pre-approved request…
-    let mut pre = request(&n, &requester, "none")?;
+    let mut pre = tenancy_request(&n, &requester, "none")?;
     pre.spec.decision =
         serde_json::from_value(json!({"action": "Approve", "decidedBy": approver, "reason": "self-service"}))?;
     refused(
@@ -228,31 +215,39 @@ async fn decisions_cannot_be_forged_or_self_approved() -> Result<()> {
     )?;
     // …and cannot approve its own request, even writing the approver's name.
     as_requester
-        .create(&PostParams::default(), &request(&n, &requester, "none")?)
+        .create(&PostParams::default(), &tenancy_request(&n, &requester, "none")?)
         .await?;
     let g = generation(&as_requester, &n).await?;
     refused(
         as_requester
-            .patch(&n, &PatchParams::default(), &decision("Approve", &approver, g))
+            .patch(&n, &PatchParams::default(), &tenancy_decision("Approve", &approver, g))
             .await,
         "only platform approvers",
     )?;
     // The approver cannot record a decision in someone else's name.
     refused(
         as_approver
-            .patch(&n, &PatchParams::default(), &decision("Approve", "someone-else", g))
+            .patch(
+                &n,
+                &PatchParams::default(),
+                &tenancy_decision("Approve", "someone-else", g),
+            )
             .await,
         "spec.decision.decidedBy must be your own user name",
     )?;
     // An approver cannot decide a request they filed themselves.
     let own = unique_short("own");
     as_approver
-        .create(&PostParams::default(), &request(&own, &approver, "none")?)
+        .create(&PostParams::default(), &tenancy_request(&own, &approver, "none")?)
         .await?;
     let g = generation(&as_approver, &own).await?;
     refused(
         as_approver
-            .patch(&own, &PatchParams::default(), &decision("Approve", &approver, g))
+            .patch(
+                &own,
+                &PatchParams::default(),
+                &tenancy_decision("Approve", &approver, g),
+            )
             .await,
         "cannot decide their own",
     )?;
@@ -279,7 +274,7 @@ async fn an_approval_is_bound_to_the_generation_reviewed() -> Result<()> {
 
     let name = unique_short("bind");
     as_requester
-        .create(&PostParams::default(), &request(&name, &requester, &group)?)
+        .create(&PostParams::default(), &tenancy_request(&name, &requester, &group)?)
         .await?;
     // The approver reviews the request…
     let reviewed = generation(&as_approver, &name).await?;
@@ -308,7 +303,7 @@ async fn an_approval_is_bound_to_the_generation_reviewed() -> Result<()> {
             .patch(
                 &name,
                 &PatchParams::default(),
-                &decision("Approve", &approver, reviewed),
+                &tenancy_decision("Approve", &approver, reviewed),
             )
             .await,
         &format!("spec.decision.reviewedGeneration: you reviewed generation {reviewed}"),
@@ -341,7 +336,11 @@ async fn an_approval_is_bound_to_the_generation_reviewed() -> Result<()> {
 
     // Reviewed again, the request is approved as it now is, and exactly that is created.
     as_approver
-        .patch(&name, &PatchParams::default(), &decision("Approve", &approver, current))
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &tenancy_decision("Approve", &approver, current),
+        )
         .await?;
     let tr = wait_tr(&admin, &name, "Provisioned", "True").await?;
     let (_, _, decided) = cond(&tr, "Decided").ok_or_else(|| anyhow!("no Decided"))?;
@@ -401,7 +400,7 @@ async fn requesters_cannot_change_or_delete_each_others_requests() -> Result<()>
 
     let mine = unique_short("mine");
     as_requester
-        .create(&PostParams::default(), &request(&mine, &requester, "none")?)
+        .create(&PostParams::default(), &tenancy_request(&mine, &requester, "none")?)
         .await?;
     let filed_by = format!("spec.requestedBy: tenancy request {mine} was filed by {requester}");
     // Another agency's user may read the request (same namespace) but not change it…
@@ -465,7 +464,7 @@ async fn requesters_cannot_change_or_delete_each_others_requests() -> Result<()>
     // Deleting the namespace takes every request in it, whoever filed it.
     let theirs = unique_short("theirs");
     as_other
-        .create(&PostParams::default(), &request(&theirs, &other, "none")?)
+        .create(&PostParams::default(), &tenancy_request(&theirs, &other, "none")?)
         .await?;
     Api::<k8s_openapi::api::core::v1::Namespace>::all(hub.clone())
         .delete(&ns, &DeleteParams::default())
@@ -497,13 +496,13 @@ async fn invalid_requests_say_which_field_is_wrong() -> Result<()> {
     Api::<AgencyCloud>::all(hub.clone())
         .create(&PostParams::default(), &serde_json::from_value(body)?)
         .await?;
-    let mut tr = request(&taken, "admin", &group)?;
+    let mut tr = tenancy_request(&taken, "admin", &group)?;
     tr.spec.requested_by = None;
     let created = admin.create(&PostParams::default(), &tr).await;
     // The admin identity of the testbed is not "admin": the policy demands requestedBy be the caller.
     refused(created, "spec.requestedBy")?;
     let who = whoami(&hub).await?;
-    let mut tr = request(&taken, &who, &group)?;
+    let mut tr = tenancy_request(&taken, &who, &group)?;
     tr.spec.cloud.agency.credit_code = code.as_str().unwrap_or_default().to_string();
     admin.create(&PostParams::default(), &tr).await?;
     let tr = wait_tr(&admin, &taken, "Valid", "False").await?;
@@ -515,7 +514,7 @@ async fn invalid_requests_say_which_field_is_wrong() -> Result<()> {
 
     // A request nothing can take: level 3 on a zone with no cluster in its group.
     let far = unique_short("far");
-    let mut tr = request(&far, &who, &group)?;
+    let mut tr = tenancy_request(&far, &who, &group)?;
     tr.spec.cloud.zone = govcloud_api::NetworkZone::Internal;
     admin.create(&PostParams::default(), &tr).await?;
     let tr = wait_tr(&admin, &far, "Placeable", "False").await?;

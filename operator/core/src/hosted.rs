@@ -583,9 +583,11 @@ pub fn pod_problem(pod: &k8s_openapi::api::core::v1::Pod, now_secs: i64) -> Opti
 }
 
 /// How long a workload controller's `FailedCreate` event explains a missing pod: the
-/// controller repeats it (with back-off) for as long as creation fails, so an older one is
-/// a problem that has gone.
-pub const FAILED_CREATE_WINDOW_SECS: i64 = 600;
+/// controller repeats it for as long as creation fails, with a back-off that grows to about
+/// 17 minutes (the controller queue's 1,000 s limit), so an event older than this window is
+/// a problem that has gone — and one still failing never drops out between two retries
+/// (which would make the condition, and the status, flap).
+pub const FAILED_CREATE_WINDOW_SECS: i64 = 1800;
 
 /// Why a workload controller made no pod: the message of its newest `FailedCreate` event
 /// (a quota or LimitRange refusal, an admission policy) if it is recent. The events are
