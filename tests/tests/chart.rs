@@ -18,9 +18,15 @@ use serde_json::{Value, json};
 
 /// Runs `hack/chart.sh ARGS`, returning (success, stdout, stderr).
 fn chart(args: &[&str]) -> Result<(bool, String, String)> {
+    chart_with(args, &[])
+}
+
+/// Runs `hack/chart.sh ARGS` with extra environment (CHART_DIR for another chart).
+fn chart_with(args: &[&str], env: &[(&str, std::ffi::OsString)]) -> Result<(bool, String, String)> {
     let out = Command::new("bash")
         .arg(repo_root().join("hack/chart.sh"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v)))
         .output()
         .context("running hack/chart.sh")?;
     Ok((
@@ -35,8 +41,13 @@ fn render(extra: &[&str]) -> Result<Vec<Value>> {
     args.extend_from_slice(extra);
     let (ok, out, err) = chart(&args)?;
     ensure!(ok, "helm template failed: {err}");
+    documents(&out)
+}
+
+/// The YAML documents of a rendered chart.
+fn documents(out: &str) -> Result<Vec<Value>> {
     let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&out) {
+    for doc in serde_yaml::Deserializer::from_str(out) {
         let v = Value::deserialize(doc)?;
         if !v.is_null() {
             docs.push(v);
@@ -1489,19 +1500,17 @@ fn chart_every_value_is_in_the_install_guides() -> Result<()> {
 
 /// Runs `hack/chart.sh ARGS` on the gateway's chart, release `oss-gw` in `govcloud-backup`.
 fn gateway_chart(args: &[&str]) -> Result<(bool, String, String)> {
-    let out = Command::new("bash")
-        .arg(repo_root().join("hack/chart.sh"))
-        .args(args)
-        .env("CHART_DIR", repo_root().join("charts/govcloud-s3-gateway"))
-        .env("CHART_RELEASE", "oss-gw")
-        .env("CHART_NAMESPACE", "govcloud-backup")
-        .output()
-        .context("running hack/chart.sh")?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    chart_with(
+        args,
+        &[
+            (
+                "CHART_DIR",
+                repo_root().join("charts/govcloud-s3-gateway").into_os_string(),
+            ),
+            ("CHART_RELEASE", "oss-gw".into()),
+            ("CHART_NAMESPACE", "govcloud-backup".into()),
+        ],
+    )
 }
 
 fn gateway_render(extra: &[&str]) -> Result<Vec<Value>> {
@@ -1511,14 +1520,7 @@ fn gateway_render(extra: &[&str]) -> Result<Vec<Value>> {
     args.extend_from_slice(extra);
     let (ok, out, err) = gateway_chart(&args)?;
     ensure!(ok, "helm template of the gateway chart failed: {err}");
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&out) {
-        let v = Value::deserialize(doc)?;
-        if !v.is_null() {
-            docs.push(v);
-        }
-    }
-    Ok(docs)
+    documents(&out)
 }
 
 /// The configuration file the chart gives the gateway, as the gateway itself reads it.

@@ -346,36 +346,16 @@ mod x86 {
             let c2 = _mm256_or_si256(_mm256_slli_epi32::<2>(c), _mm256_srli_epi32::<30>(c));
             _mm256_xor_si256(_mm256_xor_si256(b, _mm256_shuffle_epi8(b, rol24)), c2)
         };
-        let key = |k: u32| _mm256_set1_epi32(k as i32);
+        // One round: x ⊕= T(a ⊕ b ⊕ c ⊕ k).
+        let round = |x: __m256i, a: __m256i, b: __m256i, c: __m256i, k: u32| {
+            let i = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, _mm256_set1_epi32(k as i32)));
+            _mm256_xor_si256(x, t(i))
+        };
         for r in rk.chunks_exact(4) {
-            x0 = _mm256_xor_si256(
-                x0,
-                t(_mm256_xor_si256(
-                    _mm256_xor_si256(x1, x2),
-                    _mm256_xor_si256(x3, key(r[0])),
-                )),
-            );
-            x1 = _mm256_xor_si256(
-                x1,
-                t(_mm256_xor_si256(
-                    _mm256_xor_si256(x2, x3),
-                    _mm256_xor_si256(x0, key(r[1])),
-                )),
-            );
-            x2 = _mm256_xor_si256(
-                x2,
-                t(_mm256_xor_si256(
-                    _mm256_xor_si256(x3, x0),
-                    _mm256_xor_si256(x1, key(r[2])),
-                )),
-            );
-            x3 = _mm256_xor_si256(
-                x3,
-                t(_mm256_xor_si256(
-                    _mm256_xor_si256(x0, x1),
-                    _mm256_xor_si256(x2, key(r[3])),
-                )),
-            );
+            x0 = round(x0, x1, x2, x3, r[0]);
+            x1 = round(x1, x2, x3, x0, r[1]);
+            x2 = round(x2, x3, x0, x1, r[2]);
+            x3 = round(x3, x0, x1, x2, r[3]);
         }
         // SAFETY: as for the loads.
         let store = |w: &mut [u32; 8], v: __m256i| unsafe { _mm256_storeu_si256(w.as_mut_ptr().cast(), v) };
