@@ -173,10 +173,8 @@ async fn rotate(cfg: Config, new_data_key: bool, only: Option<String>) -> Result
 }
 
 async fn check(cfg: Config, probe: Option<String>, probe_timeout: std::time::Duration) -> Result<()> {
+    // Reads the store's and every agency's secret, as `serve` does.
     build(&cfg)?;
-    for (i, a) in cfg.agencies.iter().enumerate() {
-        govcloud_gateway::config::secret(&format!("agencies[{i}].secretKey"), &a.secret_key, &a.secret_key_file)?;
-    }
     let keys = FileKeyProvider::new(&cfg.key_dir);
     let kek = keys
         .current()

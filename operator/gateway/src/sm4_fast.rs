@@ -216,9 +216,10 @@ impl BlockCipherEncBackend for Portable<'_> {
     }
 }
 
-/// A bulk backend: `$n` blocks at a time through `$f`; single blocks through the `sm4` crate.
+/// A bulk backend: `$size` blocks (`$bytes` bytes) at a time through `x86::$f`, single
+/// blocks through the `sm4` crate.
 macro_rules! gfni_backend {
-    ($name:ident, $n:literal, $size:ty, $f:ident) => {
+    ($name:ident, $size:ty, $bytes:literal, $f:ident) => {
         struct $name<'a> {
             rk: &'a [u32; 32],
             soft: &'a sm4::Sm4,
@@ -238,74 +239,30 @@ macro_rules! gfni_backend {
             }
 
             fn encrypt_par_blocks(&self, mut blocks: InOut<'_, '_, ParBlocks<Self>>) {
-                // Lane k of word j holds word j of block k.
-                let mut x = [[0u32; $n]; 4];
+                let mut input = [0u8; $bytes];
                 for (k, block) in blocks.get_in().iter().enumerate() {
-                    for (j, word) in x.iter_mut().enumerate() {
-                        word[k] =
-                            u32::from_be_bytes([block[4 * j], block[4 * j + 1], block[4 * j + 2], block[4 * j + 3]]);
-                    }
+                    input[16 * k..16 * k + 16].copy_from_slice(block);
                 }
+                let mut output = [0u8; $bytes];
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: this backend is only chosen on a path that `Path::available()` found
                 // this CPU to have.
                 unsafe {
-                    x86::$f(self.rk, &mut x)
+                    x86::$f(self.rk, &input, &mut output)
                 };
                 #[cfg(not(target_arch = "x86_64"))]
                 unreachable!("the GFNI backends exist on x86-64 only");
                 for (k, block) in blocks.get_out().iter_mut().enumerate() {
-                    // The output is (X35, X34, X33, X32): words in reverse order.
-                    for j in 0..4 {
-                        block[4 * j..4 * j + 4].copy_from_slice(&x[3 - j][k].to_be_bytes());
-                    }
+                    block.copy_from_slice(&output[16 * k..16 * k + 16]);
                 }
             }
         }
     };
 }
 
-gfni_backend!(Gfni8, 8, U8, encrypt8);
-
-/// Sixteen blocks at a time with GFNI on AVX-512 (transposed in registers); single blocks
-/// through the `sm4` crate.
-struct Gfni16<'a> {
-    rk: &'a [u32; 32],
-    soft: &'a sm4::Sm4,
-}
-
-impl BlockSizeUser for Gfni16<'_> {
-    type BlockSize = U16;
-}
-
-impl ParBlocksSizeUser for Gfni16<'_> {
-    type ParBlocksSize = U16;
-}
-
-impl BlockCipherEncBackend for Gfni16<'_> {
-    fn encrypt_block(&self, block: InOut<'_, '_, Block<Self>>) {
-        self.soft.encrypt_block_inout(block);
-    }
-
-    fn encrypt_par_blocks(&self, mut blocks: InOut<'_, '_, ParBlocks<Self>>) {
-        let mut input = [0u8; 256];
-        for (k, block) in blocks.get_in().iter().enumerate() {
-            input[16 * k..16 * k + 16].copy_from_slice(block);
-        }
-        let mut output = [0u8; 256];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: this backend is only chosen when `Path::available()` found GFNI, AVX-512F
-        // and AVX-512BW on this CPU.
-        unsafe {
-            x86::encrypt16(self.rk, &input, &mut output)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("the GFNI backends exist on x86-64 only");
-        for (k, block) in blocks.get_out().iter_mut().enumerate() {
-            block.copy_from_slice(&output[16 * k..16 * k + 16]);
-        }
-    }
-}
+// Eight blocks with GFNI on AVX2; sixteen on AVX-512 (words transposed in registers).
+gfni_backend!(Gfni8, U8, 128, encrypt8);
+gfni_backend!(Gfni16, U16, 256, encrypt16);
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -317,9 +274,16 @@ mod x86 {
     const POST: i64 = 0xf3ab_34a9_74a6_b589u64 as i64;
     const POST_C: i32 = 0xd3;
 
-    /// 32 rounds on eight blocks, words transposed into lanes.
+    /// Eight blocks (128 bytes, in order) encrypted from `input` into `output`; lane k of
+    /// register j holds word j of block k.
     #[target_feature(enable = "avx2,gfni")]
-    pub(super) fn encrypt8(rk: &[u32; 32], x: &mut [[u32; 8]; 4]) {
+    pub(super) fn encrypt8(rk: &[u32; 32], input: &[u8; 128], output: &mut [u8; 128]) {
+        let mut x = [[0u32; 8]; 4];
+        for (k, block) in input.chunks_exact(16).enumerate() {
+            for (j, word) in x.iter_mut().enumerate() {
+                word[k] = u32::from_be_bytes([block[4 * j], block[4 * j + 1], block[4 * j + 2], block[4 * j + 3]]);
+            }
+        }
         // SAFETY: each `[u32; 8]` is 32 bytes; unaligned loads and stores.
         let load = |w: &[u32; 8]| unsafe { _mm256_loadu_si256(w.as_ptr().cast()) };
         let (mut x0, mut x1, mut x2, mut x3) = (load(&x[0]), load(&x[1]), load(&x[2]), load(&x[3]));
@@ -363,6 +327,12 @@ mod x86 {
         store(&mut x[1], x1);
         store(&mut x[2], x2);
         store(&mut x[3], x3);
+        // The output is (X35, X34, X33, X32): words in reverse order.
+        for (k, block) in output.chunks_exact_mut(16).enumerate() {
+            for j in 0..4 {
+                block[4 * j..4 * j + 4].copy_from_slice(&x[3 - j][k].to_be_bytes());
+            }
+        }
     }
     /// Sixteen blocks (256 bytes, in order) encrypted from `input` into `output`. The words
     /// are transposed in registers: after a 4×4 transpose of 32-bit words inside each

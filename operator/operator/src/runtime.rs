@@ -129,9 +129,9 @@ pub async fn run(
 
     // A hub-wide cache of DataCenterClusters, used for placement and reachability. Shared:
     // the AgencyCloud and TenancyRequest controllers are triggered by the same watch, after
-    // the store has the
-    // change (with a watch of its own, an agency reconciled for a cluster that had just
-    // become unreachable could read the store before the change and stay Ready).
+    // the store has the change (with a watch of its own, an agency reconciled for a cluster
+    // that had just become unreachable could read the store before the change and stay
+    // Ready).
     let writer: kube::runtime::reflector::store::Writer<govcloud_api::DataCenterCluster> =
         kube::runtime::reflector::store::Writer::new_shared(crate::lenient::SHARED_BUFFER, ());
     let clusters = writer.as_reader();
